@@ -1,0 +1,316 @@
+//! Reading `queries/`: which files count, size and encoding limits, and
+//! turning every kind of mistake into a `path:line:column: message`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::locate::{Position, Seg, locate, position_of};
+use super::{Alert, AlertFile, valid_name};
+use crate::condition::{Condition, ScriptEngine};
+use crate::render::{AlertInfo, Templates};
+
+/// Alert files larger than this are refused unread.
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+
+/// One problem in one file, printed as `path:line:column: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub path: PathBuf,
+    /// Where in it, when a position applies.
+    pub position: Option<Position>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some(p) => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                p.line,
+                p.column,
+                self.message
+            ),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+/// Why an alert file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The queries directory itself is unreadable.
+    #[error("cannot read queries directory {}: {source}; check --queries", path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// No file for the alert asked for.
+    #[error("no alert named {name:?}: {} does not exist", path.display())]
+    NotFound {
+        /// The name asked for.
+        name: String,
+        /// The file looked for.
+        path: PathBuf,
+    },
+    /// The file has problems; there is at least one.
+    #[error("{}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+impl LoadError {
+    fn one(path: &Path, position: Option<Position>, message: impl Into<String>) -> LoadError {
+        LoadError::Invalid {
+            problems: vec![Problem {
+                path: path.to_owned(),
+                position,
+                message: message.into(),
+            }],
+        }
+    }
+
+    /// The problems, one per line, as `check` prints them.
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            LoadError::Invalid { problems } => problems.clone(),
+            LoadError::Dir { path, .. } | LoadError::NotFound { path, .. } => vec![Problem {
+                path: path.clone(),
+                position: None,
+                message: self.to_string(),
+            }],
+        }
+    }
+}
+
+/// The outcome of loading a directory: the good alerts and every bad file.
+/// One bad file never stops the others.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Alerts that loaded, sorted by name.
+    pub alerts: Vec<Alert>,
+    /// Files that did not.
+    pub errors: Vec<LoadError>,
+}
+
+/// Files in `queries/` that esalert ignores: hidden files and editors' temporaries.
+fn ignored(file_name: &str) -> bool {
+    file_name.starts_with('.')
+        || file_name.ends_with('~')
+        || file_name.ends_with(".swp")
+        || file_name.ends_with(".swx")
+        || file_name.ends_with(".tmp")
+}
+
+/// Lists the alert files of a directory, sorted.
+pub fn alert_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let rd = std::fs::read_dir(dir).map_err(|source| LoadError::Dir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !ignored(name) && name.ends_with(".json")
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads every alert file in `dir`.
+pub fn load_dir(dir: &Path, engine: &ScriptEngine) -> Result<LoadReport, LoadError> {
+    let mut report = LoadReport::default();
+    for path in alert_files(dir)? {
+        match load_file(dir, &path, engine) {
+            Ok(a) => report.alerts.push(a),
+            Err(e) => report.errors.push(e),
+        }
+    }
+    Ok(report)
+}
+
+/// Loads `dir/<name>.json`.
+pub fn load_named(dir: &Path, name: &str, engine: &ScriptEngine) -> Result<Alert, LoadError> {
+    let path = dir.join(format!("{name}.json"));
+    if !path.exists() {
+        return Err(LoadError::NotFound {
+            name: name.into(),
+            path,
+        });
+    }
+    load_file(dir, &path, engine)
+}
+
+/// Reads and validates one file of `dir`.
+pub fn load_file(dir: &Path, path: &Path, engine: &ScriptEngine) -> Result<Alert, LoadError> {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if !valid_name(stem) {
+        return Err(LoadError::one(
+            path,
+            None,
+            format!(
+                "alert name {stem:?} is not allowed: rename the file to use only a-z, 0-9, '_' and '-'"
+            ),
+        ));
+    }
+    // A symlink may point anywhere; only follow it inside the queries directory.
+    let real = std::fs::canonicalize(path)
+        .map_err(|e| LoadError::one(path, None, format!("cannot read file: {e}")))?;
+    let real_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    if !real.starts_with(&real_dir) {
+        return Err(LoadError::one(
+            path,
+            None,
+            format!(
+                "symlink points outside the queries directory (to {}); copy the file in instead",
+                real.display()
+            ),
+        ));
+    }
+    let meta = std::fs::metadata(&real)
+        .map_err(|e| LoadError::one(path, None, format!("cannot read file: {e}")))?;
+    if !meta.is_file() {
+        return Err(LoadError::one(path, None, "not a regular file"));
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(LoadError::one(
+            path,
+            None,
+            format!(
+                "file is {} bytes, over the limit of {MAX_FILE_SIZE} bytes (1 MiB); alert files should be small",
+                meta.len()
+            ),
+        ));
+    }
+    let bytes = std::fs::read(&real)
+        .map_err(|e| LoadError::one(path, None, format!("cannot read file: {e}")))?;
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let good = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or("");
+            return Err(LoadError::one(
+                path,
+                Some(position_of(good, good.len())),
+                "file is not valid UTF-8; save it as UTF-8",
+            ));
+        }
+    };
+    parse_alert(stem, path, text, engine)
+}
+
+/// Splits serde_json's "message at line L column C" into its parts.
+fn json_problem(path: &Path, e: &serde_json::Error, at: Option<&str>) -> Problem {
+    let full = e.to_string();
+    let msg = match full.rfind(" at line ") {
+        Some(i) => &full[..i],
+        None => &full[..],
+    };
+    let message = match at {
+        Some(p) if !p.is_empty() && p != "." => format!("{msg} (at `{p}`)"),
+        _ => msg.to_owned(),
+    };
+    Problem {
+        path: path.to_owned(),
+        position: (e.line() > 0).then_some(Position {
+            line: e.line(),
+            column: e.column(),
+        }),
+        message,
+    }
+}
+
+/// Parses and validates alert file text. `path` is used only in messages.
+pub fn parse_alert(
+    name: &str,
+    path: &Path,
+    text: &str,
+    engine: &ScriptEngine,
+) -> Result<Alert, LoadError> {
+    // Pass 1: the JSON itself, so that syntax errors point at the exact spot.
+    let raw: Value = serde_json::from_str(text).map_err(|e| LoadError::Invalid {
+        problems: vec![json_problem(path, &e, None)],
+    })?;
+    if !raw.is_object() {
+        return Err(LoadError::one(
+            path,
+            Some(Position { line: 1, column: 1 }),
+            "an alert file must be a JSON object with at least `index`, `body` and `message`",
+        ));
+    }
+    // Pass 2: the schema, streaming from text so errors keep their position.
+    let mut de = serde_json::Deserializer::from_str(text);
+    let spec: AlertFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        LoadError::Invalid {
+            problems: vec![json_problem(path, e.inner(), Some(&at))],
+        }
+    })?;
+
+    // Pass 3: what serde cannot see; collect every problem.
+    let mut problems = Vec::new();
+    let here = |segs: &[Seg]| locate(text, segs);
+    let body = Value::Object(spec.body.clone());
+    let templates = match Templates::compile(name, &spec.subject, &spec.message, &body) {
+        Ok(t) => Some(t),
+        Err(errs) => {
+            for (segs, e) in errs {
+                problems.push(Problem {
+                    path: path.to_owned(),
+                    position: here(&segs),
+                    message: e.to_string(),
+                });
+            }
+            None
+        }
+    };
+    let condition = match Condition::compile(spec.condition.clone(), engine) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(Problem {
+                path: path.to_owned(),
+                position: here(&[Seg::key("condition"), Seg::key("script")]),
+                message: e.to_string(),
+            });
+            None
+        }
+    };
+    if spec.media.is_empty() {
+        problems.push(Problem {
+            path: path.to_owned(),
+            position: here(&[Seg::key("media")]),
+            message: "`media` is empty: name at least one of \"slack\", \"email\"".into(),
+        });
+    }
+    let (Some(templates), Some(condition), true) = (templates, condition, problems.is_empty())
+    else {
+        return Err(LoadError::Invalid { problems });
+    };
+    let info = AlertInfo {
+        name: name.to_owned(),
+        description: spec.description.clone().unwrap_or_default(),
+        index: spec.index.0.join(","),
+    };
+    Ok(Alert {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        body: Arc::new(body),
+        spec: Arc::new(spec),
+        condition: Arc::new(condition),
+        templates: Arc::new(templates),
+        info: Arc::new(info),
+    })
+}
+

@@ -1,0 +1,173 @@
+//! Alert files: `queries/<name>.json`, one alert each.
+//!
+//! Loading is strict (unknown keys are errors, so typos are caught) and every
+//! problem carries a `path:line:column` a user can jump to.
+
+mod loader;
+pub mod locate;
+pub mod schedule;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+pub use loader::{LoadError, LoadReport, Problem, load_dir, load_named, parse_alert};
+pub use schedule::{HumanDuration, Schedule};
+
+use crate::condition::{Condition, ConditionSpec};
+use crate::render::{AlertInfo, Templates};
+
+/// One index pattern or several.
+#[derive(Debug, Clone, Serialize)]
+pub struct Indices(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Indices {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        let v = match OneOrMany::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "`index` must be a string or an array of strings, e.g. \"winlogbeat-*\"",
+            )
+        })? {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        if v.is_empty() || v.iter().any(|s| s.trim().is_empty()) {
+            return Err(serde::de::Error::custom(
+                "`index` must name at least one non-empty index pattern",
+            ));
+        }
+        Ok(Indices(v))
+    }
+}
+
+/// Where a notification can go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Medium {
+    /// Slack (webhook or bot token).
+    Slack,
+    /// Email over SMTP.
+    Email,
+}
+
+impl Medium {
+    /// The medium's name as written in files and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Medium::Slack => "slack",
+            Medium::Email => "email",
+        }
+    }
+}
+
+/// Per-alert Slack settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackOverride {
+    /// Channel for this alert in bot-token mode, e.g. `#soc`.
+    pub channel: Option<String>,
+}
+
+/// Per-alert email recipients.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailOverride {
+    /// Replaces the default `To` recipients.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Replaces the default `Cc` recipients.
+    #[serde(default)]
+    pub cc: Vec<String>,
+}
+
+/// The alert file exactly as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertFile {
+    /// Index patterns to search, e.g. `"winlogbeat-*"`.
+    pub index: Indices,
+    /// The search request body, as pasted from Kibana Dev Tools. String values
+    /// may hold templates such as `{{ window.start }}`.
+    pub body: Map<String, Value>,
+    /// When the alert matches; by default when `hits.total > 0`.
+    #[serde(default)]
+    pub condition: ConditionSpec,
+    /// The notification text (a Jinja template).
+    pub message: String,
+    /// The notification subject (a Jinja template).
+    #[serde(default = "default_subject")]
+    pub subject: String,
+    /// How often to run: a duration or a 6-field cron expression.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// How long to stay quiet after firing; `0s` never throttles.
+    #[serde(default = "default_throttle")]
+    pub throttle_period: HumanDuration,
+    /// Inactive alerts are validated but never run.
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// Where matches are sent.
+    #[serde(default = "default_media")]
+    pub media: Vec<Medium>,
+    /// Slack settings for this alert.
+    #[serde(default)]
+    pub slack: Option<SlackOverride>,
+    /// Email recipients for this alert.
+    #[serde(default)]
+    pub email: Option<EmailOverride>,
+    /// Free text for humans and templates.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_subject() -> String {
+    "[esalert] {{ alert.name }}".into()
+}
+
+fn default_throttle() -> HumanDuration {
+    HumanDuration::parse("15m").expect("literal")
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_media() -> Vec<Medium> {
+    vec![Medium::Slack]
+}
+
+/// A loaded, validated alert, ready to run.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    /// The file stem.
+    pub name: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The file's settings.
+    pub spec: Arc<AlertFile>,
+    /// The body as a JSON value, for rendering.
+    pub body: Arc<Value>,
+    /// The compiled condition.
+    pub condition: Arc<Condition>,
+    /// The compiled templates.
+    pub templates: Arc<Templates>,
+    /// `alert.*` for templates.
+    pub info: Arc<AlertInfo>,
+}
+
+/// Alert names are file stems, restricted so that they are safe in logs,
+/// metrics labels and the store.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}

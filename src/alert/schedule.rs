@@ -1,0 +1,161 @@
+//! Schedules and durations as written in alert files.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A humantime duration (`30s`, `15m`, `1h 30m`) that keeps its spelling for display.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HumanDuration {
+    /// The parsed value.
+    pub value: Duration,
+    text: String,
+}
+
+impl HumanDuration {
+    /// Builds a duration from its text form, e.g. `"15m"`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let value = humantime::parse_duration(text.trim()).map_err(|e| {
+            format!("invalid duration {text:?}: {e}; write it like \"30s\", \"15m\" or \"1h\"")
+        })?;
+        Ok(HumanDuration {
+            value,
+            text: text.trim().to_owned(),
+        })
+    }
+}
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        HumanDuration::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+/// When an alert runs: a fixed interval aligned to the wall clock, or a cron
+/// expression with seconds first.
+#[derive(Clone)]
+pub enum Schedule {
+    /// Every interval, e.g. `1m`.
+    Every(HumanDuration),
+    /// A 6-field cron expression (`sec min hour day month weekday`).
+    Cron {
+        /// The expression as written.
+        expr: String,
+        /// The parsed expression.
+        cron: Box<croner::Cron>,
+    },
+}
+
+impl Schedule {
+    /// The length of the default search window: the interval, or one minute for cron.
+    pub fn window(&self) -> Duration {
+        match self {
+            Schedule::Every(d) => d.value,
+            Schedule::Cron { .. } => Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule::Every(HumanDuration::parse("1m").expect("literal"))
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.split_whitespace().count() > 1 {
+            let fields = s.split_whitespace().count();
+            if fields != 6 {
+                return Err(format!(
+                    "cron expression {s:?} has {fields} fields; esalert wants 6, seconds first \
+                     (e.g. \"0 */5 * * * *\" for every five minutes)"
+                ));
+            }
+            let cron = croner::Cron::new(s)
+                .with_seconds_required()
+                .parse()
+                .map_err(|e| format!("invalid cron expression {s:?}: {e}"))?;
+            return Ok(Schedule::Cron {
+                expr: s.to_owned(),
+                cron: Box::new(cron),
+            });
+        }
+        let d = HumanDuration::parse(s)
+            .map_err(|e| format!("{e}, or as a 6-field cron expression"))?;
+        if d.value < Duration::from_secs(1) {
+            return Err(format!("schedule {s:?} is shorter than the minimum of 1s"));
+        }
+        Ok(Schedule::Every(d))
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Every(d) => write!(f, "{d}"),
+            Schedule::Cron { expr, .. } => f.write_str(expr),
+        }
+    }
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Schedule({self})")
+    }
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations_and_cron() {
+        assert_eq!(
+            "5m".parse::<Schedule>().unwrap().window(),
+            Duration::from_secs(300)
+        );
+        assert!(matches!(
+            "0 */5 * * * *".parse::<Schedule>().unwrap(),
+            Schedule::Cron { .. }
+        ));
+        let e = "*/5 * * * *".parse::<Schedule>().unwrap_err();
+        assert!(e.contains("has 5 fields"), "{e}");
+        let e = "0 61 * * * *".parse::<Schedule>().unwrap_err();
+        assert!(e.contains("invalid cron"), "{e}");
+        let e = "soon".parse::<Schedule>().unwrap_err();
+        assert!(e.contains("invalid duration"), "{e}");
+        assert!("0s".parse::<Schedule>().is_err());
+    }
+}

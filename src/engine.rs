@@ -1,0 +1,204 @@
+//! One evaluation of one alert: render the body, search, check the
+//! condition, render the notification; and the `once` pass over all alerts.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::alert::Alert;
+use crate::condition::{ScriptEngine, ScriptError, hits_total};
+use crate::render::{MessageVars, RenderError, Window};
+use crate::search::{EsClient, SearchError};
+
+/// Why an alert run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The search failed.
+    #[error("alert {alert}: search failed: {source}")]
+    Search {
+        /// The alert.
+        alert: String,
+        /// The cause.
+        #[source]
+        source: SearchError,
+    },
+    /// A template failed to render (the error names the alert).
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The condition script failed.
+    #[error("alert {alert}: condition: {source}")]
+    Condition {
+        /// The alert.
+        alert: String,
+        /// The cause.
+        #[source]
+        source: ScriptError,
+    },
+}
+
+impl EngineError {
+    /// Whether the next run may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, EngineError::Search { source, .. } if source.is_transient())
+    }
+}
+
+/// What one evaluation decided.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    /// The alert's name.
+    pub alert: String,
+    /// Whether the condition matched.
+    pub matched: bool,
+    /// The response's hit count.
+    pub hits: u64,
+    /// The rendered subject, when matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The rendered message, when matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Why the response was partial, if it was.
+    #[serde(skip)]
+    pub partial: Option<String>,
+    /// A condition path that was missing from the response.
+    #[serde(skip)]
+    pub missing: Option<String>,
+    /// The search's wall time.
+    #[serde(skip)]
+    pub took_ms: u64,
+}
+
+/// The default window: the schedule's interval (one minute for cron) up to now.
+pub fn default_window(alert: &Alert, now: DateTime<Utc>) -> Window {
+    let len = chrono::Duration::from_std(alert.spec.schedule.window())
+        .unwrap_or(chrono::Duration::minutes(1));
+    Window {
+        start: now - len,
+        end: now,
+    }
+}
+
+/// Evaluates a response that is already at hand (from a search or a file).
+pub fn evaluate(
+    alert: &Alert,
+    scripts: &ScriptEngine,
+    response: &Value,
+    now: DateTime<Utc>,
+    window: Window,
+) -> Result<Evaluation, EngineError> {
+    let verdict =
+        alert
+            .condition
+            .evaluate(scripts, response)
+            .map_err(|source| EngineError::Condition {
+                alert: alert.name.clone(),
+                source,
+            })?;
+    let mut eval = Evaluation {
+        alert: alert.name.clone(),
+        matched: verdict.matched,
+        hits: hits_total(response),
+        subject: None,
+        message: None,
+        partial: None,
+        missing: verdict.missing,
+        took_ms: 0,
+    };
+    if verdict.matched {
+        let (subject, message) = alert.templates.render_message(&MessageVars {
+            response,
+            alert: &alert.info,
+            now,
+            window,
+        })?;
+        eval.subject = Some(subject);
+        eval.message = Some(verdict.message.filter(|m| !m.trim().is_empty()).unwrap_or(message));
+    }
+    Ok(eval)
+}
+
+/// Renders the body, searches, and evaluates.
+pub async fn search_and_evaluate(
+    alert: &Alert,
+    es: &EsClient,
+    scripts: &ScriptEngine,
+    now: DateTime<Utc>,
+    window: Window,
+) -> Result<Evaluation, EngineError> {
+    let body = alert
+        .templates
+        .render_body(&alert.body, &alert.info, now, window)?;
+    let result = es
+        .search(&alert.spec.index.0, &body)
+        .await
+        .map_err(|source| EngineError::Search {
+            alert: alert.name.clone(),
+            source,
+        })?;
+    let mut eval = evaluate(alert, scripts, &result.response, now, window)?;
+    eval.partial = result.partial;
+    eval.took_ms = result.took_ms;
+    Ok(eval)
+}
+
+/// Logs the outcome of one evaluation as alerts.log lines.
+pub fn log_outcome(name: &str, result: &Result<Evaluation, EngineError>) {
+    match result {
+        Ok(e) => {
+            if let Some(p) = &e.partial {
+                tracing::warn!(alert = name, event = "partial_result", reason = %p);
+            }
+            if let Some(p) = &e.missing {
+                tracing::warn!(alert = name, event = "missing_path", path = %p, "condition path not in response; compare is false");
+            }
+            let outcome = if e.matched { "matched" } else { "no_match" };
+            tracing::info!(alert = name, outcome, hits = e.hits, took_ms = e.took_ms);
+        }
+        Err(err) => {
+            tracing::error!(alert = name, outcome = "error", error = %err);
+        }
+    }
+}
+
+/// The result of a `once` pass.
+#[derive(Debug, Default)]
+pub struct OnceSummary {
+    /// Evaluations in alert-name order.
+    pub results: Vec<(String, Result<Evaluation, EngineError>)>,
+}
+
+impl OnceSummary {
+    /// Number of alerts whose run failed.
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|(_, r)| r.is_err()).count()
+    }
+}
+
+/// Runs every active alert once, at most `concurrency` at a time.
+pub async fn run_once(
+    alerts: &[Alert],
+    es: &EsClient,
+    scripts: Arc<ScriptEngine>,
+    concurrency: usize,
+    now: DateTime<Utc>,
+) -> OnceSummary {
+    let active = alerts.iter().filter(|a| a.spec.active);
+    let mut results: Vec<_> = futures::stream::iter(active.map(|alert| {
+        let scripts = scripts.clone();
+        async move {
+            let window = default_window(alert, now);
+            let r = search_and_evaluate(alert, es, &scripts, now, window).await;
+            log_outcome(&alert.name, &r);
+            (alert.name.clone(), r)
+        }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .collect()
+    .await;
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    OnceSummary { results }
+}

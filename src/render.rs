@@ -1,0 +1,346 @@
+//! Templates: the search body's string values, the subject and the message.
+//!
+//! Jinja syntax through minijinja, with strict undefined behaviour (a typo is
+//! an error, never an empty string) and a fuel bound so that a template can't
+//! spin forever over a huge response. Templates have no file or environment
+//! access: minijinja registers none and esalert adds none.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use minijinja::{Environment, UndefinedBehavior, Value as TValue, context};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::alert::locate::Seg;
+
+/// Instructions a single render may execute.
+pub const FUEL: u64 = 5_000_000;
+
+/// Variables visible to body templates.
+pub const BODY_VARS: &[&str] = &["alert", "now", "window"];
+/// Variables visible to subject and message templates.
+pub const MESSAGE_VARS: &[&str] = &[
+    "alert",
+    "now",
+    "window",
+    "response",
+    "hits",
+    "aggregations",
+];
+/// Global functions minijinja provides, which look like variables to
+/// `undeclared_variables`.
+const GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
+
+/// Errors of compiling or rendering a template.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The template does not parse.
+    #[error("template syntax error in {template}: {reason}")]
+    Syntax {
+        /// Which template (`message`, `subject`, or a body path).
+        template: String,
+        /// minijinja's message, including the line inside the template.
+        reason: String,
+    },
+    /// The template names a variable that will never exist.
+    #[error(
+        "template {template} uses undefined variable `{var}`; the variables are: {}",
+        known.join(", ")
+    )]
+    UndefinedVariable {
+        /// Which template.
+        template: String,
+        /// The unknown variable.
+        var: String,
+        /// The variables this template may use.
+        known: &'static [&'static str],
+    },
+    /// Rendering failed at run time.
+    #[error("alert {alert}: rendering {template} failed: {reason}")]
+    Render {
+        /// The alert.
+        alert: String,
+        /// Which template.
+        template: String,
+        /// minijinja's message.
+        reason: String,
+    },
+    /// The message rendered to nothing; esalert never sends an empty message.
+    #[error("alert {alert}: {template} rendered to an empty string; nothing is sent")]
+    Empty {
+        /// The alert.
+        alert: String,
+        /// Which template.
+        template: String,
+    },
+}
+
+/// The search window of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Window {
+    /// Inclusive start.
+    #[serde(serialize_with = "rfc3339")]
+    pub start: DateTime<Utc>,
+    /// End, which is "now" for a live run.
+    #[serde(serialize_with = "rfc3339")]
+    pub end: DateTime<Utc>,
+}
+
+/// Formats a time as esalert writes every time: RFC 3339, UTC, milliseconds.
+pub fn fmt_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fmt_time(t))
+}
+
+/// `alert.*` inside templates.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertInfo {
+    /// The alert's name (its file stem).
+    pub name: String,
+    /// Its description, or an empty string.
+    pub description: String,
+    /// Its index patterns joined with commas.
+    pub index: String,
+}
+
+/// The compiled templates of one alert.
+pub struct Templates {
+    alert: String,
+    env: Environment<'static>,
+    body: Vec<(Vec<Seg>, String)>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").field("alert", &self.alert).finish()
+    }
+}
+
+/// A template to compile, with where it came from for error reporting.
+pub struct Source {
+    /// Where it sits in the alert file.
+    pub path: Vec<Seg>,
+    /// Its name in errors: `message`, `subject` or `body.query...`.
+    pub name: String,
+    /// The template text.
+    pub text: String,
+}
+
+/// Collects every string value inside `body` that holds template syntax.
+pub fn body_sources(body: &Value) -> Vec<Source> {
+    fn walk(v: &Value, path: &mut Vec<Seg>, out: &mut Vec<Source>) {
+        match v {
+            Value::String(s) if s.contains("{{") || s.contains("{%") || s.contains("{#") => {
+                let mut full = vec![Seg::key("body")];
+                full.extend(path.iter().cloned());
+                out.push(Source {
+                    name: seg_name(&full),
+                    path: full,
+                    text: s.clone(),
+                });
+            }
+            Value::Object(m) => {
+                for (k, v) in m {
+                    path.push(Seg::key(k.as_str()));
+                    walk(v, path, out);
+                    path.pop();
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    walk(v, path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(body, &mut Vec::new(), &mut out);
+    out
+}
+
+fn seg_name(path: &[Seg]) -> String {
+    path.iter()
+        .map(|s| match s {
+            Seg::Key(k) => k.clone(),
+            Seg::Index(i) => i.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn new_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env
+}
+
+impl Templates {
+    /// Compiles the subject, message and body templates of an alert.
+    ///
+    /// On failure returns each broken template's path with its error, so that
+    /// `check` can report all of them at once.
+    pub fn compile(
+        alert: &str,
+        subject: &str,
+        message: &str,
+        body: &Value,
+    ) -> Result<Templates, Vec<(Vec<Seg>, RenderError)>> {
+        let mut env = new_env();
+        let mut errors = Vec::new();
+        let mut body_paths = Vec::new();
+        let fixed = [
+            Source {
+                path: vec![Seg::key("subject")],
+                name: "subject".into(),
+                text: subject.into(),
+            },
+            Source {
+                path: vec![Seg::key("message")],
+                name: "message".into(),
+                text: message.into(),
+            },
+        ];
+        let body_srcs = body_sources(body);
+        for (src, known) in fixed
+            .into_iter()
+            .map(|s| (s, MESSAGE_VARS))
+            .chain(body_srcs.into_iter().map(|s| (s, BODY_VARS)))
+        {
+            if let Err(e) = env.add_template_owned(src.name.clone(), src.text) {
+                errors.push((
+                    src.path,
+                    RenderError::Syntax {
+                        template: src.name,
+                        reason: e.to_string(),
+                    },
+                ));
+                continue;
+            }
+            let tmpl = env.get_template(&src.name).expect("just added");
+            let mut undeclared: Vec<_> = tmpl.undeclared_variables(false).into_iter().collect();
+            undeclared.sort();
+            if let Some(var) = undeclared
+                .into_iter()
+                .find(|v| !known.contains(&v.as_str()) && !GLOBALS.contains(&v.as_str()))
+            {
+                errors.push((
+                    src.path.clone(),
+                    RenderError::UndefinedVariable {
+                        template: src.name.clone(),
+                        var,
+                        known,
+                    },
+                ));
+            }
+            if src.path.first() == Some(&Seg::key("body")) {
+                body_paths.push((src.path[1..].to_vec(), src.name));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Templates {
+            alert: alert.to_owned(),
+            env,
+            body: body_paths,
+        })
+    }
+
+    fn render(&self, name: &str, ctx: &TValue) -> Result<String, RenderError> {
+        let tmpl = self.env.get_template(name).map_err(|e| self.err(name, e))?;
+        tmpl.render(ctx).map_err(|e| self.err(name, e))
+    }
+
+    fn err(&self, template: &str, e: minijinja::Error) -> RenderError {
+        let mut reason = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            src = s.source();
+        }
+        RenderError::Render {
+            alert: self.alert.clone(),
+            template: template.to_owned(),
+            reason,
+        }
+    }
+
+    /// Renders the search body: a copy of `body` whose templated strings are
+    /// replaced by their rendered text. Structure is never templated, so the
+    /// result is always valid JSON.
+    pub fn render_body(
+        &self,
+        body: &Value,
+        alert: &AlertInfo,
+        now: DateTime<Utc>,
+        window: Window,
+    ) -> Result<Value, RenderError> {
+        let mut out = body.clone();
+        if self.body.is_empty() {
+            return Ok(out);
+        }
+        let ctx = context! { alert => TValue::from_serialize(alert), now => fmt_time(&now), window => TValue::from_serialize(window) };
+        for (path, name) in &self.body {
+            let text = self.render(name, &ctx)?;
+            if let Some(slot) = pointer_mut(&mut out, path) {
+                *slot = Value::String(text);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Renders subject and message for a matched response.
+    pub fn render_message(&self, vars: &MessageVars<'_>) -> Result<(String, String), RenderError> {
+        let response = TValue::from_serialize(vars.response);
+        let ctx = context! {
+            hits => response.get_attr("hits").unwrap_or_default(),
+            aggregations => response.get_attr("aggregations").unwrap_or_default(),
+            response,
+            alert => TValue::from_serialize(vars.alert),
+            now => fmt_time(&vars.now),
+            window => TValue::from_serialize(vars.window),
+        };
+        let subject = self.render("subject", &ctx)?;
+        let message = self.render("message", &ctx)?;
+        for (name, text) in [("subject", &subject), ("message", &message)] {
+            if text.trim().is_empty() {
+                return Err(RenderError::Empty {
+                    alert: self.alert.clone(),
+                    template: name.into(),
+                });
+            }
+        }
+        Ok((subject.trim().to_owned(), message))
+    }
+}
+
+/// What the subject and message templates see.
+pub struct MessageVars<'a> {
+    /// The search response.
+    pub response: &'a Value,
+    /// `alert.*`.
+    pub alert: &'a AlertInfo,
+    /// The run's time.
+    pub now: DateTime<Utc>,
+    /// The searched window.
+    pub window: Window,
+}
+
+fn pointer_mut<'v>(mut v: &'v mut Value, path: &[Seg]) -> Option<&'v mut Value> {
+    for seg in path {
+        v = match (v, seg) {
+            (Value::Object(m), Seg::Key(k)) => m.get_mut(k)?,
+            (Value::Array(a), Seg::Index(i)) => a.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}

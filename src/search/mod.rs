@@ -1,0 +1,437 @@
+//! The Elasticsearch / OpenSearch client: `POST /<index>/_search`.
+//!
+//! One pooled reqwest client per cluster. Errors are typed so that the caller
+//! can tell a bad query (fix the alert) from a bad password (fix credentials)
+//! from an outage (wait and retry): see [`SearchError::is_transient`].
+
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use crate::config::EsConfig;
+
+/// Characters escaped in an index pattern. `*` and `,` keep their meaning;
+/// everything that could change the URL's structure is encoded.
+const INDEX: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'+')
+    .add(b'&')
+    .add(b'=');
+
+/// Why a search failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The client could not be built from the settings.
+    #[error("elasticsearch settings: {0}")]
+    Config(String),
+    /// Nothing listens at the address.
+    #[error("connection refused by {url}; is the cluster up and the URL right?")]
+    ConnectionRefused {
+        /// The cluster URL.
+        url: String,
+    },
+    /// The host name does not resolve.
+    #[error("cannot resolve the host of {url} (DNS failure): {detail}")]
+    Dns {
+        /// The cluster URL.
+        url: String,
+        /// The resolver's message.
+        detail: String,
+    },
+    /// The TLS handshake failed, usually an untrusted certificate.
+    #[error(
+        "TLS error talking to {url}: {detail}; set `ca_cert` to the cluster's CA in credentials.json"
+    )]
+    Tls {
+        /// The cluster URL.
+        url: String,
+        /// rustls' message.
+        detail: String,
+    },
+    /// Other connection-level failures (reset, closed early).
+    #[error("cannot reach {url}: {detail}")]
+    Connect {
+        /// The cluster URL.
+        url: String,
+        /// What happened.
+        detail: String,
+    },
+    /// No answer within the timeout.
+    #[error("no answer from {url} within {}; the cluster is slow or the query heavy", humantime::format_duration(*after))]
+    Timeout {
+        /// The cluster URL.
+        url: String,
+        /// The timeout that fired.
+        after: Duration,
+    },
+    /// 401 or 403.
+    #[error(
+        "HTTP {status} from the cluster: {reason}; check username/password or api_key in credentials.json, and that the user may read the index"
+    )]
+    Auth {
+        /// 401 or 403.
+        status: u16,
+        /// Elasticsearch's reason, if any.
+        reason: String,
+    },
+    /// 429: the cluster is shedding load.
+    #[error("HTTP 429 from the cluster (too many requests): {reason}")]
+    TooManyRequests {
+        /// Elasticsearch's reason.
+        reason: String,
+    },
+    /// Another 4xx, such as a query that does not parse.
+    #[error("HTTP {status} from the cluster: {kind}: {reason}")]
+    Request {
+        /// The status code.
+        status: u16,
+        /// `error.root_cause[0].type`.
+        kind: String,
+        /// `error.root_cause[0].reason`.
+        reason: String,
+    },
+    /// 5xx.
+    #[error("HTTP {status} from the cluster (server error): {reason}")]
+    Server {
+        /// The status code.
+        status: u16,
+        /// Elasticsearch's reason, if any.
+        reason: String,
+    },
+    /// A 2xx answer whose body is not JSON, or is cut off.
+    #[error("the cluster answered HTTP {status} with a body that is not JSON ({detail}): {snippet:?}")]
+    NotJson {
+        /// The status code.
+        status: u16,
+        /// The parser's message.
+        detail: String,
+        /// The start of the body.
+        snippet: String,
+    },
+}
+
+impl SearchError {
+    /// Whether retrying later may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SearchError::ConnectionRefused { .. }
+                | SearchError::Dns { .. }
+                | SearchError::Connect { .. }
+                | SearchError::Timeout { .. }
+                | SearchError::TooManyRequests { .. }
+                | SearchError::Server { .. }
+                | SearchError::NotJson { .. }
+        )
+    }
+}
+
+/// A successful search.
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    /// The response body.
+    pub response: Value,
+    /// Wall time of the request, in milliseconds.
+    pub took_ms: u64,
+    /// Set when the result is partial (`timed_out`, or shard failures): why.
+    pub partial: Option<String>,
+}
+
+/// A client for one cluster.
+#[derive(Debug, Clone)]
+pub struct EsClient {
+    http: reqwest::Client,
+    base: String,
+    auth: Option<Auth>,
+    timeout: Duration,
+}
+
+/// How requests authenticate.
+#[derive(Clone)]
+enum Auth {
+    Basic(String, secrecy::SecretString),
+    ApiKey(secrecy::SecretString),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Basic(u, _) => write!(f, "Basic({u}, [REDACTED])"),
+            Auth::ApiKey(_) => f.write_str("ApiKey([REDACTED])"),
+        }
+    }
+}
+
+impl EsClient {
+    /// Builds the client. Logs a warning when TLS verification is off.
+    pub fn new(cfg: &EsConfig) -> Result<EsClient, SearchError> {
+        let mut b = reqwest::Client::builder()
+            .timeout(cfg.timeout())
+            .connect_timeout(cfg.timeout().min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .user_agent(concat!("esalert/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &cfg.ca_cert {
+            let pem = std::fs::read(ca).map_err(|e| {
+                SearchError::Config(format!("cannot read ca_cert {}: {e}", ca.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                SearchError::Config(format!("ca_cert {} is not PEM: {e}", ca.display()))
+            })?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if cfg.insecure {
+            tracing::warn!(
+                event = "tls_insecure",
+                url = %cfg.url,
+                "TLS certificate verification is OFF for elasticsearch (insecure: true); anyone on the path can read and forge results"
+            );
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let http = b
+            .build()
+            .map_err(|e| SearchError::Config(format!("cannot build HTTP client: {e}")))?;
+        let auth = match (&cfg.api_key, &cfg.username, &cfg.password) {
+            (Some(k), _, _) => Some(Auth::ApiKey(k.clone())),
+            (None, Some(u), p) => Some(Auth::Basic(
+                u.clone(),
+                p.clone().unwrap_or_else(|| secrecy::SecretString::from("")),
+            )),
+            _ => None,
+        };
+        Ok(EsClient {
+            http,
+            base: cfg.url.trim_end_matches('/').to_owned(),
+            auth,
+            timeout: cfg.timeout(),
+        })
+    }
+
+    /// The cluster's base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// The URL of a search over the given index patterns.
+    pub fn search_url(&self, indices: &[String]) -> String {
+        let joined = indices
+            .iter()
+            .map(|i| utf8_percent_encode(i.trim(), INDEX).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        format!("{}/{joined}/_search", self.base)
+    }
+
+    /// Runs a search.
+    pub async fn search(&self, indices: &[String], body: &Value) -> Result<SearchResult, SearchError> {
+        let started = Instant::now();
+        let bytes = serde_json::to_vec(body).expect("a JSON value always serializes");
+        let mut req = self
+            .http
+            .post(self.search_url(indices))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(bytes);
+        match &self.auth {
+            Some(Auth::Basic(user, pass)) => req = req.basic_auth(user, Some(pass.expose_secret())),
+            Some(Auth::ApiKey(key)) => {
+                let mut v = reqwest::header::HeaderValue::from_str(&format!(
+                    "ApiKey {}",
+                    key.expose_secret()
+                ))
+                .map_err(|_| {
+                    SearchError::Config("api_key holds characters not allowed in an HTTP header".into())
+                })?;
+                v.set_sensitive(true);
+                req = req.header(reqwest::header::AUTHORIZATION, v);
+            }
+            None => {}
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        let took_ms = started.elapsed().as_millis() as u64;
+        if !status.is_success() {
+            return Err(status_error(status, &body));
+        }
+        let response: Value = serde_json::from_slice(&body).map_err(|e| SearchError::NotJson {
+            status: status.as_u16(),
+            detail: e.to_string(),
+            snippet: snippet(&body),
+        })?;
+        let partial = partial_reason(&response);
+        Ok(SearchResult {
+            response,
+            took_ms,
+            partial,
+        })
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> SearchError {
+        let url = self.base.clone();
+        if e.is_timeout() {
+            return SearchError::Timeout {
+                url,
+                after: self.timeout,
+            };
+        }
+        // Walk the cause chain: hyper-util, io and rustls errors are nested.
+        let mut chain = Vec::new();
+        let mut src: Option<&dyn std::error::Error> = e.source();
+        while let Some(s) = src {
+            if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+                return SearchError::Tls {
+                    url,
+                    detail: tls.to_string(),
+                };
+            }
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                    return SearchError::ConnectionRefused { url };
+                }
+                if io.kind() == std::io::ErrorKind::TimedOut {
+                    return SearchError::Timeout {
+                        url,
+                        after: self.timeout,
+                    };
+                }
+                if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    return SearchError::Tls {
+                        url,
+                        detail: tls.to_string(),
+                    };
+                }
+            }
+            chain.push(s.to_string());
+            src = s.source();
+        }
+        let detail = if chain.is_empty() {
+            e.to_string()
+        } else {
+            chain.join(": ")
+        };
+        if detail.contains("dns error") || detail.contains("failed to lookup address") {
+            return SearchError::Dns { url, detail };
+        }
+        if detail.contains("certificate") || detail.contains("tls") || detail.contains("TLS") {
+            return SearchError::Tls { url, detail };
+        }
+        SearchError::Connect { url, detail }
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    s.into_owned()
+}
+
+/// Elasticsearch's reason for an error answer: `error.root_cause[0]`, then
+/// `error.reason`, then a plain-string `error`, then the raw body.
+fn error_reason(body: &[u8]) -> (String, String) {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return ("unknown".into(), snippet(body));
+    };
+    let err = &v["error"];
+    let root = &err["root_cause"][0];
+    let kind = root["type"]
+        .as_str()
+        .or(err["type"].as_str())
+        .unwrap_or("unknown")
+        .to_owned();
+    let reason = root["reason"]
+        .as_str()
+        .or(err["reason"].as_str())
+        .or(err.as_str())
+        .or(v["message"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| snippet(body));
+    (kind, reason)
+}
+
+fn status_error(status: StatusCode, body: &[u8]) -> SearchError {
+    let (kind, reason) = error_reason(body);
+    let code = status.as_u16();
+    match code {
+        401 | 403 => SearchError::Auth {
+            status: code,
+            reason,
+        },
+        429 => SearchError::TooManyRequests { reason },
+        400..=499 => SearchError::Request {
+            status: code,
+            kind,
+            reason,
+        },
+        _ => SearchError::Server {
+            status: code,
+            reason,
+        },
+    }
+}
+
+/// Why a 200 answer is incomplete, if it is.
+pub fn partial_reason(response: &Value) -> Option<String> {
+    let mut why = Vec::new();
+    if response["timed_out"].as_bool() == Some(true) {
+        why.push("search timed out on the cluster; results are partial".to_owned());
+    }
+    let failed = response["_shards"]["failed"].as_u64().unwrap_or(0);
+    if failed > 0 {
+        let total = response["_shards"]["total"].as_u64().unwrap_or(0);
+        let mut reasons: Vec<String> = response["_shards"]["failures"]
+            .as_array()
+            .map(|fs| {
+                fs.iter()
+                    .filter_map(|f| {
+                        f["reason"]["reason"]
+                            .as_str()
+                            .or(f["reason"].as_str())
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        reasons.dedup();
+        why.push(format!(
+            "{failed} of {total} shards failed: {}",
+            if reasons.is_empty() {
+                "no reason given".to_owned()
+            } else {
+                reasons.join("; ")
+            }
+        ));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_reasons() {
+        let v: Value = serde_json::json!({"timed_out": false, "_shards": {"total": 5, "failed": 2,
+            "failures": [{"reason": {"type": "x", "reason": "boom"}}, {"reason": {"reason": "boom"}}]}});
+        assert_eq!(partial_reason(&v).unwrap(), "2 of 5 shards failed: boom");
+        assert!(partial_reason(&serde_json::json!({"timed_out": false})).is_none());
+    }
+}
