@@ -88,14 +88,8 @@ impl FromStr for Schedule {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        if s.split_whitespace().count() > 1 {
-            let fields = s.split_whitespace().count();
-            if fields != 6 {
-                return Err(format!(
-                    "cron expression {s:?} has {fields} fields; esalert wants 6, seconds first \
-                     (e.g. \"0 */5 * * * *\" for every five minutes)"
-                ));
-            }
+        let fields = s.split_whitespace().count();
+        if fields == 6 {
             let cron = croner::Cron::new(s)
                 .with_seconds_required()
                 .parse()
@@ -105,12 +99,17 @@ impl FromStr for Schedule {
                 cron: Box::new(cron),
             });
         }
-        let d = HumanDuration::parse(s)
-            .map_err(|e| format!("{e}, or as a 6-field cron expression"))?;
-        if d.value < Duration::from_secs(1) {
-            return Err(format!("schedule {s:?} is shorter than the minimum of 1s"));
+        match HumanDuration::parse(s) {
+            Ok(d) if d.value < Duration::from_secs(1) => Err(format!(
+                "schedule {s:?} is shorter than the minimum of 1s"
+            )),
+            Ok(d) => Ok(Schedule::Every(d)),
+            Err(e) if fields > 1 => Err(format!(
+                "{e}; nor is it a cron expression: it has {fields} fields, and esalert wants 6, \
+                 seconds first (e.g. \"0 */5 * * * *\" for every five minutes)"
+            )),
+            Err(e) => Err(format!("{e}, or as a 6-field cron expression")),
         }
-        Ok(Schedule::Every(d))
     }
 }
 
@@ -151,7 +150,7 @@ mod tests {
             Schedule::Cron { .. }
         ));
         let e = "*/5 * * * *".parse::<Schedule>().unwrap_err();
-        assert!(e.contains("has 5 fields"), "{e}");
+        assert!(e.contains("it has 5 fields"), "{e}");
         let e = "0 61 * * * *".parse::<Schedule>().unwrap_err();
         assert!(e.contains("invalid cron"), "{e}");
         let e = "soon".parse::<Schedule>().unwrap_err();

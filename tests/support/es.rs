@@ -1,0 +1,275 @@
+//! The Elasticsearch stand-in.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// One canned answer.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub delay: Duration,
+    pub content_type: &'static str,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            body: body.to_string(),
+            delay: Duration::ZERO,
+            content_type: "application/json",
+        }
+    }
+
+    pub fn with_delay(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+
+    fn envelope(total: Value, extra: Value) -> Value {
+        let mut v = json!({
+            "took": 3, "timed_out": false,
+            "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+            "hits": {"total": total, "max_score": null, "hits": []}
+        });
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+            m.extend(e);
+        }
+        v
+    }
+
+    /// 7.x with `rest_total_hits_as_int`: `hits.total` is a number.
+    pub fn total_v7(n: u64) -> Reply {
+        Reply::json(200, Self::envelope(json!(n), json!({})))
+    }
+
+    /// 7.x/8.x default: `hits.total` is `{value, relation}`.
+    pub fn total_v8(n: u64, relation: &str) -> Reply {
+        Reply::json(
+            200,
+            Self::envelope(json!({"value": n, "relation": relation}), json!({})),
+        )
+    }
+
+    /// A 200 answer with the given body merged over a valid envelope.
+    pub fn with(total: u64, extra: Value) -> Reply {
+        Reply::json(
+            200,
+            Self::envelope(json!({"value": total, "relation": "eq"}), extra),
+        )
+    }
+
+    /// An error answer shaped as Elasticsearch sends them.
+    pub fn error(status: u16, kind: &str, reason: &str) -> Reply {
+        Reply::json(
+            status,
+            json!({"error": {"root_cause": [{"type": kind, "reason": reason}],
+                   "type": kind, "reason": reason}, "status": status}),
+        )
+    }
+
+    /// A 401 as a secured cluster sends it.
+    pub fn unauthorized() -> Reply {
+        Reply::error(
+            401,
+            "security_exception",
+            "missing authentication credentials for REST request [/logs-*/_search]",
+        )
+    }
+
+    /// A 200 answer with failed shards.
+    pub fn shard_failures(total_hits: u64) -> Reply {
+        let mut v = Self::envelope(json!({"value": total_hits, "relation": "eq"}), json!({}));
+        v["_shards"] = json!({"total": 5, "successful": 3, "skipped": 0, "failed": 2,
+            "failures": [
+                {"shard": 1, "index": "logs-2026.11.21", "node": "n1",
+                 "reason": {"type": "query_shard_exception", "reason": "No mapping found for [@timestamp] in order to sort on"}},
+                {"shard": 3, "index": "logs-2026.11.20", "node": "n2",
+                 "reason": {"type": "node_disconnected_exception", "reason": "[n2] disconnected"}}
+            ]});
+        Reply::json(200, v)
+    }
+
+    /// A 200 answer where the search timed out on the cluster.
+    pub fn timed_out(total_hits: u64) -> Reply {
+        let mut v = Self::envelope(json!({"value": total_hits, "relation": "eq"}), json!({}));
+        v["timed_out"] = json!(true);
+        Reply::json(200, v)
+    }
+
+    /// A 200 answer that is not JSON (a proxy's HTML page).
+    pub fn not_json() -> Reply {
+        Reply {
+            status: 200,
+            body: "<html><body>Bad Gateway</body></html>".into(),
+            delay: Duration::ZERO,
+            content_type: "text/html",
+        }
+    }
+
+    /// A 200 answer cut off half-way.
+    pub fn truncated() -> Reply {
+        let full = Self::envelope(json!({"value": 1, "relation": "eq"}), json!({})).to_string();
+        Reply {
+            status: 200,
+            body: full[..full.len() / 2].to_owned(),
+            delay: Duration::ZERO,
+            content_type: "application/json",
+        }
+    }
+}
+
+/// A request the stand-in received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Reply>,
+    default: Option<Reply>,
+    requests: Vec<Recorded>,
+}
+
+/// The stand-in server. Dropping it stops the server.
+pub struct EsStandIn {
+    pub url: String,
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+async fn handle(
+    state: Arc<Mutex<State>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let reply = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(Recorded {
+            method: method.to_string(),
+            path: uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            headers,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        });
+        if method == Method::GET && uri.path() == "/" {
+            Some(Reply::json(
+                200,
+                json!({"name": "standin", "cluster_name": "esalert-test",
+                       "version": {"number": "8.15.0", "distribution": "elasticsearch"},
+                       "tagline": "You Know, for Search"}),
+            ))
+        } else {
+            s.queue.pop_front().or_else(|| s.default.clone())
+        }
+    };
+    let reply = reply.unwrap_or_else(|| Reply::error(500, "standin", "no reply queued"));
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    (
+        StatusCode::from_u16(reply.status).unwrap(),
+        [("content-type", reply.content_type)],
+        reply.body,
+    )
+        .into_response()
+}
+
+impl EsStandIn {
+    /// Starts on a free port of 127.0.0.1.
+    pub fn start() -> EsStandIn {
+        Self::start_on(0)
+    }
+
+    /// Starts on a given port (0 for any), e.g. to restart after [`stop`].
+    pub fn start_on(port: u16) -> EsStandIn {
+        let state = Arc::new(Mutex::new(State::default()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ptx, prx) = std::sync::mpsc::channel();
+        let st = state.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .expect("bind stand-in");
+                ptx.send(listener.local_addr().unwrap().port()).unwrap();
+                let app = axum::Router::new().fallback(move |m, u, h, b| handle(st.clone(), m, u, h, b));
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let port = prx.recv().expect("stand-in port");
+        EsStandIn {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            state,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues a reply for the next search (before the default).
+    pub fn push(&self, r: Reply) {
+        self.state.lock().unwrap().queue.push_back(r);
+    }
+
+    /// The reply when nothing is queued.
+    pub fn set_default(&self, r: Reply) {
+        self.state.lock().unwrap().default = Some(r);
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Requests to `_search` only.
+    pub fn searches(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.contains("/_search"))
+            .collect()
+    }
+
+    /// Stops the server and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for EsStandIn {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
