@@ -38,7 +38,7 @@ fn bad_files_point_at_the_mistake() {
         ("{\"index\": \"a\",\n \"body\": {},\n \"message\": \"ok\",\n \"subject\": \"{{ hitz }}\"}", "queries/x.json:4:2", "undefined variable `hitz`"),
         ("{\"index\": \"a\",\n \"body\": {\"query\": {\"range\": {\"t\": {\"gte\": \"{{ window.begin\"}}}},\n \"message\": \"ok\"}", "queries/x.json:2:37", "template syntax error in body.query.range.t.gte"),
         ("{\"index\": \"a\",\n \"body\": {\"query\": {\"term\": {\"u\": \"{{ response.x }}\"}}},\n \"message\": \"ok\"}", "queries/x.json:2:", "undefined variable `response`"),
-        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\",\n  \"condition\": {\"script\": \"let x = ;\"}}", "queries/x.json:2:18", "script does not compile"),
+        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\",\n  \"condition\": {\"script\": \"let x = ;\"}}", "queries/x.json:2:17", "script does not compile"),
         ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"condition\": {\"compare\": {\"a\": {\"above\": 1}}}}", "queries/x.json:1:", "unknown operator"),
         ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"slack\": {\"chanel\": \"#x\"}}", "queries/x.json:1:", "unknown field `chanel`"),
         ("[1, 2]", "queries/x.json:1:1", "must be a JSON object"),
