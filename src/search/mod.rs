@@ -314,11 +314,17 @@ impl EsClient {
                         after: self.timeout,
                     };
                 }
-                if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    return SearchError::Tls {
-                        url,
-                        detail: tls.to_string(),
-                    };
+                // io::Error::source() skips the wrapped error, and hyper
+                // nests io errors, so unwrap them by hand.
+                let mut inner = io.get_ref();
+                while let Some(i) = inner {
+                    if let Some(tls) = i.downcast_ref::<rustls::Error>() {
+                        return SearchError::Tls {
+                            url,
+                            detail: tls.to_string(),
+                        };
+                    }
+                    inner = i.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
                 }
             }
             chain.push(s.to_string());

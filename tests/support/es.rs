@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 
 /// One canned answer.
@@ -140,6 +141,7 @@ struct State {
     queue: VecDeque<Reply>,
     default: Option<Reply>,
     requests: Vec<Recorded>,
+    connections: usize,
 }
 
 /// The stand-in server. Dropping it stops the server.
@@ -215,7 +217,12 @@ impl EsStandIn {
                     .await
                     .expect("bind stand-in");
                 ptx.send(listener.local_addr().unwrap().port()).unwrap();
-                let app = axum::Router::new().fallback(move |m, u, h, b| handle(st.clone(), m, u, h, b));
+                let counted = st.clone();
+                let app = axum::Router::new()
+                    .fallback(move |m, u, h, b| handle(st.clone(), m, u, h, b));
+                let listener = listener.tap_io(move |_| {
+                    counted.lock().unwrap().connections += 1;
+                });
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {
                         let _ = rx.await;
@@ -255,6 +262,11 @@ impl EsStandIn {
             .into_iter()
             .filter(|r| r.path.contains("/_search"))
             .collect()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
     }
 
     /// Stops the server and waits for it.

@@ -11,7 +11,7 @@ pub mod es;
 
 use std::path::{Path, PathBuf};
 
-pub use es::{EsStandIn, Recorded, Reply};
+pub use es::{EsStandIn, Reply};
 
 /// A throwaway project directory with `queries/`, as a user would lay it out.
 pub struct Project {
