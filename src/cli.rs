@@ -29,7 +29,12 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Directory of alert files (`<name>.json`).
-    #[arg(long, global = true, env = "ESALERT_QUERIES", default_value = "queries")]
+    #[arg(
+        long,
+        global = true,
+        env = "ESALERT_QUERIES",
+        default_value = "queries"
+    )]
     pub queries: PathBuf,
     /// Credentials and connection settings.
     #[arg(
@@ -208,7 +213,8 @@ async fn once(g: &Global, concurrency: usize) -> Result<u8, CliError> {
     let report = load_dir(&g.queries, &scripts)?;
     for e in &report.errors {
         for p in e.problems() {
-            tracing::error!(event = "rejected", problem = %p);
+            let name = p.path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            tracing::error!(alert = name.unwrap_or_default(), event = "rejected", problem = %p);
         }
     }
     let summary = engine::run_once(

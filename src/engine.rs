@@ -90,14 +90,13 @@ pub fn evaluate(
     now: DateTime<Utc>,
     window: Window,
 ) -> Result<Evaluation, EngineError> {
-    let verdict =
-        alert
-            .condition
-            .evaluate(scripts, response)
-            .map_err(|source| EngineError::Condition {
-                alert: alert.name.clone(),
-                source,
-            })?;
+    let verdict = alert
+        .condition
+        .evaluate(scripts, response)
+        .map_err(|source| EngineError::Condition {
+            alert: alert.name.clone(),
+            source,
+        })?;
     let mut eval = Evaluation {
         alert: alert.name.clone(),
         matched: verdict.matched,
@@ -116,7 +115,12 @@ pub fn evaluate(
             window,
         })?;
         eval.subject = Some(subject);
-        eval.message = Some(verdict.message.filter(|m| !m.trim().is_empty()).unwrap_or(message));
+        eval.message = Some(
+            verdict
+                .message
+                .filter(|m| !m.trim().is_empty())
+                .unwrap_or(message),
+        );
     }
     Ok(eval)
 }

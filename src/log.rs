@@ -88,10 +88,13 @@ impl Fields {
         }
         self.line.push(' ');
         // Keys come from code, but keep them logfmt-safe anyway.
-        self.line.extend(
-            key.chars()
-                .map(|c| if c.is_alphanumeric() || c == '_' || c == '.' { c } else { '_' }),
-        );
+        self.line.extend(key.chars().map(|c| {
+            if c.is_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        }));
         self.line.push('=');
         escape_value(value, &mut self.line);
     }

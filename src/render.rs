@@ -18,14 +18,7 @@ pub const FUEL: u64 = 5_000_000;
 /// Variables visible to body templates.
 pub const BODY_VARS: &[&str] = &["alert", "now", "window"];
 /// Variables visible to subject and message templates.
-pub const MESSAGE_VARS: &[&str] = &[
-    "alert",
-    "now",
-    "window",
-    "response",
-    "hits",
-    "aggregations",
-];
+pub const MESSAGE_VARS: &[&str] = &["alert", "now", "window", "response", "hits", "aggregations"];
 /// Global functions minijinja provides, which look like variables to
 /// `undeclared_variables`.
 const GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
@@ -114,7 +107,9 @@ pub struct Templates {
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Templates").field("alert", &self.alert).finish()
+        f.debug_struct("Templates")
+            .field("alert", &self.alert)
+            .finish()
     }
 }
 

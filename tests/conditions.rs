@@ -77,11 +77,23 @@ fn hits_total_works_in_both_shapes() {
     for resp in [&v7, &v8] {
         assert!(eval(json!({"compare": {"hits.total": {"gt": 0}}}), resp));
         assert!(eval(json!({"compare": {"hits.total": {"eq": 3}}}), resp));
-        assert!(eval(json!({"compare": {"hits.total.value": {"gte": 3}}}), resp));
-        assert!(eval(json!({"compare": {"ctx.payload.hits.total": {"eq": 3}}}), resp));
-        assert!(!eval(json!({"compare": {"hits.total.value": {"gt": 3}}}), resp));
+        assert!(eval(
+            json!({"compare": {"hits.total.value": {"gte": 3}}}),
+            resp
+        ));
+        assert!(eval(
+            json!({"compare": {"ctx.payload.hits.total": {"eq": 3}}}),
+            resp
+        ));
+        assert!(!eval(
+            json!({"compare": {"hits.total.value": {"gt": 3}}}),
+            resp
+        ));
     }
-    assert!(!eval(json!({"compare": {"hits.total": {"gt": 0}}}), &v8_zero));
+    assert!(!eval(
+        json!({"compare": {"hits.total": {"gt": 0}}}),
+        &v8_zero
+    ));
     // The default condition is hits.total > 0.
     let default = Condition::compile(ConditionSpec::default(), &ScriptEngine::default()).unwrap();
     let e = ScriptEngine::default();
@@ -130,25 +142,70 @@ fn array_compare_quantifiers_and_operators() {
         {"key": "b", "doc_count": 30, "rate": {"value": 7.0}}]}},
         "empty": [], "plain": [1, 2, 3]});
     let t: &[(Value, bool)] = &[
-        (json!({"aggregations.svc.buckets": {"path": "doc_count", "gte": {"value": 25}}}), true),
-        (json!({"aggregations.svc.buckets": {"path": "doc_count", "gte": {"value": 25, "quantifier": "some"}}}), true),
-        (json!({"aggregations.svc.buckets": {"path": "doc_count", "gte": {"value": 25, "quantifier": "all"}}}), false),
-        (json!({"aggregations.svc.buckets": {"path": "doc_count", "gte": {"value": 10, "quantifier": "all"}}}), true),
-        (json!({"aggregations.svc.buckets": {"path": "rate.value", "gt": {"value": 5}}}), true),
-        (json!({"aggregations.svc.buckets": {"path": "rate.value", "lt": {"value": 1}}}), false),
-        (json!({"aggregations.svc.buckets": {"path": "key", "eq": {"value": "b"}}}), true),
-        (json!({"aggregations.svc.buckets": {"path": "key", "not_eq": {"value": "a", "quantifier": "all"}}}), false),
-        (json!({"aggregations.svc.buckets": {"path": "doc_count", "lte": {"value": 10}}}), true),
-        (json!({"aggregations.svc.buckets": {"path": "doc_count", "lt": {"value": 10}}}), false),
-        (json!({"ctx.payload.aggregations.svc.buckets": {"path": "doc_count", "eq": {"value": 30}}}), true),
+        (
+            json!({"aggregations.svc.buckets": {"path": "doc_count", "gte": {"value": 25}}}),
+            true,
+        ),
+        (
+            json!({"aggregations.svc.buckets": {"path": "doc_count", "gte": {"value": 25, "quantifier": "some"}}}),
+            true,
+        ),
+        (
+            json!({"aggregations.svc.buckets": {"path": "doc_count", "gte": {"value": 25, "quantifier": "all"}}}),
+            false,
+        ),
+        (
+            json!({"aggregations.svc.buckets": {"path": "doc_count", "gte": {"value": 10, "quantifier": "all"}}}),
+            true,
+        ),
+        (
+            json!({"aggregations.svc.buckets": {"path": "rate.value", "gt": {"value": 5}}}),
+            true,
+        ),
+        (
+            json!({"aggregations.svc.buckets": {"path": "rate.value", "lt": {"value": 1}}}),
+            false,
+        ),
+        (
+            json!({"aggregations.svc.buckets": {"path": "key", "eq": {"value": "b"}}}),
+            true,
+        ),
+        (
+            json!({"aggregations.svc.buckets": {"path": "key", "not_eq": {"value": "a", "quantifier": "all"}}}),
+            false,
+        ),
+        (
+            json!({"aggregations.svc.buckets": {"path": "doc_count", "lte": {"value": 10}}}),
+            true,
+        ),
+        (
+            json!({"aggregations.svc.buckets": {"path": "doc_count", "lt": {"value": 10}}}),
+            false,
+        ),
+        (
+            json!({"ctx.payload.aggregations.svc.buckets": {"path": "doc_count", "eq": {"value": 30}}}),
+            true,
+        ),
         // Empty arrays: all is true, some is false.
-        (json!({"empty": {"path": "x", "gt": {"value": 0, "quantifier": "all"}}}), true),
-        (json!({"empty": {"path": "x", "gt": {"value": 0, "quantifier": "some"}}}), false),
+        (
+            json!({"empty": {"path": "x", "gt": {"value": 0, "quantifier": "all"}}}),
+            true,
+        ),
+        (
+            json!({"empty": {"path": "x", "gt": {"value": 0, "quantifier": "some"}}}),
+            false,
+        ),
         // No path: the elements themselves.
         (json!({"plain": {"gt": {"value": 2}}}), true),
-        (json!({"plain": {"gt": {"value": 0, "quantifier": "all"}}}), true),
+        (
+            json!({"plain": {"gt": {"value": 0, "quantifier": "all"}}}),
+            true,
+        ),
         // An element missing the inner path compares as null.
-        (json!({"aggregations.svc.buckets": {"path": "nope", "gt": {"value": 0}}}), false),
+        (
+            json!({"aggregations.svc.buckets": {"path": "nope", "gt": {"value": 0}}}),
+            false,
+        ),
     ];
     for (spec, want) in t {
         let spec = json!({"array_compare": spec});
@@ -200,9 +257,13 @@ fn script(src: &str) -> Condition {
 fn script_returns_bool_or_map_with_message() {
     let resp = json!({"hits": {"total": {"value": 4}}, "aggregations": {"x": {"buckets": [{"key": "a", "doc_count": 9}]}}});
     let e = ScriptEngine::default();
-    let v = script("response.hits.total.value > 3").evaluate(&e, &resp).unwrap();
+    let v = script("response.hits.total.value > 3")
+        .evaluate(&e, &resp)
+        .unwrap();
     assert!(v.matched && v.message.is_none());
-    let v = script("response.hits.total.value > 10").evaluate(&e, &resp).unwrap();
+    let v = script("response.hits.total.value > 10")
+        .evaluate(&e, &resp)
+        .unwrap();
     assert!(!v.matched);
     let v = script(
         r#"let b = response.aggregations.x.buckets[0]; #{matched: b.doc_count > 5, message: `${b.key} has ${b.doc_count}`}"#,
@@ -223,7 +284,9 @@ fn script_bad_returns_and_runtime_errors() {
     assert!(matches!(err, ScriptError::BadReturn(_)), "{err}");
     let err = script("#{message: \"x\"}").evaluate(&e, &r).unwrap_err();
     assert!(matches!(err, ScriptError::BadReturn(_)), "{err}");
-    let err = script("response.nope.deeper > 1").evaluate(&e, &r).unwrap_err();
+    let err = script("response.nope.deeper > 1")
+        .evaluate(&e, &r)
+        .unwrap_err();
     assert!(matches!(err, ScriptError::Runtime(_)), "{err}");
 }
 
@@ -260,10 +323,7 @@ fn endless_loop_stops_at_operation_limit() {
 fn scripts_are_sandboxed() {
     let e = ScriptEngine::default();
     // No eval, no modules, no deep recursion, no huge strings.
-    for src in [
-        r#"eval("1 + 1") == 2"#,
-        r#"import "std" as s; true"#,
-    ] {
+    for src in [r#"eval("1 + 1") == 2"#, r#"import "std" as s; true"#] {
         let spec: ConditionSpec = serde_json::from_value(json!({ "script": src })).unwrap();
         let r = Condition::compile(spec, &e).and_then(|c| c.evaluate(&e, &json!({})));
         assert!(r.is_err(), "{src} must not run");
@@ -276,8 +336,7 @@ fn scripts_are_sandboxed() {
 
 #[test]
 fn script_syntax_error_has_position() {
-    let spec: ConditionSpec =
-        serde_json::from_value(json!({"script": "let x = ;\ntrue"})).unwrap();
+    let spec: ConditionSpec = serde_json::from_value(json!({"script": "let x = ;\ntrue"})).unwrap();
     let err = Condition::compile(spec, &ScriptEngine::default()).unwrap_err();
     match err {
         ScriptError::Compile { line, .. } => assert_eq!(line, 1),

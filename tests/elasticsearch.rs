@@ -56,7 +56,9 @@ async fn request_has_path_auth_and_rendered_body() {
         &ScriptEngine::default(),
     )
     .unwrap();
-    let now = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 20, 41, 0).unwrap();
+    let now = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 21, 20, 41, 0)
+        .unwrap();
     let ev = engine::search_and_evaluate(
         &alert,
         &c,
@@ -103,34 +105,62 @@ async fn error_answers_are_typed_with_elasticsearch_reasons() {
     let c = client(&es.url, json!({}));
     let q = idx(&["logs-*"]);
 
-    es.push(Reply::error(400, "parsing_exception", "unknown query [mtach]"));
+    es.push(Reply::error(
+        400,
+        "parsing_exception",
+        "unknown query [mtach]",
+    ));
     let e = c.search(&q, &json!({})).await.unwrap_err();
-    assert!(matches!(&e, SearchError::Request { status: 400, kind, reason } if kind == "parsing_exception" && reason == "unknown query [mtach]"), "{e}");
+    assert!(
+        matches!(&e, SearchError::Request { status: 400, kind, reason } if kind == "parsing_exception" && reason == "unknown query [mtach]"),
+        "{e}"
+    );
     assert!(!e.is_transient());
 
     es.push(Reply::unauthorized());
     let e = c.search(&q, &json!({})).await.unwrap_err();
     assert!(matches!(e, SearchError::Auth { status: 401, .. }), "{e}");
-    assert!(e.to_string().contains("check username/password or api_key"), "{e}");
+    assert!(
+        e.to_string().contains("check username/password or api_key"),
+        "{e}"
+    );
     assert!(!e.is_transient());
 
-    es.push(Reply::error(403, "security_exception", "action [indices:data/read/search] is unauthorized"));
+    es.push(Reply::error(
+        403,
+        "security_exception",
+        "action [indices:data/read/search] is unauthorized",
+    ));
     let e = c.search(&q, &json!({})).await.unwrap_err();
     assert!(matches!(e, SearchError::Auth { status: 403, .. }), "{e}");
 
-    es.push(Reply::error(503, "cluster_block_exception", "blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized]"));
+    es.push(Reply::error(
+        503,
+        "cluster_block_exception",
+        "blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized]",
+    ));
     let e = c.search(&q, &json!({})).await.unwrap_err();
-    assert!(matches!(&e, SearchError::Server { status: 503, reason } if reason.contains("state not recovered")), "{e}");
+    assert!(
+        matches!(&e, SearchError::Server { status: 503, reason } if reason.contains("state not recovered")),
+        "{e}"
+    );
     assert!(e.is_transient());
 
-    es.push(Reply::error(429, "es_rejected_execution_exception", "rejected execution"));
+    es.push(Reply::error(
+        429,
+        "es_rejected_execution_exception",
+        "rejected execution",
+    ));
     let e = c.search(&q, &json!({})).await.unwrap_err();
     assert!(matches!(e, SearchError::TooManyRequests { .. }), "{e}");
     assert!(e.is_transient());
 
     es.push(Reply::not_json());
     let e = c.search(&q, &json!({})).await.unwrap_err();
-    assert!(matches!(&e, SearchError::NotJson { status: 200, snippet, .. } if snippet.contains("Bad Gateway")), "{e}");
+    assert!(
+        matches!(&e, SearchError::NotJson { status: 200, snippet, .. } if snippet.contains("Bad Gateway")),
+        "{e}"
+    );
 
     es.push(Reply::truncated());
     let e = c.search(&q, &json!({})).await.unwrap_err();
@@ -145,7 +175,10 @@ async fn partial_results_are_returned_with_a_reason() {
     let r = c.search(&idx(&["logs-*"]), &json!({})).await.unwrap();
     assert_eq!(hits_total(&r.response), 7);
     let why = r.partial.unwrap();
-    assert!(why.contains("2 of 5 shards failed") && why.contains("No mapping found"), "{why}");
+    assert!(
+        why.contains("2 of 5 shards failed") && why.contains("No mapping found"),
+        "{why}"
+    );
     es.push(Reply::timed_out(3));
     let r = c.search(&idx(&["logs-*"]), &json!({})).await.unwrap();
     assert!(r.partial.unwrap().contains("timed out"));
@@ -169,17 +202,26 @@ async fn connection_refused_tls_and_dns_failures() {
     let url = es.url.clone();
     let https = url.replace("http://", "https://");
     // TLS to a plain-HTTP server fails the handshake.
-    let e = client(&https, json!({})).search(&idx(&["a"]), &json!({})).await.unwrap_err();
-    assert!(matches!(e, SearchError::Tls { .. }), "{e}");
-    assert!(e.to_string().contains("ca_cert"), "{e}");
-    es.stop();
-    let e = client(&url, json!({})).search(&idx(&["a"]), &json!({})).await.unwrap_err();
-    assert!(matches!(e, SearchError::ConnectionRefused { .. }), "{e}");
-    assert!(e.is_transient());
-    let e = client("http://esalert-no-such-host.invalid:9200", json!({"timeout": "5s"}))
+    let e = client(&https, json!({}))
         .search(&idx(&["a"]), &json!({}))
         .await
         .unwrap_err();
+    assert!(matches!(e, SearchError::Tls { .. }), "{e}");
+    assert!(e.to_string().contains("ca_cert"), "{e}");
+    es.stop();
+    let e = client(&url, json!({}))
+        .search(&idx(&["a"]), &json!({}))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SearchError::ConnectionRefused { .. }), "{e}");
+    assert!(e.is_transient());
+    let e = client(
+        "http://esalert-no-such-host.invalid:9200",
+        json!({"timeout": "5s"}),
+    )
+    .search(&idx(&["a"]), &json!({}))
+    .await
+    .unwrap_err();
     assert!(matches!(e, SearchError::Dns { .. }), "{e}");
 }
 
@@ -192,7 +234,11 @@ async fn connections_are_pooled() {
         c.search(&idx(&["a"]), &json!({})).await.unwrap();
     }
     assert_eq!(es.searches().len(), 5);
-    assert_eq!(es.connections(), 1, "sequential searches should reuse one connection");
+    assert_eq!(
+        es.connections(),
+        1,
+        "sequential searches should reuse one connection"
+    );
 }
 
 /// Runs against `ESALERT_TEST_ES_URL` when set, else the stand-in.
@@ -202,7 +248,10 @@ async fn cluster_agnostic_search() {
     let pw = std::env::var("ESALERT_TEST_ES_PASSWORD").unwrap_or_default();
     let c = client(&cluster.url(), json!({"password": pw, "timeout": "10s"}));
     let r = c
-        .search(&idx(&["*"]), &json!({"size": 0, "query": {"match_all": {}}}))
+        .search(
+            &idx(&["*"]),
+            &json!({"size": 0, "query": {"match_all": {}}}),
+        )
         .await
         .unwrap();
     assert!(r.response["hits"]["total"].is_object() || r.response["hits"]["total"].is_number());

@@ -13,8 +13,13 @@ use support::Project;
 const GOOD: &str = r#"{"index": "logs-*", "body": {"query": {"match_all": {}}}, "message": "{{ hits.total }} hits"}"#;
 
 fn problems(text: &str) -> Vec<String> {
-    let e = parse_alert("x", std::path::Path::new("queries/x.json"), text, &ScriptEngine::default())
-        .expect_err("should not load");
+    let e = parse_alert(
+        "x",
+        std::path::Path::new("queries/x.json"),
+        text,
+        &ScriptEngine::default(),
+    )
+    .expect_err("should not load");
     e.problems().iter().map(|p| p.to_string()).collect()
 }
 
@@ -22,32 +27,109 @@ fn problems(text: &str) -> Vec<String> {
 fn bad_files_point_at_the_mistake() {
     // (file text, expected prefix "queries/x.json:L:C", expected fragment)
     let table: &[(&str, &str, &str)] = &[
-        ("{\n  \"index\": \"a\",\n  \"body\": {,}\n}", "queries/x.json:3:12", "key must be a string"),
-        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"sechdule\": \"1m\"}", "queries/x.json:1:", "unknown field `sechdule`"),
-        ("{\"index\": 5, \"body\": {}, \"message\": \"m\"}", "queries/x.json:1:", "`index` must be a string or an array"),
-        ("{\"index\": \"a\", \"body\": [], \"message\": \"m\"}", "queries/x.json:1:", "invalid type: sequence, expected a map"),
-        ("{\"index\": \"a\", \"body\": {}}", "queries/x.json:1:", "missing field `message`"),
-        ("{\"index\": \"a\", \"body\": {},\n \"message\": \"m\",\n \"schedule\": \"every minute\"}", "queries/x.json:3:", "cron expression"),
-        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"schedule\": \"1 fortnight\"}", "queries/x.json:1:", "invalid duration"),
-        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"schedule\": \"0 0 25 * * *\"}", "queries/x.json:1:", "invalid cron expression"),
-        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"throttle_period\": \"soon\"}", "queries/x.json:1:", "invalid duration"),
-        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"media\": [\"pager\"]}", "queries/x.json:1:", "unknown variant `pager`"),
-        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"media\": []}", "queries/x.json:1:", "`media` is empty"),
-        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"active\": \"yes\"}", "queries/x.json:1:", "invalid type: string \"yes\", expected a boolean"),
-        ("{\"index\": \"a\",\n \"body\": {},\n \"message\": \"{{ hits.total \"}", "queries/x.json:3:2", "template syntax error in message"),
-        ("{\"index\": \"a\",\n \"body\": {},\n \"message\": \"ok\",\n \"subject\": \"{{ hitz }}\"}", "queries/x.json:4:2", "undefined variable `hitz`"),
-        ("{\"index\": \"a\",\n \"body\": {\"query\": {\"range\": {\"t\": {\"gte\": \"{{ window.begin\"}}}},\n \"message\": \"ok\"}", "queries/x.json:2:37", "template syntax error in body.query.range.t.gte"),
-        ("{\"index\": \"a\",\n \"body\": {\"query\": {\"term\": {\"u\": \"{{ response.x }}\"}}},\n \"message\": \"ok\"}", "queries/x.json:2:", "undefined variable `response`"),
-        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\",\n  \"condition\": {\"script\": \"let x = ;\"}}", "queries/x.json:2:17", "script does not compile"),
-        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"condition\": {\"compare\": {\"a\": {\"above\": 1}}}}", "queries/x.json:1:", "unknown operator"),
-        ("{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"slack\": {\"chanel\": \"#x\"}}", "queries/x.json:1:", "unknown field `chanel`"),
+        (
+            "{\n  \"index\": \"a\",\n  \"body\": {,}\n}",
+            "queries/x.json:3:12",
+            "key must be a string",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"sechdule\": \"1m\"}",
+            "queries/x.json:1:",
+            "unknown field `sechdule`",
+        ),
+        (
+            "{\"index\": 5, \"body\": {}, \"message\": \"m\"}",
+            "queries/x.json:1:",
+            "`index` must be a string or an array",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": [], \"message\": \"m\"}",
+            "queries/x.json:1:",
+            "invalid type: sequence, expected a map",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {}}",
+            "queries/x.json:1:",
+            "missing field `message`",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {},\n \"message\": \"m\",\n \"schedule\": \"every minute\"}",
+            "queries/x.json:3:",
+            "cron expression",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"schedule\": \"1 fortnight\"}",
+            "queries/x.json:1:",
+            "invalid duration",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"schedule\": \"0 0 25 * * *\"}",
+            "queries/x.json:1:",
+            "invalid cron expression",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"throttle_period\": \"soon\"}",
+            "queries/x.json:1:",
+            "invalid duration",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"media\": [\"pager\"]}",
+            "queries/x.json:1:",
+            "unknown variant `pager`",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"media\": []}",
+            "queries/x.json:1:",
+            "`media` is empty",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"active\": \"yes\"}",
+            "queries/x.json:1:",
+            "invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "{\"index\": \"a\",\n \"body\": {},\n \"message\": \"{{ hits.total \"}",
+            "queries/x.json:3:2",
+            "template syntax error in message",
+        ),
+        (
+            "{\"index\": \"a\",\n \"body\": {},\n \"message\": \"ok\",\n \"subject\": \"{{ hitz }}\"}",
+            "queries/x.json:4:2",
+            "undefined variable `hitz`",
+        ),
+        (
+            "{\"index\": \"a\",\n \"body\": {\"query\": {\"range\": {\"t\": {\"gte\": \"{{ window.begin\"}}}},\n \"message\": \"ok\"}",
+            "queries/x.json:2:37",
+            "template syntax error in body.query.range.t.gte",
+        ),
+        (
+            "{\"index\": \"a\",\n \"body\": {\"query\": {\"term\": {\"u\": \"{{ response.x }}\"}}},\n \"message\": \"ok\"}",
+            "queries/x.json:2:",
+            "undefined variable `response`",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\",\n  \"condition\": {\"script\": \"let x = ;\"}}",
+            "queries/x.json:2:17",
+            "script does not compile",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"condition\": {\"compare\": {\"a\": {\"above\": 1}}}}",
+            "queries/x.json:1:",
+            "unknown operator",
+        ),
+        (
+            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"slack\": {\"chanel\": \"#x\"}}",
+            "queries/x.json:1:",
+            "unknown field `chanel`",
+        ),
         ("[1, 2]", "queries/x.json:1:1", "must be a JSON object"),
         ("", "queries/x.json:1:", "EOF while parsing"),
     ];
     for (text, prefix, fragment) in table {
         let ps = problems(text);
         assert!(
-            ps.iter().any(|p| p.starts_with(prefix) && p.contains(fragment)),
+            ps.iter()
+                .any(|p| p.starts_with(prefix) && p.contains(fragment)),
             "for {text:?}\nwanted {prefix} … {fragment}\ngot {ps:#?}"
         );
     }
@@ -81,7 +163,10 @@ fn one_bad_file_never_stops_the_others() {
         .map(|p| p.to_string())
         .collect();
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("Bad_Name.json") && e.contains("not allowed")));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("Bad_Name.json") && e.contains("not allowed"))
+    );
     assert!(errs.iter().any(|e| e.contains("broken.json:1:3")));
 }
 
@@ -99,8 +184,11 @@ fn size_encoding_and_symlink_limits() {
     #[cfg(unix)]
     std::os::unix::fs::symlink(&outside, p.queries().join("escape.json")).unwrap();
     #[cfg(unix)]
-    std::os::unix::fs::symlink(p.queries().join("fine.json"), p.queries().join("inside.json"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        p.queries().join("fine.json"),
+        p.queries().join("inside.json"),
+    )
+    .unwrap();
     p.alert("fine", GOOD);
     let report = load_dir(&p.queries(), &ScriptEngine::default()).unwrap();
     let names: Vec<_> = report.alerts.iter().map(|a| a.name.as_str()).collect();
@@ -111,21 +199,41 @@ fn size_encoding_and_symlink_limits() {
         .flat_map(LoadError::problems)
         .map(|p| p.to_string())
         .collect();
-    assert!(errs.iter().any(|e| e.contains("too_big.json") && e.contains("1 MiB")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("latin1.json:1:15") && e.contains("UTF-8")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("escape.json") && e.contains("outside the queries directory")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("too_big.json") && e.contains("1 MiB")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("latin1.json:1:15") && e.contains("UTF-8")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("escape.json") && e.contains("outside the queries directory")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn defaults_and_body_rendering() {
     let text = r#"{"index": ["a-*", "b"], "body": {"query": {"range": {"@timestamp": {"gte": "{{ window.start }}", "lt": "{{ window.end }}"}}}, "size": 0, "aggs": {"k": {"terms": {"field": "{{ alert.name }}.keyword"}}}}, "message": "m"}"#;
-    let a = parse_alert("win", std::path::Path::new("win.json"), text, &ScriptEngine::default()).unwrap();
+    let a = parse_alert(
+        "win",
+        std::path::Path::new("win.json"),
+        text,
+        &ScriptEngine::default(),
+    )
+    .unwrap();
     assert_eq!(a.spec.schedule.to_string(), "1m");
     assert_eq!(a.spec.throttle_period.to_string(), "15m");
     assert!(a.spec.active);
     assert_eq!(a.spec.media, [esalert::alert::Medium::Slack]);
     assert_eq!(a.spec.subject, "[esalert] {{ alert.name }}");
-    let now = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 20, 41, 0).unwrap();
+    let now = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 21, 20, 41, 0)
+        .unwrap();
     let w = engine::default_window(&a, now);
     let body = a.templates.render_body(&a.body, &a.info, now, w).unwrap();
     assert_eq!(
@@ -142,10 +250,19 @@ fn render_errors_name_the_alert_and_never_send_empty() {
     let a = parse_alert("strict", std::path::Path::new("s.json"),
         r#"{"index": "a", "body": {}, "condition": {"always": {}}, "message": "{{ aggregations.users.buckets }}"}"#, &e).unwrap();
     let w = engine::default_window(&a, now);
-    let err = engine::evaluate(&a, &e, &json!({"hits": {"total": 1}, "aggregations": {}}), now, w)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("alert strict") && err.contains("message"), "{err}");
+    let err = engine::evaluate(
+        &a,
+        &e,
+        &json!({"hits": {"total": 1}, "aggregations": {}}),
+        now,
+        w,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("alert strict") && err.contains("message"),
+        "{err}"
+    );
     // A message that renders to nothing is refused.
     let a = parse_alert("empty", std::path::Path::new("e.json"),
         r#"{"index": "a", "body": {}, "condition": {"always": {}}, "message": "{% if false %}x{% endif %}  "}"#, &e).unwrap();
@@ -156,7 +273,9 @@ fn render_errors_name_the_alert_and_never_send_empty() {
     // Fuel bounds a template that would loop for ages.
     let a = parse_alert("fuel", std::path::Path::new("f.json"),
         r#"{"index": "a", "body": {}, "condition": {"always": {}}, "message": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x"}"#, &e).unwrap();
-    let err = engine::evaluate(&a, &e, &json!({}), now, w).unwrap_err().to_string();
+    let err = engine::evaluate(&a, &e, &json!({}), now, w)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("alert fuel") && err.contains("fuel"), "{err}");
 }
 
@@ -176,6 +295,10 @@ fn shipped_examples_load_and_match_their_fixtures() {
         assert!(!ev.message.unwrap().trim().is_empty());
         // Examples filter on the window, not on now-1m.
         let body = a.body.to_string();
-        assert!(body.contains("{{ window.start }}") && !body.contains("now-"), "{}", a.name);
+        assert!(
+            body.contains("{{ window.start }}") && !body.contains("now-"),
+            "{}",
+            a.name
+        );
     }
 }

@@ -313,4 +313,3 @@ pub fn parse_alert(
         info: Arc::new(info),
     })
 }
-

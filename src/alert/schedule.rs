@@ -100,9 +100,9 @@ impl FromStr for Schedule {
             });
         }
         match HumanDuration::parse(s) {
-            Ok(d) if d.value < Duration::from_secs(1) => Err(format!(
-                "schedule {s:?} is shorter than the minimum of 1s"
-            )),
+            Ok(d) if d.value < Duration::from_secs(1) => {
+                Err(format!("schedule {s:?} is shorter than the minimum of 1s"))
+            }
             Ok(d) => Ok(Schedule::Every(d)),
             Err(e) if fields > 1 => Err(format!(
                 "{e}; nor is it a cron expression: it has {fields} fields, and esalert wants 6, \

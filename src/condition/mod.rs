@@ -205,7 +205,11 @@ pub struct Compare {
     pub value: Value,
 }
 
-fn single<E: de::Error>(map: Map<String, Value>, what: &str, example: &str) -> Result<(String, Value), E> {
+fn single<E: de::Error>(
+    map: Map<String, Value>,
+    what: &str,
+    example: &str,
+) -> Result<(String, Value), E> {
     if map.len() != 1 {
         return Err(E::custom(format!(
             "{what} takes exactly one entry, found {}; write it like {example}",
@@ -281,7 +285,9 @@ impl<'de> Deserialize<'de> for ArrayCompare {
         let map = Map::deserialize(d)?;
         let (array, inner) = single::<D::Error>(map, "array_compare", EX)?;
         let Value::Object(mut inner) = inner else {
-            return Err(de::Error::custom(format!("array_compare on {array:?} needs an object, like {EX}")));
+            return Err(de::Error::custom(format!(
+                "array_compare on {array:?} needs an object, like {EX}"
+            )));
         };
         let path = match inner.remove("path") {
             None => String::new(),
@@ -362,7 +368,11 @@ impl Condition {
     }
 
     /// Evaluates the condition against a search response.
-    pub fn evaluate(&self, engine: &ScriptEngine, response: &Value) -> Result<Verdict, ScriptError> {
+    pub fn evaluate(
+        &self,
+        engine: &ScriptEngine,
+        response: &Value,
+    ) -> Result<Verdict, ScriptError> {
         Ok(match self {
             Condition::Always => Verdict::of(true),
             Condition::Never => Verdict::of(false),

@@ -82,7 +82,9 @@ pub struct ScriptEngine {
 
 impl std::fmt::Debug for ScriptEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScriptEngine").field("limits", &self.limits).finish()
+        f.debug_struct("ScriptEngine")
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -124,8 +126,8 @@ impl ScriptEngine {
 
     /// Runs a script with `response` in scope.
     pub fn run(&self, script: &Script, response: &Value) -> Result<Verdict, ScriptError> {
-        let response: Dynamic = rhai::serde::to_dynamic(response)
-            .map_err(|e| ScriptError::Runtime(e.to_string()))?;
+        let response: Dynamic =
+            rhai::serde::to_dynamic(response).map_err(|e| ScriptError::Runtime(e.to_string()))?;
         let mut scope = Scope::new();
         scope.push_constant("response", response);
         let out: Dynamic = self
@@ -164,5 +166,8 @@ fn verdict(out: Dynamic) -> Result<Verdict, ScriptError> {
             missing: None,
         });
     }
-    Err(ScriptError::BadReturn(format!("a value of type {}", out.type_name())))
+    Err(ScriptError::BadReturn(format!(
+        "a value of type {}",
+        out.type_name()
+    )))
 }

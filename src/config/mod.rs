@@ -264,11 +264,12 @@ impl Credentials {
                 var,
             });
         }
-        let creds: Credentials = serde_json::from_value(value).map_err(|e| ConfigError::Invalid {
-            path: path.to_owned(),
-            pos: Position { line: 1, column: 1 },
-            message: format!("after reading environment variables: {e}"),
-        })?;
+        let creds: Credentials =
+            serde_json::from_value(value).map_err(|e| ConfigError::Invalid {
+                path: path.to_owned(),
+                pos: Position { line: 1, column: 1 },
+                message: format!("after reading environment variables: {e}"),
+            })?;
         Ok(creds)
     }
 }
@@ -285,7 +286,10 @@ mod tests {
         let c = Credentials::parse(Path::new("c.json"), EXAMPLE, &env).unwrap();
         assert_eq!(c.elasticsearch.username.as_deref(), Some("elastic"));
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("secret-of-"), "secret leaked into Debug: {dbg}");
+        assert!(
+            !dbg.contains("secret-of-"),
+            "secret leaked into Debug: {dbg}"
+        );
         use secrecy::ExposeSecret;
         assert_eq!(
             c.elasticsearch.password.unwrap().expose_secret(),

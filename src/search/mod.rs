@@ -116,7 +116,9 @@ pub enum SearchError {
         reason: String,
     },
     /// A 2xx answer whose body is not JSON, or is cut off.
-    #[error("the cluster answered HTTP {status} with a body that is not JSON ({detail}): {snippet:?}")]
+    #[error(
+        "the cluster answered HTTP {status} with a body that is not JSON ({detail}): {snippet:?}"
+    )]
     NotJson {
         /// The status code.
         status: u16,
@@ -243,7 +245,11 @@ impl EsClient {
     }
 
     /// Runs a search.
-    pub async fn search(&self, indices: &[String], body: &Value) -> Result<SearchResult, SearchError> {
+    pub async fn search(
+        &self,
+        indices: &[String],
+        body: &Value,
+    ) -> Result<SearchResult, SearchError> {
         let started = Instant::now();
         let bytes = serde_json::to_vec(body).expect("a JSON value always serializes");
         let mut req = self
@@ -259,7 +265,9 @@ impl EsClient {
                     key.expose_secret()
                 ))
                 .map_err(|_| {
-                    SearchError::Config("api_key holds characters not allowed in an HTTP header".into())
+                    SearchError::Config(
+                        "api_key holds characters not allowed in an HTTP header".into(),
+                    )
                 })?;
                 v.set_sensitive(true);
                 req = req.header(reqwest::header::AUTHORIZATION, v);
@@ -324,7 +332,9 @@ impl EsClient {
                             detail: tls.to_string(),
                         };
                     }
-                    inner = i.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+                    inner = i
+                        .downcast_ref::<std::io::Error>()
+                        .and_then(|io| io.get_ref());
                 }
             }
             chain.push(s.to_string());

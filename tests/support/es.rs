@@ -89,12 +89,12 @@ impl Reply {
     pub fn shard_failures(total_hits: u64) -> Reply {
         let mut v = Self::envelope(json!({"value": total_hits, "relation": "eq"}), json!({}));
         v["_shards"] = json!({"total": 5, "successful": 3, "skipped": 0, "failed": 2,
-            "failures": [
-                {"shard": 1, "index": "logs-2026.11.21", "node": "n1",
-                 "reason": {"type": "query_shard_exception", "reason": "No mapping found for [@timestamp] in order to sort on"}},
-                {"shard": 3, "index": "logs-2026.11.20", "node": "n2",
-                 "reason": {"type": "node_disconnected_exception", "reason": "[n2] disconnected"}}
-            ]});
+        "failures": [
+            {"shard": 1, "index": "logs-2026.11.21", "node": "n1",
+             "reason": {"type": "query_shard_exception", "reason": "No mapping found for [@timestamp] in order to sort on"}},
+            {"shard": 3, "index": "logs-2026.11.20", "node": "n2",
+             "reason": {"type": "node_disconnected_exception", "reason": "[n2] disconnected"}}
+        ]});
         Reply::json(200, v)
     }
 
@@ -218,8 +218,8 @@ impl EsStandIn {
                     .expect("bind stand-in");
                 ptx.send(listener.local_addr().unwrap().port()).unwrap();
                 let counted = st.clone();
-                let app = axum::Router::new()
-                    .fallback(move |m, u, h, b| handle(st.clone(), m, u, h, b));
+                let app =
+                    axum::Router::new().fallback(move |m, u, h, b| handle(st.clone(), m, u, h, b));
                 let listener = listener.tap_io(move |_| {
                     counted.lock().unwrap().connections += 1;
                 });
