@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::alert::Alert;
 use crate::condition::{ScriptEngine, ScriptError, hits_total};
-use crate::render::{MessageVars, RenderError, Window};
+use crate::render::{MessageVars, RenderError, Rendered, Window};
 use crate::search::{EsClient, SearchError};
 
 /// Why an alert run failed.
@@ -61,6 +61,9 @@ pub struct Evaluation {
     /// The rendered message, when matched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Every flavour of the notification, when matched.
+    #[serde(skip)]
+    pub rendered: Option<Rendered>,
     /// Why the response was partial, if it was.
     #[serde(skip)]
     pub partial: Option<String>,
@@ -103,24 +106,24 @@ pub fn evaluate(
         hits: hits_total(response),
         subject: None,
         message: None,
+        rendered: None,
         partial: None,
         missing: verdict.missing,
         took_ms: 0,
     };
     if verdict.matched {
-        let (subject, message) = alert.templates.render_message(&MessageVars {
+        let mut rendered = alert.templates.render_message(&MessageVars {
             response,
             alert: &alert.info,
             now,
             window,
         })?;
-        eval.subject = Some(subject);
-        eval.message = Some(
-            verdict
-                .message
-                .filter(|m| !m.trim().is_empty())
-                .unwrap_or(message),
-        );
+        if let Some(m) = verdict.message.filter(|m| !m.trim().is_empty()) {
+            rendered = Rendered::from_data(rendered.subject, m);
+        }
+        eval.subject = Some(rendered.subject.clone());
+        eval.message = Some(rendered.text.clone());
+        eval.rendered = Some(rendered);
     }
     Ok(eval)
 }

@@ -168,11 +168,66 @@ fn seg_name(path: &[Seg]) -> String {
         .join(".")
 }
 
+/// Escapes `&`, `<` and `>` so that response data can't ping `<!channel>`
+/// or forge a link in Slack mrkdwn.
+pub fn slack_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Message templates are compiled once per output flavour. Values
+/// interpolated into the Slack and HTML flavours are escaped; the template's
+/// own literal text is not, so it may still use mrkdwn or HTML.
+const FLAVOURS: &[&str] = &[".slack", ".html"];
+
 fn new_env() -> Environment<'static> {
+    use minijinja::AutoEscape;
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") {
+            AutoEscape::Html
+        } else if name.ends_with(".slack") {
+            AutoEscape::Custom("slack")
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.set_formatter(|out, state, value| {
+        if state.auto_escape() == AutoEscape::Custom("slack") && !value.is_safe() {
+            let text = match value.as_str() {
+                Some(s) => slack_escape(s),
+                None => slack_escape(&value.to_string()),
+            };
+            return out.write_str(&text).map_err(minijinja::Error::from);
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     env
 }
 
@@ -208,6 +263,12 @@ impl Templates {
             .map(|s| (s, MESSAGE_VARS))
             .chain(body_srcs.into_iter().map(|s| (s, BODY_VARS)))
         {
+            if src.path.first() != Some(&Seg::key("body")) {
+                for flavour in FLAVOURS {
+                    // Same text as the plain template; its errors are reported once.
+                    let _ = env.add_template_owned(format!("{}{flavour}", src.name), src.text.clone());
+                }
+            }
             if let Err(e) = env.add_template_owned(src.name.clone(), src.text) {
                 errors.push((
                     src.path,
@@ -292,8 +353,8 @@ impl Templates {
         Ok(out)
     }
 
-    /// Renders subject and message for a matched response.
-    pub fn render_message(&self, vars: &MessageVars<'_>) -> Result<(String, String), RenderError> {
+    /// Renders subject and message, in every flavour, for a matched response.
+    pub fn render_message(&self, vars: &MessageVars<'_>) -> Result<Rendered, RenderError> {
         let response = TValue::from_serialize(vars.response);
         let ctx = context! {
             hits => response.get_attr("hits").unwrap_or_default(),
@@ -304,16 +365,55 @@ impl Templates {
             window => TValue::from_serialize(vars.window),
         };
         let subject = self.render("subject", &ctx)?;
-        let message = self.render("message", &ctx)?;
-        for (name, text) in [("subject", &subject), ("message", &message)] {
-            if text.trim().is_empty() {
+        let text = self.render("message", &ctx)?;
+        for (name, t) in [("subject", &subject), ("message", &text)] {
+            if t.trim().is_empty() {
                 return Err(RenderError::Empty {
                     alert: self.alert.clone(),
                     template: name.into(),
                 });
             }
         }
-        Ok((subject.trim().to_owned(), message))
+        Ok(Rendered {
+            subject: one_line(&subject),
+            slack: self.render("message.slack", &ctx)?,
+            html: self.render("message.html", &ctx)?,
+            text,
+        })
+    }
+}
+
+/// A subject is one line: newlines from data could otherwise inject headers.
+pub fn one_line(s: &str) -> String {
+    s.split(|c: char| c == '\r' || c == '\n')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A rendered notification in the forms each medium needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Rendered {
+    /// One-line subject, plain text.
+    pub subject: String,
+    /// The message as plain text (logs, email text part, `esalert test`).
+    pub text: String,
+    /// The message as Slack mrkdwn, with response values escaped.
+    pub slack: String,
+    /// The message as HTML, with response values escaped.
+    pub html: String,
+}
+
+impl Rendered {
+    /// A message that is data throughout (e.g. a script's), escaped for each medium.
+    pub fn from_data(subject: String, text: String) -> Rendered {
+        Rendered {
+            subject: one_line(&subject),
+            slack: slack_escape(&text),
+            html: html_escape(&text),
+            text,
+        }
     }
 }
 
