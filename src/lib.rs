@@ -27,8 +27,10 @@ pub mod condition;
 pub mod config;
 pub mod engine;
 pub mod log;
+pub mod notify;
 pub mod render;
 pub mod search;
+pub mod throttle;
 
 /// Installs ring as the one rustls crypto provider of the process.
 ///

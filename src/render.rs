@@ -385,7 +385,7 @@ impl Templates {
 
 /// A subject is one line: newlines from data could otherwise inject headers.
 pub fn one_line(s: &str) -> String {
-    s.split(|c: char| c == '\r' || c == '\n')
+    s.split(['\r', '\n'])
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect::<Vec<_>>()

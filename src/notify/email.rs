@@ -1,0 +1,172 @@
+//! Email over SMTP with lettre's async tokio transport and rustls.
+//!
+//! Each message is multipart/alternative (plain text and HTML), carries a
+//! unique `Message-ID` and an `X-Esalert-Alert` header. lettre's own timeout
+//! only covers connecting, so every send is wrapped in an overall timeout.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use lettre::message::header::{Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials as SmtpCredentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+
+use super::{Notification, NotifyError, Notifier, SetupError};
+use crate::alert::Medium;
+use crate::config::{EmailConfig, Security};
+
+/// The `X-Esalert-Alert: <name>` header, for mail filters.
+#[derive(Debug, Clone)]
+struct XEsalertAlert(String);
+
+impl Header for XEsalertAlert {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("X-Esalert-Alert")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(XEsalertAlert(s.to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// Delivers by email.
+pub struct EmailNotifier {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for EmailNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailNotifier")
+            .field("from", &self.from.to_string())
+            .finish()
+    }
+}
+
+fn mailboxes(list: &[String], what: &str) -> Result<Vec<Mailbox>, String> {
+    list.iter()
+        .map(|a| {
+            a.parse::<Mailbox>()
+                .map_err(|e| format!("{what} address {a:?} is not valid: {e}"))
+        })
+        .collect()
+}
+
+impl EmailNotifier {
+    /// Builds the SMTP transport; connects lazily.
+    pub fn new(cfg: &EmailConfig) -> Result<EmailNotifier, SetupError> {
+        let err = |m: String| SetupError::Email(m);
+        let builder = match cfg.security {
+            Security::None => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.smtp_host).port(25)
+            }
+            Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.smtp_host)
+                .map_err(|e| err(format!("TLS setup for {}: {e}", cfg.smtp_host)))?,
+            Security::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.smtp_host)
+                .map_err(|e| err(format!("STARTTLS setup for {}: {e}", cfg.smtp_host)))?,
+        };
+        let mut builder = builder.timeout(Some(cfg.timeout.value.min(Duration::from_secs(30))));
+        if let Some(port) = cfg.smtp_port {
+            builder = builder.port(port);
+        }
+        if let Some(user) = &cfg.username {
+            let pass = cfg
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned())
+                .unwrap_or_default();
+            builder = builder.credentials(SmtpCredentials::new(user.clone(), pass));
+        }
+        let from = cfg
+            .from
+            .parse::<Mailbox>()
+            .map_err(|e| err(format!("from address {:?} is not valid: {e}", cfg.from)))?;
+        Ok(EmailNotifier {
+            transport: builder.build(),
+            from,
+            to: mailboxes(&cfg.to, "to").map_err(err)?,
+            cc: mailboxes(&cfg.cc, "cc").map_err(err)?,
+            timeout: cfg.timeout.value,
+        })
+    }
+
+    /// Builds the message for a notification.
+    pub fn message(&self, n: &Notification) -> Result<Message, NotifyError> {
+        let perm = |m: String| NotifyError::permanent(Medium::Email, m);
+        let (to, cc) = if n.email_to.is_empty() {
+            (self.to.clone(), self.cc.clone())
+        } else {
+            (
+                mailboxes(&n.email_to, "to").map_err(perm)?,
+                mailboxes(&n.email_cc, "cc").map_err(perm)?,
+            )
+        };
+        let cc = if n.email_to.is_empty() || !n.email_cc.is_empty() {
+            cc
+        } else {
+            self.cc.clone()
+        };
+        if to.is_empty() {
+            return Err(perm(
+                "no recipients: set email.to in credentials.json or in the alert".into(),
+            ));
+        }
+        let mut b = Message::builder()
+            .from(self.from.clone())
+            // The subject is one line already; lettre encodes anything else.
+            .subject(crate::render::one_line(&n.rendered.subject))
+            .message_id(None)
+            .header(XEsalertAlert(n.alert.clone()));
+        for m in to {
+            b = b.to(m);
+        }
+        for m in cc {
+            b = b.cc(m);
+        }
+        let html = format!(
+            "<!DOCTYPE html><html><body><div style=\"white-space: pre-wrap; font-family: sans-serif\">{}</div>\
+             <p style=\"color: #888; font-size: small\">esalert · alert {} · hits {} · {}</p></body></html>",
+            n.rendered.html,
+            n.alert,
+            n.hits,
+            crate::render::fmt_time(&n.time)
+        );
+        b.multipart(MultiPart::alternative_plain_html(n.rendered.text.clone(), html))
+            .map_err(|e| perm(format!("cannot build message: {e}")))
+    }
+}
+
+impl Notifier for EmailNotifier {
+    fn medium(&self) -> Medium {
+        Medium::Email
+    }
+
+    fn send<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(async move {
+            let msg = self.message(n)?;
+            match tokio::time::timeout(self.timeout, self.transport.send(msg)).await {
+                Err(_) => Err(NotifyError::transient(
+                    Medium::Email,
+                    format!(
+                        "SMTP send did not finish within {}",
+                        humantime::format_duration(self.timeout)
+                    ),
+                )),
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) if e.is_permanent() => {
+                    Err(NotifyError::permanent(Medium::Email, format!("SMTP: {e}")))
+                }
+                Ok(Err(e)) => Err(NotifyError::transient(Medium::Email, format!("SMTP: {e}"))),
+            }
+        })
+    }
+}

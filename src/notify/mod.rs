@@ -1,0 +1,209 @@
+//! Delivery: one module per medium behind the [`Notifier`] trait.
+//!
+//! Errors are opaque [`NotifyError`]s whose [`NotifyError::is_transient`]
+//! drives retries, as in lettre's transports.
+
+pub mod email;
+pub mod slack;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{Alert, Medium};
+use crate::config::Credentials;
+use crate::render::Rendered;
+
+/// Everything a medium needs to deliver one match. Stored in the outbox, so
+/// that a retry sends exactly what was rendered for the match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The alert's name.
+    pub alert: String,
+    /// Subject and message in every flavour.
+    pub rendered: Rendered,
+    /// The response's hit count.
+    pub hits: u64,
+    /// When the match happened.
+    pub time: DateTime<Utc>,
+    /// Per-alert Slack channel (bot-token mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_channel: Option<String>,
+    /// Per-alert `To`, replacing the default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub email_to: Vec<String>,
+    /// Per-alert `Cc`, replacing the default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub email_cc: Vec<String>,
+}
+
+impl Notification {
+    /// Builds the notification of a match of `alert`.
+    pub fn new(alert: &Alert, rendered: Rendered, hits: u64, time: DateTime<Utc>) -> Self {
+        Notification {
+            alert: alert.name.clone(),
+            rendered,
+            hits,
+            time,
+            slack_channel: alert.spec.slack.as_ref().and_then(|s| s.channel.clone()),
+            email_to: alert
+                .spec
+                .email
+                .as_ref()
+                .map(|e| e.to.clone())
+                .unwrap_or_default(),
+            email_cc: alert
+                .spec
+                .email
+                .as_ref()
+                .map(|e| e.cc.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Transient,
+    Permanent,
+}
+
+/// A failed delivery. Opaque: ask [`is_transient`](Self::is_transient).
+#[derive(Debug, Clone)]
+pub struct NotifyError {
+    medium: Medium,
+    kind: Kind,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl NotifyError {
+    /// A failure that may go away by itself (5xx, network, 4xx SMTP, 429).
+    pub fn transient(medium: Medium, message: impl Into<String>) -> Self {
+        NotifyError {
+            medium,
+            kind: Kind::Transient,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A failure that needs a person (bad channel, bad auth, 5xx SMTP).
+    pub fn permanent(medium: Medium, message: impl Into<String>) -> Self {
+        NotifyError {
+            medium,
+            kind: Kind::Permanent,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn with_retry_after(mut self, d: Option<Duration>) -> Self {
+        self.retry_after = d;
+        self
+    }
+
+    /// Whether retrying later may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        self.kind == Kind::Transient
+    }
+
+    /// How long the peer asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The medium that failed.
+    pub fn medium(&self) -> Medium {
+        self.medium
+    }
+}
+
+impl fmt::Display for NotifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.medium.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for NotifyError {}
+
+/// A medium that can deliver notifications.
+pub trait Notifier: Send + Sync {
+    /// Which medium this is.
+    fn medium(&self) -> Medium;
+    /// Delivers one notification.
+    fn send<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), NotifyError>>;
+}
+
+/// Why a notifier could not be built from credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Slack settings are unusable.
+    #[error("credentials.json slack: {0}")]
+    Slack(String),
+    /// Email settings are unusable.
+    #[error("credentials.json email: {0}")]
+    Email(String),
+}
+
+/// The configured media.
+#[derive(Clone, Default)]
+pub struct Notifiers {
+    slack: Option<Arc<dyn Notifier>>,
+    email: Option<Arc<dyn Notifier>>,
+}
+
+impl fmt::Debug for Notifiers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notifiers")
+            .field("slack", &self.slack.is_some())
+            .field("email", &self.email.is_some())
+            .finish()
+    }
+}
+
+impl Notifiers {
+    /// Builds a notifier for every medium configured in credentials.
+    pub fn from_credentials(c: &Credentials) -> Result<Notifiers, SetupError> {
+        let slack = match &c.slack {
+            Some(s) => Some(Arc::new(slack::SlackNotifier::new(s)?) as Arc<dyn Notifier>),
+            None => None,
+        };
+        let email = match &c.email {
+            Some(e) => Some(Arc::new(email::EmailNotifier::new(e)?) as Arc<dyn Notifier>),
+            None => None,
+        };
+        Ok(Notifiers { slack, email })
+    }
+
+    /// Uses the given notifiers (tests, embedding).
+    pub fn with(mut self, n: Arc<dyn Notifier>) -> Self {
+        match n.medium() {
+            Medium::Slack => self.slack = Some(n),
+            Medium::Email => self.email = Some(n),
+        }
+        self
+    }
+
+    /// The notifier of a medium, or a permanent error saying it isn't set up.
+    pub fn get(&self, m: Medium) -> Result<&Arc<dyn Notifier>, NotifyError> {
+        match m {
+            Medium::Slack => self.slack.as_ref(),
+            Medium::Email => self.email.as_ref(),
+        }
+        .ok_or_else(|| {
+            NotifyError::permanent(
+                m,
+                format!(
+                    "{} is not configured: add a \"{}\" section to credentials.json",
+                    m.as_str(),
+                    m.as_str()
+                ),
+            )
+        })
+    }
+}

@@ -1,0 +1,199 @@
+//! Persistence of the store: an exclusive lock, crash-safe atomic writes,
+//! and refusing (never silently replacing) a store that can't be read.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{StoreFile, VERSION};
+
+/// Why the store can't be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds `<store>.lock`.
+    #[error(
+        "{} is in use by another esalert process (lock {} is held); stop it first, or give this one its own --state",
+        path.display(), lock.display()
+    )]
+    Locked {
+        /// The store.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The store exists but does not parse. esalert won't replace it with an
+    /// empty one: that would re-fire every alert at once.
+    #[error(
+        "{}:{line}:{column}: the throttle store is corrupt: {reason}; fix or restore it (an empty store is {{\"version\": 1, \"alerts\": {{}}}}, but that forgets all throttles)",
+        path.display()
+    )]
+    Corrupt {
+        /// The store.
+        path: PathBuf,
+        /// Where parsing failed.
+        line: usize,
+        /// Where parsing failed.
+        column: usize,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A store from a newer esalert.
+    #[error("{}: store version {found} is not supported (this esalert writes version {VERSION}); upgrade esalert", path.display())]
+    Version {
+        /// The store.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+    },
+    /// Reading or writing failed.
+    #[error("{}: {action}: {source}", path.display())]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The open, locked store.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    /// Held for the life of the store: the lock is released when it closes.
+    _lock: File,
+    /// The current content.
+    pub data: StoreFile,
+}
+
+fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        action,
+        source,
+    }
+}
+
+/// The lock file of a store: `<store>.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+impl Store {
+    /// Opens (creating if missing) and locks the store.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io(dir, "cannot create directory"))?;
+        }
+        let lock_file = lock_path(path);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_file)
+            .map_err(io(&lock_file, "cannot open lock file"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    path: path.to_owned(),
+                    lock: lock_file,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(io(&lock_file, "cannot lock")(e));
+            }
+        }
+        let data = match std::fs::read(path) {
+            Ok(bytes) => Self::parse(path, &bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoreFile::default(),
+            Err(e) => return Err(io(path, "cannot read")(e)),
+        };
+        let mut store = Store {
+            path: path.to_owned(),
+            _lock: lock,
+            data,
+        };
+        if !path.exists() {
+            store.save()?;
+        }
+        Ok(store)
+    }
+
+    fn parse(path: &Path, bytes: &[u8]) -> Result<StoreFile, StoreError> {
+        let data: StoreFile = serde_json::from_slice(bytes).map_err(|e| {
+            let full = e.to_string();
+            let reason = full.rfind(" at line ").map_or(&full[..], |i| &full[..i]).to_owned();
+            StoreError::Corrupt {
+                path: path.to_owned(),
+                line: e.line(),
+                column: e.column(),
+                reason,
+            }
+        })?;
+        if data.version != VERSION {
+            return Err(StoreError::Version {
+                path: path.to_owned(),
+                found: data.version,
+            });
+        }
+        Ok(data)
+    }
+
+    /// The store's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the store atomically: see [`Store::save_with`].
+    pub fn save(&mut self) -> Result<(), StoreError> {
+        self.save_with(|_| Ok(()))
+    }
+
+    /// Writes a temporary file in the same directory, fsyncs it, renames it
+    /// over the store and fsyncs the directory, so that a crash at any
+    /// instant leaves either the old store or the new one. `before_rename`
+    /// runs between the write and the rename; tests use it to fail there.
+    pub fn save_with(
+        &mut self,
+        before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        let mut text = serde_json::to_vec_pretty(&self.data).expect("store serializes");
+        text.push(b'\n');
+        let tmp = {
+            let mut s = self.path.as_os_str().to_owned();
+            s.push(format!(".tmp-{}", std::process::id()));
+            PathBuf::from(s)
+        };
+        {
+            let mut f = File::create(&tmp).map_err(io(&tmp, "cannot create temporary file"))?;
+            f.write_all(&text).map_err(io(&tmp, "cannot write"))?;
+            f.sync_all().map_err(io(&tmp, "cannot fsync"))?;
+        }
+        if let Err(e) = before_rename(&tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&self.path, "write interrupted")(e));
+        }
+        std::fs::rename(&tmp, &self.path).map_err(io(&self.path, "cannot rename into place"))?;
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        if let Ok(d) = File::open(&dir) {
+            d.sync_all().map_err(io(&dir, "cannot fsync directory"))?;
+        }
+        Ok(())
+    }
+
+    /// Reads a store without locking it (for `status`, which only looks).
+    pub fn read_only(path: &Path) -> Result<StoreFile, StoreError> {
+        match std::fs::read(path) {
+            Ok(bytes) => Self::parse(path, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StoreFile::default()),
+            Err(e) => Err(io(path, "cannot read")(e)),
+        }
+    }
+}
