@@ -143,10 +143,8 @@ fn check(g: &Global, queries_only: bool) -> u8 {
         }
         Err(e) => problems.push(e.to_string()),
     }
-    if !queries_only {
-        if let Err(e) = Credentials::load(&g.credentials) {
-            problems.push(e.to_string());
-        }
+    if !queries_only && let Err(e) = Credentials::load(&g.credentials) {
+        problems.push(e.to_string());
     }
     for p in &problems {
         println!("{p}");

@@ -164,10 +164,11 @@ impl Path {
                 _ => return None,
             };
             parent_is_hits = at_root_hits_total;
-            if at_root_hits_total && i + 1 == self.segs.len() {
-                if let Value::Object(m) = cur {
-                    return m.get("value");
-                }
+            if at_root_hits_total
+                && i + 1 == self.segs.len()
+                && let Value::Object(m) = cur
+            {
+                return m.get("value");
             }
         }
         Some(cur)
