@@ -11,7 +11,11 @@ use crate::alert::{LoadError, load_dir, load_named};
 use crate::condition::ScriptEngine;
 use crate::config::{ConfigError, Credentials};
 use crate::engine::{self, EngineError};
+use crate::notify::{Notification, Notifiers};
+use crate::render::fmt_time;
+use crate::runner::{Outcome, Runner, Settings, SystemClock};
 use crate::search::{EsClient, SearchError};
+use crate::throttle::Store;
 
 /// esalert: alerting for Elasticsearch and OpenSearch.
 #[derive(Debug, Parser)]
@@ -77,12 +81,24 @@ pub enum Command {
         /// A saved search response to evaluate instead of searching.
         #[arg(long)]
         response: Option<PathBuf>,
+        /// Deliver the notification for real (ignores and keeps the throttle store).
+        #[arg(long)]
+        send: bool,
     },
     /// Run every active alert once, now, and log each outcome.
     Once {
         /// How many alerts run at the same time.
         #[arg(long, env = "ESALERT_CONCURRENCY", default_value_t = 16)]
         concurrency: usize,
+        /// Give up delivering a match after this long.
+        #[arg(long, env = "ESALERT_MAX_RETRY_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
+        max_retry_age: std::time::Duration,
+    },
+    /// Show each alert's last run, outcome and throttle.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -108,6 +124,15 @@ pub enum CliError {
     /// The alert run failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A medium could not be set up.
+    #[error(transparent)]
+    Notify(#[from] crate::notify::SetupError),
+    /// The throttle store is unusable.
+    #[error(transparent)]
+    Store(#[from] crate::throttle::StoreError),
+    /// A run could not record its state.
+    #[error(transparent)]
+    Run(#[from] crate::runner::RunError),
     /// A saved response could not be read.
     #[error("{}{}: {message}", path.display(), pos.map(|p| format!(":{}:{}", p.line, p.column)).unwrap_or_default())]
     Response {
@@ -125,8 +150,16 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
     let g = cli.global;
     match cli.command {
         Command::Check { queries_only } => Ok(check(&g, queries_only)),
-        Command::Test { name, response } => test(&g, &name, response.as_deref()).await,
-        Command::Once { concurrency } => once(&g, concurrency).await,
+        Command::Test {
+            name,
+            response,
+            send,
+        } => test(&g, &name, response.as_deref(), send).await,
+        Command::Once {
+            concurrency,
+            max_retry_age,
+        } => once(&g, concurrency, max_retry_age).await,
+        Command::Status { json } => status(&g, json),
     }
 }
 
@@ -177,19 +210,27 @@ fn read_response(path: &Path) -> Result<Value, CliError> {
     })
 }
 
-async fn test(g: &Global, name: &str, response: Option<&Path>) -> Result<u8, CliError> {
+async fn test(
+    g: &Global,
+    name: &str,
+    response: Option<&Path>,
+    send: bool,
+) -> Result<u8, CliError> {
     let scripts = ScriptEngine::default();
     let alert = load_named(&g.queries, name, &scripts)?;
     let now = chrono::Utc::now();
     let window = engine::default_window(&alert, now);
+    let creds = match (response, send) {
+        (Some(_), false) => None,
+        _ => Some(Credentials::load(&g.credentials)?),
+    };
     let eval = match response {
         Some(path) => {
             let response = read_response(path)?;
             engine::evaluate(&alert, &scripts, &response, now, window)?
         }
         None => {
-            let creds = Credentials::load(&g.credentials)?;
-            let es = EsClient::new(&creds.elasticsearch)?;
+            let es = EsClient::new(&creds.as_ref().expect("loaded").elasticsearch)?;
             let eval = engine::search_and_evaluate(&alert, &es, &scripts, now, window).await?;
             if let Some(p) = &eval.partial {
                 tracing::warn!(alert = name, event = "partial_result", reason = %p);
@@ -197,17 +238,46 @@ async fn test(g: &Global, name: &str, response: Option<&Path>) -> Result<u8, Cli
             eval
         }
     };
+    let mut out = serde_json::to_value(&eval).expect("evaluation serializes");
+    let mut code = 0;
+    if send && let Some(rendered) = eval.rendered.clone() {
+        let notifiers = Notifiers::from_credentials(creds.as_ref().expect("loaded"))?;
+        let n = Notification::new(&alert, rendered, eval.hits, now);
+        let mut sent = serde_json::Map::new();
+        for m in &alert.spec.media {
+            let r = match notifiers.get(*m) {
+                Ok(x) => x.send(&n).await,
+                Err(e) => Err(e),
+            };
+            let v = match r {
+                Ok(()) => Value::String("sent".into()),
+                Err(e) => {
+                    code = 1;
+                    eprintln!("esalert: {e}");
+                    Value::String(format!("error: {e}"))
+                }
+            };
+            sent.insert(m.as_str().into(), v);
+        }
+        out["delivered"] = Value::Object(sent);
+    }
     println!(
         "{}",
-        serde_json::to_string_pretty(&eval).expect("evaluation serializes")
+        serde_json::to_string_pretty(&out).expect("JSON serializes")
     );
-    Ok(0)
+    Ok(code)
 }
 
-async fn once(g: &Global, concurrency: usize) -> Result<u8, CliError> {
+async fn once(
+    g: &Global,
+    concurrency: usize,
+    max_retry_age: std::time::Duration,
+) -> Result<u8, CliError> {
     let scripts = Arc::new(ScriptEngine::default());
     let creds = Credentials::load(&g.credentials)?;
     let es = EsClient::new(&creds.elasticsearch)?;
+    let notifiers = Notifiers::from_credentials(&creds)?;
+    let store = Store::open(&g.state)?;
     let report = load_dir(&g.queries, &scripts)?;
     for e in &report.errors {
         for p in e.problems() {
@@ -215,14 +285,120 @@ async fn once(g: &Global, concurrency: usize) -> Result<u8, CliError> {
             tracing::error!(alert = name.unwrap_or_default(), event = "rejected", problem = %p);
         }
     }
-    let summary = engine::run_once(
-        &report.alerts,
-        &es,
+    let runner = Runner::new(
+        es,
         scripts,
-        concurrency,
-        chrono::Utc::now(),
-    )
-    .await;
-    let failed = summary.failed() + report.errors.len();
+        notifiers,
+        store,
+        Arc::new(SystemClock),
+        Settings {
+            max_retry_age,
+            concurrency,
+            ..Settings::default()
+        },
+    );
+    let reports = runner.run_all(&report.alerts).await?;
+    let failed = reports
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.outcome,
+                Outcome::Error | Outcome::Failed | Outcome::Partial | Outcome::Dropped
+            )
+        })
+        .count()
+        + report.errors.len();
     Ok(u8::from(failed > 0))
+}
+
+#[derive(serde::Serialize)]
+struct StatusRow {
+    name: String,
+    active: Option<bool>,
+    schedule: Option<String>,
+    last_run: Option<String>,
+    last_outcome: Option<String>,
+    throttled_until: Option<String>,
+    owed: Vec<&'static str>,
+}
+
+fn status(g: &Global, json: bool) -> Result<u8, CliError> {
+    let scripts = ScriptEngine::default();
+    let report = load_dir(&g.queries, &scripts)?;
+    let data = Store::read_only(&g.state)?;
+    let mut rows: Vec<StatusRow> = Vec::new();
+    let mut names: std::collections::BTreeSet<String> =
+        data.alerts.keys().cloned().collect();
+    names.extend(report.alerts.iter().map(|a| a.name.clone()));
+    let now = chrono::Utc::now();
+    for name in names {
+        let alert = report.alerts.iter().find(|a| a.name == name);
+        let st = data.alerts.get(&name);
+        rows.push(StatusRow {
+            active: alert.map(|a| a.spec.active),
+            schedule: alert.map(|a| a.spec.schedule.to_string()),
+            last_run: st.and_then(|s| s.last_run).map(|t| fmt_time(&t)),
+            last_outcome: st.and_then(|s| s.last_outcome.clone()),
+            throttled_until: st.and_then(|s| s.throttled(now)).map(|t| fmt_time(&t)),
+            owed: st
+                .and_then(|s| s.pending())
+                .map(|m| m.owed().into_iter().map(|m| m.as_str()).collect())
+                .unwrap_or_default(),
+            name,
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
+        return Ok(0);
+    }
+    let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                match r.active {
+                    Some(true) => "yes".into(),
+                    Some(false) => "no".into(),
+                    None => "removed".into(),
+                },
+                dash(&r.schedule),
+                dash(&r.last_run),
+                match (&r.last_outcome, r.owed.is_empty()) {
+                    (o, true) => dash(o),
+                    (o, false) => format!("{} (owed: {})", dash(o), r.owed.join(",")),
+                },
+                dash(&r.throttled_until),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "ACTIVE",
+        "SCHEDULE",
+        "LAST RUN",
+        "LAST OUTCOME",
+        "THROTTLED UNTIL",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &table {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!("{}", line(header.to_vec()));
+    for row in &table {
+        println!("{}", line(row.iter().map(String::as_str).collect()));
+    }
+    Ok(0)
 }

@@ -29,6 +29,7 @@ pub mod engine;
 pub mod log;
 pub mod notify;
 pub mod render;
+pub mod runner;
 pub mod search;
 pub mod throttle;
 

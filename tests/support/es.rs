@@ -144,13 +144,83 @@ struct State {
     connections: usize,
 }
 
-/// The stand-in server. Dropping it stops the server.
+/// An axum app served on its own thread and runtime. Dropping it stops it.
+pub struct Server {
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves `app()` on 127.0.0.1:`port` (0 for any); `on_accept` runs for
+    /// every new TCP connection.
+    pub fn start_counting(
+        port: u16,
+        app: impl FnOnce() -> axum::Router + Send + 'static,
+        on_accept: impl Fn() + Send + Sync + 'static,
+    ) -> Server {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ptx, prx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        ptx.send(Err(e.to_string())).unwrap();
+                        return;
+                    }
+                };
+                ptx.send(Ok(listener.local_addr().unwrap().port())).unwrap();
+                let listener = listener.tap_io(move |_| on_accept());
+                axum::serve(listener, app())
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let port = prx.recv().expect("server port").expect("bind server");
+        Server {
+            port,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Serves `app()` without counting connections.
+    pub fn start(port: u16, app: impl FnOnce() -> axum::Router + Send + 'static) -> Server {
+        Self::start_counting(port, app, || {})
+    }
+
+    /// Stops the server and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The Elasticsearch stand-in. Dropping it stops the server.
 pub struct EsStandIn {
     pub url: String,
     pub port: u16,
     state: Arc<Mutex<State>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Server,
 }
 
 async fn handle(
@@ -203,41 +273,18 @@ impl EsStandIn {
     /// Starts on a given port (0 for any), e.g. to restart after [`stop`].
     pub fn start_on(port: u16) -> EsStandIn {
         let state = Arc::new(Mutex::new(State::default()));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (ptx, prx) = std::sync::mpsc::channel();
         let st = state.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                    .await
-                    .expect("bind stand-in");
-                ptx.send(listener.local_addr().unwrap().port()).unwrap();
-                let counted = st.clone();
-                let app =
-                    axum::Router::new().fallback(move |m, u, h, b| handle(st.clone(), m, u, h, b));
-                let listener = listener.tap_io(move |_| {
-                    counted.lock().unwrap().connections += 1;
-                });
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let port = prx.recv().expect("stand-in port");
-        EsStandIn {
-            url: format!("http://127.0.0.1:{port}"),
+        let counted = state.clone();
+        let server = Server::start_counting(
             port,
+            move || axum::Router::new().fallback(move |m, u, h, b| handle(st.clone(), m, u, h, b)),
+            move || counted.lock().unwrap().connections += 1,
+        );
+        EsStandIn {
+            url: format!("http://127.0.0.1:{}", server.port),
+            port: server.port,
             state,
-            stop: Some(tx),
-            thread: Some(thread),
+            server,
         }
     }
 
@@ -271,17 +318,6 @@ impl EsStandIn {
 
     /// Stops the server and waits for it.
     pub fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for EsStandIn {
-    fn drop(&mut self) {
-        self.stop();
+        self.server.stop();
     }
 }

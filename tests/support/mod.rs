@@ -5,13 +5,17 @@
 //! tests and blocking CLI tests can use it. Set `ESALERT_TEST_ES_URL` to run
 //! the cluster-agnostic tests against a real cluster instead (see
 //! [`Cluster`]); fault-injection tests always use the stand-in.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod es;
+pub mod slack;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 
 pub use es::{EsStandIn, Reply};
+pub use slack::{SlackReply, SlackStandIn};
+pub use smtp::SmtpServer;
 
 /// A throwaway project directory with `queries/`, as a user would lay it out.
 pub struct Project {
@@ -42,10 +46,26 @@ impl Project {
 
     /// Writes credentials.json pointing at `es_url`, mode 600.
     pub fn credentials(&self, es_url: &str) -> PathBuf {
+        self.credentials_with(es_url, None, None)
+    }
+
+    /// Writes credentials.json with optional `slack` and `email` sections.
+    pub fn credentials_with(
+        &self,
+        es_url: &str,
+        slack: Option<serde_json::Value>,
+        email: Option<serde_json::Value>,
+    ) -> PathBuf {
         let p = self.dir.path().join("credentials.json");
-        let text = serde_json::json!({
+        let mut text = serde_json::json!({
             "elasticsearch": {"url": es_url, "username": "elastic", "password": "${ESALERT_TEST_PW}", "timeout": "2s"}
         });
+        if let Some(s) = slack {
+            text["slack"] = s;
+        }
+        if let Some(e) = email {
+            text["email"] = e;
+        }
         std::fs::write(&p, serde_json::to_string_pretty(&text).unwrap()).unwrap();
         #[cfg(unix)]
         {

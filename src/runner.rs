@@ -1,0 +1,568 @@
+//! A full alert run: evaluate, then throttle, outbox and deliver.
+//!
+//! The order of writes is what makes esalert crash-safe: a match's
+//! notification is written to the store before any delivery starts, and each
+//! medium's result is written as soon as it is known. After a crash the next
+//! run finds the owed media in the outbox and delivers them, so each medium
+//! gets the notification at least once, and at most once more than needed
+//! (the one that was in flight).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::sync::Mutex;
+
+use crate::alert::{Alert, Medium};
+use crate::condition::ScriptEngine;
+use crate::engine::{self, EngineError, Evaluation};
+use crate::notify::{Notification, Notifiers, NotifyError};
+use crate::render::fmt_time;
+use crate::search::EsClient;
+use crate::throttle::{Delivery, DeliveryStatus, Match, PRUNE_AFTER, Store, StoreError};
+
+/// Where "now" comes from; tests drive it by hand.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    /// A clock stopped at `t`.
+    pub fn new(t: DateTime<Utc>) -> Self {
+        ManualClock(std::sync::Mutex::new(t))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, d: chrono::Duration) {
+        *self.0.lock().expect("clock lock") += d;
+    }
+
+    /// Sets the clock.
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().expect("clock lock") = t;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
+/// In-run retries of a transient delivery failure.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per medium within one run, the first included.
+    pub tries: usize,
+    /// The first backoff delay; later ones double, with jitter.
+    pub min_delay: Duration,
+    /// The longest backoff delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            tries: 3,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Settings of a runner.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// A match whose delivery is still owed after this long is dropped.
+    pub max_retry_age: Duration,
+    /// In-run retries.
+    pub retry: RetryPolicy,
+    /// How many alerts run at once in [`Runner::run_all`].
+    pub concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_retry_age: Duration::from_secs(3600),
+            retry: RetryPolicy::default(),
+            concurrency: 16,
+        }
+    }
+}
+
+/// Why a runner can't go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store could not be written; esalert stops rather than deliver
+    /// without a record.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one run of one alert came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The condition did not match.
+    NoMatch,
+    /// Delivered to every medium.
+    Fired(Vec<Medium>),
+    /// Matched, but throttled until the given time.
+    Throttled(DateTime<Utc>),
+    /// Every owed medium failed; the next run delivers again.
+    Failed,
+    /// Some media succeeded and some failed; the failed ones are retried.
+    Partial,
+    /// Given up: the match grew older than `max_retry_age`.
+    Dropped,
+    /// The search or evaluation failed.
+    Error,
+}
+
+impl Outcome {
+    /// The outcome's name in alerts.log and the store.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::NoMatch => "no_match",
+            Outcome::Fired(_) => "fired",
+            Outcome::Throttled(_) => "throttled",
+            Outcome::Failed => "failed",
+            Outcome::Partial => "partial",
+            Outcome::Dropped => "dropped",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// The report of one run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The alert.
+    pub alert: String,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The evaluation, when the search succeeded.
+    pub evaluation: Option<Evaluation>,
+    /// The search/evaluation error, for [`Outcome::Error`].
+    pub error: Option<String>,
+    /// Each medium's error from this run's deliveries.
+    pub delivery_errors: BTreeMap<Medium, String>,
+}
+
+/// Runs alerts end to end against one cluster, one store and the media.
+pub struct Runner {
+    es: EsClient,
+    scripts: Arc<ScriptEngine>,
+    notifiers: Notifiers,
+    store: Arc<Mutex<Store>>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+}
+
+fn media_list(media: &[Medium]) -> String {
+    media
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Runner {
+    /// Builds a runner.
+    pub fn new(
+        es: EsClient,
+        scripts: Arc<ScriptEngine>,
+        notifiers: Notifiers,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Runner {
+        Runner {
+            es,
+            scripts,
+            notifiers,
+            store: Arc::new(Mutex::new(store)),
+            clock,
+            settings,
+        }
+    }
+
+    /// The store, e.g. to inspect it in tests.
+    pub fn store(&self) -> &Arc<Mutex<Store>> {
+        &self.store
+    }
+
+    /// Runs every active alert once, at most `concurrency` at a time, and
+    /// prunes store entries of alerts whose file is gone.
+    pub async fn run_all(&self, alerts: &[Alert]) -> Result<Vec<RunReport>, RunError> {
+        self.prune(alerts).await?;
+        let results: Vec<_> = futures::stream::iter(alerts.iter().filter(|a| a.spec.active))
+            .map(|a| self.run_alert(a))
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        let mut reports = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        reports.sort_by(|a, b| a.alert.cmp(&b.alert));
+        Ok(reports)
+    }
+
+    async fn prune(&self, alerts: &[Alert]) -> Result<(), RunError> {
+        let now = self.clock.now();
+        let mut store = self.store.lock().await;
+        let mut changed = false;
+        let known: std::collections::HashSet<&str> =
+            alerts.iter().map(|a| a.name.as_str()).collect();
+        store.data.alerts.retain(|name, st| {
+            if known.contains(name.as_str()) {
+                changed |= st.removed_at.take().is_some();
+                return true;
+            }
+            match st.removed_at {
+                None => {
+                    st.removed_at = Some(now);
+                    changed = true;
+                    true
+                }
+                Some(t) if now - t >= PRUNE_AFTER => {
+                    tracing::info!(alert = name.as_str(), event = "pruned", removed_at = %fmt_time(&t));
+                    changed = true;
+                    false
+                }
+                Some(_) => true,
+            }
+        });
+        if changed {
+            store.save()?;
+        }
+        Ok(())
+    }
+
+    /// Runs one alert: evaluate, deliver what is owed, throttle, log.
+    pub async fn run_alert(&self, alert: &Alert) -> Result<RunReport, RunError> {
+        let now = self.clock.now();
+        let window = engine::default_window(alert, now);
+        let result = engine::search_and_evaluate(alert, &self.es, &self.scripts, now, window).await;
+
+        // Deliveries owed by an earlier match go first, with the message
+        // rendered for that match.
+        let retried = self.retry_owed(alert, now).await?;
+
+        let mut report = RunReport {
+            alert: alert.name.clone(),
+            outcome: Outcome::NoMatch,
+            evaluation: None,
+            error: None,
+            delivery_errors: BTreeMap::new(),
+        };
+        match result {
+            Err(e) => {
+                report.outcome = Outcome::Error;
+                report.error = Some(e.to_string());
+                self.log_error(alert, &e);
+            }
+            Ok(eval) => {
+                if let Some(p) = &eval.partial {
+                    tracing::warn!(alert = alert.name.as_str(), event = "partial_result", reason = %p);
+                }
+                if let Some(p) = &eval.missing {
+                    tracing::warn!(alert = alert.name.as_str(), event = "missing_path", path = %p, "condition path not in response; compare is false");
+                }
+                let throttled = self
+                    .store
+                    .lock()
+                    .await
+                    .data
+                    .alerts
+                    .get(&alert.name)
+                    .and_then(|s| s.throttled(now));
+                let still_owed = retried
+                    .clone()
+                    .filter(|(o, _)| *o != Outcome::Dropped);
+                if !eval.matched {
+                    report.outcome = Outcome::NoMatch;
+                } else if let Some((outcome, errors)) = still_owed {
+                    // This match is still being delivered as the earlier one:
+                    // one notification per outage, not one per run.
+                    report.outcome = outcome;
+                    report.delivery_errors = errors;
+                } else if let Some(until) = throttled {
+                    report.outcome = Outcome::Throttled(until);
+                } else {
+                    let rendered = eval.rendered.clone().expect("a match is rendered");
+                    let n = Notification::new(alert, rendered, eval.hits, now);
+                    let (outcome, errors) = self.fire(alert, n, now).await?;
+                    report.outcome = outcome;
+                    report.delivery_errors = errors;
+                }
+                report.evaluation = Some(eval);
+            }
+        }
+        if !(report.outcome == Outcome::NoMatch || report.outcome == Outcome::Error)
+            || retried.is_none()
+        {
+            self.log_report(&report);
+        } else if let Some((o, errs)) = retried {
+            // A retry happened on a run that did not match: log both.
+            self.log_report(&report);
+            self.log_retry(&alert.name, &o, &errs);
+        }
+        {
+            let mut store = self.store.lock().await;
+            let st = store.data.alerts.entry(alert.name.clone()).or_default();
+            st.last_run = Some(now);
+            st.last_outcome = Some(report.outcome.as_str().to_owned());
+            store.save()?;
+        }
+        Ok(report)
+    }
+
+    /// Writes a new match to the outbox, then delivers it to every medium.
+    async fn fire(
+        &self,
+        alert: &Alert,
+        n: Notification,
+        now: DateTime<Utc>,
+    ) -> Result<(Outcome, BTreeMap<Medium, String>), RunError> {
+        let mut media = alert.spec.media.clone();
+        media.sort();
+        media.dedup();
+        {
+            let mut store = self.store.lock().await;
+            let st = store.data.alerts.entry(alert.name.clone()).or_default();
+            st.last_match = Some(Match {
+                matched_at: now,
+                throttle_secs: alert.spec.throttle_period.value.as_secs(),
+                notification: n,
+                deliveries: media.iter().map(|m| (*m, Delivery::pending())).collect(),
+            });
+            // The outbox entry is durable before anything is sent.
+            store.save()?;
+        }
+        self.deliver_owed(&alert.name, now).await
+    }
+
+    /// Retries media still owed by an earlier match, or drops the match if
+    /// it is too old. `None` when nothing was owed.
+    async fn retry_owed(
+        &self,
+        alert: &Alert,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Outcome, BTreeMap<Medium, String>)>, RunError> {
+        let matched_at = {
+            let mut store = self.store.lock().await;
+            let Some(st) = store.data.alerts.get_mut(&alert.name) else {
+                return Ok(None);
+            };
+            let Some(m) = st.pending() else {
+                return Ok(None);
+            };
+            let matched_at = m.matched_at;
+            let max_age = chrono::Duration::from_std(self.settings.max_retry_age)
+                .unwrap_or(chrono::Duration::hours(1));
+            if now - matched_at > max_age {
+                let m = st.last_match.as_mut().expect("pending");
+                let mut reasons = Vec::new();
+                for (medium, d) in m.deliveries.iter_mut() {
+                    if d.status == DeliveryStatus::Pending {
+                        d.status = DeliveryStatus::Dropped;
+                        reasons.push(format!(
+                            "{}: {}",
+                            medium.as_str(),
+                            d.last_error.as_deref().unwrap_or("never delivered")
+                        ));
+                    }
+                }
+                store.save()?;
+                tracing::error!(
+                    alert = alert.name.as_str(),
+                    outcome = "dropped",
+                    matched_at = %fmt_time(&matched_at),
+                    reason = format!(
+                        "undelivered for longer than max_retry_age ({}); {}",
+                        humantime::format_duration(self.settings.max_retry_age),
+                        reasons.join("; ")
+                    )
+                );
+                return Ok(Some((Outcome::Dropped, BTreeMap::new())));
+            }
+            matched_at
+        };
+        tracing::info!(alert = alert.name.as_str(), event = "redeliver", matched_at = %fmt_time(&matched_at));
+        self.deliver_owed(&alert.name, now).await.map(Some)
+    }
+
+    /// Delivers the owed media of the alert's last match, concurrently,
+    /// recording each result as soon as it is known.
+    async fn deliver_owed(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Outcome, BTreeMap<Medium, String>), RunError> {
+        let (owed, n) = {
+            let store = self.store.lock().await;
+            let m = store.data.alerts[name]
+                .last_match
+                .as_ref()
+                .expect("a match to deliver");
+            (m.owed(), m.notification.clone())
+        };
+        let results = futures::future::join_all(owed.iter().map(|medium| {
+            let n = &n;
+            async move {
+                let (result, tries) = self.send_with_retries(*medium, n).await;
+                let mut store = self.store.lock().await;
+                let d = store
+                    .data
+                    .alerts
+                    .get_mut(name)
+                    .and_then(|s| s.last_match.as_mut())
+                    .and_then(|m| m.deliveries.get_mut(medium))
+                    .expect("delivery entry");
+                d.attempts += tries;
+                match &result {
+                    Ok(()) => {
+                        d.status = DeliveryStatus::Sent;
+                        d.sent_at = Some(self.clock.now());
+                        d.last_error = None;
+                    }
+                    Err(e) => d.last_error = Some(e.to_string()),
+                }
+                store.save()?;
+                Ok::<_, StoreError>((*medium, result))
+            }
+        }))
+        .await;
+        let mut errors = BTreeMap::new();
+        let mut sent_now = Vec::new();
+        for r in results {
+            match r? {
+                (m, Ok(())) => sent_now.push(m),
+                (m, Err(e)) => {
+                    errors.insert(m, e.to_string());
+                }
+            }
+        }
+        let mut store = self.store.lock().await;
+        let st = store.data.alerts.get_mut(name).expect("entry");
+        let m = st.last_match.as_ref().expect("match");
+        let outcome = if m.settled() {
+            // Throttling starts when the last medium succeeds.
+            let all: Vec<Medium> = m.deliveries.keys().copied().collect();
+            let throttle = chrono::Duration::seconds(m.throttle_secs as i64);
+            let done = self.clock.now().max(now);
+            st.last_fired = Some(done);
+            st.throttled_until = Some(done + throttle);
+            store.save()?;
+            Outcome::Fired(all)
+        } else if m
+            .deliveries
+            .values()
+            .any(|d| d.status == DeliveryStatus::Sent)
+        {
+            Outcome::Partial
+        } else {
+            Outcome::Failed
+        };
+        Ok((outcome, errors))
+    }
+
+    /// Sends to one medium, retrying transient failures with exponential
+    /// backoff and jitter. Returns the result and the number of attempts.
+    async fn send_with_retries(
+        &self,
+        medium: Medium,
+        n: &Notification,
+    ) -> (Result<(), NotifyError>, u32) {
+        let notifier = match self.notifiers.get(medium) {
+            Ok(x) => x.clone(),
+            Err(e) => return (Err(e), 1),
+        };
+        let tries = AtomicU32::new(0);
+        let p = self.settings.retry;
+        let result = (|| async {
+            tries.fetch_add(1, Ordering::Relaxed);
+            notifier.send(n).await
+        })
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(p.min_delay)
+                .with_max_delay(p.max_delay)
+                .with_max_times(p.tries.saturating_sub(1))
+                .with_jitter(),
+        )
+        .when(NotifyError::is_transient)
+        .adjust(|e, d| e.retry_after().map(|r| r.min(p.max_delay)).or(d))
+        .notify(|e, d| {
+            tracing::warn!(alert = n.alert.as_str(), event = "delivery_retry", medium = medium.as_str(), error = %e, retry_in_ms = d.as_millis() as u64);
+        })
+        .await;
+        (result, tries.load(Ordering::Relaxed))
+    }
+
+    fn log_error(&self, alert: &Alert, e: &EngineError) {
+        tracing::error!(alert = alert.name.as_str(), outcome = "error", error = %e);
+    }
+
+    fn log_report(&self, r: &RunReport) {
+        let name = r.alert.as_str();
+        let (hits, took_ms) = r
+            .evaluation
+            .as_ref()
+            .map(|e| (e.hits, e.took_ms))
+            .unwrap_or_default();
+        match &r.outcome {
+            Outcome::Error => {}
+            Outcome::NoMatch => {
+                tracing::info!(alert = name, outcome = "no_match", hits, took_ms)
+            }
+            Outcome::Fired(media) => {
+                tracing::info!(alert = name, outcome = "fired", media = media_list(media), hits, took_ms)
+            }
+            Outcome::Throttled(until) => {
+                tracing::info!(alert = name, outcome = "throttled", until = %fmt_time(until), hits, took_ms)
+            }
+            Outcome::Dropped => {}
+            Outcome::Failed | Outcome::Partial => {
+                let errors = r
+                    .delivery_errors
+                    .values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                tracing::warn!(alert = name, outcome = r.outcome.as_str(), hits, took_ms, errors = errors);
+            }
+        }
+    }
+
+    fn log_retry(&self, name: &str, o: &Outcome, errs: &BTreeMap<Medium, String>) {
+        match o {
+            Outcome::Fired(media) => {
+                tracing::info!(alert = name, event = "redelivered", outcome = "fired", media = media_list(media))
+            }
+            Outcome::Dropped => {}
+            other => {
+                let errors = errs.values().cloned().collect::<Vec<_>>().join("; ");
+                tracing::warn!(alert = name, event = "redelivered", outcome = other.as_str(), errors = errors)
+            }
+        }
+    }
+}

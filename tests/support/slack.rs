@@ -1,0 +1,124 @@
+//! A Slack stand-in: accepts webhook posts and `chat.postMessage`, records
+//! the JSON payloads, and answers as queued (200 ok, `ok:false`, 429, 500).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// How the stand-in answers one post.
+#[derive(Clone, Debug)]
+pub enum SlackReply {
+    Ok,
+    /// `{"ok": false, "error": code}` with HTTP 200, as the Web API does.
+    Error(&'static str),
+    /// HTTP 429 with `Retry-After: secs`.
+    RateLimited(u64),
+    /// HTTP 500.
+    ServerError,
+}
+
+/// A received post.
+#[derive(Clone, Debug)]
+pub struct Post {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub at: std::time::Instant,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<SlackReply>,
+    posts: Vec<Post>,
+}
+
+pub struct SlackStandIn {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    _server: super::es::Server,
+}
+
+async fn handle(state: Arc<Mutex<State>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let reply = {
+        let mut s = state.lock().unwrap();
+        let reply = s.queue.pop_front().unwrap_or(SlackReply::Ok);
+        // Only accepted posts count as delivered; failed ones are recorded
+        // with a marker so tests can count attempts.
+        s.posts.push(Post {
+            path: uri.path().to_owned(),
+            headers,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            at: std::time::Instant::now(),
+        });
+        if !matches!(reply, SlackReply::Ok) {
+            let last = s.posts.last_mut().unwrap();
+            last.body["__rejected"] = json!(true);
+        }
+        reply
+    };
+    let webhook = uri.path().starts_with("/hooks/");
+    match reply {
+        SlackReply::Ok if webhook => ([("content-type", "text/plain")], "ok").into_response(),
+        SlackReply::Ok => axum::Json(json!({"ok": true, "channel": "C123", "ts": "1700000000.000100"})).into_response(),
+        SlackReply::Error(code) => axum::Json(json!({"ok": false, "error": code})).into_response(),
+        SlackReply::RateLimited(secs) => (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", secs.to_string())],
+            "rate limited",
+        )
+            .into_response(),
+        SlackReply::ServerError => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response(),
+    }
+}
+
+impl SlackStandIn {
+    pub fn start() -> SlackStandIn {
+        let state = Arc::new(Mutex::new(State::default()));
+        let st = state.clone();
+        let server = super::es::Server::start(0, move || {
+            let st = st.clone();
+            axum::Router::new().fallback(move |u, h, b| handle(st.clone(), u, h, b))
+        });
+        SlackStandIn {
+            url: format!("http://127.0.0.1:{}", server.port),
+            state,
+            _server: server,
+        }
+    }
+
+    pub fn push(&self, r: SlackReply) {
+        self.state.lock().unwrap().queue.push_back(r);
+    }
+
+    /// Every post received, accepted or not.
+    pub fn all_posts(&self) -> Vec<Post> {
+        self.state.lock().unwrap().posts.clone()
+    }
+
+    /// Posts that were accepted (delivered).
+    pub fn delivered(&self) -> Vec<Post> {
+        self.all_posts()
+            .into_iter()
+            .filter(|p| p.body.get("__rejected").is_none())
+            .collect()
+    }
+
+    /// A webhook URL on this server.
+    pub fn webhook_url(&self) -> String {
+        format!("{}/hooks/T000/B000/XXXX", self.url)
+    }
+
+    /// The `slack` section of credentials.json for webhook mode.
+    pub fn webhook_credentials(&self) -> Value {
+        json!({"webhook_url": self.webhook_url()})
+    }
+
+    /// The `slack` section for bot-token mode.
+    pub fn bot_credentials(&self, channel: &str) -> Value {
+        json!({"token": "xoxb-test-token", "channel": channel, "api_url": format!("{}/api", self.url)})
+    }
+}
