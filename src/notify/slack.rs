@@ -122,6 +122,14 @@ impl SlackNotifier {
             };
             match result {
                 Ok(()) => return Ok(()),
+                // A Slack-compatible server may answer `ok: true` without
+                // fields slack-morphism expects. The post was accepted;
+                // treating it as a failure would send it twice.
+                Err(SlackClientError::ProtocolError(p))
+                    if p.json_body.as_deref().is_some_and(accepted) =>
+                {
+                    return Ok(());
+                }
                 Err(SlackClientError::RateLimitError(rl)) => {
                     let wait = rl.retry_after.unwrap_or(Duration::from_secs(1));
                     if waits >= RATE_LIMIT_WAITS || wait > RETRY_AFTER_MAX {
@@ -139,6 +147,11 @@ impl SlackNotifier {
             }
         }
     }
+}
+
+fn accepted(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .is_ok_and(|v| v.get("ok").and_then(|ok| ok.as_bool()) == Some(true))
 }
 
 fn classify(e: SlackClientError) -> NotifyError {

@@ -63,7 +63,8 @@ async fn handle(state: Arc<Mutex<State>>, uri: Uri, headers: HeaderMap, body: By
     let webhook = uri.path().starts_with("/hooks/");
     match reply {
         SlackReply::Ok if webhook => ([("content-type", "text/plain")], "ok").into_response(),
-        SlackReply::Ok => axum::Json(json!({"ok": true, "channel": "C123", "ts": "1700000000.000100"})).into_response(),
+        SlackReply::Ok => axum::Json(json!({"ok": true, "channel": "C123", "ts": "1700000000.000100",
+            "message": {"type": "message", "subtype": "bot_message", "text": "posted", "ts": "1700000000.000100", "bot_id": "B123"}})).into_response(),
         SlackReply::Error(code) => axum::Json(json!({"ok": false, "error": code})).into_response(),
         SlackReply::RateLimited(secs) => (
             axum::http::StatusCode::TOO_MANY_REQUESTS,
