@@ -210,12 +210,7 @@ fn read_response(path: &Path) -> Result<Value, CliError> {
     })
 }
 
-async fn test(
-    g: &Global,
-    name: &str,
-    response: Option<&Path>,
-    send: bool,
-) -> Result<u8, CliError> {
+async fn test(g: &Global, name: &str, response: Option<&Path>, send: bool) -> Result<u8, CliError> {
     let scripts = ScriptEngine::default();
     let alert = load_named(&g.queries, name, &scripts)?;
     let now = chrono::Utc::now();
@@ -327,8 +322,7 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
     let report = load_dir(&g.queries, &scripts)?;
     let data = Store::read_only(&g.state)?;
     let mut rows: Vec<StatusRow> = Vec::new();
-    let mut names: std::collections::BTreeSet<String> =
-        data.alerts.keys().cloned().collect();
+    let mut names: std::collections::BTreeSet<String> = data.alerts.keys().cloned().collect();
     names.extend(report.alerts.iter().map(|a| a.name.clone()));
     let now = chrono::Utc::now();
     for name in names {

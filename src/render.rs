@@ -266,7 +266,8 @@ impl Templates {
             if src.path.first() != Some(&Seg::key("body")) {
                 for flavour in FLAVOURS {
                     // Same text as the plain template; its errors are reported once.
-                    let _ = env.add_template_owned(format!("{}{flavour}", src.name), src.text.clone());
+                    let _ =
+                        env.add_template_owned(format!("{}{flavour}", src.name), src.text.clone());
                 }
             }
             if let Err(e) = env.add_template_owned(src.name.clone(), src.text) {

@@ -294,9 +294,7 @@ impl Runner {
                     .alerts
                     .get(&alert.name)
                     .and_then(|s| s.throttled(now));
-                let still_owed = retried
-                    .clone()
-                    .filter(|(o, _)| *o != Outcome::Dropped);
+                let still_owed = retried.clone().filter(|(o, _)| *o != Outcome::Dropped);
                 if !eval.matched {
                     report.outcome = Outcome::NoMatch;
                 } else if let Some((outcome, errors)) = still_owed {
@@ -535,7 +533,13 @@ impl Runner {
                 tracing::info!(alert = name, outcome = "no_match", hits, took_ms)
             }
             Outcome::Fired(media) => {
-                tracing::info!(alert = name, outcome = "fired", media = media_list(media), hits, took_ms)
+                tracing::info!(
+                    alert = name,
+                    outcome = "fired",
+                    media = media_list(media),
+                    hits,
+                    took_ms
+                )
             }
             Outcome::Throttled(until) => {
                 tracing::info!(alert = name, outcome = "throttled", until = %fmt_time(until), hits, took_ms)
@@ -548,7 +552,13 @@ impl Runner {
                     .cloned()
                     .collect::<Vec<_>>()
                     .join("; ");
-                tracing::warn!(alert = name, outcome = r.outcome.as_str(), hits, took_ms, errors = errors);
+                tracing::warn!(
+                    alert = name,
+                    outcome = r.outcome.as_str(),
+                    hits,
+                    took_ms,
+                    errors = errors
+                );
             }
         }
     }
@@ -556,12 +566,22 @@ impl Runner {
     fn log_retry(&self, name: &str, o: &Outcome, errs: &BTreeMap<Medium, String>) {
         match o {
             Outcome::Fired(media) => {
-                tracing::info!(alert = name, event = "redelivered", outcome = "fired", media = media_list(media))
+                tracing::info!(
+                    alert = name,
+                    event = "redelivered",
+                    outcome = "fired",
+                    media = media_list(media)
+                )
             }
             Outcome::Dropped => {}
             other => {
                 let errors = errs.values().cloned().collect::<Vec<_>>().join("; ");
-                tracing::warn!(alert = name, event = "redelivered", outcome = other.as_str(), errors = errors)
+                tracing::warn!(
+                    alert = name,
+                    event = "redelivered",
+                    outcome = other.as_str(),
+                    errors = errors
+                )
             }
         }
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
-use support::{EsStandIn, Project, Reply, repo};
+use support::{EsStandIn, Project, Reply, SlackStandIn, SmtpServer, repo};
 
 const PW: &str = "pw-that-must-never-be-logged";
 
@@ -311,8 +311,9 @@ fn test_searches_the_cluster_when_no_response_is_given() {
 fn once_runs_every_active_alert_and_logs_logfmt() {
     let es = EsStandIn::start();
     es.set_default(Reply::total_v7(3));
+    let slack = SlackStandIn::start();
     let p = Project::new();
-    p.credentials(&es.url);
+    p.credentials_with(&es.url, Some(slack.webhook_credentials()), None);
     p.alert(
         "hits_alert",
         r#"{"index": "a", "body": {}, "message": "{{ hits.total }} \"hits\""}"#,
@@ -337,8 +338,10 @@ fn once_runs_every_active_alert_and_logs_logfmt() {
             .cloned()
     };
     let m = by_alert("hits_alert").expect("hits_alert logged");
-    assert_eq!(m["outcome"], "matched");
+    assert_eq!(m["outcome"], "fired");
+    assert_eq!(m["media"], "slack");
     assert_eq!(m["hits"], "3");
+    assert_eq!(slack.delivered().len(), 1);
     assert_eq!(m["level"], "INFO");
     assert!(m["took_ms"].parse::<u64>().is_ok());
     assert!(chrono::DateTime::parse_from_rfc3339(&m["ts"]).is_ok());
@@ -347,7 +350,7 @@ fn once_runs_every_active_alert_and_logs_logfmt() {
     // The same lines go to stderr.
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("alert=hits_alert outcome=matched hits=3"),
+        stderr.contains("alert=hits_alert outcome=fired media=slack hits=3"),
         "{stderr}"
     );
     // alerts.log is a symlink to today's file, so tail -F follows rotation.
@@ -415,4 +418,114 @@ fn once_without_cluster_fails_clearly() {
                 && l["error"].contains("connection refused")),
         "{lines:?}"
     );
+}
+
+#[test]
+fn once_twice_fires_then_throttles_and_status_shows_it() {
+    let es = EsStandIn::start();
+    es.set_default(Reply::total_v8(2, "eq"));
+    let slack = SlackStandIn::start();
+    let smtp = SmtpServer::start();
+    let p = Project::new();
+    p.credentials_with(
+        &es.url,
+        Some(slack.webhook_credentials()),
+        Some(smtp.credentials()),
+    );
+    p.alert("both", r#"{"index": "a", "body": {}, "media": ["slack", "email"], "throttle_period": "1h", "message": "{{ hits.total.value }} hits"}"#);
+    p.alert(
+        "quiet",
+        r#"{"index": "a", "body": {}, "active": false, "schedule": "5m", "message": "m"}"#,
+    );
+    esalert(p.path()).arg("once").assert().success();
+    esalert(p.path()).arg("once").assert().success();
+    assert_eq!(slack.delivered().len(), 1);
+    assert_eq!(smtp.received().len(), 1);
+    let lines = log_lines(p.path());
+    let outcomes: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.get("alert").map(String::as_str) == Some("both"))
+        .map(|l| l["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes, ["fired", "throttled"]);
+    let fired = lines
+        .iter()
+        .find(|l| l.get("outcome").map(String::as_str) == Some("fired"))
+        .unwrap();
+    assert_eq!(fired["media"], "slack,email");
+    let throttled = lines
+        .iter()
+        .find(|l| l.get("outcome").map(String::as_str) == Some("throttled"))
+        .unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(&throttled["until"]).is_ok());
+
+    let out = esalert(p.path())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["name"], "both");
+    assert_eq!(rows[0]["active"], true);
+    assert_eq!(rows[0]["schedule"], "1m");
+    assert_eq!(rows[0]["last_outcome"], "throttled");
+    assert!(rows[0]["throttled_until"].is_string());
+    assert_eq!(rows[1]["name"], "quiet");
+    assert_eq!(rows[1]["active"], false);
+    assert!(rows[1]["last_run"].is_null());
+    let out = esalert(p.path()).arg("status").output().unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("THROTTLED UNTIL"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("both ") && lines[1].contains("throttled"),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with("quiet") && lines[2].contains(" no "),
+        "{table}"
+    );
+    assert!(!table.contains(PW));
+}
+
+#[test]
+fn test_send_delivers_without_touching_the_store() {
+    let slack = SlackStandIn::start();
+    let p = Project::new();
+    p.credentials_with(
+        "http://127.0.0.1:9",
+        Some(slack.webhook_credentials()),
+        None,
+    );
+    p.alert(
+        "demo",
+        r#"{"index": "a", "body": {}, "message": "{{ hits.total }} hits"}"#,
+    );
+    std::fs::write(
+        p.path().join("r.json"),
+        r#"{"hits": {"total": 4, "hits": []}}"#,
+    )
+    .unwrap();
+    let out = esalert(p.path())
+        .args(["test", "demo", "--response", "r.json", "--send"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["delivered"]["slack"], "sent");
+    assert_eq!(slack.delivered().len(), 1);
+    assert!(!p.path().join("throttle_period.json").exists());
+    // A second --send is not throttled.
+    esalert(p.path())
+        .args(["test", "demo", "--response", "r.json", "--send"])
+        .assert()
+        .success();
+    assert_eq!(slack.delivered().len(), 2);
 }

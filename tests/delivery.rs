@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use support::{SlackReply, SlackStandIn, SmtpServer};
 
 fn time() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc.with_ymd_and_hms(2026, 11, 21, 20, 41, 0).unwrap()
+    chrono::Utc
+        .with_ymd_and_hms(2026, 11, 21, 20, 41, 0)
+        .unwrap()
 }
 
 /// Renders a real alert against a response, as the engine does.
@@ -83,14 +85,28 @@ async fn slack_webhook_payload_layout_and_escaping() {
     assert_eq!(block_texts(&p.body, "header"), ["Errors on web-1"]);
     let section = &block_texts(&p.body, "section")[0];
     // Literal template mrkdwn survives; response values are escaped.
-    assert!(section.starts_with("*Top line* from <https://kibana.example.com|Kibana>:"), "{section}");
-    assert!(section.contains("- &lt;!channel&gt; &amp; &lt;http://evil.example|click me&gt;"), "{section}");
+    assert!(
+        section.starts_with("*Top line* from <https://kibana.example.com|Kibana>:"),
+        "{section}"
+    );
+    assert!(
+        section.contains("- &lt;!channel&gt; &amp; &lt;http://evil.example|click me&gt;"),
+        "{section}"
+    );
     assert!(!section.contains("<!channel>"), "{section}");
     assert!(section.contains("&lt;script&gt;"), "{section}");
     let ctx = &block_texts(&p.body, "context")[0];
-    assert!(ctx.contains("web_errors") && ctx.contains("hits 2") && ctx.contains("2026-11-21T20:41:00.000Z"), "{ctx}");
+    assert!(
+        ctx.contains("web_errors")
+            && ctx.contains("hits 2")
+            && ctx.contains("2026-11-21T20:41:00.000Z"),
+        "{ctx}"
+    );
     let text = p.body["text"].as_str().unwrap();
-    assert!(text.starts_with("Errors on web-1") && !text.contains("<!channel>"), "{text}");
+    assert!(
+        text.starts_with("Errors on web-1") && !text.contains("<!channel>"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -124,7 +140,10 @@ async fn slack_answers_rate_limit_error_and_server_error() {
     bot.send(&n).await.unwrap();
     let posts = s.all_posts();
     assert_eq!(posts.len(), 2, "one 429, then the retry");
-    assert!(posts[1].at - posts[0].at >= Duration::from_secs(1), "Retry-After honoured");
+    assert!(
+        posts[1].at - posts[0].at >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
     assert!(started.elapsed() >= Duration::from_secs(1));
 
     s.push(SlackReply::Error("channel_not_found"));
@@ -134,7 +153,10 @@ async fn slack_answers_rate_limit_error_and_server_error() {
 
     s.push(SlackReply::Error("invalid_auth"));
     let e = bot.send(&n).await.unwrap_err();
-    assert!(e.to_string().contains("invalid_auth") && !e.is_transient(), "{e}");
+    assert!(
+        e.to_string().contains("invalid_auth") && !e.is_transient(),
+        "{e}"
+    );
 
     s.push(SlackReply::ServerError);
     let e = bot.send(&n).await.unwrap_err();
@@ -160,7 +182,11 @@ fn split_respects_limits_and_code_blocks() {
         assert_eq!(c.matches("```").count() % 2, 0, "unbalanced fence in {c:?}");
     }
     // Nothing is lost, and order is kept.
-    let joined: String = chunks.join("\n").replace("```\n", "").replace("\n```", "").replace('\n', "");
+    let joined: String = chunks
+        .join("\n")
+        .replace("```\n", "")
+        .replace("\n```", "")
+        .replace('\n', "");
     let original: String = text.replace("```\n", "").replace('\n', "");
     assert_eq!(joined, original);
 }
@@ -199,11 +225,20 @@ async fn slack_long_message_is_split_into_ordered_posts() {
         assert_eq!(header, &format!("Big one ({}/{})", i + 1, posts.len()));
         for sec in block_texts(&p.body, "section") {
             assert!(sec.chars().count() <= 3000);
-            assert!(sec.starts_with("```") && sec.ends_with("```"), "code block cut: {sec:.40}");
-            seen.extend(sec.lines().filter(|l| l.starts_with("line ")).map(str::to_owned));
+            assert!(
+                sec.starts_with("```") && sec.ends_with("```"),
+                "code block cut: {sec:.40}"
+            );
+            seen.extend(
+                sec.lines()
+                    .filter(|l| l.starts_with("line "))
+                    .map(str::to_owned),
+            );
         }
     }
-    let expected: Vec<String> = (0..2500).map(|i| format!("line {i:05} {}", "z".repeat(40))).collect();
+    let expected: Vec<String> = (0..2500)
+        .map(|i| format!("line {i:05} {}", "z".repeat(40)))
+        .collect();
     assert_eq!(seen, expected, "every line once, in order");
 }
 
@@ -218,7 +253,9 @@ fn email(server: &SmtpServer, extra: Value) -> EmailNotifier {
 }
 
 fn parts(data: &str) -> (String, String, mail_parser::Message<'_>) {
-    let msg = mail_parser::MessageParser::default().parse(data.as_bytes()).unwrap();
+    let msg = mail_parser::MessageParser::default()
+        .parse(data.as_bytes())
+        .unwrap();
     let text = msg.body_text(0).unwrap().into_owned();
     let html = msg.body_html(0).unwrap().into_owned();
     (text, html, msg)
@@ -238,7 +275,10 @@ async fn email_multipart_headers_recipients_and_escaping() {
     assert_eq!(m.rcpt_tos, ["soc@example.com", "lead@example.com"]);
     let (text, html, msg) = parts(&m.data);
     assert_eq!(msg.subject(), Some("Errors on web-1"));
-    assert_eq!(msg.header_raw("X-Esalert-Alert").map(str::trim), Some("web_errors"));
+    assert_eq!(
+        msg.header_raw("X-Esalert-Alert").map(str::trim),
+        Some("web_errors")
+    );
     assert!(m.data.contains("multipart/alternative"), "{}", m.data);
     // Plain part: the raw values. HTML part: escaped values.
     assert!(text.contains("- <script>alert(1)</script>"), "{text}");
@@ -258,7 +298,10 @@ async fn email_per_alert_recipients_override_defaults() {
     n.email_to = vec!["oncall@example.com".into()];
     n.email_cc = vec!["boss@example.com".into()];
     mailer.send(&n).await.unwrap();
-    assert_eq!(smtp.received()[0].rcpt_tos, ["oncall@example.com", "boss@example.com"]);
+    assert_eq!(
+        smtp.received()[0].rcpt_tos,
+        ["oncall@example.com", "boss@example.com"]
+    );
 }
 
 #[tokio::test]
@@ -273,9 +316,17 @@ async fn newline_in_a_value_cannot_inject_a_header() {
     let m = &smtp.received()[0];
     assert_eq!(m.rcpt_tos, ["soc@example.com"]);
     let headers = m.data.split("\r\n\r\n").next().unwrap();
-    assert!(!headers.lines().any(|l| l.starts_with("Bcc:") || l.starts_with("X-Evil:")), "{headers}");
+    assert!(
+        !headers
+            .lines()
+            .any(|l| l.starts_with("Bcc:") || l.starts_with("X-Evil:")),
+        "{headers}"
+    );
     let (_, _, msg) = parts(&m.data);
-    assert_eq!(msg.subject(), Some("Errors on x Bcc: victim@example.org X-Evil: 1"));
+    assert_eq!(
+        msg.subject(),
+        Some("Errors on x Bcc: victim@example.org X-Evil: 1")
+    );
 }
 
 #[tokio::test]
@@ -294,12 +345,21 @@ async fn smtp_errors_are_classified() {
     let slow = email(&smtp, json!({"timeout": "1s"}));
     let started = Instant::now();
     let e = slow.send(&n).await.unwrap_err();
-    assert!(e.is_transient() && e.to_string().contains("did not finish"), "{e}");
+    assert!(
+        e.is_transient() && e.to_string().contains("did not finish"),
+        "{e}"
+    );
     assert!(started.elapsed() < Duration::from_secs(4));
     let port = smtp.port;
     drop(smtp);
-    let down: EmailConfig = serde_json::from_value(json!({"smtp_host": "127.0.0.1", "smtp_port": port,
-        "security": "none", "from": "a@example.com", "to": ["b@example.com"], "timeout": "2s"})).unwrap();
-    let e = EmailNotifier::new(&down).unwrap().send(&n).await.unwrap_err();
+    let down: EmailConfig =
+        serde_json::from_value(json!({"smtp_host": "127.0.0.1", "smtp_port": port,
+        "security": "none", "from": "a@example.com", "to": ["b@example.com"], "timeout": "2s"}))
+        .unwrap();
+    let e = EmailNotifier::new(&down)
+        .unwrap()
+        .send(&n)
+        .await
+        .unwrap_err();
     assert!(e.is_transient(), "{e}");
 }

@@ -13,7 +13,7 @@ use lettre::transport::smtp::authentication::Credentials as SmtpCredentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
-use super::{Notification, NotifyError, Notifier, SetupError};
+use super::{Notification, Notifier, NotifyError, SetupError};
 use crate::alert::Medium;
 use crate::config::{EmailConfig, Security};
 
@@ -71,8 +71,10 @@ impl EmailNotifier {
             }
             Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.smtp_host)
                 .map_err(|e| err(format!("TLS setup for {}: {e}", cfg.smtp_host)))?,
-            Security::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.smtp_host)
-                .map_err(|e| err(format!("STARTTLS setup for {}: {e}", cfg.smtp_host)))?,
+            Security::Starttls => {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.smtp_host)
+                    .map_err(|e| err(format!("STARTTLS setup for {}: {e}", cfg.smtp_host)))?
+            }
         };
         let mut builder = builder.timeout(Some(cfg.timeout.value.min(Duration::from_secs(30))));
         if let Some(port) = cfg.smtp_port {
@@ -140,8 +142,11 @@ impl EmailNotifier {
             n.hits,
             crate::render::fmt_time(&n.time)
         );
-        b.multipart(MultiPart::alternative_plain_html(n.rendered.text.clone(), html))
-            .map_err(|e| perm(format!("cannot build message: {e}")))
+        b.multipart(MultiPart::alternative_plain_html(
+            n.rendered.text.clone(),
+            html,
+        ))
+        .map_err(|e| perm(format!("cannot build message: {e}")))
     }
 }
 

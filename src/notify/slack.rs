@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
-use super::{Notification, NotifyError, Notifier, SetupError};
+use super::{Notification, Notifier, NotifyError, SetupError};
 use crate::alert::Medium;
 use crate::config::SlackConfig;
 use crate::render::fmt_time;
@@ -69,13 +69,14 @@ impl SlackNotifier {
         let client = SlackClient::new(connector);
         let mode = match (&cfg.token, &cfg.webhook_url) {
             (Some(token), _) => Mode::Bot {
-                token: SlackApiToken::new(SlackApiTokenValue::new(token.expose_secret().to_owned())),
+                token: SlackApiToken::new(SlackApiTokenValue::new(
+                    token.expose_secret().to_owned(),
+                )),
                 channel: cfg.channel.clone(),
             },
             (None, Some(hook)) => {
-                let url = url::Url::parse(hook.expose_secret()).map_err(|e| {
-                    SetupError::Slack(format!("webhook_url is not a URL: {e}"))
-                })?;
+                let url = url::Url::parse(hook.expose_secret())
+                    .map_err(|e| SetupError::Slack(format!("webhook_url is not a URL: {e}")))?;
                 if url.scheme() == "http" {
                     tracing::warn!(
                         event = "slack_http_webhook",
@@ -94,16 +95,26 @@ impl SlackNotifier {
         Ok(SlackNotifier { client, mode })
     }
 
-    async fn post(&self, content: SlackMessageContent, channel: Option<&str>) -> Result<(), NotifyError> {
+    async fn post(
+        &self,
+        content: SlackMessageContent,
+        channel: Option<&str>,
+    ) -> Result<(), NotifyError> {
         let mut waits = 0;
         loop {
             let result = match &self.mode {
                 Mode::Webhook(url) => self
                     .client
-                    .post_webhook_message(url, &SlackApiPostWebhookMessageRequest::new(content.clone()))
+                    .post_webhook_message(
+                        url,
+                        &SlackApiPostWebhookMessageRequest::new(content.clone()),
+                    )
                     .await
                     .map(|_| ()),
-                Mode::Bot { token, channel: default } => {
+                Mode::Bot {
+                    token,
+                    channel: default,
+                } => {
                     let Some(ch) = channel.or(default.as_deref()) else {
                         return Err(NotifyError::permanent(
                             Medium::Slack,
@@ -276,12 +287,16 @@ pub fn build_posts(n: &Notification) -> Vec<SlackMessageContent> {
                 n.rendered.subject.clone()
             };
             let mut blocks: Vec<SlackBlock> = vec![
-                SlackHeaderBlock::new(SlackBlockPlainText::new(truncate(&title, HEADER_MAX)).into())
-                    .into(),
+                SlackHeaderBlock::new(
+                    SlackBlockPlainText::new(truncate(&title, HEADER_MAX)).into(),
+                )
+                .into(),
             ];
             blocks.extend(group.iter().map(|s| {
                 SlackSectionBlock::new()
-                    .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(s.clone())))
+                    .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(
+                        s.clone(),
+                    )))
                     .into()
             }));
             blocks.push(
@@ -306,9 +321,12 @@ pub fn build_posts(n: &Notification) -> Vec<SlackMessageContent> {
 impl std::fmt::Debug for SlackNotifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.mode {
-            Mode::Webhook(u) => write!(f, "SlackNotifier(webhook to {})", u.host_str().unwrap_or("")),
+            Mode::Webhook(u) => write!(
+                f,
+                "SlackNotifier(webhook to {})",
+                u.host_str().unwrap_or("")
+            ),
             Mode::Bot { channel, .. } => write!(f, "SlackNotifier(bot, channel {channel:?})"),
         }
     }
 }
-

@@ -126,7 +126,10 @@ impl Store {
     fn parse(path: &Path, bytes: &[u8]) -> Result<StoreFile, StoreError> {
         let data: StoreFile = serde_json::from_slice(bytes).map_err(|e| {
             let full = e.to_string();
-            let reason = full.rfind(" at line ").map_or(&full[..], |i| &full[..i]).to_owned();
+            let reason = full
+                .rfind(" at line ")
+                .map_or(&full[..], |i| &full[..i])
+                .to_owned();
             StoreError::Corrupt {
                 path: path.to_owned(),
                 line: e.line(),

@@ -36,7 +36,9 @@ fn python() -> String {
             return p.clone();
         }
     }
-    panic!("no python3 with aiosmtpd: install python3-aiosmtpd (apt) or `pip install aiosmtpd`; .ci/run does");
+    panic!(
+        "no python3 with aiosmtpd: install python3-aiosmtpd (apt) or `pip install aiosmtpd`; .ci/run does"
+    );
 }
 
 fn free_port() -> u16 {
