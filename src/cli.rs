@@ -166,30 +166,68 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
 fn check(g: &Global, queries_only: bool) -> u8 {
     let scripts = ScriptEngine::default();
     let mut problems = Vec::new();
-    let mut ok = 0;
+    let mut alerts = Vec::new();
     match load_dir(&g.queries, &scripts) {
         Ok(report) => {
-            ok = report.alerts.len();
+            alerts = report.alerts;
             for e in report.errors {
                 problems.extend(e.problems().into_iter().map(|p| p.to_string()));
             }
         }
         Err(e) => problems.push(e.to_string()),
     }
-    if !queries_only && let Err(e) = Credentials::load(&g.credentials) {
-        problems.push(e.to_string());
+    if !queries_only {
+        match Credentials::load(&g.credentials) {
+            Err(e) => problems.push(e.to_string()),
+            Ok(creds) => {
+                if let Err(e) = Notifiers::from_credentials(&creds) {
+                    problems.push(format!("{}: {e}", g.credentials.display()));
+                }
+                // An alert whose medium has no settings would fail every delivery.
+                for a in &alerts {
+                    for m in &a.spec.media {
+                        let configured = match m {
+                            crate::alert::Medium::Slack => creds.slack.is_some(),
+                            crate::alert::Medium::Email => creds.email.is_some(),
+                        };
+                        if !configured {
+                            let pos = std::fs::read_to_string(&a.path)
+                                .ok()
+                                .filter(|t| t.contains("\"media\""))
+                                .and_then(|t| {
+                                    crate::alert::locate::locate(
+                                        &t,
+                                        &[crate::alert::locate::Seg::key("media")],
+                                    )
+                                });
+                            let at = pos
+                                .map(|p| format!(":{}:{}", p.line, p.column))
+                                .unwrap_or_default();
+                            problems.push(format!(
+                                "{}{at}: medium \"{}\" is not configured in {}; add a \"{}\" section there or remove it from `media`",
+                                a.path.display(),
+                                m.as_str(),
+                                g.credentials.display(),
+                                m.as_str()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
     }
     for p in &problems {
         println!("{p}");
     }
     if problems.is_empty() {
-        eprintln!("check: {ok} alert(s) OK in {}", g.queries.display());
+        eprintln!(
+            "check: {} alert(s) OK in {}",
+            alerts.len(),
+            g.queries.display()
+        );
         0
     } else {
-        eprintln!(
-            "check: {ok} alert(s) OK, {} problem(s) found",
-            problems.len()
-        );
+        eprintln!("check: {} problem(s) found", problems.len());
         1
     }
 }

@@ -171,6 +171,19 @@ fn check_validates_credentials() {
         "{stdout}"
     );
     p.credentials("http://127.0.0.1:9");
+    // The alert sends to slack by default, and credentials have no slack section.
+    let out = esalert(p.path()).arg("check").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("queries/ok.json: medium \"slack\" is not configured"),
+        "{stdout}"
+    );
+    p.credentials_with(
+        "http://127.0.0.1:9",
+        Some(json!({"webhook_url": "https://hooks.slack.com/services/T/B/X"})),
+        None,
+    );
     esalert(p.path()).arg("check").assert().success();
 }
 

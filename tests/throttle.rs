@@ -440,3 +440,42 @@ fn missing_store_is_created_and_only_one_holder_at_a_time() {
         "the lock is released with the store"
     );
 }
+
+#[tokio::test]
+async fn entries_of_deleted_alerts_are_pruned_after_seven_days() {
+    let r = rig();
+    let a = alert("0s");
+    r.runner.run_all(std::slice::from_ref(&a)).await.unwrap();
+    assert!(r.state().await.removed_at.is_none());
+    // The file is gone: the entry is marked, then kept for 7 days.
+    r.runner.run_all(&[]).await.unwrap();
+    assert_eq!(r.state().await.removed_at, Some(t0()));
+    r.clock.advance(chrono::Duration::days(6));
+    r.runner.run_all(&[]).await.unwrap();
+    assert!(
+        r.runner
+            .store()
+            .lock()
+            .await
+            .data
+            .alerts
+            .contains_key("errs")
+    );
+    // It comes back within the 7 days: the mark is cleared and state kept.
+    r.runner.run_all(std::slice::from_ref(&a)).await.unwrap();
+    assert!(r.state().await.removed_at.is_none());
+    r.runner.run_all(&[]).await.unwrap();
+    r.clock.advance(chrono::Duration::days(7));
+    r.runner.run_all(&[]).await.unwrap();
+    assert!(
+        !r.runner
+            .store()
+            .lock()
+            .await
+            .data
+            .alerts
+            .contains_key("errs")
+    );
+    let on_disk = Store::read_only(&r.dir.path().join("throttle_period.json")).unwrap();
+    assert!(on_disk.alerts.is_empty());
+}
