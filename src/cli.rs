@@ -94,6 +94,9 @@ pub enum Command {
         #[arg(long, env = "ESALERT_MAX_RETRY_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
         max_retry_age: std::time::Duration,
     },
+    /// Run as a daemon: schedule every active alert, reload dropped files,
+    /// deliver and throttle. Stops on SIGTERM/SIGINT; SIGHUP reloads.
+    Run(RunArgs),
     /// Show each alert's last run, outcome and throttle.
     Status {
         /// Print JSON instead of a table.
@@ -102,10 +105,30 @@ pub enum Command {
     },
 }
 
+/// Options of `esalert run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// How many alerts may run at the same time.
+    #[arg(long, env = "ESALERT_MAX_CONCURRENCY", default_value_t = 32)]
+    pub max_concurrency: usize,
+    /// How long in-flight runs and deliveries may take to finish on SIGTERM.
+    #[arg(long, env = "ESALERT_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: std::time::Duration,
+    /// Serve /healthz and /metrics here, e.g. 127.0.0.1:9095 (off by default).
+    #[arg(long, env = "ESALERT_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Give up delivering a match after this long.
+    #[arg(long, env = "ESALERT_MAX_RETRY_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub max_retry_age: std::time::Duration,
+    /// Full rescan of the queries directory, as a backstop for missed file events.
+    #[arg(long, env = "ESALERT_RESCAN", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub rescan: std::time::Duration,
+}
+
 impl Command {
     /// Whether this command writes alerts.log (the others only use stderr).
     pub fn writes_log(&self) -> bool {
-        matches!(self, Command::Once { .. })
+        matches!(self, Command::Once { .. } | Command::Run(_))
     }
 }
 
@@ -133,6 +156,9 @@ pub enum CliError {
     /// A run could not record its state.
     #[error(transparent)]
     Run(#[from] crate::runner::RunError),
+    /// The daemon failed.
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     /// A saved response could not be read.
     #[error("{}{}: {message}", path.display(), pos.map(|p| format!(":{}:{}", p.line, p.column)).unwrap_or_default())]
     Response {
@@ -160,6 +186,42 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
             max_retry_age,
         } => once(&g, concurrency, max_retry_age).await,
         Command::Status { json } => status(&g, json),
+        Command::Run(args) => {
+            let cfg = crate::daemon::DaemonConfig {
+                queries: g.queries.clone(),
+                credentials: g.credentials.clone(),
+                state: g.state.clone(),
+                log_dir: g.log_dir.clone(),
+                max_concurrency: args.max_concurrency,
+                shutdown_grace: args.shutdown_grace,
+                listen: args.listen,
+                rescan: args.rescan,
+                settings: Settings {
+                    max_retry_age: args.max_retry_age,
+                    concurrency: args.max_concurrency,
+                    ..Settings::default()
+                },
+            };
+            crate::daemon::run(cfg, terminated()).await?;
+            Ok(0)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            let which = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(event = "signal", signal = which);
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

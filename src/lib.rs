@@ -25,6 +25,7 @@ pub mod alert;
 pub mod cli;
 pub mod condition;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod log;
 pub mod notify;

@@ -166,6 +166,26 @@ pub struct RunReport {
     pub error: Option<String>,
     /// Each medium's error from this run's deliveries.
     pub delivery_errors: BTreeMap<Medium, String>,
+    /// Each medium's delivery attempts in this run, and whether the last succeeded.
+    pub attempts: BTreeMap<Medium, (u32, bool)>,
+}
+
+/// What delivering a match's owed media came to.
+#[derive(Debug, Clone)]
+struct Delivered {
+    outcome: Outcome,
+    errors: BTreeMap<Medium, String>,
+    attempts: BTreeMap<Medium, (u32, bool)>,
+}
+
+impl Delivered {
+    fn dropped() -> Self {
+        Delivered {
+            outcome: Outcome::Dropped,
+            errors: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+        }
+    }
 }
 
 /// Runs alerts end to end against one cluster, one store and the media.
@@ -201,6 +221,26 @@ impl Runner {
             scripts,
             notifiers,
             store: Arc::new(Mutex::new(store)),
+            clock,
+            settings,
+        }
+    }
+
+    /// Builds a runner on a store that another runner may share (the
+    /// daemon builds a new runner when credentials are reloaded).
+    pub fn with_shared_store(
+        es: EsClient,
+        scripts: Arc<ScriptEngine>,
+        notifiers: Notifiers,
+        store: Arc<Mutex<Store>>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Runner {
+        Runner {
+            es,
+            scripts,
+            notifiers,
+            store,
             clock,
             settings,
         }
@@ -272,6 +312,7 @@ impl Runner {
             evaluation: None,
             error: None,
             delivery_errors: BTreeMap::new(),
+            attempts: retried.as_ref().map(|d| d.attempts.clone()).unwrap_or_default(),
         };
         match result {
             Err(e) => {
@@ -294,22 +335,23 @@ impl Runner {
                     .alerts
                     .get(&alert.name)
                     .and_then(|s| s.throttled(now));
-                let still_owed = retried.clone().filter(|(o, _)| *o != Outcome::Dropped);
+                let still_owed = retried.clone().filter(|d| d.outcome != Outcome::Dropped);
                 if !eval.matched {
                     report.outcome = Outcome::NoMatch;
-                } else if let Some((outcome, errors)) = still_owed {
+                } else if let Some(d) = still_owed {
                     // This match is still being delivered as the earlier one:
                     // one notification per outage, not one per run.
-                    report.outcome = outcome;
-                    report.delivery_errors = errors;
+                    report.outcome = d.outcome;
+                    report.delivery_errors = d.errors;
                 } else if let Some(until) = throttled {
                     report.outcome = Outcome::Throttled(until);
                 } else {
                     let rendered = eval.rendered.clone().expect("a match is rendered");
                     let n = Notification::new(alert, rendered, eval.hits, now);
-                    let (outcome, errors) = self.fire(alert, n, now).await?;
-                    report.outcome = outcome;
-                    report.delivery_errors = errors;
+                    let d = self.fire(alert, n, now).await?;
+                    report.outcome = d.outcome;
+                    report.delivery_errors = d.errors;
+                    report.attempts.extend(d.attempts);
                 }
                 report.evaluation = Some(eval);
             }
@@ -318,10 +360,10 @@ impl Runner {
             || retried.is_none()
         {
             self.log_report(&report);
-        } else if let Some((o, errs)) = retried {
+        } else if let Some(d) = retried {
             // A retry happened on a run that did not match: log both.
             self.log_report(&report);
-            self.log_retry(&alert.name, &o, &errs);
+            self.log_retry(&alert.name, &d.outcome, &d.errors);
         }
         {
             let mut store = self.store.lock().await;
@@ -339,7 +381,7 @@ impl Runner {
         alert: &Alert,
         n: Notification,
         now: DateTime<Utc>,
-    ) -> Result<(Outcome, BTreeMap<Medium, String>), RunError> {
+    ) -> Result<Delivered, RunError> {
         let mut media = alert.spec.media.clone();
         media.sort();
         media.dedup();
@@ -364,7 +406,7 @@ impl Runner {
         &self,
         alert: &Alert,
         now: DateTime<Utc>,
-    ) -> Result<Option<(Outcome, BTreeMap<Medium, String>)>, RunError> {
+    ) -> Result<Option<Delivered>, RunError> {
         let matched_at = {
             let mut store = self.store.lock().await;
             let Some(st) = store.data.alerts.get_mut(&alert.name) else {
@@ -400,7 +442,7 @@ impl Runner {
                         reasons.join("; ")
                     )
                 );
-                return Ok(Some((Outcome::Dropped, BTreeMap::new())));
+                return Ok(Some(Delivered::dropped()));
             }
             matched_at
         };
@@ -414,7 +456,7 @@ impl Runner {
         &self,
         name: &str,
         now: DateTime<Utc>,
-    ) -> Result<(Outcome, BTreeMap<Medium, String>), RunError> {
+    ) -> Result<Delivered, RunError> {
         let (owed, n) = {
             let store = self.store.lock().await;
             let m = store.data.alerts[name]
@@ -445,18 +487,17 @@ impl Runner {
                     Err(e) => d.last_error = Some(e.to_string()),
                 }
                 store.save()?;
-                Ok::<_, StoreError>((*medium, result))
+                Ok::<_, StoreError>((*medium, result, tries))
             }
         }))
         .await;
         let mut errors = BTreeMap::new();
-        let mut sent_now = Vec::new();
+        let mut attempts = BTreeMap::new();
         for r in results {
-            match r? {
-                (m, Ok(())) => sent_now.push(m),
-                (m, Err(e)) => {
-                    errors.insert(m, e.to_string());
-                }
+            let (m, result, tries) = r?;
+            attempts.insert(m, (tries, result.is_ok()));
+            if let Err(e) = result {
+                errors.insert(m, e.to_string());
             }
         }
         let mut store = self.store.lock().await;
@@ -480,7 +521,11 @@ impl Runner {
         } else {
             Outcome::Failed
         };
-        Ok((outcome, errors))
+        Ok(Delivered {
+            outcome,
+            errors,
+            attempts,
+        })
     }
 
     /// Sends to one medium, retrying transient failures with exponential

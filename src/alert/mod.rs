@@ -13,7 +13,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-pub use loader::{LoadError, LoadReport, Problem, load_dir, load_named, parse_alert};
+pub use loader::{
+    LoadError, LoadReport, Problem, alert_files as loader_files, load_dir, load_file, load_named,
+    parse_alert,
+};
 pub use schedule::{HumanDuration, Schedule};
 
 use crate::condition::{Condition, ConditionSpec};
@@ -126,6 +129,18 @@ pub struct AlertFile {
     /// Free text for humans and templates.
     #[serde(default)]
     pub description: Option<String>,
+    /// IANA time zone for a cron schedule, e.g. `Europe/Madrid`; UTC when absent.
+    #[serde(default, deserialize_with = "timezone")]
+    pub timezone: Option<chrono_tz::Tz>,
+}
+
+fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono_tz::Tz>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<chrono_tz::Tz>().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "unknown time zone {s:?}; use an IANA name such as \"Europe/Madrid\" or \"UTC\""
+        ))
+    })
 }
 
 fn default_subject() -> String {

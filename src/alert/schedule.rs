@@ -77,6 +77,36 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// The first due time strictly after `after`.
+    ///
+    /// Intervals are aligned to the wall clock (a `5m` alert is due at
+    /// minutes 0, 5, 10…). Cron runs in `tz`: on a daylight-saving gap a
+    /// time that doesn't exist runs once at the shifted time, and on an
+    /// overlap a repeated time runs once.
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+        tz: Option<chrono_tz::Tz>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::TimeZone;
+        match self {
+            Schedule::Every(d) => {
+                let step = i64::try_from(d.value.as_millis()).ok()?.max(1000);
+                let ms = after.timestamp_millis();
+                let next = (ms.div_euclid(step) + 1) * step;
+                chrono::Utc.timestamp_millis_opt(next).single()
+            }
+            Schedule::Cron { cron, .. } => {
+                let tz = tz.unwrap_or(chrono_tz::UTC);
+                cron.find_next_occurrence(&after.with_timezone(&tz), false)
+                    .ok()
+                    .map(|t| t.with_timezone(&chrono::Utc))
+            }
+        }
+    }
+}
+
 impl Default for Schedule {
     fn default() -> Self {
         Schedule::Every(HumanDuration::parse("1m").expect("literal"))

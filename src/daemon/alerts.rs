@@ -1,0 +1,183 @@
+//! The live set of alerts: scanning `queries/`, scheduling, and what
+//! changed (`event=loaded|reloaded|removed|rejected`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+
+use crate::alert::{Alert, LoadError, loader_files, load_file};
+use crate::condition::ScriptEngine;
+
+/// A file modified this recently may still be being written; wait.
+pub const SETTLE: Duration = Duration::from_millis(700);
+
+/// What identifies a version of a file cheaply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    mtime: SystemTime,
+    len: u64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(Stamp {
+            mtime: m.modified().ok()?,
+            len: m.len(),
+        })
+    }
+}
+
+/// One scheduled alert.
+#[derive(Debug)]
+pub struct Scheduled {
+    /// The current definition.
+    pub alert: Arc<Alert>,
+    /// When it is next due; `None` for inactive alerts.
+    pub next_due: Option<DateTime<Utc>>,
+    /// Set while a run is in flight, so the same alert never runs twice at once.
+    pub running: Arc<AtomicBool>,
+    stamp: Option<Stamp>,
+    text: String,
+}
+
+/// The alerts of the queries directory, kept in step with it.
+#[derive(Debug)]
+pub struct Alerts {
+    dir: PathBuf,
+    scripts: Arc<ScriptEngine>,
+    /// Loaded alerts by name.
+    pub by_name: BTreeMap<String, Scheduled>,
+    rejected: HashMap<PathBuf, Option<Stamp>>,
+}
+
+fn next_due(a: &Alert, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if !a.spec.active {
+        return None;
+    }
+    a.spec.schedule.next_after(now, a.spec.timezone)
+}
+
+impl Alerts {
+    /// An empty set watching `dir`.
+    pub fn new(dir: PathBuf, scripts: Arc<ScriptEngine>) -> Alerts {
+        Alerts {
+            dir,
+            scripts,
+            by_name: BTreeMap::new(),
+            rejected: HashMap::new(),
+        }
+    }
+
+    /// Brings the set in line with the directory. With `force`, every file
+    /// is re-read (SIGHUP). Returns true when some file was too fresh to
+    /// read and a rescan should follow shortly.
+    pub fn scan(&mut self, now: DateTime<Utc>, force: bool) -> bool {
+        let files = match loader_files(&self.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(event = "scan_failed", error = %e);
+                return false;
+            }
+        };
+        let mut deferred = false;
+        let mut seen = std::collections::HashSet::new();
+        for path in files {
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            seen.insert(name.clone());
+            let stamp = Stamp::of(&path);
+            let known = self.by_name.get(&name).map(|s| s.stamp);
+            let unchanged = known == Some(stamp) || self.rejected.get(&path) == Some(&stamp);
+            if unchanged && !force {
+                continue;
+            }
+            if let Some(s) = stamp
+                && s.mtime.elapsed().unwrap_or_default() < SETTLE
+            {
+                deferred = true;
+                continue;
+            }
+            self.load(&path, &name, stamp, now, force);
+        }
+        let gone: Vec<String> = self
+            .by_name
+            .keys()
+            .filter(|n| !seen.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.by_name.remove(&name);
+            tracing::info!(alert = name.as_str(), event = "removed");
+        }
+        self.rejected.retain(|p, _| p.exists());
+        deferred
+    }
+
+    fn load(&mut self, path: &Path, name: &str, stamp: Option<Stamp>, now: DateTime<Utc>, force: bool) {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        match load_file(&self.dir, path, &self.scripts) {
+            Ok(alert) => {
+                self.rejected.remove(path);
+                let alert = Arc::new(alert);
+                match self.by_name.get_mut(name) {
+                    Some(s) => {
+                        let changed = s.text != text;
+                        s.stamp = stamp;
+                        if changed {
+                            let schedule_changed = s.alert.spec.schedule.to_string()
+                                != alert.spec.schedule.to_string()
+                                || s.alert.spec.timezone != alert.spec.timezone
+                                || s.alert.spec.active != alert.spec.active;
+                            s.alert = alert;
+                            s.text = text;
+                            if schedule_changed || s.next_due.is_none() {
+                                s.next_due = next_due(&s.alert, now);
+                            }
+                            tracing::info!(alert = name, event = "reloaded", schedule = %s.alert.spec.schedule, active = s.alert.spec.active);
+                        } else if force {
+                            s.alert = alert;
+                        }
+                    }
+                    None => {
+                        let s = Scheduled {
+                            next_due: next_due(&alert, now),
+                            alert,
+                            running: Arc::new(AtomicBool::new(false)),
+                            stamp,
+                            text,
+                        };
+                        tracing::info!(alert = name, event = "loaded", schedule = %s.alert.spec.schedule, active = s.alert.spec.active);
+                        self.by_name.insert(name.to_owned(), s);
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(s) = self.by_name.get_mut(name) {
+                    // Keep running the earlier valid version; remember this
+                    // stamp so the same mistake is logged once.
+                    s.stamp = stamp;
+                    log_rejected(name, &e, true);
+                } else {
+                    log_rejected(name, &e, false);
+                }
+                self.rejected.insert(path.to_owned(), stamp);
+            }
+        }
+    }
+}
+
+fn log_rejected(name: &str, e: &LoadError, kept: bool) {
+    for p in e.problems() {
+        if kept {
+            tracing::error!(alert = name, event = "rejected", kept = "previous", problem = %p);
+        } else {
+            tracing::error!(alert = name, event = "rejected", problem = %p);
+        }
+    }
+}

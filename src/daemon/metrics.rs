@@ -1,0 +1,203 @@
+//! `/healthz` and `/metrics` (Prometheus text format) on `--listen`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::runner::{Outcome, RunReport};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabel {
+    alert: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MediumLabel {
+    medium: String,
+}
+
+/// The daemon's metrics, shared by the scheduler and the HTTP endpoint.
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<AlertLabel, Counter>,
+    matches: Family<AlertLabel, Counter>,
+    fired: Family<AlertLabel, Counter>,
+    throttled: Family<AlertLabel, Counter>,
+    errors: Family<AlertLabel, Counter>,
+    skipped: Family<AlertLabel, Counter>,
+    search_seconds: Histogram,
+    delivery_attempts: Family<MediumLabel, Counter>,
+    delivery_failures: Family<MediumLabel, Counter>,
+    alerts_loaded: Gauge,
+    last_tick_age: Gauge<f64, AtomicU64>,
+    /// Unix milliseconds of the scheduler's last tick.
+    last_tick_ms: AtomicI64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("esalert");
+        let m = Metrics {
+            runs: Family::default(),
+            matches: Family::default(),
+            fired: Family::default(),
+            throttled: Family::default(),
+            errors: Family::default(),
+            skipped: Family::default(),
+            search_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            delivery_attempts: Family::default(),
+            delivery_failures: Family::default(),
+            alerts_loaded: Gauge::default(),
+            last_tick_age: Gauge::default(),
+            last_tick_ms: AtomicI64::new(0),
+            registry: Registry::default(),
+        };
+        registry.register("runs", "Alert runs", m.runs.clone());
+        registry.register("matches", "Runs whose condition matched", m.matches.clone());
+        registry.register("fired", "Matches delivered to every medium", m.fired.clone());
+        registry.register("throttled", "Matches suppressed by the throttle", m.throttled.clone());
+        registry.register("errors", "Runs whose search or evaluation failed", m.errors.clone());
+        registry.register("skipped", "Runs skipped because the previous one was still going", m.skipped.clone());
+        registry.register("search_duration_seconds", "Search latency", m.search_seconds.clone());
+        registry.register("delivery_attempts", "Delivery attempts per medium", m.delivery_attempts.clone());
+        registry.register("delivery_failures", "Failed delivery attempts per medium", m.delivery_failures.clone());
+        registry.register("alerts_loaded", "Alerts loaded from the queries directory", m.alerts_loaded.clone());
+        registry.register("last_tick_age_seconds", "Seconds since the scheduler last ticked", m.last_tick_age.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+fn label(a: &str) -> AlertLabel {
+    AlertLabel { alert: a.to_owned() }
+}
+
+impl Metrics {
+    /// Records one run's report.
+    pub fn record(&self, r: &RunReport) {
+        let l = label(&r.alert);
+        self.runs.get_or_create(&l).inc();
+        if let Some(e) = &r.evaluation {
+            self.search_seconds.observe(e.took_ms as f64 / 1000.0);
+            if e.matched {
+                self.matches.get_or_create(&l).inc();
+            }
+        }
+        match r.outcome {
+            Outcome::Fired(_) => {
+                self.fired.get_or_create(&l).inc();
+            }
+            Outcome::Throttled(_) => {
+                self.throttled.get_or_create(&l).inc();
+            }
+            Outcome::Error => {
+                self.errors.get_or_create(&l).inc();
+            }
+            _ => {}
+        }
+        for (m, (attempts, ok)) in &r.attempts {
+            let ml = MediumLabel {
+                medium: m.as_str().to_owned(),
+            };
+            self.delivery_attempts.get_or_create(&ml).inc_by(u64::from(*attempts));
+            let failures = if *ok { attempts.saturating_sub(1) } else { *attempts };
+            self.delivery_failures.get_or_create(&ml).inc_by(u64::from(failures));
+        }
+    }
+
+    /// Records a run skipped for overrun.
+    pub fn skipped(&self, alert: &str) {
+        self.skipped.get_or_create(&label(alert)).inc();
+    }
+
+    /// Sets the number of alerts loaded.
+    pub fn set_loaded(&self, n: usize) {
+        self.alerts_loaded.set(n as i64);
+    }
+
+    /// Marks a scheduler tick.
+    pub fn tick(&self) {
+        self.last_tick_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// Time since the last tick, `None` before the first.
+    pub fn tick_age(&self) -> Option<Duration> {
+        let ms = self.last_tick_ms.load(Ordering::Relaxed);
+        (ms > 0).then(|| {
+            Duration::from_millis((chrono::Utc::now().timestamp_millis() - ms).max(0) as u64)
+        })
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        if let Some(age) = self.tick_age() {
+            self.last_tick_age.set(age.as_secs_f64());
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String never fails");
+        out
+    }
+}
+
+/// How long without a tick before `/healthz` says the scheduler stalled.
+pub const STALL_AFTER: Duration = Duration::from_secs(10);
+
+async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    match m.tick_age() {
+        Some(age) if age < STALL_AFTER => {
+            let ms = m.last_tick_ms.load(Ordering::Relaxed);
+            let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+            (
+                StatusCode::OK,
+                format!("ok last_tick={}\n", crate::render::fmt_time(&t)),
+            )
+        }
+        Some(age) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stalled: no scheduler tick for {}s\n", age.as_secs()),
+        ),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_owned()),
+    }
+}
+
+async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+}
+
+/// Serves `/healthz` and `/metrics` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    m: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(m);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,310 @@
+//! `esalert run`: the daemon.
+//!
+//! One loop owns the schedule. It wakes at the next due time, or at least
+//! every second, reading the wall clock each time: a tick missed while the
+//! process was suspended (or the clock jumped) runs once on wake-up, never
+//! once per missed tick, and nothing drifts because due times come from the
+//! schedule's grid, not from when the last run ended. Each alert has a
+//! running flag, so a run still going at the next due time makes that tick
+//! `outcome=skipped reason=overrun` instead of stacking runs.
+//!
+//! (tokio-cron-scheduler was considered: it lets runs of one job overlap,
+//! uses a fixed UTC offset for time zones, which is wrong across DST, and has
+//! a reported stall when a tick drifts into the past. A loop this small,
+//! with croner and chrono-tz for cron, avoids all three.)
+
+mod alerts;
+pub mod metrics;
+mod systemd;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::condition::ScriptEngine;
+use crate::config::{ConfigError, Credentials};
+use crate::notify::{Notifiers, SetupError};
+use crate::runner::{RunError, RunReport, Runner, Settings, SystemClock};
+use crate::search::{EsClient, SearchError};
+use crate::throttle::{Store, StoreError};
+
+pub use alerts::Alerts;
+pub use metrics::Metrics;
+
+/// The daemon's settings.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The queries directory.
+    pub queries: PathBuf,
+    /// credentials.json.
+    pub credentials: PathBuf,
+    /// The throttle store.
+    pub state: PathBuf,
+    /// Where alerts.log is (for the start line only).
+    pub log_dir: PathBuf,
+    /// How many alerts may run at once.
+    pub max_concurrency: usize,
+    /// How long in-flight runs may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+    /// Where to serve `/healthz` and `/metrics`, if anywhere.
+    pub listen: Option<SocketAddr>,
+    /// Full rescan of `queries/`, as a backstop for missed file events.
+    pub rescan: Duration,
+    /// Delivery settings.
+    pub settings: Settings,
+}
+
+/// Why the daemon could not start (or had to stop).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// credentials.json is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store can't be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The Elasticsearch client can't be built.
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    /// A medium can't be set up.
+    #[error(transparent)]
+    Notify(#[from] SetupError),
+    /// The queries directory can't be read.
+    #[error("cannot read queries directory {}: {source}; check --queries", path.display())]
+    Queries {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `--listen` can't be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Signal handlers can't be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+fn build_runner(
+    creds: &Credentials,
+    store: Arc<Mutex<Store>>,
+    scripts: Arc<ScriptEngine>,
+    settings: Settings,
+) -> Result<Arc<Runner>, DaemonError> {
+    Ok(Arc::new(Runner::with_shared_store(
+        EsClient::new(&creds.elasticsearch)?,
+        scripts,
+        Notifiers::from_credentials(creds)?,
+        store,
+        Arc::new(SystemClock),
+        settings,
+    )))
+}
+
+/// Watches `dir` and sends a unit on every change, coalesced by the channel.
+fn watch(dir: &std::path::Path, tx: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.try_send(());
+        }
+    })
+    .map_err(|e| tracing::warn!(event = "watch_unavailable", error = %e, "relying on periodic rescans"))
+    .ok()?;
+    w.watch(dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|e| tracing::warn!(event = "watch_unavailable", error = %e, "relying on periodic rescans"))
+        .ok()?;
+    Some(w)
+}
+
+/// Runs the daemon until `shutdown` resolves, then lets in-flight runs
+/// finish within the grace period and returns.
+pub async fn run(
+    cfg: DaemonConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let scripts = Arc::new(ScriptEngine::default());
+    let creds = Credentials::load(&cfg.credentials)?;
+    let store = Arc::new(Mutex::new(Store::open(&cfg.state)?));
+    let mut runner = build_runner(&creds, store.clone(), scripts.clone(), cfg.settings)?;
+    let metrics = Arc::new(Metrics::default());
+
+    std::fs::read_dir(&cfg.queries).map_err(|source| DaemonError::Queries {
+        path: cfg.queries.clone(),
+        source,
+    })?;
+    let mut alerts = Alerts::new(cfg.queries.clone(), scripts.clone());
+    // At start, nothing is "still being written": load what is there.
+    let mut rescan_soon = alerts.scan(Utc::now(), false).then(|| {
+        tokio::time::Instant::now() + alerts::SETTLE
+    });
+    metrics.set_loaded(alerts.by_name.len());
+    metrics.tick();
+
+    let (fs_tx, mut fs_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let _watcher = watch(&cfg.queries, fs_tx);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = cfg.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Listen { addr, source })?;
+        let m = metrics.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = metrics::serve(listener, m, stop).await {
+                tracing::error!(event = "listen_failed", error = %e);
+            }
+        });
+    }
+    if let Some(interval) = systemd::watchdog_interval() {
+        let m = metrics.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(interval / 2);
+            loop {
+                tokio::select! {
+                    _ = t.tick() => {}
+                    _ = rx.wait_for(|s| *s) => return,
+                }
+                // Only while the scheduler is actually ticking.
+                if m.tick_age().is_some_and(|a| a < metrics::STALL_AFTER) {
+                    systemd::watchdog();
+                }
+            }
+        });
+    }
+
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(DaemonError::Signals)?;
+    systemd::ready();
+    tracing::info!(
+        event = "started",
+        version = env!("CARGO_PKG_VERSION"),
+        alerts = alerts.by_name.len(),
+        queries = %cfg.queries.display(),
+        state = %cfg.state.display(),
+        log = %cfg.log_dir.join(crate::log::LOG_NAME).display(),
+    );
+
+    let sem = Arc::new(Semaphore::new(cfg.max_concurrency.max(1)));
+    let mut inflight: JoinSet<(String, Result<RunReport, RunError>)> = JoinSet::new();
+    let mut next_rescan = tokio::time::Instant::now() + cfg.rescan;
+    tokio::pin!(shutdown);
+
+    loop {
+        metrics.tick();
+        let now = Utc::now();
+        for (name, s) in alerts.by_name.iter_mut() {
+            let Some(due) = s.next_due else { continue };
+            if due > now {
+                continue;
+            }
+            // Missed ticks coalesce into this one run.
+            s.next_due = s.alert.spec.schedule.next_after(now, s.alert.spec.timezone);
+            if s.running.swap(true, Ordering::AcqRel) {
+                metrics.skipped(name);
+                tracing::warn!(alert = name.as_str(), outcome = "skipped", reason = "overrun", due = %crate::render::fmt_time(&due));
+                continue;
+            }
+            let (runner, alert, sem, running) = (runner.clone(), s.alert.clone(), sem.clone(), s.running.clone());
+            inflight.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let r = runner.run_alert(&alert).await;
+                running.store(false, Ordering::Release);
+                (alert.name.clone(), r)
+            });
+        }
+
+        let next_due = alerts.by_name.values().filter_map(|s| s.next_due).min();
+        let mut sleep_for = Duration::from_secs(1);
+        if let Some(d) = next_due {
+            let until = (d - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            sleep_for = sleep_for.min(until);
+        }
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            _ = hup.recv() => {
+                systemd::reloading();
+                tracing::info!(event = "reload", reason = "SIGHUP");
+                match Credentials::load(&cfg.credentials)
+                    .map_err(DaemonError::from)
+                    .and_then(|c| build_runner(&c, store.clone(), scripts.clone(), cfg.settings))
+                {
+                    Ok(r) => {
+                        runner = r;
+                        tracing::info!(event = "credentials_reloaded");
+                    }
+                    Err(e) => tracing::error!(event = "reload_failed", kept = "previous", error = %e),
+                }
+                alerts.scan(Utc::now(), true);
+                metrics.set_loaded(alerts.by_name.len());
+                systemd::ready();
+            }
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => match done {
+                Ok((_, Ok(report))) => metrics.record(&report),
+                Ok((name, Err(e))) => tracing::error!(alert = name.as_str(), event = "store_error", error = %e),
+                Err(e) => tracing::error!(event = "run_panicked", error = %e),
+            },
+            Some(()) = fs_rx.recv() => {
+                rescan_soon.get_or_insert(tokio::time::Instant::now() + Duration::from_millis(300));
+            }
+            _ = tokio::time::sleep(sleep_for) => {}
+        }
+        let now_i = tokio::time::Instant::now();
+        if rescan_soon.is_some_and(|t| t <= now_i) || next_rescan <= now_i {
+            rescan_soon = alerts
+                .scan(Utc::now(), false)
+                .then(|| now_i + alerts::SETTLE);
+            metrics.set_loaded(alerts.by_name.len());
+            if next_rescan <= now_i {
+                next_rescan = now_i + cfg.rescan;
+            }
+        }
+    }
+
+    systemd::stopping();
+    tracing::info!(event = "stopping", in_flight = inflight.len(), grace_s = cfg.shutdown_grace.as_secs());
+    let drained = tokio::time::timeout(cfg.shutdown_grace, async {
+        while let Some(done) = inflight.join_next().await {
+            if let Ok((_, Ok(report))) = done {
+                metrics.record(&report);
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            event = "shutdown_grace_expired",
+            abandoned = inflight.len(),
+            "unfinished deliveries stay in the store's outbox and are sent after the next start"
+        );
+        inflight.abort_all();
+    }
+    let _ = stop_tx.send(true);
+    store.lock().await.save()?;
+    tracing::info!(
+        event = "stopped",
+        version = env!("CARGO_PKG_VERSION"),
+        alerts = alerts.by_name.len(),
+        queries = %cfg.queries.display(),
+        state = %cfg.state.display(),
+        log = %cfg.log_dir.join(crate::log::LOG_NAME).display(),
+    );
+    Ok(())
+}
