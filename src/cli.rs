@@ -211,7 +211,10 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
 /// Resolves on SIGTERM or SIGINT.
 async fn terminated() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             let which = tokio::select! {
                 _ = term.recv() => "SIGTERM",

@@ -312,7 +312,10 @@ impl Runner {
             evaluation: None,
             error: None,
             delivery_errors: BTreeMap::new(),
-            attempts: retried.as_ref().map(|d| d.attempts.clone()).unwrap_or_default(),
+            attempts: retried
+                .as_ref()
+                .map(|d| d.attempts.clone())
+                .unwrap_or_default(),
         };
         match result {
             Err(e) => {
@@ -452,11 +455,7 @@ impl Runner {
 
     /// Delivers the owed media of the alert's last match, concurrently,
     /// recording each result as soon as it is known.
-    async fn deliver_owed(
-        &self,
-        name: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Delivered, RunError> {
+    async fn deliver_owed(&self, name: &str, now: DateTime<Utc>) -> Result<Delivered, RunError> {
         let (owed, n) = {
             let store = self.store.lock().await;
             let m = store.data.alerts[name]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
-use support::{EsStandIn, Project, Reply, SlackStandIn, SmtpServer, repo};
+use support::{EsStandIn, Project, Reply, SlackStandIn, SmtpServer, logfmt, repo};
 
 const PW: &str = "pw-that-must-never-be-logged";
 
@@ -19,45 +19,6 @@ fn esalert(dir: &Path) -> Command {
         .env_remove("ESALERT_LOG_DIR")
         .env("ESALERT_TEST_PW", PW);
     c
-}
-
-/// Parses one logfmt line into key/value pairs, failing on malformed input.
-fn logfmt(line: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        while chars.peek() == Some(&' ') {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            return out;
-        }
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=')).collect();
-        assert_eq!(chars.next(), Some('='), "no '=' after {key:?} in {line:?}");
-        let mut val = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars
-                    .next()
-                    .unwrap_or_else(|| panic!("unterminated quote in {line:?}"))
-                {
-                    '\\' => match chars.next().unwrap() {
-                        'n' => val.push('\n'),
-                        't' => val.push('\t'),
-                        'r' => val.push('\r'),
-                        c => val.push(c),
-                    },
-                    '"' => break,
-                    c => val.push(c),
-                }
-            }
-        } else {
-            val = std::iter::from_fn(|| chars.next_if(|c| *c != ' ')).collect();
-        }
-        assert!(!key.is_empty() && !key.contains(' '), "bad key in {line:?}");
-        out.insert(key, val);
-    }
 }
 
 fn log_lines(dir: &Path) -> Vec<BTreeMap<String, String>> {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use crate::alert::{Alert, LoadError, loader_files, load_file};
+use crate::alert::{Alert, LoadError, load_file, loader_files};
 use crate::condition::ScriptEngine;
 
 /// A file modified this recently may still be being written; wait.
@@ -74,9 +74,10 @@ impl Alerts {
     }
 
     /// Brings the set in line with the directory. With `force`, every file
-    /// is re-read (SIGHUP). Returns true when some file was too fresh to
-    /// read and a rescan should follow shortly.
-    pub fn scan(&mut self, now: DateTime<Utc>, force: bool) -> bool {
+    /// is re-read (SIGHUP). With `settle`, files changed in the last
+    /// [`SETTLE`] are left for later, as they may be half-written. Returns
+    /// true when some file was left and a rescan should follow shortly.
+    pub fn scan(&mut self, now: DateTime<Utc>, force: bool, settle: bool) -> bool {
         let files = match loader_files(&self.dir) {
             Ok(f) => f,
             Err(e) => {
@@ -97,7 +98,8 @@ impl Alerts {
             if unchanged && !force {
                 continue;
             }
-            if let Some(s) = stamp
+            if settle
+                && let Some(s) = stamp
                 && s.mtime.elapsed().unwrap_or_default() < SETTLE
             {
                 deferred = true;
@@ -119,7 +121,14 @@ impl Alerts {
         deferred
     }
 
-    fn load(&mut self, path: &Path, name: &str, stamp: Option<Stamp>, now: DateTime<Utc>, force: bool) {
+    fn load(
+        &mut self,
+        path: &Path,
+        name: &str,
+        stamp: Option<Stamp>,
+        now: DateTime<Utc>,
+        force: bool,
+    ) {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         match load_file(&self.dir, path, &self.scripts) {
             Ok(alert) => {

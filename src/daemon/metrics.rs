@@ -70,21 +70,59 @@ impl Default for Metrics {
         };
         registry.register("runs", "Alert runs", m.runs.clone());
         registry.register("matches", "Runs whose condition matched", m.matches.clone());
-        registry.register("fired", "Matches delivered to every medium", m.fired.clone());
-        registry.register("throttled", "Matches suppressed by the throttle", m.throttled.clone());
-        registry.register("errors", "Runs whose search or evaluation failed", m.errors.clone());
-        registry.register("skipped", "Runs skipped because the previous one was still going", m.skipped.clone());
-        registry.register("search_duration_seconds", "Search latency", m.search_seconds.clone());
-        registry.register("delivery_attempts", "Delivery attempts per medium", m.delivery_attempts.clone());
-        registry.register("delivery_failures", "Failed delivery attempts per medium", m.delivery_failures.clone());
-        registry.register("alerts_loaded", "Alerts loaded from the queries directory", m.alerts_loaded.clone());
-        registry.register("last_tick_age_seconds", "Seconds since the scheduler last ticked", m.last_tick_age.clone());
+        registry.register(
+            "fired",
+            "Matches delivered to every medium",
+            m.fired.clone(),
+        );
+        registry.register(
+            "throttled",
+            "Matches suppressed by the throttle",
+            m.throttled.clone(),
+        );
+        registry.register(
+            "errors",
+            "Runs whose search or evaluation failed",
+            m.errors.clone(),
+        );
+        registry.register(
+            "skipped",
+            "Runs skipped because the previous one was still going",
+            m.skipped.clone(),
+        );
+        registry.register(
+            "search_duration_seconds",
+            "Search latency",
+            m.search_seconds.clone(),
+        );
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts per medium",
+            m.delivery_attempts.clone(),
+        );
+        registry.register(
+            "delivery_failures",
+            "Failed delivery attempts per medium",
+            m.delivery_failures.clone(),
+        );
+        registry.register(
+            "alerts_loaded",
+            "Alerts loaded from the queries directory",
+            m.alerts_loaded.clone(),
+        );
+        registry.register(
+            "last_tick_age_seconds",
+            "Seconds since the scheduler last ticked",
+            m.last_tick_age.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
 
 fn label(a: &str) -> AlertLabel {
-    AlertLabel { alert: a.to_owned() }
+    AlertLabel {
+        alert: a.to_owned(),
+    }
 }
 
 impl Metrics {
@@ -114,9 +152,17 @@ impl Metrics {
             let ml = MediumLabel {
                 medium: m.as_str().to_owned(),
             };
-            self.delivery_attempts.get_or_create(&ml).inc_by(u64::from(*attempts));
-            let failures = if *ok { attempts.saturating_sub(1) } else { *attempts };
-            self.delivery_failures.get_or_create(&ml).inc_by(u64::from(failures));
+            self.delivery_attempts
+                .get_or_create(&ml)
+                .inc_by(u64::from(*attempts));
+            let failures = if *ok {
+                attempts.saturating_sub(1)
+            } else {
+                *attempts
+            };
+            self.delivery_failures
+                .get_or_create(&ml)
+                .inc_by(u64::from(failures));
         }
     }
 

@@ -113,14 +113,19 @@ fn build_runner(
 }
 
 /// Watches `dir` and sends a unit on every change, coalesced by the channel.
-fn watch(dir: &std::path::Path, tx: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+fn watch(
+    dir: &std::path::Path,
+    tx: tokio::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if res.is_ok() {
             let _ = tx.try_send(());
         }
     })
-    .map_err(|e| tracing::warn!(event = "watch_unavailable", error = %e, "relying on periodic rescans"))
+    .map_err(
+        |e| tracing::warn!(event = "watch_unavailable", error = %e, "relying on periodic rescans"),
+    )
     .ok()?;
     w.watch(dir, notify::RecursiveMode::NonRecursive)
         .map_err(|e| tracing::warn!(event = "watch_unavailable", error = %e, "relying on periodic rescans"))
@@ -146,9 +151,8 @@ pub async fn run(
     })?;
     let mut alerts = Alerts::new(cfg.queries.clone(), scripts.clone());
     // At start, nothing is "still being written": load what is there.
-    let mut rescan_soon = alerts.scan(Utc::now(), false).then(|| {
-        tokio::time::Instant::now() + alerts::SETTLE
-    });
+    alerts.scan(Utc::now(), false, false);
+    let mut rescan_soon = None;
     metrics.set_loaded(alerts.by_name.len());
     metrics.tick();
 
@@ -191,7 +195,6 @@ pub async fn run(
 
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(DaemonError::Signals)?;
-    systemd::ready();
     tracing::info!(
         event = "started",
         version = env!("CARGO_PKG_VERSION"),
@@ -200,6 +203,7 @@ pub async fn run(
         state = %cfg.state.display(),
         log = %cfg.log_dir.join(crate::log::LOG_NAME).display(),
     );
+    systemd::ready();
 
     let sem = Arc::new(Semaphore::new(cfg.max_concurrency.max(1)));
     let mut inflight: JoinSet<(String, Result<RunReport, RunError>)> = JoinSet::new();
@@ -221,7 +225,12 @@ pub async fn run(
                 tracing::warn!(alert = name.as_str(), outcome = "skipped", reason = "overrun", due = %crate::render::fmt_time(&due));
                 continue;
             }
-            let (runner, alert, sem, running) = (runner.clone(), s.alert.clone(), sem.clone(), s.running.clone());
+            let (runner, alert, sem, running) = (
+                runner.clone(),
+                s.alert.clone(),
+                sem.clone(),
+                s.running.clone(),
+            );
             inflight.spawn(async move {
                 let _permit = sem.acquire_owned().await;
                 let r = runner.run_alert(&alert).await;
@@ -252,7 +261,7 @@ pub async fn run(
                     }
                     Err(e) => tracing::error!(event = "reload_failed", kept = "previous", error = %e),
                 }
-                alerts.scan(Utc::now(), true);
+                alerts.scan(Utc::now(), true, false);
                 metrics.set_loaded(alerts.by_name.len());
                 systemd::ready();
             }
@@ -269,7 +278,7 @@ pub async fn run(
         let now_i = tokio::time::Instant::now();
         if rescan_soon.is_some_and(|t| t <= now_i) || next_rescan <= now_i {
             rescan_soon = alerts
-                .scan(Utc::now(), false)
+                .scan(Utc::now(), false, true)
                 .then(|| now_i + alerts::SETTLE);
             metrics.set_loaded(alerts.by_name.len());
             if next_rescan <= now_i {
@@ -279,7 +288,11 @@ pub async fn run(
     }
 
     systemd::stopping();
-    tracing::info!(event = "stopping", in_flight = inflight.len(), grace_s = cfg.shutdown_grace.as_secs());
+    tracing::info!(
+        event = "stopping",
+        in_flight = inflight.len(),
+        grace_s = cfg.shutdown_grace.as_secs()
+    );
     let drained = tokio::time::timeout(cfg.shutdown_grace, async {
         while let Some(done) = inflight.join_next().await {
             if let Ok((_, Ok(report))) = done {

@@ -134,10 +134,13 @@ pub struct Recorded {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
+    pub at: std::time::SystemTime,
 }
 
 #[derive(Default)]
 struct State {
+    in_flight: usize,
+    max_in_flight: usize,
     queue: VecDeque<Reply>,
     default: Option<Reply>,
     requests: Vec<Recorded>,
@@ -240,6 +243,7 @@ async fn handle(
                 .unwrap_or_default(),
             headers,
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            at: std::time::SystemTime::now(),
         });
         if method == Method::GET && uri.path() == "/" {
             Some(Reply::json(
@@ -253,9 +257,15 @@ async fn handle(
         }
     };
     let reply = reply.unwrap_or_else(|| Reply::error(500, "standin", "no reply queued"));
+    {
+        let mut s = state.lock().unwrap();
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+    }
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
+    state.lock().unwrap().in_flight -= 1;
     (
         StatusCode::from_u16(reply.status).unwrap(),
         [("content-type", reply.content_type)],
@@ -309,6 +319,11 @@ impl EsStandIn {
             .into_iter()
             .filter(|r| r.path.contains("/_search"))
             .collect()
+    }
+
+    /// The most searches that were in progress at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
     }
 
     /// TCP connections accepted so far.

@@ -7,6 +7,7 @@
 //! [`Cluster`]); fault-injection tests always use the stand-in.
 #![allow(dead_code, unused_imports)]
 
+pub mod daemon;
 pub mod es;
 pub mod slack;
 pub mod smtp;
@@ -106,5 +107,44 @@ impl Cluster {
             Cluster::Real(u) => u.clone(),
             Cluster::StandIn(s) => s.url.clone(),
         }
+    }
+}
+
+/// Parses one logfmt line into key/value pairs, failing on malformed input.
+pub fn logfmt(line: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return out;
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=')).collect();
+        assert_eq!(chars.next(), Some('='), "no '=' after {key:?} in {line:?}");
+        let mut val = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars
+                    .next()
+                    .unwrap_or_else(|| panic!("unterminated quote in {line:?}"))
+                {
+                    '\\' => match chars.next().unwrap() {
+                        'n' => val.push('\n'),
+                        't' => val.push('\t'),
+                        'r' => val.push('\r'),
+                        c => val.push(c),
+                    },
+                    '"' => break,
+                    c => val.push(c),
+                }
+            }
+        } else {
+            val = std::iter::from_fn(|| chars.next_if(|c| *c != ' ')).collect();
+        }
+        assert!(!key.is_empty() && !key.contains(' '), "bad key in {line:?}");
+        out.insert(key, val);
     }
 }
