@@ -1,10 +1,7 @@
 //! One evaluation of one alert: render the body, search, check the
-//! condition, render the notification; and the `once` pass over all alerts.
-
-use std::sync::Arc;
+//! condition, render the notification.
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -43,6 +40,14 @@ impl EngineError {
     /// Whether the next run may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         matches!(self, EngineError::Search { source, .. } if source.is_transient())
+    }
+
+    /// The search error, if the search is what failed.
+    pub fn search_error(&self) -> Option<&SearchError> {
+        match self {
+            EngineError::Search { source, .. } => Some(source),
+            _ => None,
+        }
     }
 }
 
@@ -150,62 +155,4 @@ pub async fn search_and_evaluate(
     eval.partial = result.partial;
     eval.took_ms = result.took_ms;
     Ok(eval)
-}
-
-/// Logs the outcome of one evaluation as alerts.log lines.
-pub fn log_outcome(name: &str, result: &Result<Evaluation, EngineError>) {
-    match result {
-        Ok(e) => {
-            if let Some(p) = &e.partial {
-                tracing::warn!(alert = name, event = "partial_result", reason = %p);
-            }
-            if let Some(p) = &e.missing {
-                tracing::warn!(alert = name, event = "missing_path", path = %p, "condition path not in response; compare is false");
-            }
-            let outcome = if e.matched { "matched" } else { "no_match" };
-            tracing::info!(alert = name, outcome, hits = e.hits, took_ms = e.took_ms);
-        }
-        Err(err) => {
-            tracing::error!(alert = name, outcome = "error", error = %err);
-        }
-    }
-}
-
-/// The result of a `once` pass.
-#[derive(Debug, Default)]
-pub struct OnceSummary {
-    /// Evaluations in alert-name order.
-    pub results: Vec<(String, Result<Evaluation, EngineError>)>,
-}
-
-impl OnceSummary {
-    /// Number of alerts whose run failed.
-    pub fn failed(&self) -> usize {
-        self.results.iter().filter(|(_, r)| r.is_err()).count()
-    }
-}
-
-/// Runs every active alert once, at most `concurrency` at a time.
-pub async fn run_once(
-    alerts: &[Alert],
-    es: &EsClient,
-    scripts: Arc<ScriptEngine>,
-    concurrency: usize,
-    now: DateTime<Utc>,
-) -> OnceSummary {
-    let active = alerts.iter().filter(|a| a.spec.active);
-    let mut results: Vec<_> = futures::stream::iter(active.map(|alert| {
-        let scripts = scripts.clone();
-        async move {
-            let window = default_window(alert, now);
-            let r = search_and_evaluate(alert, es, &scripts, now, window).await;
-            log_outcome(&alert.name, &r);
-            (alert.name.clone(), r)
-        }
-    }))
-    .buffer_unordered(concurrency.max(1))
-    .collect()
-    .await;
-    results.sort_by(|a, b| a.0.cmp(&b.0));
-    OnceSummary { results }
 }

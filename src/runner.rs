@@ -15,15 +15,17 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use tokio::sync::Mutex;
 
 use crate::alert::{Alert, Medium};
 use crate::condition::ScriptEngine;
 use crate::engine::{self, EngineError, Evaluation};
 use crate::notify::{Notification, Notifiers, NotifyError};
 use crate::render::fmt_time;
-use crate::search::EsClient;
-use crate::throttle::{Delivery, DeliveryStatus, Match, PRUNE_AFTER, Store, StoreError};
+use crate::render::{Rendered, Window};
+use crate::search::{EsClient, SearchError};
+use crate::throttle::{
+    Delivery, DeliveryStatus, Match, PRUNE_AFTER, SharedStore, Store, StoreError,
+};
 
 /// Where "now" comes from; tests drive it by hand.
 pub trait Clock: Send + Sync {
@@ -98,6 +100,8 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// How many alerts run at once in [`Runner::run_all`].
     pub concurrency: usize,
+    /// Consecutive failures of one alert before "alert is failing" is sent.
+    pub error_alert_after: u32,
 }
 
 impl Default for Settings {
@@ -106,6 +110,7 @@ impl Default for Settings {
             max_retry_age: Duration::from_secs(3600),
             retry: RetryPolicy::default(),
             concurrency: 16,
+            error_alert_after: 5,
         }
     }
 }
@@ -193,7 +198,7 @@ pub struct Runner {
     es: EsClient,
     scripts: Arc<ScriptEngine>,
     notifiers: Notifiers,
-    store: Arc<Mutex<Store>>,
+    store: Arc<SharedStore>,
     clock: Arc<dyn Clock>,
     settings: Settings,
 }
@@ -207,7 +212,7 @@ fn media_list(media: &[Medium]) -> String {
 }
 
 impl Runner {
-    /// Builds a runner.
+    /// Builds a runner. Needs a tokio runtime (the store's writer runs on it).
     pub fn new(
         es: EsClient,
         scripts: Arc<ScriptEngine>,
@@ -220,7 +225,7 @@ impl Runner {
             es,
             scripts,
             notifiers,
-            store: Arc::new(Mutex::new(store)),
+            store: SharedStore::new(store),
             clock,
             settings,
         }
@@ -232,7 +237,7 @@ impl Runner {
         es: EsClient,
         scripts: Arc<ScriptEngine>,
         notifiers: Notifiers,
-        store: Arc<Mutex<Store>>,
+        store: Arc<SharedStore>,
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Runner {
@@ -247,7 +252,7 @@ impl Runner {
     }
 
     /// The store, e.g. to inspect it in tests.
-    pub fn store(&self) -> &Arc<Mutex<Store>> {
+    pub fn store(&self) -> &Arc<SharedStore> {
         &self.store
     }
 
@@ -267,45 +272,42 @@ impl Runner {
 
     async fn prune(&self, alerts: &[Alert]) -> Result<(), RunError> {
         let now = self.clock.now();
-        let mut store = self.store.lock().await;
-        let mut changed = false;
         let known: std::collections::HashSet<&str> =
             alerts.iter().map(|a| a.name.as_str()).collect();
-        store.data.alerts.retain(|name, st| {
+        self.store.update(|data| {
+        data.alerts.retain(|name, st| {
             if known.contains(name.as_str()) {
-                changed |= st.removed_at.take().is_some();
+                st.removed_at = None;
                 return true;
             }
             match st.removed_at {
                 None => {
                     st.removed_at = Some(now);
-                    changed = true;
                     true
                 }
                 Some(t) if now - t >= PRUNE_AFTER => {
                     tracing::info!(alert = name.as_str(), event = "pruned", removed_at = %fmt_time(&t));
-                    changed = true;
                     false
                 }
                 Some(_) => true,
             }
+        })
         });
-        if changed {
-            store.save()?;
-        }
+        self.store.commit().await?;
         Ok(())
     }
 
     /// Runs one alert: evaluate, deliver what is owed, throttle, log.
     pub async fn run_alert(&self, alert: &Alert) -> Result<RunReport, RunError> {
         let now = self.clock.now();
-        let window = engine::default_window(alert, now);
+        let window = self.window_for(alert, now).await;
         let result = engine::search_and_evaluate(alert, &self.es, &self.scripts, now, window).await;
 
         // Deliveries owed by an earlier match go first, with the message
         // rendered for that match.
         let retried = self.retry_owed(alert, now).await?;
 
+        let mut failure: Option<EngineError> = None;
         let mut report = RunReport {
             alert: alert.name.clone(),
             outcome: Outcome::NoMatch,
@@ -321,7 +323,7 @@ impl Runner {
             Err(e) => {
                 report.outcome = Outcome::Error;
                 report.error = Some(e.to_string());
-                self.log_error(alert, &e);
+                failure = Some(e);
             }
             Ok(eval) => {
                 if let Some(p) = &eval.partial {
@@ -332,12 +334,7 @@ impl Runner {
                 }
                 let throttled = self
                     .store
-                    .lock()
-                    .await
-                    .data
-                    .alerts
-                    .get(&alert.name)
-                    .and_then(|s| s.throttled(now));
+                    .read(|d| d.alerts.get(&alert.name).and_then(|s| s.throttled(now)));
                 let still_owed = retried.clone().filter(|d| d.outcome != Outcome::Dropped);
                 if !eval.matched {
                     report.outcome = Outcome::NoMatch;
@@ -368,14 +365,177 @@ impl Runner {
             self.log_report(&report);
             self.log_retry(&alert.name, &d.outcome, &d.errors);
         }
-        {
-            let mut store = self.store.lock().await;
-            let st = store.data.alerts.entry(alert.name.clone()).or_default();
-            st.last_run = Some(now);
-            st.last_outcome = Some(report.outcome.as_str().to_owned());
-            store.save()?;
+        let notices = self
+            .record_run(alert, &report, failure.as_ref(), window, now)
+            .await?;
+        for n in notices {
+            self.send_notice(n).await;
         }
         Ok(report)
+    }
+
+    /// The window to search: from the end of the last successful window
+    /// (so nothing goes unsearched across outages and restarts) to now,
+    /// both shifted back by `query_delay`, and at most `max_catchup` long.
+    async fn window_for(&self, alert: &Alert, now: DateTime<Utc>) -> Window {
+        let delay = chrono::Duration::from_std(alert.spec.query_delay.value).unwrap_or_default();
+        let end = now - delay;
+        let len = chrono::Duration::from_std(alert.spec.schedule.window())
+            .unwrap_or(chrono::Duration::minutes(1));
+        let last = self
+            .store
+            .read(|d| d.alerts.get(&alert.name).and_then(|s| s.last_window_end));
+        let mut start = last.unwrap_or(end - len).min(end);
+        let cap = chrono::Duration::from_std(alert.spec.max_catchup.value)
+            .unwrap_or(chrono::Duration::hours(1));
+        if end - start > cap {
+            let gap = (end - start).to_std().unwrap_or_default();
+            tracing::warn!(
+                alert = alert.name.as_str(),
+                event = "catchup_truncated",
+                gap = %humantime::format_duration(Duration::from_secs(gap.as_secs())),
+                searched = %humantime::format_duration(alert.spec.max_catchup.value),
+                "the gap since the last successful search is longer than max_catchup; only its end is searched"
+            );
+            start = end - cap;
+        }
+        Window { start, end }
+    }
+
+    /// Records the run in the store: last run and outcome, the searched
+    /// window on success, consecutive failures. Returns the notices about
+    /// alerting itself that this run calls for.
+    async fn record_run(
+        &self,
+        alert: &Alert,
+        report: &RunReport,
+        failure: Option<&EngineError>,
+        window: Window,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Notification>, RunError> {
+        let notices = self
+            .store
+            .update(|data| self.account(alert, report, failure, window, now, data));
+        // Bookkeeping of an ordinary run need not wait for the disk; a
+        // notice about alerting itself should not go out unrecorded.
+        if !notices.is_empty() {
+            self.store.commit().await?;
+        }
+        Ok(notices)
+    }
+
+    fn account(
+        &self,
+        alert: &Alert,
+        report: &RunReport,
+        failure: Option<&EngineError>,
+        window: Window,
+        now: DateTime<Utc>,
+        data: &mut crate::throttle::StoreFile,
+    ) -> Vec<Notification> {
+        let mut notices = Vec::new();
+        let st = data.alerts.entry(alert.name.clone()).or_default();
+        st.last_run = Some(now);
+        st.last_outcome = Some(report.outcome.as_str().to_owned());
+        match failure {
+            None => {
+                st.last_window_end = Some(window.end);
+                st.consecutive_failures = 0;
+                st.auth_error_logged = None;
+                if std::mem::take(&mut st.failing_notified) {
+                    notices.push(self.notice(
+                        &alert.name,
+                        format!("esalert: alert {} recovered", alert.name),
+                        format!("esalert: alert {} runs successfully again.", alert.name),
+                        now,
+                    ));
+                }
+                if std::mem::take(&mut data.cluster_down_notified) {
+                    notices.push(self.notice(
+                        "esalert",
+                        format!("esalert: cluster {} is reachable again", self.es.url()),
+                        format!("esalert: searches on {} succeed again.", self.es.url()),
+                        now,
+                    ));
+                }
+            }
+            Some(e) => {
+                st.consecutive_failures += 1;
+                let search = e.search_error();
+                // A bad password fails every run; say so hourly, not every minute.
+                let log_it = match search {
+                    Some(se) if se.is_auth() => {
+                        let due = st
+                            .auth_error_logged
+                            .is_none_or(|t| now - t >= chrono::Duration::hours(1));
+                        if due {
+                            st.auth_error_logged = Some(now);
+                        }
+                        due
+                    }
+                    _ => true,
+                };
+                if log_it {
+                    tracing::error!(alert = alert.name.as_str(), outcome = "error", failures = st.consecutive_failures, error = %e);
+                }
+                if st.consecutive_failures >= self.settings.error_alert_after {
+                    if search.is_some_and(SearchError::is_unreachable) {
+                        // Every alert fails at once: one notice for the cluster.
+                        if !data.cluster_down_notified {
+                            data.cluster_down_notified = true;
+                            notices.push(self.notice(
+                                "esalert",
+                                format!("esalert: cluster {} is unreachable", self.es.url()),
+                                format!("esalert: cluster {} is unreachable: {e}", self.es.url()),
+                                now,
+                            ));
+                        }
+                    } else if !st.failing_notified {
+                        st.failing_notified = true;
+                        notices.push(self.notice(
+                            &alert.name,
+                            format!("esalert: alert {} is failing", alert.name),
+                            format!("esalert: alert {} is failing: {e}", alert.name),
+                            now,
+                        ));
+                    }
+                }
+            }
+        }
+        notices
+    }
+
+    fn notice(
+        &self,
+        alert: &str,
+        subject: String,
+        text: String,
+        now: DateTime<Utc>,
+    ) -> Notification {
+        Notification {
+            alert: alert.to_owned(),
+            rendered: Rendered::from_data(subject, text),
+            hits: 0,
+            time: now,
+            slack_channel: None,
+            email_to: Vec::new(),
+            email_cc: Vec::new(),
+        }
+    }
+
+    /// Sends a notice about alerting itself to every configured medium.
+    async fn send_notice(&self, n: Notification) {
+        for m in self.notifiers.configured() {
+            let (r, _) = self.send_with_retries(m, &n).await;
+            match r {
+                Ok(()) => {
+                    tracing::warn!(event = "notice", medium = m.as_str(), subject = %n.rendered.subject)
+                }
+                Err(e) => {
+                    tracing::error!(event = "notice_failed", medium = m.as_str(), subject = %n.rendered.subject, error = %e)
+                }
+            }
+        }
     }
 
     /// Writes a new match to the outbox, then delivers it to every medium.
@@ -388,18 +548,17 @@ impl Runner {
         let mut media = alert.spec.media.clone();
         media.sort();
         media.dedup();
-        {
-            let mut store = self.store.lock().await;
-            let st = store.data.alerts.entry(alert.name.clone()).or_default();
+        self.store.update(|data| {
+            let st = data.alerts.entry(alert.name.clone()).or_default();
             st.last_match = Some(Match {
                 matched_at: now,
                 throttle_secs: alert.spec.throttle_period.value.as_secs(),
                 notification: n,
                 deliveries: media.iter().map(|m| (*m, Delivery::pending())).collect(),
             });
-            // The outbox entry is durable before anything is sent.
-            store.save()?;
-        }
+        });
+        // The outbox entry is durable before anything is sent.
+        self.store.commit().await?;
         self.deliver_owed(&alert.name, now).await
     }
 
@@ -410,31 +569,38 @@ impl Runner {
         alert: &Alert,
         now: DateTime<Utc>,
     ) -> Result<Option<Delivered>, RunError> {
-        let matched_at = {
-            let mut store = self.store.lock().await;
-            let Some(st) = store.data.alerts.get_mut(&alert.name) else {
-                return Ok(None);
-            };
-            let Some(m) = st.pending() else {
-                return Ok(None);
-            };
-            let matched_at = m.matched_at;
+        let Some(matched_at) = self.store.read(|d| {
+            d.alerts
+                .get(&alert.name)
+                .and_then(|st| st.pending())
+                .map(|m| m.matched_at)
+        }) else {
+            return Ok(None);
+        };
+        {
             let max_age = chrono::Duration::from_std(self.settings.max_retry_age)
                 .unwrap_or(chrono::Duration::hours(1));
             if now - matched_at > max_age {
-                let m = st.last_match.as_mut().expect("pending");
-                let mut reasons = Vec::new();
-                for (medium, d) in m.deliveries.iter_mut() {
-                    if d.status == DeliveryStatus::Pending {
-                        d.status = DeliveryStatus::Dropped;
-                        reasons.push(format!(
-                            "{}: {}",
-                            medium.as_str(),
-                            d.last_error.as_deref().unwrap_or("never delivered")
-                        ));
+                let reasons = self.store.update(|data| {
+                    let mut reasons = Vec::new();
+                    let m = data
+                        .alerts
+                        .get_mut(&alert.name)
+                        .and_then(|st| st.last_match.as_mut())
+                        .expect("pending");
+                    for (medium, d) in m.deliveries.iter_mut() {
+                        if d.status == DeliveryStatus::Pending {
+                            d.status = DeliveryStatus::Dropped;
+                            reasons.push(format!(
+                                "{}: {}",
+                                medium.as_str(),
+                                d.last_error.as_deref().unwrap_or("never delivered")
+                            ));
+                        }
                     }
-                }
-                store.save()?;
+                    reasons
+                });
+                self.store.commit().await?;
                 tracing::error!(
                     alert = alert.name.as_str(),
                     outcome = "dropped",
@@ -447,8 +613,7 @@ impl Runner {
                 );
                 return Ok(Some(Delivered::dropped()));
             }
-            matched_at
-        };
+        }
         tracing::info!(alert = alert.name.as_str(), event = "redeliver", matched_at = %fmt_time(&matched_at));
         self.deliver_owed(&alert.name, now).await.map(Some)
     }
@@ -456,36 +621,38 @@ impl Runner {
     /// Delivers the owed media of the alert's last match, concurrently,
     /// recording each result as soon as it is known.
     async fn deliver_owed(&self, name: &str, now: DateTime<Utc>) -> Result<Delivered, RunError> {
-        let (owed, n) = {
-            let store = self.store.lock().await;
-            let m = store.data.alerts[name]
+        let (owed, n) = self.store.read(|d| {
+            let m = d.alerts[name]
                 .last_match
                 .as_ref()
                 .expect("a match to deliver");
             (m.owed(), m.notification.clone())
-        };
+        });
         let results = futures::future::join_all(owed.iter().map(|medium| {
             let n = &n;
             async move {
                 let (result, tries) = self.send_with_retries(*medium, n).await;
-                let mut store = self.store.lock().await;
-                let d = store
-                    .data
-                    .alerts
-                    .get_mut(name)
-                    .and_then(|s| s.last_match.as_mut())
-                    .and_then(|m| m.deliveries.get_mut(medium))
-                    .expect("delivery entry");
-                d.attempts += tries;
-                match &result {
-                    Ok(()) => {
-                        d.status = DeliveryStatus::Sent;
-                        d.sent_at = Some(self.clock.now());
-                        d.last_error = None;
+                let sent_at = self.clock.now();
+                self.store.update(|data| {
+                    let d = data
+                        .alerts
+                        .get_mut(name)
+                        .and_then(|s| s.last_match.as_mut())
+                        .and_then(|m| m.deliveries.get_mut(medium))
+                        .expect("delivery entry");
+                    d.attempts += tries;
+                    match &result {
+                        Ok(()) => {
+                            d.status = DeliveryStatus::Sent;
+                            d.sent_at = Some(sent_at);
+                            d.last_error = None;
+                        }
+                        Err(e) => d.last_error = Some(e.to_string()),
                     }
-                    Err(e) => d.last_error = Some(e.to_string()),
-                }
-                store.save()?;
+                });
+                // Each result is durable as soon as it is known, so a crash
+                // re-sends at most the medium that was in flight.
+                self.store.commit().await?;
                 Ok::<_, StoreError>((*medium, result, tries))
             }
         }))
@@ -499,27 +666,28 @@ impl Runner {
                 errors.insert(m, e.to_string());
             }
         }
-        let mut store = self.store.lock().await;
-        let st = store.data.alerts.get_mut(name).expect("entry");
-        let m = st.last_match.as_ref().expect("match");
-        let outcome = if m.settled() {
-            // Throttling starts when the last medium succeeds.
-            let all: Vec<Medium> = m.deliveries.keys().copied().collect();
-            let throttle = chrono::Duration::seconds(m.throttle_secs as i64);
-            let done = self.clock.now().max(now);
-            st.last_fired = Some(done);
-            st.throttled_until = Some(done + throttle);
-            store.save()?;
-            Outcome::Fired(all)
-        } else if m
-            .deliveries
-            .values()
-            .any(|d| d.status == DeliveryStatus::Sent)
-        {
-            Outcome::Partial
-        } else {
-            Outcome::Failed
-        };
+        let done = self.clock.now().max(now);
+        let outcome = self.store.update(|data| {
+            let st = data.alerts.get_mut(name).expect("entry");
+            let m = st.last_match.as_ref().expect("match");
+            if m.settled() {
+                // Throttling starts when the last medium succeeds.
+                let all: Vec<Medium> = m.deliveries.keys().copied().collect();
+                let throttle = chrono::Duration::seconds(m.throttle_secs as i64);
+                st.last_fired = Some(done);
+                st.throttled_until = Some(done + throttle);
+                Outcome::Fired(all)
+            } else if m
+                .deliveries
+                .values()
+                .any(|d| d.status == DeliveryStatus::Sent)
+            {
+                Outcome::Partial
+            } else {
+                Outcome::Failed
+            }
+        });
+        self.store.commit().await?;
         Ok(Delivered {
             outcome,
             errors,
@@ -558,10 +726,6 @@ impl Runner {
         })
         .await;
         (result, tries.load(Ordering::Relaxed))
-    }
-
-    fn log_error(&self, alert: &Alert, e: &EngineError) {
-        tracing::error!(alert = alert.name.as_str(), outcome = "error", error = %e);
     }
 
     fn log_report(&self, r: &RunReport) {

@@ -37,7 +37,9 @@ fn soak_many_alerts_every_second_for_a_minute() {
     es.set_default(Reply::total_v8(0, "eq"));
     let p = project(&es, ALERTS);
     let mut d = Daemon::start(p.path(), &[], &[]);
-    d.wait_line(Duration::from_secs(15), "start", |l| has(l, "event", "started"));
+    d.wait_line(Duration::from_secs(15), "start", |l| {
+        has(l, "event", "started")
+    });
     // Measure between two half-second marks, far from the due instants.
     let now = secs(SystemTime::now());
     let from = now.floor() + 2.5;
@@ -57,18 +59,37 @@ fn soak_many_alerts_every_second_for_a_minute() {
     let mut worst_lag: f64 = 0.0;
     for (alert, times) in &per_alert {
         // Exactly one run per second boundary in the window: none missed, none doubled.
-        assert_eq!(times.len() as u64, SECONDS, "{alert}: {} runs in {SECONDS}s", times.len());
+        assert_eq!(
+            times.len() as u64,
+            SECONDS,
+            "{alert}: {} runs in {SECONDS}s",
+            times.len()
+        );
         let mut seconds: Vec<i64> = times.iter().map(|t| t.floor() as i64).collect();
         seconds.dedup();
-        assert_eq!(seconds.len() as u64, SECONDS, "{alert}: two runs in one second");
+        assert_eq!(
+            seconds.len() as u64,
+            SECONDS,
+            "{alert}: two runs in one second"
+        );
         for t in times {
             worst_lag = worst_lag.max(t - t.floor());
         }
     }
     // No drift: runs stay right after the second boundary for the whole minute.
-    assert!(worst_lag < 0.5, "a run started {worst_lag:.3}s after its due time");
-    assert!(!d.lines().iter().any(|l| has(l, "outcome", "skipped") || has(l, "outcome", "error")));
-    eprintln!("soak: {ALERTS} alerts x {SECONDS}s, worst start lag {:.1} ms", worst_lag * 1000.0);
+    assert!(
+        worst_lag < 0.5,
+        "a run started {worst_lag:.3}s after its due time"
+    );
+    assert!(
+        !d.lines()
+            .iter()
+            .any(|l| has(l, "outcome", "skipped") || has(l, "outcome", "error"))
+    );
+    eprintln!(
+        "soak: {ALERTS} alerts x {SECONDS}s, worst start lag {:.1} ms",
+        worst_lag * 1000.0
+    );
 }
 
 #[test]
@@ -77,7 +98,9 @@ fn missed_ticks_after_suspension_run_once() {
     es.set_default(Reply::total_v8(0, "eq"));
     let p = project(&es, 1);
     let mut d = Daemon::start(p.path(), &[], &[]);
-    d.wait_line(Duration::from_secs(15), "start", |l| has(l, "event", "started"));
+    d.wait_line(Duration::from_secs(15), "start", |l| {
+        has(l, "event", "started")
+    });
     std::thread::sleep(Duration::from_millis(2500));
     d.signal(libc::SIGSTOP);
     let stopped = secs(SystemTime::now());
@@ -88,11 +111,26 @@ fn missed_ticks_after_suspension_run_once() {
     d.signal(libc::SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(15)).success());
     let times: Vec<f64> = es.searches().iter().map(|r| secs(r.at)).collect();
-    let during = times.iter().filter(|t| **t > stopped + 0.2 && **t < resumed).count();
+    let during = times
+        .iter()
+        .filter(|t| **t > stopped + 0.2 && **t < resumed)
+        .count();
     assert_eq!(during, 0, "ran while stopped?");
-    let after = times.iter().filter(|t| **t >= resumed && **t < resumed + 3.0).count();
+    let after = times
+        .iter()
+        .filter(|t| **t >= resumed && **t < resumed + 3.0)
+        .count();
     // One catch-up run for the five missed ticks, then one per second.
-    assert!((3..=4).contains(&after), "{after} runs in the 3 s after waking: {times:?}");
-    let burst = times.iter().filter(|t| **t >= resumed && **t < resumed + 0.5).count();
-    assert!(burst <= 2, "catch-up storm: {burst} runs right after waking");
+    assert!(
+        (3..=4).contains(&after),
+        "{after} runs in the 3 s after waking: {times:?}"
+    );
+    let burst = times
+        .iter()
+        .filter(|t| **t >= resumed && **t < resumed + 0.5)
+        .count();
+    assert!(
+        burst <= 2,
+        "catch-up storm: {burst} runs right after waking"
+    );
 }

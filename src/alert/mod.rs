@@ -129,6 +129,12 @@ pub struct AlertFile {
     /// Free text for humans and templates.
     #[serde(default)]
     pub description: Option<String>,
+    /// Shifts the search window back, for pipelines whose documents arrive late.
+    #[serde(default = "zero")]
+    pub query_delay: HumanDuration,
+    /// The longest window a catch-up search covers after an outage.
+    #[serde(default = "one_hour")]
+    pub max_catchup: HumanDuration,
     /// IANA time zone for a cron schedule, e.g. `Europe/Madrid`; UTC when absent.
     #[serde(default, deserialize_with = "timezone")]
     pub timezone: Option<chrono_tz::Tz>,
@@ -149,6 +155,14 @@ fn default_subject() -> String {
 
 fn default_throttle() -> HumanDuration {
     HumanDuration::parse("15m").expect("literal")
+}
+
+fn zero() -> HumanDuration {
+    HumanDuration::parse("0s").expect("literal")
+}
+
+fn one_hour() -> HumanDuration {
+    HumanDuration::parse("1h").expect("literal")
 }
 
 fn yes() -> bool {

@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::condition::ScriptEngine;
@@ -32,7 +32,7 @@ use crate::config::{ConfigError, Credentials};
 use crate::notify::{Notifiers, SetupError};
 use crate::runner::{RunError, RunReport, Runner, Settings, SystemClock};
 use crate::search::{EsClient, SearchError};
-use crate::throttle::{Store, StoreError};
+use crate::throttle::{SharedStore, Store, StoreError};
 
 pub use alerts::Alerts;
 pub use metrics::Metrics;
@@ -98,7 +98,7 @@ pub enum DaemonError {
 
 fn build_runner(
     creds: &Credentials,
-    store: Arc<Mutex<Store>>,
+    store: Arc<SharedStore>,
     scripts: Arc<ScriptEngine>,
     settings: Settings,
 ) -> Result<Arc<Runner>, DaemonError> {
@@ -141,7 +141,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let scripts = Arc::new(ScriptEngine::default());
     let creds = Credentials::load(&cfg.credentials)?;
-    let store = Arc::new(Mutex::new(Store::open(&cfg.state)?));
+    let store = SharedStore::new(Store::open(&cfg.state)?);
     let mut runner = build_runner(&creds, store.clone(), scripts.clone(), cfg.settings)?;
     let metrics = Arc::new(Metrics::default());
 
@@ -310,7 +310,7 @@ pub async fn run(
         inflight.abort_all();
     }
     let _ = stop_tx.send(true);
-    store.lock().await.save()?;
+    store.flush_now().await?;
     tracing::info!(
         event = "stopped",
         version = env!("CARGO_PKG_VERSION"),

@@ -189,6 +189,18 @@ impl Notifiers {
         self
     }
 
+    /// The media that are configured: where esalert's own notices go.
+    pub fn configured(&self) -> Vec<Medium> {
+        let mut v = Vec::new();
+        if self.slack.is_some() {
+            v.push(Medium::Slack);
+        }
+        if self.email.is_some() {
+            v.push(Medium::Email);
+        }
+        v
+    }
+
     /// The notifier of a medium, or a permanent error saying it isn't set up.
     pub fn get(&self, m: Medium) -> Result<&Arc<dyn Notifier>, NotifyError> {
         match m {

@@ -130,6 +130,24 @@ pub enum SearchError {
 }
 
 impl SearchError {
+    /// Whether the cluster could not be reached at all (as opposed to
+    /// answering with an error): such failures hit every alert at once.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            SearchError::ConnectionRefused { .. }
+                | SearchError::Dns { .. }
+                | SearchError::Tls { .. }
+                | SearchError::Connect { .. }
+                | SearchError::Timeout { .. }
+        )
+    }
+
+    /// Whether the cluster refused the credentials.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, SearchError::Auth { .. })
+    }
+
     /// Whether retrying later may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -163,6 +181,7 @@ pub struct EsClient {
     base: String,
     auth: Option<Auth>,
     timeout: Duration,
+    retry: (usize, Duration),
 }
 
 /// How requests authenticate.
@@ -226,7 +245,15 @@ impl EsClient {
             base: cfg.url.trim_end_matches('/').to_owned(),
             auth,
             timeout: cfg.timeout(),
+            retry: (3, Duration::from_secs(1)),
         })
+    }
+
+    /// Sets how often a search answered with 429 or 502/503/504 is tried
+    /// within one run, and the first backoff delay.
+    pub fn with_retry(mut self, tries: usize, first_delay: Duration) -> Self {
+        self.retry = (tries.max(1), first_delay);
+        self
     }
 
     /// The cluster's base URL.

@@ -5,6 +5,7 @@
 //! written here *before* any delivery is attempted, each medium's result is
 //! recorded as it arrives, and `throttled_until` survives restarts.
 
+mod shared;
 mod store;
 
 use std::collections::BTreeMap;
@@ -12,7 +13,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use store::{Store, StoreError};
+pub use shared::SharedStore;
+pub use store::{Store, StoreError, write_atomic};
 
 use crate::alert::Medium;
 use crate::notify::Notification;
@@ -32,6 +34,9 @@ pub struct StoreFile {
     /// Per-alert state, by alert name.
     #[serde(default)]
     pub alerts: BTreeMap<String, AlertState>,
+    /// Set once "cluster unreachable" was sent, until a search succeeds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_down_notified: bool,
 }
 
 impl Default for StoreFile {
@@ -39,6 +44,7 @@ impl Default for StoreFile {
         StoreFile {
             version: VERSION,
             alerts: BTreeMap::new(),
+            cluster_down_notified: false,
         }
     }
 }
@@ -62,10 +68,27 @@ pub struct AlertState {
     /// The last match and its delivery state per medium (the outbox).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_match: Option<Match>,
+    /// The end of the last window searched successfully; the next search
+    /// starts here, so no time goes unsearched across outages and restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_window_end: Option<DateTime<Utc>>,
+    /// Runs that failed in a row.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_failures: u32,
+    /// When an authentication error was last logged; logged at most hourly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_error_logged: Option<DateTime<Utc>>,
+    /// Set once "alert is failing" was sent, until the alert recovers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failing_notified: bool,
     /// When the alert's file was found missing; the entry is pruned
     /// [`PRUNE_AFTER`] later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<DateTime<Utc>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl AlertState {

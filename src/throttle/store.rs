@@ -151,44 +151,25 @@ impl Store {
         &self.path
     }
 
-    /// Writes the store atomically: see [`Store::save_with`].
+    /// Writes the store atomically: see [`write_atomic`].
     pub fn save(&mut self) -> Result<(), StoreError> {
         self.save_with(|_| Ok(()))
     }
 
-    /// Writes a temporary file in the same directory, fsyncs it, renames it
-    /// over the store and fsyncs the directory, so that a crash at any
-    /// instant leaves either the old store or the new one. `before_rename`
-    /// runs between the write and the rename; tests use it to fail there.
+    /// [`save`](Self::save) with a hook between the write and the rename;
+    /// tests use it to fail there.
     pub fn save_with(
         &mut self,
         before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
     ) -> Result<(), StoreError> {
+        write_atomic(&self.path, &self.snapshot(), before_rename)
+    }
+
+    /// The store's content as written to disk.
+    pub fn snapshot(&self) -> Vec<u8> {
         let mut text = serde_json::to_vec_pretty(&self.data).expect("store serializes");
         text.push(b'\n');
-        let tmp = {
-            let mut s = self.path.as_os_str().to_owned();
-            s.push(format!(".tmp-{}", std::process::id()));
-            PathBuf::from(s)
-        };
-        {
-            let mut f = File::create(&tmp).map_err(io(&tmp, "cannot create temporary file"))?;
-            f.write_all(&text).map_err(io(&tmp, "cannot write"))?;
-            f.sync_all().map_err(io(&tmp, "cannot fsync"))?;
-        }
-        if let Err(e) = before_rename(&tmp) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(&self.path, "write interrupted")(e));
-        }
-        std::fs::rename(&tmp, &self.path).map_err(io(&self.path, "cannot rename into place"))?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        if let Ok(d) = File::open(&dir) {
-            d.sync_all().map_err(io(&dir, "cannot fsync directory"))?;
-        }
-        Ok(())
+        text
     }
 
     /// Reads a store without locking it (for `status`, which only looks).
@@ -199,4 +180,38 @@ impl Store {
             Err(e) => Err(io(path, "cannot read")(e)),
         }
     }
+}
+
+/// Writes a temporary file in the same directory, fsyncs it, renames it over
+/// `path` and fsyncs the directory, so that a crash at any instant leaves
+/// either the old file or the new one. `before_rename` runs between the write
+/// and the rename.
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
+    let tmp = {
+        let mut s = path.as_os_str().to_owned();
+        s.push(format!(".tmp-{}", std::process::id()));
+        PathBuf::from(s)
+    };
+    {
+        let mut f = File::create(&tmp).map_err(io(&tmp, "cannot create temporary file"))?;
+        f.write_all(bytes).map_err(io(&tmp, "cannot write"))?;
+        f.sync_all().map_err(io(&tmp, "cannot fsync"))?;
+    }
+    if let Err(e) = before_rename(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(path, "write interrupted")(e));
+    }
+    std::fs::rename(&tmp, path).map_err(io(path, "cannot rename into place"))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if let Ok(d) = File::open(&dir) {
+        d.sync_all().map_err(io(&dir, "cannot fsync directory"))?;
+    }
+    Ok(())
 }

@@ -1,0 +1,141 @@
+//! The store shared by concurrent runs, with group commit.
+//!
+//! Writing the whole file on every change would cost one fsync per change
+//! and serialize all runs behind the disk. Instead, changes are applied in
+//! memory under a short lock, and a background flusher writes the latest
+//! state whenever asked; everything changed while one write is in progress
+//! goes out in the next. [`SharedStore::commit`] waits until a write that
+//! includes the caller's changes is on disk, which is what the outbox needs
+//! before a delivery starts.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::{Notify, watch};
+
+use super::store::write_atomic;
+use super::{Store, StoreError, StoreFile};
+
+/// The shared store.
+#[derive(Debug)]
+pub struct SharedStore {
+    store: Mutex<Store>,
+    /// Bumped on every change.
+    changes: AtomicU64,
+    kick: Arc<Notify>,
+    /// The change count covered by the last write, and that write's error.
+    flushed: watch::Sender<(u64, Option<String>)>,
+    /// Serializes writers (flusher and [`flush_now`](Self::flush_now)).
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl SharedStore {
+    /// Wraps an open store and starts its flusher. Needs a tokio runtime.
+    pub fn new(store: Store) -> Arc<SharedStore> {
+        let kick = Arc::new(Notify::new());
+        let shared = Arc::new(SharedStore {
+            store: Mutex::new(store),
+            changes: AtomicU64::new(0),
+            kick: kick.clone(),
+            flushed: watch::channel((0, None)).0,
+            writing: tokio::sync::Mutex::new(()),
+        });
+        let weak = Arc::downgrade(&shared);
+        tokio::spawn(flusher(weak, kick));
+        shared
+    }
+
+    /// Reads the state.
+    pub fn read<R>(&self, f: impl FnOnce(&StoreFile) -> R) -> R {
+        f(&self.store.lock().expect("store lock").data)
+    }
+
+    /// Changes the state in memory and schedules a write.
+    pub fn update<R>(&self, f: impl FnOnce(&mut StoreFile) -> R) -> R {
+        let r = f(&mut self.store.lock().expect("store lock").data);
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.kick.notify_one();
+        r
+    }
+
+    /// Waits until every change made so far is on disk.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        let target = self.changes.load(Ordering::Acquire);
+        let mut rx = self.flushed.subscribe();
+        self.kick.notify_one();
+        let state = rx
+            .wait_for(|(done, _)| *done >= target)
+            .await
+            .map(|s| s.clone())
+            .map_err(|_| self.error("the store's writer stopped".into()))?;
+        match state.1 {
+            Some(e) => Err(self.error(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn error(&self, msg: String) -> StoreError {
+        StoreError::Io {
+            path: self.path(),
+            action: "cannot write",
+            source: std::io::Error::other(msg),
+        }
+    }
+
+    /// The store's path.
+    pub fn path(&self) -> PathBuf {
+        self.store.lock().expect("store lock").path().to_owned()
+    }
+
+    /// Writes now if anything changed (shutdown).
+    pub async fn flush_now(&self) -> Result<(), StoreError> {
+        self.write().await;
+        match &self.flushed.borrow().1 {
+            Some(e) => Err(self.error(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    async fn write(&self) {
+        let _w = self.writing.lock().await;
+        let target = self.changes.load(Ordering::Acquire);
+        if self.flushed.borrow().0 >= target && self.flushed.borrow().1.is_none() {
+            return;
+        }
+        let (path, bytes) = {
+            let s = self.store.lock().expect("store lock");
+            (s.path().to_owned(), s.snapshot())
+        };
+        let result = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, |_| Ok(())))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = &result {
+            tracing::error!(event = "store_write_failed", error = %e);
+        }
+        self.flushed.send_replace((target, result.err()));
+    }
+}
+
+async fn flusher(weak: Weak<SharedStore>, kick: Arc<Notify>) {
+    loop {
+        kick.notified().await;
+        let Some(shared) = weak.upgrade() else { return };
+        shared.write().await;
+    }
+}
+
+impl Drop for SharedStore {
+    fn drop(&mut self) {
+        // Last chance for changes nobody committed (a no-match run's
+        // bookkeeping, say); the flusher is gone with us.
+        let target = self.changes.load(Ordering::Acquire);
+        if self.flushed.borrow().0 < target
+            && let Ok(s) = self.store.lock()
+        {
+            let _ = write_atomic(s.path(), &s.snapshot(), |_| Ok(()));
+        }
+        self.kick.notify_one();
+    }
+}
