@@ -120,6 +120,9 @@ pub struct RunArgs {
     /// Give up delivering a match after this long.
     #[arg(long, env = "ESALERT_MAX_RETRY_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
     pub max_retry_age: std::time::Duration,
+    /// Consecutive failures of one alert before "esalert: alert NAME is failing" is sent.
+    #[arg(long, env = "ESALERT_ERROR_ALERT_AFTER", default_value_t = 5)]
+    pub error_alert_after: u32,
     /// Full rescan of the queries directory, as a backstop for missed file events.
     #[arg(long, env = "ESALERT_RESCAN", default_value = "30s", value_parser = humantime::parse_duration)]
     pub rescan: std::time::Duration,
@@ -199,6 +202,7 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
                 settings: Settings {
                     max_retry_age: args.max_retry_age,
                     concurrency: args.max_concurrency,
+                    error_alert_after: args.error_alert_after,
                     ..Settings::default()
                 },
             };

@@ -102,7 +102,8 @@ async fn api_key_auth_wins_over_basic() {
 #[tokio::test]
 async fn error_answers_are_typed_with_elasticsearch_reasons() {
     let es = EsStandIn::start();
-    let c = client(&es.url, json!({}));
+    // One try each, so each answer is seen as it is.
+    let c = client(&es.url, json!({})).with_retry(1, Duration::from_millis(1));
     let q = idx(&["logs-*"]);
 
     es.push(Reply::error(
@@ -165,6 +166,41 @@ async fn error_answers_are_typed_with_elasticsearch_reasons() {
     es.push(Reply::truncated());
     let e = c.search(&q, &json!({})).await.unwrap_err();
     assert!(matches!(e, SearchError::NotJson { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn load_shedding_answers_are_retried_with_backoff_others_are_not() {
+    let es = EsStandIn::start();
+    let c = client(&es.url, json!({})).with_retry(3, Duration::from_millis(50));
+    es.push(Reply::error(
+        503,
+        "unavailable_shards_exception",
+        "primary shard is not active",
+    ));
+    es.push(Reply::error(
+        429,
+        "es_rejected_execution_exception",
+        "rejected",
+    ));
+    es.push(Reply::total_v8(4, "eq"));
+    let started = Instant::now();
+    let r = c.search(&idx(&["a"]), &json!({})).await.unwrap();
+    assert_eq!(hits_total(&r.response), 4);
+    assert_eq!(es.searches().len(), 3);
+    assert!(started.elapsed() >= Duration::from_millis(50), "no backoff");
+    // Three 503s: the last error is returned.
+    for _ in 0..3 {
+        es.push(Reply::error(503, "x", "still down"));
+    }
+    let e = c.search(&idx(&["a"]), &json!({})).await.unwrap_err();
+    assert!(matches!(e, SearchError::Server { status: 503, .. }), "{e}");
+    assert_eq!(es.searches().len(), 6);
+    // A bad query or a 500 is not retried.
+    es.push(Reply::error(400, "parsing_exception", "bad"));
+    c.search(&idx(&["a"]), &json!({})).await.unwrap_err();
+    es.push(Reply::error(500, "x", "bug"));
+    c.search(&idx(&["a"]), &json!({})).await.unwrap_err();
+    assert_eq!(es.searches().len(), 8);
 }
 
 #[tokio::test]

@@ -271,8 +271,35 @@ impl EsClient {
         format!("{}/{joined}/_search", self.base)
     }
 
-    /// Runs a search.
+    /// Runs a search. A cluster shedding load (429, 502, 503, 504) gets a
+    /// few tries with exponential backoff and jitter; a timeout does not, so
+    /// that a slow cluster isn't asked twice as hard.
     pub async fn search(
+        &self,
+        indices: &[String],
+        body: &Value,
+    ) -> Result<SearchResult, SearchError> {
+        use backon::Retryable;
+        let (tries, delay) = self.retry;
+        (|| self.search_once(indices, body))
+            .retry(
+                backon::ExponentialBuilder::default()
+                    .with_min_delay(delay)
+                    .with_max_delay(delay * 8)
+                    .with_max_times(tries - 1)
+                    .with_jitter(),
+            )
+            .when(|e| {
+                matches!(e, SearchError::TooManyRequests { .. })
+                    || matches!(e, SearchError::Server { status: 502..=504, .. })
+            })
+            .notify(|e, d| {
+                tracing::warn!(event = "search_retry", error = %e, retry_in_ms = d.as_millis() as u64);
+            })
+            .await
+    }
+
+    async fn search_once(
         &self,
         indices: &[String],
         body: &Value,

@@ -32,6 +32,7 @@ pub struct Post {
 
 #[derive(Default)]
 struct State {
+    delay: std::time::Duration,
     queue: VecDeque<SlackReply>,
     posts: Vec<Post>,
 }
@@ -60,6 +61,10 @@ async fn handle(state: Arc<Mutex<State>>, uri: Uri, headers: HeaderMap, body: By
         }
         reply
     };
+    let delay = state.lock().unwrap().delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let webhook = uri.path().starts_with("/hooks/");
     match reply {
         SlackReply::Ok if webhook => ([("content-type", "text/plain")], "ok").into_response(),
@@ -89,6 +94,11 @@ impl SlackStandIn {
             state,
             _server: server,
         }
+    }
+
+    /// Makes every answer take this long (the post is recorded on arrival).
+    pub fn set_delay(&self, d: std::time::Duration) {
+        self.state.lock().unwrap().delay = d;
     }
 
     pub fn push(&self, r: SlackReply) {
