@@ -37,11 +37,6 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
-/// Only successful searches count: those answered 200.
-fn answered(es: &EsStandIn, since: usize) -> Vec<support::es::Recorded> {
-    es.searches().into_iter().skip(since).collect()
-}
-
 #[test]
 fn outage_catch_up_covers_the_whole_gap_with_one_notification() {
     let mut es = EsStandIn::start();
