@@ -27,6 +27,8 @@ pub mod condition;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod notify;
 pub mod render;

@@ -302,3 +302,85 @@ fn shipped_examples_load_and_match_their_fixtures() {
         );
     }
 }
+
+#[test]
+fn a_thousand_files_at_once() {
+    let p = Project::new();
+    for i in 0..1000 {
+        let text = if i % 100 == 7 {
+            "{\"index\": ".to_owned()
+        } else {
+            GOOD.replace("logs-*", &format!("logs-{i}"))
+        };
+        p.alert(&format!("alert_{i:04}"), &text);
+    }
+    let started = std::time::Instant::now();
+    let report = load_dir(&p.queries(), &ScriptEngine::default()).unwrap();
+    assert_eq!(report.alerts.len(), 990);
+    assert_eq!(report.errors.len(), 10);
+    // Each error names its file: the broken ones are alert_XX07.json.
+    assert!(
+        report
+            .errors
+            .iter()
+            .all(|e| e.to_string().contains("07.json:")),
+        "{:?}",
+        report.errors
+    );
+    eprintln!("loaded 1000 files in {:?}", started.elapsed());
+}
+
+#[test]
+fn templates_cannot_read_files_or_the_environment() {
+    let e = ScriptEngine::default();
+    // No such variable as env; check reports it.
+    let ps = problems("{\"index\": \"a\", \"body\": {}, \"message\": \"{{ env.HOME }}\"}");
+    assert!(ps[0].contains("undefined variable `env`"), "{ps:?}");
+    // include/import have no loader: rendering fails, nothing is read.
+    for msg in [
+        "{% include '/etc/passwd' %}",
+        "{% import '/etc/passwd' as p %}x",
+        "{% extends '/etc/hostname' %}",
+    ] {
+        let text = json!({"index": "a", "body": {}, "condition": {"always": {}}, "message": msg})
+            .to_string();
+        let now = chrono::Utc::now();
+        match parse_alert("sec", std::path::Path::new("s.json"), &text, &e) {
+            Err(_) => {}
+            Ok(a) => {
+                let r = engine::evaluate(&a, &e, &json!({}), now, engine::default_window(&a, now));
+                let err = r.expect_err("must not render").to_string();
+                assert!(!err.contains("root:"), "{err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn scripts_cannot_do_io() {
+    let e = ScriptEngine::default();
+    for src in [
+        r#"open("/etc/passwd")"#,
+        r#"read_file("/etc/passwd")"#,
+        r#"env("HOME")"#,
+        r#"system("id")"#,
+        r#"http_get("http://127.0.0.1/")"#,
+    ] {
+        let text = json!({"index": "a", "body": {}, "message": "m", "condition": {"script": src}})
+            .to_string();
+        let r = parse_alert("io", std::path::Path::new("io.json"), &text, &e).and_then(|a| {
+            let now = chrono::Utc::now();
+            engine::evaluate(&a, &e, &json!({}), now, engine::default_window(&a, now)).map_err(
+                |err| LoadError::Invalid {
+                    problems: vec![esalert::alert::Problem {
+                        path: "x".into(),
+                        position: None,
+                        message: err.to_string(),
+                    }],
+                },
+            )
+        });
+        let err = r.expect_err(src).to_string();
+        assert!(err.contains("Function not found"), "{src}: {err}");
+    }
+}
