@@ -97,6 +97,14 @@ pub enum Command {
     /// Run as a daemon: schedule every active alert, reload dropped files,
     /// deliver and throttle. Stops on SIGTERM/SIGINT; SIGHUP reloads.
     Run(RunArgs),
+    /// Acknowledge a watch's actions, as Watcher's ack API does: an acked
+    /// action is not executed again until the watch's condition is false.
+    Ack {
+        /// The watch.
+        name: String,
+        /// Action ids; all of them when none are given.
+        actions: Vec<String>,
+    },
     /// Show each alert's last run, outcome and throttle.
     Status {
         /// Print JSON instead of a table.
@@ -162,6 +170,9 @@ pub enum CliError {
     /// The daemon failed.
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+    /// A watch could not run or be acknowledged.
+    #[error("{0}")]
+    Watch(String),
     /// A saved response could not be read.
     #[error("{}{}: {message}", path.display(), pos.map(|p| format!(":{}:{}", p.line, p.column)).unwrap_or_default())]
     Response {
@@ -189,6 +200,7 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
             max_retry_age,
         } => once(&g, concurrency, max_retry_age).await,
         Command::Status { json } => status(&g, json),
+        Command::Ack { name, actions } => ack(&g, &name, &actions),
         Command::Run(args) => {
             let cfg = crate::daemon::DaemonConfig {
                 queries: g.queries.clone(),
@@ -321,6 +333,9 @@ async fn test(g: &Global, name: &str, response: Option<&Path>, send: bool) -> Re
     let scripts = ScriptEngine::default();
     let alert = load_named(&g.queries, name, &scripts)?;
     let now = chrono::Utc::now();
+    if let Some(w) = &alert.watch {
+        return test_watch(g, w, response).await;
+    }
     let window = engine::default_window(&alert, now);
     let creds = match (response, send) {
         (Some(_), false) => None,
@@ -413,6 +428,114 @@ async fn once(
     Ok(u8::from(failed > 0))
 }
 
+async fn test_watch(
+    g: &Global,
+    w: &crate::watcher::Watch,
+    response: Option<&Path>,
+) -> Result<u8, CliError> {
+    let saved = response.map(read_response).transpose()?;
+    let needs_cluster = saved.is_none();
+    let creds = if needs_cluster {
+        Some(Credentials::load(&g.credentials)?)
+    } else {
+        Credentials::load(&g.credentials).ok()
+    };
+    let fallback: crate::config::EsConfig =
+        serde_json::from_value(serde_json::json!({"url": "http://127.0.0.1:9200"}))
+            .expect("literal");
+    let es = EsClient::new(
+        creds
+            .as_ref()
+            .map(|c| &c.elasticsearch)
+            .unwrap_or(&fallback),
+    )?;
+    let notifiers = Notifiers::default();
+    let http = reqwest::Client::new();
+    let env = crate::watcher::exec::Env {
+        es: &es,
+        http: &http,
+        notifiers: &notifiers,
+        saved,
+    };
+    // Throttle and ack state are read, never written.
+    let mut states = Store::read_only(&g.state)
+        .ok()
+        .and_then(|d| d.alerts.get(&w.id).map(|s| s.actions.clone()))
+        .unwrap_or_default();
+    let now = chrono::Utc::now();
+    let rec = crate::watcher::exec::execute(
+        w,
+        &env,
+        now,
+        now,
+        crate::watcher::exec::Mode::Simulate,
+        &mut states,
+    )
+    .await
+    .map_err(|e| CliError::Watch(e.to_string()))?;
+    let out = serde_json::json!({"alert": w.id, "matched": rec.met, "hits": rec.hits, "watch_record": rec.json});
+    println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
+    Ok(0)
+}
+
+fn ack(g: &Global, name: &str, actions: &[String]) -> Result<u8, CliError> {
+    let scripts = ScriptEngine::default();
+    let alert = load_named(&g.queries, name, &scripts)?;
+    let Some(w) = &alert.watch else {
+        return Err(CliError::Watch(format!(
+            "{name} is a native alert, not a watch; ack applies to Watcher actions (use throttle_period for alerts)"
+        )));
+    };
+    for a in actions {
+        if !w.actions.iter().any(|x| &x.id == a) {
+            return Err(CliError::Watch(format!("watch {name} has no action {a:?}")));
+        }
+    }
+    match Store::open(&g.state) {
+        Ok(mut store) => {
+            let st = store.data.alerts.entry(name.to_owned()).or_default();
+            let acked = crate::watcher::ack(&mut st.actions, w, actions);
+            store.save()?;
+            for a in &w.actions {
+                let state = store.data.alerts[name]
+                    .actions
+                    .get(&a.id)
+                    .map(|s| s.ack)
+                    .unwrap_or_default();
+                println!(
+                    "{}\t{}",
+                    a.id,
+                    serde_json::to_value(state)
+                        .expect("ack state")
+                        .as_str()
+                        .unwrap_or("")
+                );
+            }
+            if acked.is_empty() {
+                eprintln!(
+                    "ack: nothing to acknowledge (only actions that ran successfully are ackable)"
+                );
+            }
+            Ok(0)
+        }
+        Err(crate::throttle::StoreError::Locked { .. }) => {
+            // The daemon holds the store: leave a request it applies at the next run.
+            let path = crate::watcher::ack_request_path(&g.state, name);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| CliError::Watch(e.to_string()))?;
+            }
+            crate::throttle::write_atomic(
+                &path,
+                serde_json::to_string(actions).expect("JSON").as_bytes(),
+                |_| Ok(()),
+            )?;
+            eprintln!("ack: esalert is running; the acknowledgement applies at {name}'s next run");
+            Ok(0)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[derive(serde::Serialize)]
 struct StatusRow {
     name: String,
@@ -422,6 +545,8 @@ struct StatusRow {
     last_outcome: Option<String>,
     throttled_until: Option<String>,
     owed: Vec<&'static str>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    actions: std::collections::BTreeMap<String, crate::throttle::AckState>,
 }
 
 fn status(g: &Global, json: bool) -> Result<u8, CliError> {
@@ -444,6 +569,21 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
             owed: st
                 .and_then(|s| s.pending())
                 .map(|m| m.owed().into_iter().map(|m| m.as_str()).collect())
+                .unwrap_or_default(),
+            actions: alert
+                .and_then(|a| a.watch.as_ref())
+                .map(|w| {
+                    w.actions
+                        .iter()
+                        .map(|a| {
+                            let ack = st
+                                .and_then(|s| s.actions.get(&a.id))
+                                .map(|s| s.ack)
+                                .unwrap_or_default();
+                            (a.id.clone(), ack)
+                        })
+                        .collect()
+                })
                 .unwrap_or_default(),
             name,
         });

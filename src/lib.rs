@@ -35,6 +35,7 @@ pub mod render;
 pub mod runner;
 pub mod search;
 pub mod throttle;
+pub mod watcher;
 
 /// Installs ring as the one rustls crypto provider of the process.
 ///

@@ -26,6 +26,8 @@ use crate::search::{EsClient, SearchError};
 use crate::throttle::{
     Delivery, DeliveryStatus, Match, PRUNE_AFTER, SharedStore, Store, StoreError,
 };
+use crate::watcher::Watch;
+use crate::watcher::exec::{Env as WatchEnv, Mode as WatchMode};
 
 /// Where "now" comes from; tests drive it by hand.
 pub trait Clock: Send + Sync {
@@ -124,6 +126,12 @@ pub enum RunError {
     Store(#[from] StoreError),
 }
 
+/// A failed run, as the store's bookkeeping needs it.
+struct Failure<'a> {
+    message: String,
+    search: Option<&'a SearchError>,
+}
+
 /// What one run of one alert came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -201,6 +209,16 @@ pub struct Runner {
     store: Arc<SharedStore>,
     clock: Arc<dyn Clock>,
     settings: Settings,
+    /// For Watcher `http` inputs and `webhook` actions.
+    http: reqwest::Client,
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .user_agent(concat!("esalert/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
 }
 
 fn media_list(media: &[Medium]) -> String {
@@ -228,6 +246,7 @@ impl Runner {
             store: SharedStore::new(store),
             clock,
             settings,
+            http: http_client(),
         }
     }
 
@@ -248,6 +267,7 @@ impl Runner {
             store,
             clock,
             settings,
+            http: http_client(),
         }
     }
 
@@ -299,6 +319,9 @@ impl Runner {
 
     /// Runs one alert: evaluate, deliver what is owed, throttle, log.
     pub async fn run_alert(&self, alert: &Alert) -> Result<RunReport, RunError> {
+        if let Some(w) = &alert.watch {
+            return self.run_watch(alert, w).await;
+        }
         let now = self.clock.now();
         let window = self.window_for(alert, now).await;
         let result = engine::search_and_evaluate(alert, &self.es, &self.scripts, now, window).await;
@@ -366,8 +389,116 @@ impl Runner {
             self.log_retry(&alert.name, &d.outcome, &d.errors);
         }
         let notices = self
-            .record_run(alert, &report, failure.as_ref(), window, now)
+            .record_run(
+                alert,
+                report.outcome.as_str(),
+                failure.as_ref().map(|e| Failure {
+                    message: e.to_string(),
+                    search: e.search_error(),
+                }),
+                Some(window),
+                now,
+            )
             .await?;
+        for n in notices {
+            self.send_notice(n).await;
+        }
+        Ok(report)
+    }
+
+    /// Runs a Watcher watch: its actions are executed directly (not through
+    /// the outbox), with Watcher's per-action throttle and ack state.
+    async fn run_watch(&self, alert: &Alert, watch: &Watch) -> Result<RunReport, RunError> {
+        let now = self.clock.now();
+        let ack_path = crate::watcher::ack_request_path(&self.store.path(), &alert.name);
+        let requested = crate::watcher::take_ack_request(&ack_path);
+        let mut states = self.store.read(|d| {
+            d.alerts
+                .get(&alert.name)
+                .map(|s| s.actions.clone())
+                .unwrap_or_default()
+        });
+        if let Some(ids) = requested {
+            let acked = crate::watcher::ack(&mut states, watch, &ids);
+            tracing::info!(
+                alert = alert.name.as_str(),
+                event = "acked",
+                actions = acked.join(",")
+            );
+        }
+        let env = WatchEnv {
+            es: &self.es,
+            http: &self.http,
+            notifiers: &self.notifiers,
+            saved: None,
+        };
+        let result =
+            crate::watcher::exec::execute(watch, &env, now, now, WatchMode::Execute, &mut states)
+                .await;
+        let mut report = RunReport {
+            alert: alert.name.clone(),
+            outcome: Outcome::NoMatch,
+            evaluation: None,
+            error: None,
+            delivery_errors: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+        };
+        let failure = match &result {
+            Ok(rec) => {
+                let state = if rec.met {
+                    "executed"
+                } else {
+                    "execution_not_needed"
+                };
+                tracing::info!(
+                    alert = alert.name.as_str(),
+                    outcome = state,
+                    hits = rec.hits
+                );
+                for a in &rec.actions {
+                    match &a.reason {
+                        Some(r) if a.status == "failure" => {
+                            tracing::error!(alert = alert.name.as_str(), action = a.id.as_str(), outcome = a.status, reason = %r)
+                        }
+                        Some(r) => {
+                            tracing::info!(alert = alert.name.as_str(), action = a.id.as_str(), outcome = a.status, reason = %r)
+                        }
+                        None => tracing::info!(
+                            alert = alert.name.as_str(),
+                            action = a.id.as_str(),
+                            outcome = a.status
+                        ),
+                    }
+                    if a.status == "failure" {
+                        report
+                            .delivery_errors
+                            .insert(Medium::Slack, a.reason.clone().unwrap_or_default());
+                    }
+                }
+                if rec.met {
+                    report.outcome = Outcome::Fired(Vec::new());
+                }
+                None
+            }
+            Err(e) => {
+                report.outcome = Outcome::Error;
+                report.error = Some(e.to_string());
+                Some(Failure {
+                    message: e.to_string(),
+                    search: e.search_error(),
+                })
+            }
+        };
+        let outcome = match &result {
+            Ok(r) if r.met => "executed",
+            Ok(_) => "execution_not_needed",
+            Err(_) => "error",
+        };
+        let notices = self.record_run(alert, outcome, failure, None, now).await?;
+        self.store.update(|d| {
+            d.alerts.entry(alert.name.clone()).or_default().actions = states;
+        });
+        self.store.commit().await?;
         for n in notices {
             self.send_notice(n).await;
         }
@@ -408,14 +539,14 @@ impl Runner {
     async fn record_run(
         &self,
         alert: &Alert,
-        report: &RunReport,
-        failure: Option<&EngineError>,
-        window: Window,
+        outcome: &str,
+        failure: Option<Failure<'_>>,
+        window: Option<Window>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Notification>, RunError> {
         let notices = self
             .store
-            .update(|data| self.account(alert, report, failure, window, now, data));
+            .update(|data| self.account(alert, outcome, failure, window, now, data));
         // Bookkeeping of an ordinary run need not wait for the disk; a
         // notice about alerting itself should not go out unrecorded.
         if !notices.is_empty() {
@@ -427,19 +558,21 @@ impl Runner {
     fn account(
         &self,
         alert: &Alert,
-        report: &RunReport,
-        failure: Option<&EngineError>,
-        window: Window,
+        outcome: &str,
+        failure: Option<Failure<'_>>,
+        window: Option<Window>,
         now: DateTime<Utc>,
         data: &mut crate::throttle::StoreFile,
     ) -> Vec<Notification> {
         let mut notices = Vec::new();
         let st = data.alerts.entry(alert.name.clone()).or_default();
         st.last_run = Some(now);
-        st.last_outcome = Some(report.outcome.as_str().to_owned());
+        st.last_outcome = Some(outcome.to_owned());
         match failure {
             None => {
-                st.last_window_end = Some(window.end);
+                if let Some(w) = window {
+                    st.last_window_end = Some(w.end);
+                }
                 st.consecutive_failures = 0;
                 st.auth_error_logged = None;
                 if std::mem::take(&mut st.failing_notified) {
@@ -461,7 +594,8 @@ impl Runner {
             }
             Some(e) => {
                 st.consecutive_failures += 1;
-                let search = e.search_error();
+                let search = e.search;
+                let e = e.message;
                 // A bad password fails every run; say so hourly, not every minute.
                 let log_it = match search {
                     Some(se) if se.is_auth() => {

@@ -250,6 +250,9 @@ pub fn parse_alert(
             "an alert file must be a JSON object with at least `index`, `body` and `message`",
         ));
     }
+    if crate::watcher::is_watch(&raw) {
+        return watch_alert(name, path, text, &raw);
+    }
     // Pass 2: the schema, streaming from text so errors keep their position.
     let mut de = serde_json::Deserializer::from_str(text);
     let spec: AlertFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -311,5 +314,56 @@ pub fn parse_alert(
         condition: Arc::new(condition),
         templates: Arc::new(templates),
         info: Arc::new(info),
+        watch: None,
+    })
+}
+
+/// A watch, wrapped as an alert: `spec` holds its schedule and time zone so
+/// that the daemon schedules it like any alert.
+fn watch_alert(name: &str, path: &Path, text: &str, raw: &Value) -> Result<Alert, LoadError> {
+    let watch = crate::watcher::parse(name, text, raw).map_err(|found| LoadError::Invalid {
+        problems: found
+            .into_iter()
+            .map(|(position, message)| Problem {
+                path: path.to_owned(),
+                position,
+                message,
+            })
+            .collect(),
+    })?;
+    let active = raw["status"]["state"]["active"].as_bool().unwrap_or(true);
+    let zero = super::HumanDuration::parse("0s").expect("literal");
+    let spec = AlertFile {
+        index: super::Indices(Vec::new()),
+        body: serde_json::Map::new(),
+        condition: crate::condition::ConditionSpec::Never(crate::condition::Empty {}),
+        message: String::new(),
+        subject: String::new(),
+        schedule: watch.schedule.clone(),
+        throttle_period: zero.clone(),
+        active,
+        media: Vec::new(),
+        slack: None,
+        email: None,
+        description: None,
+        query_delay: zero,
+        max_catchup: super::HumanDuration::parse("1h").expect("literal"),
+        timezone: watch.timezone,
+    };
+    let templates = Templates::compile(name, "-", "-", &Value::Null)
+        .map_err(|_| LoadError::one(path, None, "internal: placeholder templates"))?;
+    Ok(Alert {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        spec: Arc::new(spec),
+        body: Arc::new(Value::Null),
+        condition: Arc::new(Condition::Never),
+        templates: Arc::new(templates),
+        info: Arc::new(AlertInfo {
+            name: name.to_owned(),
+            description: String::new(),
+            index: String::new(),
+        }),
+        watch: Some(Arc::new(watch)),
     })
 }

@@ -190,6 +190,9 @@ pub struct Alert {
     pub templates: Arc<Templates>,
     /// `alert.*` for templates.
     pub info: Arc<AlertInfo>,
+    /// Set when the file is an Elasticsearch Watcher watch; `spec` then
+    /// carries only its schedule.
+    pub watch: Option<Arc<crate::watcher::Watch>>,
 }
 
 /// Alert names are file stems, restricted so that they are safe in logs,

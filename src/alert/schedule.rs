@@ -65,6 +65,14 @@ pub enum Schedule {
         /// The parsed expression.
         cron: Box<croner::Cron>,
     },
+    /// Several cron expressions, due at the earliest of them (Watcher's
+    /// `hourly`, `daily`, `weekly`, `monthly` and cron lists).
+    Any {
+        /// A description, e.g. `daily at 17:00`.
+        expr: String,
+        /// The expressions.
+        crons: Vec<croner::Cron>,
+    },
 }
 
 impl Schedule {
@@ -72,7 +80,7 @@ impl Schedule {
     pub fn window(&self) -> Duration {
         match self {
             Schedule::Every(d) => d.value,
-            Schedule::Cron { .. } => Duration::from_secs(60),
+            Schedule::Cron { .. } | Schedule::Any { .. } => Duration::from_secs(60),
         }
     }
 }
@@ -102,6 +110,17 @@ impl Schedule {
                 cron.find_next_occurrence(&after.with_timezone(&tz), false)
                     .ok()
                     .map(|t| t.with_timezone(&chrono::Utc))
+            }
+            Schedule::Any { crons, .. } => {
+                let tz = tz.unwrap_or(chrono_tz::UTC);
+                crons
+                    .iter()
+                    .filter_map(|c| {
+                        c.find_next_occurrence(&after.with_timezone(&tz), false)
+                            .ok()
+                    })
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .min()
             }
         }
     }
@@ -147,7 +166,7 @@ impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Schedule::Every(d) => write!(f, "{d}"),
-            Schedule::Cron { expr, .. } => f.write_str(expr),
+            Schedule::Cron { expr, .. } | Schedule::Any { expr, .. } => f.write_str(expr),
         }
     }
 }

@@ -150,6 +150,32 @@ impl EmailNotifier {
     }
 }
 
+impl EmailNotifier {
+    /// The configured `From`.
+    pub fn from(&self) -> &Mailbox {
+        &self.from
+    }
+
+    /// Sends a message built elsewhere (Watcher's email action), with the
+    /// same timeout and error classification.
+    pub async fn send_message(&self, msg: Message) -> Result<(), NotifyError> {
+        match tokio::time::timeout(self.timeout, self.transport.send(msg)).await {
+            Err(_) => Err(NotifyError::transient(
+                Medium::Email,
+                format!(
+                    "SMTP send did not finish within {}",
+                    humantime::format_duration(self.timeout)
+                ),
+            )),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.is_permanent() => {
+                Err(NotifyError::permanent(Medium::Email, format!("SMTP: {e}")))
+            }
+            Ok(Err(e)) => Err(NotifyError::transient(Medium::Email, format!("SMTP: {e}"))),
+        }
+    }
+}
+
 impl Notifier for EmailNotifier {
     fn medium(&self) -> Medium {
         Medium::Email
@@ -158,20 +184,7 @@ impl Notifier for EmailNotifier {
     fn send<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move {
             let msg = self.message(n)?;
-            match tokio::time::timeout(self.timeout, self.transport.send(msg)).await {
-                Err(_) => Err(NotifyError::transient(
-                    Medium::Email,
-                    format!(
-                        "SMTP send did not finish within {}",
-                        humantime::format_duration(self.timeout)
-                    ),
-                )),
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) if e.is_permanent() => {
-                    Err(NotifyError::permanent(Medium::Email, format!("SMTP: {e}")))
-                }
-                Ok(Err(e)) => Err(NotifyError::transient(Medium::Email, format!("SMTP: {e}"))),
-            }
+            self.send_message(msg).await
         })
     }
 }

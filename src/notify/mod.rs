@@ -155,6 +155,10 @@ pub enum SetupError {
 pub struct Notifiers {
     slack: Option<Arc<dyn Notifier>>,
     email: Option<Arc<dyn Notifier>>,
+    /// The concrete clients, for Watcher actions that need more than a
+    /// [`Notification`] (attachments, bcc, several channels).
+    slack_client: Option<Arc<slack::SlackNotifier>>,
+    email_client: Option<Arc<email::EmailNotifier>>,
 }
 
 impl fmt::Debug for Notifiers {
@@ -169,15 +173,20 @@ impl fmt::Debug for Notifiers {
 impl Notifiers {
     /// Builds a notifier for every medium configured in credentials.
     pub fn from_credentials(c: &Credentials) -> Result<Notifiers, SetupError> {
-        let slack = match &c.slack {
-            Some(s) => Some(Arc::new(slack::SlackNotifier::new(s)?) as Arc<dyn Notifier>),
+        let slack_client = match &c.slack {
+            Some(s) => Some(Arc::new(slack::SlackNotifier::new(s)?)),
             None => None,
         };
-        let email = match &c.email {
-            Some(e) => Some(Arc::new(email::EmailNotifier::new(e)?) as Arc<dyn Notifier>),
+        let email_client = match &c.email {
+            Some(e) => Some(Arc::new(email::EmailNotifier::new(e)?)),
             None => None,
         };
-        Ok(Notifiers { slack, email })
+        Ok(Notifiers {
+            slack: slack_client.clone().map(|x| x as Arc<dyn Notifier>),
+            email: email_client.clone().map(|x| x as Arc<dyn Notifier>),
+            slack_client,
+            email_client,
+        })
     }
 
     /// Uses the given notifiers (tests, embedding).
@@ -187,6 +196,16 @@ impl Notifiers {
             Medium::Email => self.email = Some(n),
         }
         self
+    }
+
+    /// The Slack client, if Slack is configured.
+    pub fn slack_client(&self) -> Option<&Arc<slack::SlackNotifier>> {
+        self.slack_client.as_ref()
+    }
+
+    /// The email client, if email is configured.
+    pub fn email_client(&self) -> Option<&Arc<email::EmailNotifier>> {
+        self.email_client.as_ref()
     }
 
     /// The media that are configured: where esalert's own notices go.

@@ -95,6 +95,16 @@ impl SlackNotifier {
         Ok(SlackNotifier { client, mode })
     }
 
+    /// Posts one message as it is (Watcher's slack action), to `channel` in
+    /// bot-token mode or to the webhook's own channel.
+    pub async fn post_raw(
+        &self,
+        content: SlackMessageContent,
+        channel: Option<&str>,
+    ) -> Result<(), NotifyError> {
+        self.post(content, channel).await
+    }
+
     async fn post(
         &self,
         content: SlackMessageContent,

@@ -304,12 +304,97 @@ impl EsClient {
         indices: &[String],
         body: &Value,
     ) -> Result<SearchResult, SearchError> {
-        let started = Instant::now();
+        self.request(reqwest::Method::POST, &self.search_url(indices), &[], body)
+            .await
+    }
+
+    /// A search with URL parameters (Watcher's `search_type`,
+    /// `rest_total_hits_as_int`, `indices_options`), with the same retries.
+    pub async fn search_with(
+        &self,
+        indices: &[String],
+        params: &[(String, String)],
+        body: &Value,
+    ) -> Result<SearchResult, SearchError> {
+        let url = self.search_url(indices);
+        self.request(reqwest::Method::POST, &url, params, body)
+            .await
+    }
+
+    /// Indexes one document (`POST /<index>/_doc`, or `PUT` with an id).
+    pub async fn index_doc(
+        &self,
+        index: &str,
+        id: Option<&str>,
+        doc: &Value,
+    ) -> Result<Value, SearchError> {
+        let base = format!("{}/{}/_doc", self.base, utf8_percent_encode(index, INDEX));
+        let (method, url) = match id {
+            Some(id) => (
+                reqwest::Method::PUT,
+                format!("{base}/{}", utf8_percent_encode(id, INDEX)),
+            ),
+            None => (reqwest::Method::POST, base),
+        };
+        Ok(self.request(method, &url, &[], doc).await?.response)
+    }
+
+    /// Indexes several documents with one `_bulk` request.
+    pub async fn bulk_index(&self, index: &str, docs: &[Value]) -> Result<Value, SearchError> {
+        let mut nd = String::new();
+        for d in docs {
+            let mut meta = serde_json::json!({"index": {"_index": index}});
+            if let Some(id) = d.get("_id").and_then(Value::as_str) {
+                meta["index"]["_id"] = Value::String(id.to_owned());
+            }
+            let mut doc = d.clone();
+            if let Value::Object(m) = &mut doc {
+                m.remove("_id");
+                m.remove("_index");
+            }
+            nd.push_str(&meta.to_string());
+            nd.push('\n');
+            nd.push_str(&doc.to_string());
+            nd.push('\n');
+        }
+        let url = format!("{}/_bulk", self.base);
+        self.request_raw(
+            reqwest::Method::POST,
+            &url,
+            &[],
+            nd.into_bytes(),
+            "application/x-ndjson",
+        )
+        .await
+        .map(|r| r.response)
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        params: &[(String, String)],
+        body: &Value,
+    ) -> Result<SearchResult, SearchError> {
         let bytes = serde_json::to_vec(body).expect("a JSON value always serializes");
+        self.request_raw(method, url, params, bytes, "application/json")
+            .await
+    }
+
+    async fn request_raw(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        params: &[(String, String)],
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<SearchResult, SearchError> {
+        let started = Instant::now();
         let mut req = self
             .http
-            .post(self.search_url(indices))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .request(method, url)
+            .query(params)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(bytes);
         match &self.auth {
             Some(Auth::Basic(user, pass)) => req = req.basic_auth(user, Some(pass.expose_secret())),

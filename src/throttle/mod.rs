@@ -81,6 +81,9 @@ pub struct AlertState {
     /// Set once "alert is failing" was sent, until the alert recovers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failing_notified: bool,
+    /// Per-action state of a Watcher watch: throttling and acknowledgement.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub actions: BTreeMap<String, ActionState>,
     /// When the alert's file was found missing; the entry is pruned
     /// [`PRUNE_AFTER`] later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,4 +177,29 @@ impl Delivery {
             sent_at: None,
         }
     }
+}
+
+/// Watcher's acknowledgement state of an action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckState {
+    /// Not executed successfully since the condition was last false.
+    #[default]
+    AwaitsSuccessfulExecution,
+    /// Executed; may be acknowledged.
+    Ackable,
+    /// Acknowledged: not executed until the condition is false again.
+    Acked,
+}
+
+/// One Watcher action's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionState {
+    /// Acknowledgement.
+    #[serde(default)]
+    pub ack: AckState,
+    /// When it last ran successfully; its throttle counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_executed: Option<DateTime<Utc>>,
 }
