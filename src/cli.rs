@@ -605,9 +605,23 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
                 },
                 dash(&r.schedule),
                 dash(&r.last_run),
-                match (&r.last_outcome, r.owed.is_empty()) {
-                    (o, true) => dash(o),
-                    (o, false) => format!("{} (owed: {})", dash(o), r.owed.join(",")),
+                {
+                    let mut o = dash(&r.last_outcome);
+                    if !r.owed.is_empty() {
+                        o.push_str(&format!(" (owed: {})", r.owed.join(",")));
+                    }
+                    if !r.actions.is_empty() {
+                        let acks: Vec<String> = r
+                            .actions
+                            .iter()
+                            .map(|(id, a)| {
+                                let a = serde_json::to_value(a).expect("ack state");
+                                format!("{id}={}", a.as_str().unwrap_or(""))
+                            })
+                            .collect();
+                        o.push_str(&format!(" [{}]", acks.join(" ")));
+                    }
+                    o
                 },
                 dash(&r.throttled_until),
             ]
