@@ -1,6 +1,8 @@
 //! One evaluation of one alert: render the body, search, check the
 //! condition, render the notification.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -91,10 +93,23 @@ pub fn default_window(alert: &Alert, now: DateTime<Utc>) -> Window {
 }
 
 /// Evaluates a response that is already at hand (from a search or a file).
+///
+/// Copies the response once for the templates; [`evaluate_shared`] doesn't.
 pub fn evaluate(
     alert: &Alert,
     scripts: &ScriptEngine,
     response: &Value,
+    now: DateTime<Utc>,
+    window: Window,
+) -> Result<Evaluation, EngineError> {
+    evaluate_shared(alert, scripts, &Arc::new(response.clone()), now, window)
+}
+
+/// [`evaluate`] on a response that templates can share without a copy.
+pub fn evaluate_shared(
+    alert: &Alert,
+    scripts: &ScriptEngine,
+    response: &Arc<Value>,
     now: DateTime<Utc>,
     window: Window,
 ) -> Result<Evaluation, EngineError> {
@@ -122,6 +137,8 @@ pub fn evaluate(
             alert: &alert.info,
             now,
             window,
+            slack: alert.spec.media.contains(&crate::alert::Medium::Slack),
+            html: alert.spec.media.contains(&crate::alert::Medium::Email),
         })?;
         if let Some(m) = verdict.message.filter(|m| !m.trim().is_empty()) {
             rendered = Rendered::from_data(rendered.subject, m);
@@ -151,7 +168,8 @@ pub async fn search_and_evaluate(
             alert: alert.name.clone(),
             source,
         })?;
-    let mut eval = evaluate(alert, scripts, &result.response, now, window)?;
+    let response = Arc::new(result.response);
+    let mut eval = evaluate_shared(alert, scripts, &response, now, window)?;
     eval.partial = result.partial;
     eval.took_ms = result.took_ms;
     Ok(eval)

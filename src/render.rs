@@ -5,6 +5,8 @@
 //! spin forever over a huge response. Templates have no file or environment
 //! access: minijinja registers none and esalert adds none.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use minijinja::{Environment, UndefinedBehavior, Value as TValue, context};
 use serde::Serialize;
@@ -356,7 +358,8 @@ impl Templates {
 
     /// Renders subject and message, in every flavour, for a matched response.
     pub fn render_message(&self, vars: &MessageVars<'_>) -> Result<Rendered, RenderError> {
-        let response = TValue::from_serialize(vars.response);
+        // The response is wrapped, not copied: templates read only what they use.
+        let response = json_value(vars.response);
         let ctx = context! {
             hits => response.get_attr("hits").unwrap_or_default(),
             aggregations => response.get_attr("aggregations").unwrap_or_default(),
@@ -377,8 +380,17 @@ impl Templates {
         }
         Ok(Rendered {
             subject: one_line(&subject),
-            slack: self.render("message.slack", &ctx)?,
-            html: self.render("message.html", &ctx)?,
+            // Only the flavours some medium of the alert will send.
+            slack: if vars.slack {
+                self.render("message.slack", &ctx)?
+            } else {
+                String::new()
+            },
+            html: if vars.html {
+                self.render("message.html", &ctx)?
+            } else {
+                String::new()
+            },
             text,
         })
     }
@@ -418,16 +430,99 @@ impl Rendered {
     }
 }
 
+/// A part of a JSON document, seen by templates without copying it.
+///
+/// Holds the document's `Arc` and a pointer to one value inside it. The
+/// document is never mutated while shared, and the `Arc` keeps it alive as
+/// long as any node exists, so the pointer stays valid.
+#[derive(Debug)]
+struct JsonNode {
+    root: Arc<Value>,
+    node: std::ptr::NonNull<Value>,
+}
+
+// SAFETY: a JsonNode only reads an immutable `Value` (which is Send + Sync)
+// that its own `Arc` keeps alive.
+unsafe impl Send for JsonNode {}
+// SAFETY: as above; no interior mutability is reachable through the pointer.
+unsafe impl Sync for JsonNode {}
+
+impl JsonNode {
+    fn get(&self) -> &Value {
+        // SAFETY: `node` points into `*self.root`, which is alive (we hold
+        // the Arc) and never mutated while shared.
+        unsafe { self.node.as_ref() }
+    }
+
+    fn child(&self, v: &Value) -> TValue {
+        to_template_value(&self.root, v)
+    }
+}
+
+/// The template value for the JSON document `root`.
+fn json_value(root: &Arc<Value>) -> TValue {
+    to_template_value(root, root)
+}
+
+/// The template value for `v`, which must live inside `root`.
+fn to_template_value(root: &Arc<Value>, v: &Value) -> TValue {
+    match v {
+        Value::Null => TValue::from(()),
+        Value::Bool(b) => TValue::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => TValue::from(i),
+            (None, Some(u)) => TValue::from(u),
+            _ => TValue::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => TValue::from(s.as_str()),
+        Value::Array(_) | Value::Object(_) => TValue::from_object(JsonNode {
+            root: root.clone(),
+            node: std::ptr::NonNull::from(v),
+        }),
+    }
+}
+
+impl minijinja::value::Object for JsonNode {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        match self.get() {
+            Value::Array(_) => minijinja::value::ObjectRepr::Seq,
+            _ => minijinja::value::ObjectRepr::Map,
+        }
+    }
+
+    fn get_value(self: &Arc<Self>, key: &TValue) -> Option<TValue> {
+        match self.get() {
+            Value::Object(m) => m.get(key.as_str()?).map(|v| self.child(v)),
+            Value::Array(a) => a.get(key.as_usize()?).map(|v| self.child(v)),
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        match self.get() {
+            Value::Array(a) => minijinja::value::Enumerator::Seq(a.len()),
+            Value::Object(m) => minijinja::value::Enumerator::Values(
+                m.keys().map(|k| TValue::from(k.as_str())).collect(),
+            ),
+            _ => minijinja::value::Enumerator::Empty,
+        }
+    }
+}
+
 /// What the subject and message templates see.
 pub struct MessageVars<'a> {
     /// The search response.
-    pub response: &'a Value,
+    pub response: &'a Arc<Value>,
     /// `alert.*`.
     pub alert: &'a AlertInfo,
     /// The run's time.
     pub now: DateTime<Utc>,
     /// The searched window.
     pub window: Window,
+    /// Whether to render the Slack flavour.
+    pub slack: bool,
+    /// Whether to render the HTML flavour.
+    pub html: bool,
 }
 
 fn pointer_mut<'v>(mut v: &'v mut Value, path: &[Seg]) -> Option<&'v mut Value> {

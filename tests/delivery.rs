@@ -44,7 +44,7 @@ fn notification(alert_json: &str, response: Value) -> Notification {
     Notification::new(&alert, ev.rendered.unwrap(), ev.hits, time())
 }
 
-const ALERT: &str = r#"{"index": "logs", "body": {}, "condition": {"always": {}},
+const ALERT: &str = r#"{"index": "logs", "body": {}, "condition": {"always": {}}, "media": ["slack", "email"],
   "subject": "Errors on {{ hits.hits.0._source.host }}",
   "message": "*Top line* from <https://kibana.example.com|Kibana>:\n{% for h in hits.hits %}- {{ h._source.line }}\n{% endfor %}"}"#;
 
