@@ -134,6 +134,10 @@ pub struct RunArgs {
     /// Full rescan of the queries directory, as a backstop for missed file events.
     #[arg(long, env = "ESALERT_RESCAN", default_value = "30s", value_parser = humantime::parse_duration)]
     pub rescan: std::time::Duration,
+    /// Spread the starts of alerts due at the same tick over this long
+    /// (0s: all at once); their windows still end exactly at the tick.
+    #[arg(long, env = "ESALERT_TICK_SPREAD", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub tick_spread: std::time::Duration,
 }
 
 impl Command {
@@ -211,6 +215,7 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
                 shutdown_grace: args.shutdown_grace,
                 listen: args.listen,
                 rescan: args.rescan,
+                tick_spread: args.tick_spread,
                 settings: Settings {
                     max_retry_age: args.max_retry_age,
                     concurrency: args.max_concurrency,

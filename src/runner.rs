@@ -319,11 +319,22 @@ impl Runner {
 
     /// Runs one alert: evaluate, deliver what is owed, throttle, log.
     pub async fn run_alert(&self, alert: &Alert) -> Result<RunReport, RunError> {
+        self.run_alert_due(alert, None).await
+    }
+
+    /// Runs one alert for the tick that was due at `due`: its window ends
+    /// there, not when the run happened to start, so spreading starts over
+    /// the tick (or a slow queue) never shifts a window.
+    pub async fn run_alert_due(
+        &self,
+        alert: &Alert,
+        due: Option<DateTime<Utc>>,
+    ) -> Result<RunReport, RunError> {
         if let Some(w) = &alert.watch {
             return self.run_watch(alert, w).await;
         }
         let now = self.clock.now();
-        let window = self.window_for(alert, now).await;
+        let window = self.window_for(alert, due.unwrap_or(now).min(now)).await;
         let result = engine::search_and_evaluate(alert, &self.es, &self.scripts, now, window).await;
 
         // Deliveries owed by an earlier match go first, with the message

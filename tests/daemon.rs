@@ -397,3 +397,48 @@ fn overrunning_alert_is_skipped_not_stacked() {
         .count();
     assert!(runs >= 1 && skips >= 2, "runs {runs}, skips {skips}");
 }
+
+#[test]
+fn tick_spread_spreads_starts_but_windows_end_at_the_tick() {
+    let es = EsStandIn::start();
+    es.set_default(Reply::total_v8(0, "eq"));
+    let p = Project::new();
+    p.credentials_with(
+        &es.url,
+        Some(json!({"webhook_url": "https://hooks.slack.com/services/T/B/X"})),
+        None,
+    );
+    for i in 0..8 {
+        p.alert(&format!("s{i}"), &json!({"index": format!("s{i}"), "schedule": "2s", "condition": {"never": {}}, "message": "m",
+            "body": {"query": {"range": {"@timestamp": {"gte": "{{ window.start }}", "lt": "{{ window.end }}"}}}}}).to_string());
+    }
+    let _d = Daemon::start(p.path(), &["--tick-spread", "1500ms"], &[]);
+    let t = Instant::now();
+    while es.searches().len() < 24 {
+        assert!(t.elapsed() < T, "too few searches");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut offsets = Vec::new();
+    for r in es.searches() {
+        let lt = r.body["query"]["range"]["@timestamp"]["lt"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let end = chrono::DateTime::parse_from_rfc3339(&lt).unwrap();
+        assert_eq!(
+            end.timestamp_subsec_millis(),
+            0,
+            "window end {lt} is not the tick"
+        );
+        assert_eq!(
+            end.timestamp() % 2,
+            0,
+            "window end {lt} is not on the 2s grid"
+        );
+        let at: chrono::DateTime<chrono::Utc> = r.at.into();
+        offsets.push((at - end.with_timezone(&chrono::Utc)).num_milliseconds());
+    }
+    assert!(offsets.iter().all(|o| (0..1800).contains(o)), "{offsets:?}");
+    let spread = offsets.iter().max().unwrap() - offsets.iter().min().unwrap();
+    assert!(spread > 300, "starts were not spread: {offsets:?}");
+}

@@ -56,6 +56,10 @@ pub struct DaemonConfig {
     pub listen: Option<SocketAddr>,
     /// Full rescan of `queries/`, as a backstop for missed file events.
     pub rescan: Duration,
+    /// Alerts due at the same tick start spread over this long (each at a
+    /// fixed offset from its name), to spare the cluster a thundering herd.
+    /// Windows still end exactly at the tick.
+    pub tick_spread: Duration,
     /// Delivery settings.
     pub settings: Settings,
 }
@@ -131,6 +135,23 @@ fn watch(
         .map_err(|e| tracing::warn!(event = "watch_unavailable", error = %e, "relying on periodic rescans"))
         .ok()?;
     Some(w)
+}
+
+/// A stable offset in `[0, spread)` for an alert, from its name.
+fn spread_delay(name: &str, spread: Duration) -> Duration {
+    if spread.is_zero() {
+        return Duration::ZERO;
+    }
+    // FNV-1a: stable across runs and platforms, unlike the std hasher.
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    // A splitmix64 finish, so that names differing in one letter land far apart.
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    Duration::from_nanos(z % (spread.as_nanos().max(1) as u64))
 }
 
 /// Runs the daemon until `shutdown` resolves, then lets in-flight runs
@@ -231,9 +252,13 @@ pub async fn run(
                 sem.clone(),
                 s.running.clone(),
             );
+            let delay = spread_delay(name, cfg.tick_spread);
             inflight.spawn(async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 let _permit = sem.acquire_owned().await;
-                let r = runner.run_alert(&alert).await;
+                let r = runner.run_alert_due(&alert, Some(due)).await;
                 running.store(false, Ordering::Release);
                 (alert.name.clone(), r)
             });
