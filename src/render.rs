@@ -101,10 +101,67 @@ pub struct AlertInfo {
 }
 
 /// The compiled templates of one alert.
+///
+/// Memory matters with thousands of alerts, and a compiled minijinja
+/// template costs kilobytes. So templates that are only text and
+/// `{{ dotted.names }}` (most body ranges and subjects) are rendered by a
+/// plain substitution, and the others are compiled on first use: an alert
+/// that never matches never pays for its message templates.
 pub struct Templates {
     alert: String,
-    env: Environment<'static>,
+    /// Sources of the templates minijinja renders, by name (flavours included).
+    sources: Vec<(String, String)>,
+    /// Templates that are plain substitutions, by name (flavours included).
+    simple: std::collections::HashMap<String, Vec<Piece>>,
+    env: std::sync::OnceLock<Environment<'static>>,
     body: Vec<(Vec<Seg>, String)>,
+}
+
+/// A part of a plain-substitution template.
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Var(Vec<String>),
+}
+
+/// Splits `text {{ a.b }} text` into pieces; `None` when the template uses
+/// anything more (tags, filters, expressions, whitespace control).
+fn simple_pieces(src: &str) -> Option<Vec<Piece>> {
+    if src.contains("{%") || src.contains("{#") {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut rest = src;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            out.push(Piece::Text(rest[..open].to_owned()));
+        }
+        let after = &rest[open + 2..];
+        let close = after.find("}}")?;
+        let expr = &after[..close];
+        if expr.starts_with('-') || expr.ends_with('-') {
+            return None;
+        }
+        let path: Vec<String> = expr.trim().split('.').map(str::to_owned).collect();
+        let ident = |p: &String| {
+            let mut c = p.chars();
+            c.next()
+                .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+                && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+        };
+        if path.is_empty() || !path.iter().all(ident) {
+            return None;
+        }
+        out.push(Piece::Var(path));
+        rest = &after[close + 2..];
+    }
+    if rest.contains("}}") {
+        return None;
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest.to_owned()));
+    }
+    Some(out)
 }
 
 impl std::fmt::Debug for Templates {
@@ -265,7 +322,7 @@ impl Templates {
             .map(|s| (s, MESSAGE_VARS))
             .chain(body_srcs.into_iter().map(|s| (s, BODY_VARS)))
         {
-            if src.path.first() != Some(&Seg::key("body")) {
+            if src.name == "message" {
                 for flavour in FLAVOURS {
                     // Same text as the plain template; its errors are reported once.
                     let _ =
@@ -305,16 +362,89 @@ impl Templates {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // Everything is valid; keep sources, not the compiled templates.
+        let mut sources = Vec::new();
+        let mut simple = std::collections::HashMap::new();
+        for (name, tmpl) in env.templates() {
+            let src = tmpl.source().to_owned();
+            match simple_pieces(&src) {
+                Some(p) => {
+                    simple.insert(name.to_owned(), p);
+                }
+                None => sources.push((name.to_owned(), src)),
+            }
+        }
         Ok(Templates {
             alert: alert.to_owned(),
-            env,
+            sources,
+            simple,
+            env: std::sync::OnceLock::new(),
             body: body_paths,
         })
     }
 
+    fn env(&self) -> &Environment<'static> {
+        self.env.get_or_init(|| {
+            let mut env = new_env();
+            for (name, src) in &self.sources {
+                // Compiled once already at load, so this cannot fail.
+                let _ = env.add_template_owned(name.clone(), src.clone());
+            }
+            env
+        })
+    }
+
     fn render(&self, name: &str, ctx: &TValue) -> Result<String, RenderError> {
-        let tmpl = self.env.get_template(name).map_err(|e| self.err(name, e))?;
+        if let Some(pieces) = self.simple.get(name) {
+            return self.render_simple(name, pieces, ctx);
+        }
+        let tmpl = self
+            .env()
+            .get_template(name)
+            .map_err(|e| self.err(name, e))?;
         tmpl.render(ctx).map_err(|e| self.err(name, e))
+    }
+
+    fn render_simple(
+        &self,
+        name: &str,
+        pieces: &[Piece],
+        ctx: &TValue,
+    ) -> Result<String, RenderError> {
+        let escape: fn(&str) -> String = if name.ends_with(".slack") {
+            slack_escape
+        } else if name.ends_with(".html") {
+            |s| minijinja::HtmlEscape(s).to_string()
+        } else {
+            str::to_owned
+        };
+        let mut out = String::new();
+        for p in pieces {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Var(path) => {
+                    let mut v = ctx.clone();
+                    for seg in path {
+                        v = v.get_attr(seg).unwrap_or_default();
+                        if v.is_undefined() {
+                            return Err(RenderError::Render {
+                                alert: self.alert.clone(),
+                                template: name
+                                    .trim_end_matches(".slack")
+                                    .trim_end_matches(".html")
+                                    .to_owned(),
+                                reason: format!(
+                                    "undefined value: `{}` has no `{seg}` (strict undefined)",
+                                    path.join(".")
+                                ),
+                            });
+                        }
+                    }
+                    out.push_str(&escape(&v.to_string()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn err(&self, template: &str, e: minijinja::Error) -> RenderError {
@@ -337,12 +467,12 @@ impl Templates {
     /// result is always valid JSON.
     pub fn render_body(
         &self,
-        body: &Value,
+        body: &str,
         alert: &AlertInfo,
         now: DateTime<Utc>,
         window: Window,
     ) -> Result<Value, RenderError> {
-        let mut out = body.clone();
+        let mut out: Value = serde_json::from_str(body).expect("the body was valid JSON at load");
         if self.body.is_empty() {
             return Ok(out);
         }

@@ -306,10 +306,13 @@ pub fn parse_alert(
         description: spec.description.clone().unwrap_or_default(),
         index: spec.index.0.join(","),
     };
+    // The body lives on as text in `Alert::body`, not twice as a Value.
+    let mut spec = spec;
+    spec.body = serde_json::Map::new();
     Ok(Alert {
         name: name.to_owned(),
         path: path.to_owned(),
-        body: Arc::new(body),
+        body: Arc::from(body.to_string()),
         spec: Arc::new(spec),
         condition: Arc::new(condition),
         templates: Arc::new(templates),
@@ -356,7 +359,7 @@ fn watch_alert(name: &str, path: &Path, text: &str, raw: &Value) -> Result<Alert
         name: name.to_owned(),
         path: path.to_owned(),
         spec: Arc::new(spec),
-        body: Arc::new(Value::Null),
+        body: Arc::from("null"),
         condition: Arc::new(Condition::Never),
         templates: Arc::new(templates),
         info: Arc::new(AlertInfo {

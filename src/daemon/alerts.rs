@@ -42,7 +42,8 @@ pub struct Scheduled {
     /// Set while a run is in flight, so the same alert never runs twice at once.
     pub running: Arc<AtomicBool>,
     stamp: Option<Stamp>,
-    text: String,
+    /// A digest of the file's content, to tell an edit from a touch.
+    digest: u64,
 }
 
 /// The alerts of the queries directory, kept in step with it.
@@ -129,14 +130,19 @@ impl Alerts {
         now: DateTime<Utc>,
         force: bool,
     ) {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::fs::read(path).unwrap_or_default().hash(&mut h);
+            h.finish()
+        };
         match load_file(&self.dir, path, &self.scripts) {
             Ok(alert) => {
                 self.rejected.remove(path);
                 let alert = Arc::new(alert);
                 match self.by_name.get_mut(name) {
                     Some(s) => {
-                        let changed = s.text != text;
+                        let changed = s.digest != digest;
                         s.stamp = stamp;
                         if changed {
                             let schedule_changed = s.alert.spec.schedule.to_string()
@@ -144,7 +150,7 @@ impl Alerts {
                                 || s.alert.spec.timezone != alert.spec.timezone
                                 || s.alert.spec.active != alert.spec.active;
                             s.alert = alert;
-                            s.text = text;
+                            s.digest = digest;
                             if schedule_changed || s.next_due.is_none() {
                                 s.next_due = next_due(&s.alert, now);
                             }
@@ -159,7 +165,7 @@ impl Alerts {
                             alert,
                             running: Arc::new(AtomicBool::new(false)),
                             stamp,
-                            text,
+                            digest,
                         };
                         tracing::info!(alert = name, event = "loaded", schedule = %s.alert.spec.schedule, active = s.alert.spec.active);
                         self.by_name.insert(name.to_owned(), s);

@@ -258,7 +258,9 @@ pub async fn run(
                     tokio::time::sleep(delay).await;
                 }
                 let _permit = sem.acquire_owned().await;
-                let r = runner.run_alert_due(&alert, Some(due)).await;
+                // Boxed, so that runs waiting for a permit stay small: a
+                // run's full state exists only while it runs.
+                let r = Box::pin(runner.run_alert_due(&alert, Some(due))).await;
                 running.store(false, Ordering::Release);
                 (alert.name.clone(), r)
             });
