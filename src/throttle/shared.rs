@@ -51,11 +51,13 @@ impl SharedStore {
         f(&self.store.lock().expect("store lock").data)
     }
 
-    /// Changes the state in memory and schedules a write.
+    /// Changes the state in memory; it reaches the disk with the next
+    /// [`commit`](Self::commit) or within a second.
     pub fn update<R>(&self, f: impl FnOnce(&mut StoreFile) -> R) -> R {
         let r = f(&mut self.store.lock().expect("store lock").data);
+        // No kick: bookkeeping rides along with the next commit, or the
+        // periodic flush, so a busy tick doesn't rewrite the file per run.
         self.changes.fetch_add(1, Ordering::AcqRel);
-        self.kick.notify_one();
         r
     }
 
@@ -118,9 +120,15 @@ impl SharedStore {
     }
 }
 
+/// How often changes nobody committed are written anyway.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn flusher(weak: Weak<SharedStore>, kick: Arc<Notify>) {
     loop {
-        kick.notified().await;
+        tokio::select! {
+            _ = kick.notified() => {}
+            _ = tokio::time::sleep(FLUSH_EVERY) => {}
+        }
         let Some(shared) = weak.upgrade() else { return };
         shared.write().await;
     }
