@@ -239,15 +239,8 @@ impl Runner {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Runner {
-        Runner {
-            es,
-            scripts,
-            notifiers,
-            store: SharedStore::new(store),
-            clock,
-            settings,
-            http: http_client(),
-        }
+        let store = SharedStore::new(store);
+        Self::with_shared_store(es, scripts, notifiers, store, clock, settings)
     }
 
     /// Builds a runner on a store that another runner may share (the
