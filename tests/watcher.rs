@@ -651,3 +651,60 @@ fn compare_with_date_math_and_path_values() {
         assert_eq!(v["matched"], want, "{cond} on {payload}");
     }
 }
+
+#[test]
+fn index_action_writes_a_document_or_a_bulk_request() {
+    let es = EsStandIn::start();
+    let p = Project::new();
+    p.credentials(&es.url);
+    p.alert(
+        "archive",
+        &json!({
+            "trigger": {"schedule": {"interval": "1m"}},
+            "input": {"simple": {"_doc": [{"_id": "a", "n": 1}, {"n": 2}]}},
+            "actions": {"bulk": {"index": {"index": "alerts-archive"}}}
+        })
+        .to_string(),
+    );
+    p.alert("single", &json!({
+        "trigger": {"schedule": {"interval": "1m"}},
+        "input": {"simple": {"status": "red"}},
+        "actions": {"one": {"index": {"index": "alerts", "doc_id": "cluster-status", "execution_time_field": "@timestamp"}}}
+    }).to_string());
+    es.set_default(Reply::json(
+        200,
+        json!({"errors": false, "items": [], "result": "created"}),
+    ));
+    esalert(p.path()).arg("once").assert().success();
+    let reqs = es.requests();
+    let bulk = reqs
+        .iter()
+        .find(|r| r.path == "/_bulk")
+        .expect("a bulk request");
+    assert_eq!(bulk.headers["content-type"], "application/x-ndjson");
+    let lines: Vec<Value> = bulk
+        .raw
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            json!({"index": {"_index": "alerts-archive", "_id": "a"}}),
+            json!({"n": 1}),
+            json!({"index": {"_index": "alerts-archive"}}),
+            json!({"n": 2}),
+        ]
+    );
+    let single = reqs
+        .iter()
+        .find(|r| r.path == "/alerts/_doc/cluster-status")
+        .expect("an index request");
+    assert_eq!(single.method, "PUT");
+    assert_eq!(single.body["status"], "red");
+    assert!(
+        single.body["@timestamp"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20"))
+    );
+}

@@ -134,6 +134,7 @@ pub struct Recorded {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
+    pub raw: String,
     pub at: std::time::SystemTime,
 }
 
@@ -243,6 +244,7 @@ async fn handle(
                 .unwrap_or_default(),
             headers,
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            raw: String::from_utf8_lossy(&body).into_owned(),
             at: std::time::SystemTime::now(),
         });
         if method == Method::GET && uri.path() == "/" {
