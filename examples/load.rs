@@ -10,6 +10,11 @@
 //! outcome line), CPU per evaluation (esalert's user+sys over the tick,
 //! divided by N; HTTP included), peak RSS, idle CPU between ticks, and the
 //! TCP connections the stand-in accepted.
+//!
+//! `--deliver 1` measures the delivery path instead: every alert matches and
+//! sends to Slack (the stand-in's webhook, limited to `--slack-rate` posts a
+//! second) and to a real SMTP server (aiosmtpd), and it reports when the
+//! searches, the emails and the Slack posts were all done.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,6 +27,8 @@ struct Args {
     concurrency: usize,
     runs: usize,
     period: u64,
+    deliver: bool,
+    slack_rate: u64,
 }
 
 fn args() -> Args {
@@ -31,6 +38,8 @@ fn args() -> Args {
         concurrency: 32,
         runs: 1,
         period: 20,
+        deliver: false,
+        slack_rate: 50,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -41,6 +50,8 @@ fn args() -> Args {
             "--concurrency" => a.concurrency = v.parse().expect("number"),
             "--runs" => a.runs = v.parse().expect("number"),
             "--period" => a.period = v.parse().expect("seconds"),
+            "--deliver" => a.deliver = v == "1" || v == "true",
+            "--slack-rate" => a.slack_rate = v.parse().expect("number"),
             other => panic!("unknown option {other}"),
         }
     }
@@ -97,6 +108,30 @@ fn stats(port: u16) -> (u64, u64) {
     )
 }
 
+fn stat(port: u16, key: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /_stats HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body[body.find('{').unwrap()..]).unwrap();
+    v[key].as_u64().unwrap_or(0)
+}
+
+fn python_with_aiosmtpd() -> String {
+    for p in ["python3", "/usr/bin/python3"] {
+        let ok = Command::new(p)
+            .args(["-c", "import aiosmtpd"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return p.into();
+        }
+    }
+    panic!("--deliver needs python3 with aiosmtpd (pip install aiosmtpd)");
+}
+
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -110,8 +145,10 @@ fn run(a: &Args) -> serde_json::Value {
         std::env::temp_dir().join(format!("esalert-load-{}-{}", std::process::id(), a.alerts));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("queries")).unwrap();
+    let total = if a.deliver { "1" } else { "0" };
     let mut standin = Command::new(bin_dir().join("examples/es_standin"))
-        .args(["--latency-ms", &a.latency_ms.to_string()])
+        .args(["--latency-ms", &a.latency_ms.to_string(), "--total", total])
+        .args(["--slack-rate", &a.slack_rate.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .expect("es_standin (cargo build --release --example es_standin)");
@@ -121,16 +158,50 @@ fn run(a: &Args) -> serde_json::Value {
         .unwrap();
     let port: u16 = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
     let _standin = Kill(standin);
-    std::fs::write(
-        dir.join("credentials.json"),
+    let mail_dir = dir.join("mail");
+    std::fs::create_dir_all(&mail_dir).unwrap();
+    let smtp_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _smtp = a.deliver.then(|| {
+        let mut c = Command::new(python_with_aiosmtpd())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/support/smtp_server.py"
+            ))
+            .arg(smtp_port.to_string())
+            .arg(&mail_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("smtp_server.py");
+        let mut l = String::new();
+        BufReader::new(c.stdout.take().unwrap())
+            .read_line(&mut l)
+            .unwrap();
+        assert_eq!(l.trim(), "READY");
+        Kill(c)
+    });
+    let creds = if a.deliver {
+        serde_json::json!({"elasticsearch": {"url": format!("http://127.0.0.1:{port}"), "timeout": "30s"},
+            "slack": {"webhook_url": format!("http://127.0.0.1:{port}/hooks/T/B/X")},
+            "email": {"smtp_host": "127.0.0.1", "smtp_port": smtp_port, "security": "none",
+                "from": "esalert@example.com", "to": ["soc@example.com"]}})
+    } else {
         serde_json::json!({"elasticsearch": {"url": format!("http://127.0.0.1:{port}"), "timeout": "30s"},
             "slack": {"webhook_url": "https://hooks.slack.com/services/T/B/X"}})
-        .to_string(),
-    )
-    .unwrap();
+    };
+    std::fs::write(dir.join("credentials.json"), creds.to_string()).unwrap();
+    let media = if a.deliver {
+        serde_json::json!(["slack", "email"])
+    } else {
+        serde_json::json!(["slack"])
+    };
     for i in 0..a.alerts {
         let alert = serde_json::json!({
-            "index": format!("winlogbeat-{}", i % 50), "schedule": format!("{}s", a.period), "throttle_period": "15m",
+            "index": format!("winlogbeat-{}", i % 50), "schedule": format!("{}s", a.period), "throttle_period": "15m", "media": media,
             "body": {"size": 0, "query": {"bool": {"filter": [
                 {"term": {"event.code": "4624"}},
                 {"range": {"@timestamp": {"gte": "{{ window.start }}", "lt": "{{ window.end }}"}}}]}},
@@ -181,6 +252,57 @@ fn run(a: &Args) -> serde_json::Value {
         tick += a.period as f64;
     }
     std::thread::sleep(Duration::from_secs_f64(tick - now - 0.5));
+    if a.deliver {
+        std::thread::sleep(Duration::from_secs_f64(0.5));
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let since = |t: f64| ((t - start) * 1000.0).round() / 1000.0;
+        let (mut searches_s, mut email_s, mut slack_s) = (None, None, None);
+        // Counters are cumulative: an earlier tick may have run already.
+        let (req0, slack0) = (stat(port, "requests"), stat(port, "slack"));
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mails = || {
+            std::fs::read_dir(&mail_dir)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
+                })
+                .count()
+        };
+        let mail0 = mails();
+        while (searches_s.is_none() || email_s.is_none() || slack_s.is_none())
+            && Instant::now() < deadline
+        {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            if searches_s.is_none() && stat(port, "requests") >= req0 + a.alerts as u64 {
+                searches_s = Some(since(now));
+            }
+            if email_s.is_none() && mails() >= mail0 + a.alerts {
+                email_s = Some(since(now));
+            }
+            if slack_s.is_none() && stat(port, "slack") >= slack0 + a.alerts as u64 {
+                slack_s = Some(since(now));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = serde_json::json!({
+            "alerts": a.alerts, "slack_rate_per_s": a.slack_rate,
+            "searches_done_s": searches_s, "emails_done_s": email_s, "slack_done_s": slack_s,
+            "emails_per_s": email_s.map(|t| (a.alerts as f64 / t).round()),
+            "slack_per_s": slack_s.map(|t| (a.alerts as f64 / t).round()),
+            "slack_posts": stat(port, "slack") - slack0, "emails": mails() - mail0,
+            "slack_429s": stat(port, "slack_429"),
+            "rss_peak_mb": status_kb(pid, "VmHWM:") as f64 / 1024.0,
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        return out;
+    }
     let before = outcomes(&log);
     let cpu0 = cpu_secs(pid);
     let (req0, conn0) = stats(port);

@@ -211,6 +211,10 @@ pub struct Runner {
     settings: Settings,
     /// For Watcher `http` inputs and `webhook` actions.
     http: reqwest::Client,
+    /// Bounds concurrent searches (the daemon's `--max-concurrency`).
+    /// Deliveries don't hold a slot, so a rate-limited Slack can't stall
+    /// other alerts' searches.
+    search_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 fn http_client() -> reqwest::Client {
@@ -261,6 +265,20 @@ impl Runner {
             clock,
             settings,
             http: http_client(),
+            search_slots: None,
+        }
+    }
+
+    /// Bounds concurrent searches (and watch runs) with `slots`.
+    pub fn with_search_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Runner {
+        self.search_slots = Some(slots);
+        self
+    }
+
+    async fn slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.search_slots {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
         }
     }
 
@@ -324,11 +342,14 @@ impl Runner {
         due: Option<DateTime<Utc>>,
     ) -> Result<RunReport, RunError> {
         if let Some(w) = &alert.watch {
+            let _slot = self.slot().await;
             return self.run_watch(alert, w).await;
         }
+        let slot = self.slot().await;
         let now = self.clock.now();
         let window = self.window_for(alert, due.unwrap_or(now).min(now)).await;
         let result = engine::search_and_evaluate(alert, &self.es, &self.scripts, now, window).await;
+        drop(slot);
 
         // Deliveries owed by an earlier match go first, with the message
         // rendered for that match.

@@ -363,3 +363,31 @@ async fn smtp_errors_are_classified() {
         .unwrap_err();
     assert!(e.is_transient(), "{e}");
 }
+
+#[tokio::test]
+async fn slack_rate_limit_pauses_every_post_not_just_the_one_that_got_it() {
+    let s = SlackStandIn::start();
+    let hook = std::sync::Arc::new(slack(s.webhook_credentials()));
+    let n = notification(ALERT, evil_response());
+    s.push(SlackReply::RateLimited(1));
+    let (h1, n1) = (hook.clone(), n.clone());
+    let first = tokio::spawn(async move { h1.send(&n1).await });
+    // Let the first post meet the 429, then send another.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    hook.send(&n).await.unwrap();
+    first.await.unwrap().unwrap();
+    let posts = s.all_posts();
+    let limited = posts
+        .iter()
+        .find(|p| p.body.get("__rejected").is_some())
+        .expect("the 429")
+        .at;
+    let accepted: Vec<_> = s.delivered().iter().map(|p| p.at).collect();
+    assert_eq!(accepted.len(), 2);
+    for at in accepted {
+        assert!(
+            at >= limited + Duration::from_millis(950),
+            "a post went out during Retry-After"
+        );
+    }
+}

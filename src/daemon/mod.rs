@@ -105,15 +105,19 @@ fn build_runner(
     store: Arc<SharedStore>,
     scripts: Arc<ScriptEngine>,
     settings: Settings,
+    slots: &Arc<Semaphore>,
 ) -> Result<Arc<Runner>, DaemonError> {
-    Ok(Arc::new(Runner::with_shared_store(
-        EsClient::new(&creds.elasticsearch)?,
-        scripts,
-        Notifiers::from_credentials(creds)?,
-        store,
-        Arc::new(SystemClock),
-        settings,
-    )))
+    Ok(Arc::new(
+        Runner::with_shared_store(
+            EsClient::new(&creds.elasticsearch)?,
+            scripts,
+            Notifiers::from_credentials(creds)?,
+            store,
+            Arc::new(SystemClock),
+            settings,
+        )
+        .with_search_slots(slots.clone()),
+    ))
 }
 
 /// Watches `dir` and sends a unit on every change, coalesced by the channel.
@@ -163,7 +167,8 @@ pub async fn run(
     let scripts = Arc::new(ScriptEngine::default());
     let creds = Credentials::load(&cfg.credentials)?;
     let store = SharedStore::new(Store::open(&cfg.state)?);
-    let mut runner = build_runner(&creds, store.clone(), scripts.clone(), cfg.settings)?;
+    let sem = Arc::new(Semaphore::new(cfg.max_concurrency.max(1)));
+    let mut runner = build_runner(&creds, store.clone(), scripts.clone(), cfg.settings, &sem)?;
     let metrics = Arc::new(Metrics::default());
 
     std::fs::read_dir(&cfg.queries).map_err(|source| DaemonError::Queries {
@@ -226,7 +231,6 @@ pub async fn run(
     );
     systemd::ready();
 
-    let sem = Arc::new(Semaphore::new(cfg.max_concurrency.max(1)));
     let mut inflight: JoinSet<(String, Result<RunReport, RunError>)> = JoinSet::new();
     let mut next_rescan = tokio::time::Instant::now() + cfg.rescan;
     tokio::pin!(shutdown);
@@ -246,20 +250,15 @@ pub async fn run(
                 tracing::warn!(alert = name.as_str(), outcome = "skipped", reason = "overrun", due = %crate::render::fmt_time(&due));
                 continue;
             }
-            let (runner, alert, sem, running) = (
-                runner.clone(),
-                s.alert.clone(),
-                sem.clone(),
-                s.running.clone(),
-            );
+            let (runner, alert, running) = (runner.clone(), s.alert.clone(), s.running.clone());
             let delay = spread_delay(name, cfg.tick_spread);
             inflight.spawn(async move {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                let _permit = sem.acquire_owned().await;
-                // Boxed, so that runs waiting for a permit stay small: a
-                // run's full state exists only while it runs.
+                // Boxed: a run's full state exists only while it runs. The
+                // runner bounds concurrent searches with `sem` itself, and
+                // deliveries (which may wait on Slack) hold no slot.
                 let r = Box::pin(runner.run_alert_due(&alert, Some(due))).await;
                 running.store(false, Ordering::Release);
                 (alert.name.clone(), r)
@@ -280,7 +279,7 @@ pub async fn run(
                 tracing::info!(event = "reload", reason = "SIGHUP");
                 match Credentials::load(&cfg.credentials)
                     .map_err(DaemonError::from)
-                    .and_then(|c| build_runner(&c, store.clone(), scripts.clone(), cfg.settings))
+                    .and_then(|c| build_runner(&c, store.clone(), scripts.clone(), cfg.settings, &sem))
                 {
                     Ok(r) => {
                         runner = r;

@@ -30,10 +30,11 @@ pub const POST_MAX: usize = 40_000;
 /// under [`POST_MAX`] and far under [`BLOCKS_MAX`].
 const SECTIONS_PER_POST: usize = 12;
 const HEADER_MAX: usize = 150;
-/// How many 429s in a row are waited out within one send.
-const RATE_LIMIT_WAITS: u32 = 3;
-/// The longest `Retry-After` waited out inline; longer ones fail transiently.
+/// How long one send waits out 429s before failing transiently (and being
+/// retried at a later run from the outbox).
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
+/// Posts in flight at once per Slack client.
+const LANES: usize = 4;
 
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
@@ -49,6 +50,12 @@ enum Mode {
 pub struct SlackNotifier {
     client: SlackClient<Connector>,
     mode: Mode,
+    /// After a 429, every post waits until Slack's `Retry-After` has
+    /// passed, not just the one that got it.
+    paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Posts in flight at once: a burst of matches trickles out instead of
+    /// hammering Slack into more 429s.
+    lanes: tokio::sync::Semaphore,
 }
 
 impl SlackNotifier {
@@ -92,7 +99,12 @@ impl SlackNotifier {
                 ));
             }
         };
-        Ok(SlackNotifier { client, mode })
+        Ok(SlackNotifier {
+            client,
+            mode,
+            paused_until: std::sync::Mutex::new(None),
+            lanes: tokio::sync::Semaphore::new(LANES),
+        })
     }
 
     /// Posts one message as it is (Watcher's slack action), to `channel` in
@@ -110,8 +122,15 @@ impl SlackNotifier {
         content: SlackMessageContent,
         channel: Option<&str>,
     ) -> Result<(), NotifyError> {
-        let mut waits = 0;
+        let _lane = self.lanes.acquire().await;
+        let started = tokio::time::Instant::now();
         loop {
+            let pause = *self.paused_until.lock().expect("pause lock");
+            if let Some(until) = pause
+                && until > tokio::time::Instant::now()
+            {
+                tokio::time::sleep_until(until).await;
+            }
             let result = match &self.mode {
                 Mode::Webhook(url) => self
                     .client
@@ -153,7 +172,7 @@ impl SlackNotifier {
                 }
                 Err(SlackClientError::RateLimitError(rl)) => {
                     let wait = rl.retry_after.unwrap_or(Duration::from_secs(1));
-                    if waits >= RATE_LIMIT_WAITS || wait > RETRY_AFTER_MAX {
+                    if started.elapsed() + wait > RETRY_AFTER_MAX {
                         return Err(NotifyError::transient(
                             Medium::Slack,
                             format!("rate limited (HTTP 429), retry after {}s", wait.as_secs()),
@@ -161,8 +180,9 @@ impl SlackNotifier {
                         .with_retry_after(Some(wait)));
                     }
                     tracing::warn!(event = "slack_rate_limited", retry_after_s = wait.as_secs());
-                    waits += 1;
-                    tokio::time::sleep(wait).await;
+                    let until = tokio::time::Instant::now() + wait;
+                    let mut p = self.paused_until.lock().expect("pause lock");
+                    *p = Some(p.map_or(until, |u| u.max(until)));
                 }
                 Err(e) => return Err(classify(e)),
             }
