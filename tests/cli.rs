@@ -7,7 +7,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
-use support::{EsStandIn, Project, Reply, SlackStandIn, SmtpServer, logfmt, repo};
+use support::{EsStandIn, Project, Reply, SlackStandIn, SmtpServer, repo};
 
 const PW: &str = "pw-that-must-never-be-logged";
 
@@ -22,8 +22,8 @@ fn esalert(dir: &Path) -> Command {
 }
 
 fn log_lines(dir: &Path) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(dir.join("alerts.log")).expect("alerts.log exists");
-    text.lines().map(logfmt).collect()
+    assert!(dir.join("alerts.log").exists(), "alerts.log exists");
+    support::log_lines(dir)
 }
 
 #[test]

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use mail_parser::MimeHeaders;
 use serde_json::{Value, json};
 use support::daemon::{Daemon, has};
-use support::{EsStandIn, Project, Reply, SlackStandIn, SmtpServer, repo};
+use support::{EsStandIn, Project, Reply, SlackStandIn, SmtpServer, log_lines, repo};
 
 fn fixture(p: &str) -> String {
     std::fs::read_to_string(repo().join("tests/fixtures/watcher").join(p)).unwrap()
@@ -21,14 +21,6 @@ fn esalert(dir: &std::path::Path) -> assert_cmd::Command {
     let mut c = assert_cmd::Command::cargo_bin("esalert").unwrap();
     c.current_dir(dir).env("ESALERT_TEST_PW", "pw");
     c
-}
-
-fn log_lines(dir: &std::path::Path) -> Vec<std::collections::BTreeMap<String, String>> {
-    std::fs::read_to_string(dir.join("alerts.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(support::logfmt)
-        .collect()
 }
 
 #[test]

@@ -42,11 +42,7 @@ impl Daemon {
 
     /// Every alerts.log line so far, parsed.
     pub fn lines(&self) -> Vec<BTreeMap<String, String>> {
-        std::fs::read_to_string(self.log_dir.join("alerts.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(super::logfmt)
-            .collect()
+        super::log_lines(&self.log_dir)
     }
 
     /// Waits until some line satisfies `pred`, returning it.

@@ -148,3 +148,12 @@ pub fn logfmt(line: &str) -> std::collections::BTreeMap<String, String> {
         out.insert(key, val);
     }
 }
+
+/// Every alerts.log line in `dir` so far, parsed (none if there's no log yet).
+pub fn log_lines(dir: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    std::fs::read_to_string(dir.join("alerts.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(logfmt)
+        .collect()
+}
