@@ -494,11 +494,6 @@ impl Runner {
                             outcome = a.status
                         ),
                     }
-                    if a.status == "failure" {
-                        report
-                            .delivery_errors
-                            .insert(Medium::Slack, a.reason.clone().unwrap_or_default());
-                    }
                 }
                 if rec.met {
                     report.outcome = Outcome::Fired(Vec::new());

@@ -63,7 +63,8 @@ pub enum Op {
 }
 
 impl Op {
-    fn parse(s: &str) -> Option<Op> {
+    /// Parses an operator by its Watcher name (`eq`, `not_eq`, `gt`, …).
+    pub fn parse(s: &str) -> Option<Op> {
         Some(match s {
             "eq" => Op::Eq,
             "not_eq" => Op::NotEq,

@@ -566,6 +566,7 @@ async fn perform(
     kind: &ActionKind,
     content: &Value,
     payload: &Value,
+    model: &Value,
 ) -> Result<(), String> {
     match kind {
         ActionKind::Logging { level, .. } => {
@@ -692,8 +693,7 @@ async fn perform(
             email.send_message(m).await.map_err(|e| e.to_string())
         }
         ActionKind::Webhook(req) => {
-            let m = model(watch, payload, Utc::now(), Utc::now());
-            let (status, _, body) = http_send(env, req, &m).await?;
+            let (status, _, body) = http_send(env, req, model).await?;
             if (200..300).contains(&status) {
                 Ok(())
             } else {
@@ -854,7 +854,7 @@ async fn run_action(
         let content = render_action(&a.kind, &m, el);
         if mode == Mode::Execute
             && failure.is_none()
-            && let Err(e) = perform(watch, env, &a.kind, &content, el).await
+            && let Err(e) = perform(watch, env, &a.kind, &content, el, &m).await
         {
             failure = Some(e);
         }

@@ -612,7 +612,7 @@ fn condition(p: &mut P, at: &[Seg], v: &Value) -> Option<WCondition> {
                 p.err(&here, "compare needs {\"<path>\": {\"<op>\": <value>}}");
                 None
             })?;
-            let Some(op_v) = parse_op(op) else {
+            let Some(op_v) = Op::parse(op) else {
                 p.err(
                     &key(&key(&here, path), op),
                     format!("unknown operator {op:?}"),
@@ -630,7 +630,7 @@ fn condition(p: &mut P, at: &[Seg], v: &Value) -> Option<WCondition> {
             let inner = inner.as_object()?;
             let path = inner.get("path").and_then(Value::as_str).unwrap_or("");
             let (op, opv) = inner.iter().find(|(k, _)| *k != "path")?;
-            let Some(op_v) = parse_op(op) else {
+            let Some(op_v) = Op::parse(op) else {
                 p.err(
                     &key(&key(&here, array), op),
                     format!("unknown operator {op:?}"),
@@ -661,18 +661,6 @@ fn condition(p: &mut P, at: &[Seg], v: &Value) -> Option<WCondition> {
             None
         }
     }
-}
-
-fn parse_op(s: &str) -> Option<Op> {
-    Some(match s {
-        "eq" => Op::Eq,
-        "not_eq" => Op::NotEq,
-        "gt" => Op::Gt,
-        "gte" => Op::Gte,
-        "lt" => Op::Lt,
-        "lte" => Op::Lte,
-        _ => return None,
-    })
 }
 
 fn transform(p: &mut P, at: &[Seg], v: &Value) -> Option<Transform> {
