@@ -10,12 +10,13 @@ use crate::alert::locate::Position;
 use crate::alert::{LoadError, load_dir, load_named};
 use crate::condition::ScriptEngine;
 use crate::config::{ConfigError, Credentials};
-use crate::engine::{self, EngineError};
-use crate::notify::{Notification, Notifiers};
+use crate::engine::EngineError;
+use crate::notify::Notifiers;
+use crate::pipeline::{Outcome, Runner, Settings, SystemClock};
 use crate::render::fmt_time;
-use crate::runner::{Outcome, Runner, Settings, SystemClock};
 use crate::search::{EsClient, SearchError};
 use crate::throttle::Store;
+use crate::throttle::{RULE_SCOPE, WHOLE_RULE};
 
 /// esalert: alerting for Elasticsearch and OpenSearch.
 #[derive(Debug, Parser)]
@@ -170,13 +171,16 @@ pub enum CliError {
     Store(#[from] crate::throttle::StoreError),
     /// A run could not record its state.
     #[error(transparent)]
-    Run(#[from] crate::runner::RunError),
+    Run(#[from] crate::pipeline::RunError),
     /// The daemon failed.
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
-    /// A watch could not run or be acknowledged.
+    /// A watch could not be acknowledged.
     #[error("{0}")]
     Watch(String),
+    /// `esalert test` could not evaluate the rule.
+    #[error("{0}")]
+    Test(String),
     /// A saved response could not be read.
     #[error("{}{}: {message}", path.display(), pos.map(|p| format!(":{}:{}", p.line, p.column)).unwrap_or_default())]
     Response {
@@ -271,10 +275,11 @@ fn check(g: &Global, queries_only: bool) -> u8 {
                 }
                 // An alert whose medium has no settings would fail every delivery.
                 for a in &alerts {
-                    for m in &a.spec.media {
-                        let configured = match m {
-                            crate::alert::Medium::Slack => creds.slack.is_some(),
-                            crate::alert::Medium::Email => creds.email.is_some(),
+                    for m in a.body.sinks() {
+                        let configured = match m.as_str() {
+                            "slack" => creds.slack.is_some(),
+                            "email" => creds.email.is_some(),
+                            _ => true,
                         };
                         if !configured {
                             let pos = std::fs::read_to_string(&a.path)
@@ -290,11 +295,9 @@ fn check(g: &Global, queries_only: bool) -> u8 {
                                 .map(|p| format!(":{}:{}", p.line, p.column))
                                 .unwrap_or_default();
                             problems.push(format!(
-                                "{}{at}: medium \"{}\" is not configured in {}; add a \"{}\" section there or remove it from `media`",
+                                "{}{at}: medium \"{m}\" is not configured in {}; add a \"{m}\" section there or remove it from `media`",
                                 a.path.display(),
-                                m.as_str(),
                                 g.credentials.display(),
-                                m.as_str()
                             ));
                         }
                     }
@@ -336,41 +339,48 @@ fn read_response(path: &Path) -> Result<Value, CliError> {
 
 async fn test(g: &Global, name: &str, response: Option<&Path>, send: bool) -> Result<u8, CliError> {
     let scripts = ScriptEngine::default();
-    let alert = load_named(&g.queries, name, &scripts)?;
-    let now = chrono::Utc::now();
-    if let Some(w) = &alert.watch {
-        return test_watch(g, w, response).await;
-    }
-    let window = engine::default_window(&alert, now);
-    let creds = match (response, send) {
-        (Some(_), false) => None,
-        _ => Some(Credentials::load(&g.credentials)?),
+    let rule = load_named(&g.queries, name, &scripts)?;
+    let saved = response.map(read_response).transpose()?;
+    let creds = if saved.is_none() || send {
+        Some(Credentials::load(&g.credentials)?)
+    } else {
+        Credentials::load(&g.credentials).ok()
     };
-    let eval = match response {
-        Some(path) => {
-            let response = read_response(path)?;
-            engine::evaluate(&alert, &scripts, &response, now, window)?
-        }
+    let es = match &creds {
+        Some(c) => EsClient::new(&c.elasticsearch)?,
+        // A saved response answers every search: nothing is contacted.
         None => {
-            let es = EsClient::new(&creds.as_ref().expect("loaded").elasticsearch)?;
-            let eval = engine::search_and_evaluate(&alert, &es, &scripts, now, window).await?;
-            if let Some(p) = &eval.partial {
-                tracing::warn!(alert = name, event = "partial_result", reason = %p);
-            }
-            eval
+            let local: crate::config::EsConfig =
+                serde_json::from_value(serde_json::json!({"url": "http://127.0.0.1:9200"}))
+                    .map_err(|e| CliError::Test(e.to_string()))?;
+            EsClient::new(&local)?
         }
     };
-    let mut out = serde_json::to_value(&eval).expect("evaluation serializes");
+    // Throttle and ack state are read, never written.
+    let state = Store::read_only(&g.state)
+        .ok()
+        .and_then(|d| d.alerts.get(name).cloned());
+    let now = chrono::Utc::now();
+    let eval = crate::pipeline::dry_run(&rule, &es, &scripts, saved.as_ref(), state.as_ref(), now)
+        .await
+        .map_err(|e| CliError::Test(e.to_string()))?;
+    if let Some(p) = &eval.partial {
+        tracing::warn!(alert = name, event = "partial_result", reason = %p);
+    }
+    let mut out = serde_json::json!({"alert": name, "matched": eval.matched, "hits": eval.hits});
+    for (k, v) in &eval.detail {
+        out[k] = v.clone();
+    }
     let mut code = 0;
-    if send && let Some(rendered) = eval.rendered.clone() {
-        let notifiers = Notifiers::from_credentials(creds.as_ref().expect("loaded"))?;
-        let n = Notification::new(&alert, rendered, eval.hits, now);
+    if send && eval.matched {
+        let notifiers = Notifiers::from_credentials(
+            creds
+                .as_ref()
+                .ok_or_else(|| CliError::Test("--send needs credentials.json".into()))?,
+        )?;
+        let sinks = crate::sinks::Sinks::new(&notifiers, &es);
         let mut sent = serde_json::Map::new();
-        for m in &alert.spec.media {
-            let r = match notifiers.get(*m) {
-                Ok(x) => x.send(&n).await,
-                Err(e) => Err(e),
-            };
+        for (id, r) in crate::pipeline::send_now(&sinks, &eval).await {
             let v = match r {
                 Ok(()) => Value::String("sent".into()),
                 Err(e) => {
@@ -379,14 +389,11 @@ async fn test(g: &Global, name: &str, response: Option<&Path>, send: bool) -> Re
                     Value::String(format!("error: {e}"))
                 }
             };
-            sent.insert(m.as_str().into(), v);
+            sent.insert(id, v);
         }
         out["delivered"] = Value::Object(sent);
     }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&out).expect("JSON serializes")
-    );
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(code)
 }
 
@@ -433,60 +440,10 @@ async fn once(
     Ok(u8::from(failed > 0))
 }
 
-async fn test_watch(
-    g: &Global,
-    w: &crate::watcher::Watch,
-    response: Option<&Path>,
-) -> Result<u8, CliError> {
-    let saved = response.map(read_response).transpose()?;
-    let needs_cluster = saved.is_none();
-    let creds = if needs_cluster {
-        Some(Credentials::load(&g.credentials)?)
-    } else {
-        Credentials::load(&g.credentials).ok()
-    };
-    let fallback: crate::config::EsConfig =
-        serde_json::from_value(serde_json::json!({"url": "http://127.0.0.1:9200"}))
-            .expect("literal");
-    let es = EsClient::new(
-        creds
-            .as_ref()
-            .map(|c| &c.elasticsearch)
-            .unwrap_or(&fallback),
-    )?;
-    let notifiers = Notifiers::default();
-    let http = reqwest::Client::new();
-    let env = crate::watcher::exec::Env {
-        es: &es,
-        http: &http,
-        notifiers: &notifiers,
-        saved,
-    };
-    // Throttle and ack state are read, never written.
-    let mut states = Store::read_only(&g.state)
-        .ok()
-        .and_then(|d| d.alerts.get(&w.id).map(|s| s.actions.clone()))
-        .unwrap_or_default();
-    let now = chrono::Utc::now();
-    let rec = crate::watcher::exec::execute(
-        w,
-        &env,
-        now,
-        now,
-        crate::watcher::exec::Mode::Simulate,
-        &mut states,
-    )
-    .await
-    .map_err(|e| CliError::Watch(e.to_string()))?;
-    let out = serde_json::json!({"alert": w.id, "matched": rec.met, "hits": rec.hits, "watch_record": rec.json});
-    println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
-    Ok(0)
-}
-
 fn ack(g: &Global, name: &str, actions: &[String]) -> Result<u8, CliError> {
     let scripts = ScriptEngine::default();
     let alert = load_named(&g.queries, name, &scripts)?;
-    let Some(w) = &alert.watch else {
+    let Some(w) = alert.watch() else {
         return Err(CliError::Watch(format!(
             "{name} is a native alert, not a watch; ack applies to Watcher actions (use throttle_period for alerts)"
         )));
@@ -499,13 +456,15 @@ fn ack(g: &Global, name: &str, actions: &[String]) -> Result<u8, CliError> {
     match Store::open(&g.state) {
         Ok(mut store) => {
             let st = store.data.alerts.entry(name.to_owned()).or_default();
-            let acked = crate::watcher::ack(&mut st.actions, w, actions);
+            let key = st.keys.entry(WHOLE_RULE.to_owned()).or_default();
+            let acked = crate::watcher::ack(&mut key.ack, w, actions);
             store.save()?;
             for a in &w.actions {
-                let state = store.data.alerts[name]
-                    .actions
-                    .get(&a.id)
-                    .map(|s| s.ack)
+                let state = store
+                    .data
+                    .alerts
+                    .get(name)
+                    .map(|s| s.ack(WHOLE_RULE, &a.id))
                     .unwrap_or_default();
                 println!(
                     "{}\t{}",
@@ -549,7 +508,7 @@ struct StatusRow {
     last_run: Option<String>,
     last_outcome: Option<String>,
     throttled_until: Option<String>,
-    owed: Vec<&'static str>,
+    owed: Vec<String>,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     actions: std::collections::BTreeMap<String, crate::throttle::AckState>,
 }
@@ -566,25 +525,27 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
         let alert = report.alerts.iter().find(|a| a.name == name);
         let st = data.alerts.get(&name);
         rows.push(StatusRow {
-            active: alert.map(|a| a.spec.active),
-            schedule: alert.map(|a| a.spec.schedule.to_string()),
+            active: alert.map(|a| a.active),
+            schedule: alert.map(|a| a.schedule.to_string()),
             last_run: st.and_then(|s| s.last_run).map(|t| fmt_time(&t)),
             last_outcome: st.and_then(|s| s.last_outcome.clone()),
-            throttled_until: st.and_then(|s| s.throttled(now)).map(|t| fmt_time(&t)),
+            throttled_until: st
+                .and_then(|s| s.throttled(WHOLE_RULE, RULE_SCOPE, now))
+                .map(|t| fmt_time(&t)),
             owed: st
-                .and_then(|s| s.pending())
-                .map(|m| m.owed().into_iter().map(|m| m.as_str()).collect())
+                .map(|s| {
+                    let mut owed: Vec<String> = s.outbox.iter().flat_map(|m| m.owed()).collect();
+                    owed.dedup();
+                    owed
+                })
                 .unwrap_or_default(),
             actions: alert
-                .and_then(|a| a.watch.as_ref())
+                .and_then(|a| a.watch())
                 .map(|w| {
                     w.actions
                         .iter()
                         .map(|a| {
-                            let ack = st
-                                .and_then(|s| s.actions.get(&a.id))
-                                .map(|s| s.ack)
-                                .unwrap_or_default();
+                            let ack = st.map(|s| s.ack(WHOLE_RULE, &a.id)).unwrap_or_default();
                             (a.id.clone(), ack)
                         })
                         .collect()

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::alert::Alert;
 use crate::condition::{ScriptEngine, ScriptError, hits_total};
+use crate::frontends::native::NativeAlert;
 use crate::render::{MessageVars, RenderError, Rendered, Window};
 use crate::search::{EsClient, SearchError};
 
@@ -27,6 +28,9 @@ pub enum EngineError {
     /// A template failed to render (the error names the alert).
     #[error(transparent)]
     Render(#[from] RenderError),
+    /// The rule is not a native alert (a watch, say).
+    #[error("{0} is not a native alert")]
+    NotNative(String),
     /// The condition script failed.
     #[error("alert {alert}: condition: {source}")]
     Condition {
@@ -51,6 +55,21 @@ impl EngineError {
             _ => None,
         }
     }
+}
+
+impl From<EngineError> for crate::rule::EvalError {
+    fn from(e: EngineError) -> Self {
+        let message = e.to_string();
+        match e {
+            EngineError::Search { source, .. } => crate::rule::EvalError::search(message, source),
+            _ => crate::rule::EvalError::new(message),
+        }
+    }
+}
+
+fn native(rule: &Alert) -> Result<&NativeAlert, EngineError> {
+    rule.native()
+        .ok_or_else(|| EngineError::NotNative(rule.name.clone()))
 }
 
 /// What one evaluation decided.
@@ -82,12 +101,10 @@ pub struct Evaluation {
     pub took_ms: u64,
 }
 
-/// The default window: the schedule's interval (one minute for cron) up to now.
+/// The default window: one schedule period up to now.
 pub fn default_window(alert: &Alert, now: DateTime<Utc>) -> Window {
-    let len = chrono::Duration::from_std(alert.spec.schedule.window())
-        .unwrap_or(chrono::Duration::minutes(1));
     Window {
-        start: now - len,
+        start: now - alert.period(now),
         end: now,
     }
 }
@@ -113,6 +130,7 @@ pub fn evaluate_shared(
     now: DateTime<Utc>,
     window: Window,
 ) -> Result<Evaluation, EngineError> {
+    let alert = native(alert)?;
     let verdict = alert
         .condition
         .evaluate(scripts, response)
@@ -158,6 +176,8 @@ pub async fn search_and_evaluate(
     now: DateTime<Utc>,
     window: Window,
 ) -> Result<Evaluation, EngineError> {
+    let rule = alert;
+    let alert = native(rule)?;
     let body = alert
         .templates
         .render_body(&alert.body, &alert.info, now, window)?;
@@ -169,7 +189,7 @@ pub async fn search_and_evaluate(
             source,
         })?;
     let response = Arc::new(result.response);
-    let mut eval = evaluate_shared(alert, scripts, &response, now, window)?;
+    let mut eval = evaluate_shared(rule, scripts, &response, now, window)?;
     eval.partial = result.partial;
     eval.took_ms = result.took_ms;
     Ok(eval)

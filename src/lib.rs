@@ -27,13 +27,16 @@ pub mod condition;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod frontends;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod log;
 pub mod notify;
+pub mod pipeline;
 pub mod render;
-pub mod runner;
+pub mod rule;
 pub mod search;
+pub mod sinks;
 pub mod throttle;
 pub mod watcher;
 

@@ -232,7 +232,7 @@ fn sigterm_during_slow_delivery_finishes_it_or_keeps_it_owed() {
     )
     .unwrap();
     assert_eq!(
-        store["alerts"]["mail"]["last_match"]["deliveries"]["email"]["status"], "pending",
+        store["alerts"]["mail"]["outbox"][0]["deliveries"]["email"]["status"], "pending",
         "{store:#}"
     );
     let received = smtp.received().len();

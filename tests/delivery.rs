@@ -41,7 +41,12 @@ fn notification(alert_json: &str, response: Value) -> Notification {
         engine::default_window(&alert, time()),
     )
     .unwrap();
-    Notification::new(&alert, ev.rendered.unwrap(), ev.hits, time())
+    Notification::new(
+        alert.native().unwrap(),
+        ev.rendered.unwrap(),
+        ev.hits,
+        time(),
+    )
 }
 
 const ALERT: &str = r#"{"index": "logs", "body": {}, "condition": {"always": {}}, "media": ["slack", "email"],

@@ -389,8 +389,14 @@ fn kill_9_during_delivery_never_loses_a_notification() {
         };
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         (0..8).all(|r| {
-            let m = &v["alerts"][format!("k{r}")]["last_match"]["deliveries"];
-            m["slack"]["status"] == "sent" && m["email"]["status"] == "sent"
+            let outbox = v["alerts"][format!("k{r}")]["outbox"].as_array();
+            outbox.is_some_and(|o| {
+                !o.is_empty()
+                    && o.iter().all(|m| {
+                        let m = &m["deliveries"];
+                        m["slack"]["status"] == "sent" && m["email"]["status"] == "sent"
+                    })
+            })
         })
     });
     drop(d);

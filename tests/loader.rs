@@ -226,16 +226,17 @@ fn defaults_and_body_rendering() {
         &ScriptEngine::default(),
     )
     .unwrap();
-    assert_eq!(a.spec.schedule.to_string(), "1m");
-    assert_eq!(a.spec.throttle_period.to_string(), "15m");
-    assert!(a.spec.active);
-    assert_eq!(a.spec.media, [esalert::alert::Medium::Slack]);
-    assert_eq!(a.spec.subject, "[esalert] {{ alert.name }}");
+    let n = a.native().unwrap();
+    assert_eq!(n.spec.schedule.to_string(), "1m");
+    assert_eq!(n.spec.throttle_period.to_string(), "15m");
+    assert!(n.spec.active);
+    assert_eq!(n.spec.media, [esalert::alert::Medium::Slack]);
+    assert_eq!(n.spec.subject, "[esalert] {{ alert.name }}");
     let now = chrono::Utc
         .with_ymd_and_hms(2026, 11, 21, 20, 41, 0)
         .unwrap();
     let w = engine::default_window(&a, now);
-    let body = a.templates.render_body(&a.body, &a.info, now, w).unwrap();
+    let body = n.templates.render_body(&n.body, &n.info, now, w).unwrap();
     assert_eq!(
         body,
         json!({"query": {"range": {"@timestamp": {"gte": "2026-11-21T20:40:00.000Z", "lt": "2026-11-21T20:41:00.000Z"}}}, "size": 0, "aggs": {"k": {"terms": {"field": "win.keyword"}}}})
@@ -294,7 +295,7 @@ fn shipped_examples_load_and_match_their_fixtures() {
         assert!(ev.matched, "{} should match its fixture", a.name);
         assert!(!ev.message.unwrap().trim().is_empty());
         // Examples filter on the window, not on now-1m.
-        let body = a.body.to_string();
+        let body = a.native().unwrap().body.to_string();
         assert!(
             body.contains("{{ window.start }}") && !body.contains("now-"),
             "{}",

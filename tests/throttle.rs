@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeZone;
-use esalert::alert::{Alert, Medium, parse_alert};
+use esalert::alert::{Alert, parse_alert};
 use esalert::condition::ScriptEngine;
 use esalert::config::Credentials;
 use esalert::notify::Notifiers;
-use esalert::runner::{ManualClock, Outcome, RetryPolicy, Runner, Settings};
+use esalert::pipeline::{ManualClock, Outcome, RetryPolicy, Runner, Settings};
 use esalert::search::EsClient;
 use esalert::throttle::{DeliveryStatus, Store, StoreError};
 use serde_json::json;
@@ -112,18 +112,18 @@ async fn rule1_match_is_delivered_to_every_medium_then_throttled() {
     let a = alert("15m");
     assert_eq!(
         r.run(&a).await,
-        Outcome::Fired(vec![Medium::Slack, Medium::Email])
+        Outcome::Fired(vec!["slack".into(), "email".into()])
     );
     assert_eq!(r.slack.delivered().len(), 1);
     assert_eq!(r.smtp.received().len(), 1);
     let st = r.state().await;
     assert_eq!(
-        st.throttled_until,
+        st.throttled_until(),
         Some(t0() + chrono::Duration::minutes(15))
     );
     assert_eq!(st.last_fired, Some(t0()));
     assert_eq!(st.last_outcome.as_deref(), Some("fired"));
-    let m = st.last_match.unwrap();
+    let m = st.last_match().unwrap();
     assert!(
         m.deliveries
             .values()
@@ -132,7 +132,7 @@ async fn rule1_match_is_delivered_to_every_medium_then_throttled() {
     // The store on disk says the same (a new alert got its entry on its first run).
     let on_disk = Store::read_only(&r.dir.path().join("throttle_period.json")).unwrap();
     assert_eq!(
-        on_disk.alerts["errs"].throttled_until,
+        on_disk.alerts["errs"].throttled_until(),
         Some(t0() + chrono::Duration::minutes(15))
     );
 }
@@ -174,17 +174,17 @@ async fn rule5_all_media_failed_nothing_throttled_next_run_delivers() {
     r.smtp.set_mode("451");
     assert_eq!(r.run(&a).await, Outcome::Failed);
     let st = r.state().await;
-    assert_eq!(st.throttled_until, None);
-    let m = st.last_match.unwrap();
+    assert_eq!(st.throttled_until(), None);
+    let m = st.last_match().unwrap();
     assert!(
-        m.deliveries[&Medium::Slack]
+        m.deliveries["slack"]
             .last_error
             .as_deref()
             .unwrap()
             .contains("HTTP 500")
     );
     assert!(
-        m.deliveries[&Medium::Email]
+        m.deliveries["email"]
             .last_error
             .as_deref()
             .unwrap()
@@ -195,9 +195,11 @@ async fn rule5_all_media_failed_nothing_throttled_next_run_delivers() {
     assert!(matches!(r.run(&a).await, Outcome::Fired(_)));
     assert_eq!(r.slack.delivered().len(), 1);
     assert_eq!(r.smtp.received().len(), 1);
+    // The throttle counts from the tick whose match was delivered (t0),
+    // not from when the delivery finally got through.
     assert_eq!(
-        r.state().await.throttled_until,
-        Some(t0() + chrono::Duration::minutes(16))
+        r.state().await.throttled_until(),
+        Some(t0() + chrono::Duration::minutes(15))
     );
 }
 
@@ -209,7 +211,7 @@ async fn rule6_partial_failure_retries_only_failed_media_with_the_original_messa
     assert_eq!(r.run(&a).await, Outcome::Partial);
     assert_eq!(r.slack.delivered().len(), 1);
     assert_eq!(
-        r.state().await.throttled_until,
+        r.state().await.throttled_until(),
         None,
         "throttling waits for the last medium"
     );
@@ -229,14 +231,13 @@ async fn rule6_partial_failure_retries_only_failed_media_with_the_original_messa
     assert_eq!(mails.len(), 1);
     assert!(mails[0].data.contains("host web-1"), "{}", mails[0].data);
     let st = r.state().await;
+    // Throttling starts when the last medium succeeds, counted from the
+    // tick that matched.
     assert_eq!(
-        st.throttled_until,
-        Some(t0() + chrono::Duration::minutes(17))
+        st.throttled_until(),
+        Some(t0() + chrono::Duration::minutes(15))
     );
-    assert_eq!(
-        st.last_match.unwrap().deliveries[&Medium::Email].attempts,
-        3
-    );
+    assert_eq!(st.last_match().unwrap().deliveries["email"].attempts, 3);
 }
 
 #[tokio::test]
@@ -251,9 +252,9 @@ async fn rule6_match_older_than_max_retry_age_is_dropped() {
     r.mins(31);
     assert_eq!(r.run(&a).await, Outcome::NoMatch);
     let st = r.state().await;
-    let m = st.last_match.unwrap();
-    assert_eq!(m.deliveries[&Medium::Email].status, DeliveryStatus::Dropped);
-    assert_eq!(m.deliveries[&Medium::Slack].status, DeliveryStatus::Sent);
+    let m = st.last_match().unwrap();
+    assert_eq!(m.deliveries["email"].status, DeliveryStatus::Dropped);
+    assert_eq!(m.deliveries["slack"].status, DeliveryStatus::Sent);
     // A new match after the drop is delivered afresh.
     r.smtp.set_mode("ok");
     r.es.set_default(matching("web-3"));
@@ -267,11 +268,11 @@ async fn rule7_condition_no_longer_met_does_not_reset_the_throttle() {
     let r = rig();
     let a = alert("15m");
     r.run(&a).await;
-    let until = r.state().await.throttled_until;
+    let until = r.state().await.throttled_until();
     r.es.set_default(Reply::total_v8(0, "eq"));
     r.mins(2);
     assert_eq!(r.run(&a).await, Outcome::NoMatch);
-    assert_eq!(r.state().await.throttled_until, until);
+    assert_eq!(r.state().await.throttled_until(), until);
     r.es.set_default(matching("web-1"));
     r.mins(2);
     assert!(matches!(r.run(&a).await, Outcome::Throttled(_)));
@@ -412,7 +413,7 @@ fn missing_store_is_created_and_only_one_holder_at_a_time() {
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&path).unwrap())
             .unwrap(),
-        json!({"version": 1, "alerts": {}})
+        json!({"version": 2, "alerts": {}})
     );
     let err = Store::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }), "{err}");

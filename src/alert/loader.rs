@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::locate::{Position, Seg, locate, position_of};
 use super::{Alert, AlertFile, valid_name};
 use crate::condition::{Condition, ScriptEngine};
+use crate::frontends::native::NativeAlert;
 use crate::render::{AlertInfo, Templates};
 
 /// Alert files larger than this are refused unread.
@@ -250,9 +251,16 @@ pub fn parse_alert(
             "an alert file must be a JSON object with at least `index`, `body` and `message`",
         ));
     }
-    if crate::watcher::is_watch(&raw) {
-        return watch_alert(name, path, text, &raw);
-    }
+    crate::frontends::for_json(&raw).load(name, path, text, &raw, engine)
+}
+
+/// Validates a native alert file (the JSON already parses to an object).
+pub fn parse_native(
+    name: &str,
+    path: &Path,
+    text: &str,
+    engine: &ScriptEngine,
+) -> Result<Alert, LoadError> {
     // Pass 2: the schema, streaming from text so errors keep their position.
     let mut de = serde_json::Deserializer::from_str(text);
     let spec: AlertFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -306,24 +314,31 @@ pub fn parse_alert(
         description: spec.description.clone().unwrap_or_default(),
         index: spec.index.0.join(","),
     };
-    // The body lives on as text in `Alert::body`, not twice as a Value.
+    // The body lives on as text in `NativeAlert::body`, not twice as a Value.
     let mut spec = spec;
     spec.body = serde_json::Map::new();
+    let spec = Arc::new(spec);
     Ok(Alert {
         name: name.to_owned(),
         path: path.to_owned(),
-        body: Arc::from(body.to_string()),
-        spec: Arc::new(spec),
-        condition: Arc::new(condition),
-        templates: Arc::new(templates),
-        info: Arc::new(info),
-        watch: None,
+        schedule: spec.schedule.clone(),
+        timezone: spec.timezone,
+        active: spec.active,
+        query_delay: spec.query_delay.value,
+        max_catchup: spec.max_catchup.value,
+        body: Arc::new(NativeAlert {
+            name: name.to_owned(),
+            body: Arc::from(body.to_string()),
+            spec,
+            condition: Arc::new(condition),
+            templates: Arc::new(templates),
+            info: Arc::new(info),
+        }),
     })
 }
 
-/// A watch, wrapped as an alert: `spec` holds its schedule and time zone so
-/// that the daemon schedules it like any alert.
-fn watch_alert(name: &str, path: &Path, text: &str, raw: &Value) -> Result<Alert, LoadError> {
+/// Validates a Watcher watch file.
+pub fn parse_watch(name: &str, path: &Path, text: &str, raw: &Value) -> Result<Alert, LoadError> {
     let watch = crate::watcher::parse(name, text, raw).map_err(|found| LoadError::Invalid {
         problems: found
             .into_iter()
@@ -334,39 +349,14 @@ fn watch_alert(name: &str, path: &Path, text: &str, raw: &Value) -> Result<Alert
             })
             .collect(),
     })?;
-    let active = raw["status"]["state"]["active"].as_bool().unwrap_or(true);
-    let zero = super::HumanDuration::parse("0s").expect("literal");
-    let spec = AlertFile {
-        index: super::Indices(Vec::new()),
-        body: serde_json::Map::new(),
-        condition: crate::condition::ConditionSpec::Never(crate::condition::Empty {}),
-        message: String::new(),
-        subject: String::new(),
-        schedule: watch.schedule.clone(),
-        throttle_period: zero.clone(),
-        active,
-        media: Vec::new(),
-        slack: None,
-        email: None,
-        description: None,
-        query_delay: zero,
-        max_catchup: super::HumanDuration::parse("1h").expect("literal"),
-        timezone: watch.timezone,
-    };
-    let templates = Templates::compile(name, "-", "-", &Value::Null)
-        .map_err(|_| LoadError::one(path, None, "internal: placeholder templates"))?;
     Ok(Alert {
         name: name.to_owned(),
         path: path.to_owned(),
-        spec: Arc::new(spec),
-        body: Arc::from("null"),
-        condition: Arc::new(Condition::Never),
-        templates: Arc::new(templates),
-        info: Arc::new(AlertInfo {
-            name: name.to_owned(),
-            description: String::new(),
-            index: String::new(),
-        }),
-        watch: Some(Arc::new(watch)),
+        schedule: watch.schedule.clone(),
+        timezone: watch.timezone,
+        active: raw["status"]["state"]["active"].as_bool().unwrap_or(true),
+        query_delay: std::time::Duration::ZERO,
+        max_catchup: std::time::Duration::from_secs(3600),
+        body: Arc::new(watch),
     })
 }

@@ -7,20 +7,16 @@ mod loader;
 pub mod locate;
 pub mod schedule;
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 pub use loader::{
     LoadError, LoadReport, Problem, alert_files as loader_files, load_dir, load_file, load_named,
-    parse_alert,
+    parse_alert, parse_native, parse_watch,
 };
 pub use schedule::{HumanDuration, Schedule};
 
-use crate::condition::{Condition, ConditionSpec};
-use crate::render::{AlertInfo, Templates};
+use crate::condition::ConditionSpec;
 
 /// One index pattern or several.
 #[derive(Debug, Clone, Serialize)]
@@ -174,28 +170,8 @@ fn default_media() -> Vec<Medium> {
     vec![Medium::Slack]
 }
 
-/// A loaded, validated alert, ready to run.
-#[derive(Debug, Clone)]
-pub struct Alert {
-    /// The file stem.
-    pub name: String,
-    /// The file it came from.
-    pub path: PathBuf,
-    /// The file's settings.
-    pub spec: Arc<AlertFile>,
-    /// The search body as compact JSON text: a few hundred bytes per alert
-    /// instead of a few kilobytes of `Value`, parsed again at each run.
-    pub body: Arc<str>,
-    /// The compiled condition.
-    pub condition: Arc<Condition>,
-    /// The compiled templates.
-    pub templates: Arc<Templates>,
-    /// `alert.*` for templates.
-    pub info: Arc<AlertInfo>,
-    /// Set when the file is an Elasticsearch Watcher watch; `spec` then
-    /// carries only its schedule.
-    pub watch: Option<Arc<crate::watcher::Watch>>,
-}
+/// Every front end's files load into the one rule type.
+pub use crate::rule::Rule as Alert;
 
 /// Alert names are file stems, restricted so that they are safe in logs,
 /// metrics labels and the store.

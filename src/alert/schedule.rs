@@ -126,6 +126,27 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// The schedule's period at `due`: the interval, or for cron the time
+    /// from `due` to the next due time (a weekday cron's Friday run covers
+    /// up to Monday's). Between one second and 400 days.
+    pub fn period_at(
+        &self,
+        due: chrono::DateTime<chrono::Utc>,
+        tz: Option<chrono_tz::Tz>,
+    ) -> chrono::Duration {
+        const MAX: chrono::Duration = chrono::Duration::days(400);
+        let p = match self {
+            Schedule::Every(d) => chrono::Duration::from_std(d.value).unwrap_or(MAX),
+            _ => self
+                .next_after(due, tz)
+                .map(|n| n.signed_duration_since(due))
+                .unwrap_or(chrono::Duration::minutes(1)),
+        };
+        p.clamp(chrono::Duration::seconds(1), MAX)
+    }
+}
+
 impl Default for Schedule {
     fn default() -> Self {
         Schedule::Every(HumanDuration::parse("1m").expect("literal"))

@@ -57,10 +57,10 @@ pub struct Alerts {
 }
 
 fn next_due(a: &Alert, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    if !a.spec.active {
+    if !a.active {
         return None;
     }
-    a.spec.schedule.next_after(now, a.spec.timezone)
+    a.schedule.next_after(now, a.timezone)
 }
 
 impl Alerts {
@@ -145,16 +145,16 @@ impl Alerts {
                         let changed = s.digest != digest;
                         s.stamp = stamp;
                         if changed {
-                            let schedule_changed = s.alert.spec.schedule.to_string()
-                                != alert.spec.schedule.to_string()
-                                || s.alert.spec.timezone != alert.spec.timezone
-                                || s.alert.spec.active != alert.spec.active;
+                            let schedule_changed = s.alert.schedule.to_string()
+                                != alert.schedule.to_string()
+                                || s.alert.timezone != alert.timezone
+                                || s.alert.active != alert.active;
                             s.alert = alert;
                             s.digest = digest;
                             if schedule_changed || s.next_due.is_none() {
                                 s.next_due = next_due(&s.alert, now);
                             }
-                            tracing::info!(alert = name, event = "reloaded", schedule = %s.alert.spec.schedule, active = s.alert.spec.active);
+                            tracing::info!(alert = name, event = "reloaded", schedule = %s.alert.schedule, active = s.alert.active);
                         } else if force {
                             s.alert = alert;
                         }
@@ -167,7 +167,7 @@ impl Alerts {
                             stamp,
                             digest,
                         };
-                        tracing::info!(alert = name, event = "loaded", schedule = %s.alert.spec.schedule, active = s.alert.spec.active);
+                        tracing::info!(alert = name, event = "loaded", schedule = %s.alert.schedule, active = s.alert.active);
                         self.by_name.insert(name.to_owned(), s);
                     }
                 }

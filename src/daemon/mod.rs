@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 use crate::condition::ScriptEngine;
 use crate::config::{ConfigError, Credentials};
 use crate::notify::{Notifiers, SetupError};
-use crate::runner::{RunError, RunReport, Runner, Settings, SystemClock};
+use crate::pipeline::{RunError, RunReport, Runner, Settings, SystemClock};
 use crate::search::{EsClient, SearchError};
 use crate::throttle::{SharedStore, Store, StoreError};
 
@@ -158,6 +158,15 @@ fn spread_delay(name: &str, spread: Duration) -> Duration {
     Duration::from_nanos(z % (spread.as_nanos().max(1) as u64))
 }
 
+/// Clears a rule's "running" flag when its run ends, even by a panic.
+struct RunningGuard(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// Runs the daemon until `shutdown` resolves, then lets in-flight runs
 /// finish within the grace period and returns.
 pub async fn run(
@@ -244,7 +253,7 @@ pub async fn run(
                 continue;
             }
             // Missed ticks coalesce into this one run.
-            s.next_due = s.alert.spec.schedule.next_after(now, s.alert.spec.timezone);
+            s.next_due = s.alert.schedule.next_after(now, s.alert.timezone);
             if s.running.swap(true, Ordering::AcqRel) {
                 metrics.skipped(name);
                 tracing::warn!(alert = name.as_str(), outcome = "skipped", reason = "overrun", due = %crate::render::fmt_time(&due));
@@ -253,14 +262,41 @@ pub async fn run(
             let (runner, alert, running) = (runner.clone(), s.alert.clone(), s.running.clone());
             let delay = spread_delay(name, cfg.tick_spread);
             inflight.spawn(async move {
+                // Whatever happens to the run, the rule is free to run again.
+                let _running = RunningGuard(running);
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
                 // Boxed: a run's full state exists only while it runs. The
                 // runner bounds concurrent searches with `sem` itself, and
                 // deliveries (which may wait on Slack) hold no slot.
-                let r = Box::pin(runner.run_alert_due(&alert, Some(due))).await;
-                running.store(false, Ordering::Release);
+                let run =
+                    std::panic::AssertUnwindSafe(Box::pin(runner.run_alert_due(&alert, Some(due))));
+                let r = match futures::FutureExt::catch_unwind(run).await {
+                    Ok(r) => r,
+                    Err(p) => {
+                        let why = p
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        tracing::error!(
+                            alert = alert.name.as_str(),
+                            outcome = "error",
+                            error = format!(
+                                "internal error, the run panicked: {why}; please report it"
+                            )
+                        );
+                        Ok(crate::pipeline::RunReport {
+                            alert: alert.name.clone(),
+                            outcome: crate::pipeline::Outcome::Error,
+                            evaluation: None,
+                            error: Some(why),
+                            delivery_errors: Default::default(),
+                            attempts: Default::default(),
+                        })
+                    }
+                };
                 (alert.name.clone(), r)
             });
         }
@@ -309,6 +345,13 @@ pub async fn run(
             metrics.set_loaded(alerts.by_name.len());
             if next_rescan <= now_i {
                 next_rescan = now_i + cfg.rescan;
+                // Entries of deleted rules are forgotten after a while, as `once` does.
+                if let Err(e) = runner
+                    .prune(alerts.by_name.keys().map(String::as_str))
+                    .await
+                {
+                    tracing::error!(event = "store_error", error = %e);
+                }
             }
         }
     }

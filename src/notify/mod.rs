@@ -14,8 +14,9 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{Alert, Medium};
+use crate::alert::Medium;
 use crate::config::Credentials;
+use crate::frontends::native::NativeAlert;
 use crate::render::Rendered;
 
 /// Everything a medium needs to deliver one match. Stored in the outbox, so
@@ -43,7 +44,7 @@ pub struct Notification {
 
 impl Notification {
     /// Builds the notification of a match of `alert`.
-    pub fn new(alert: &Alert, rendered: Rendered, hits: u64, time: DateTime<Utc>) -> Self {
+    pub fn new(alert: &NativeAlert, rendered: Rendered, hits: u64, time: DateTime<Utc>) -> Self {
         Notification {
             alert: alert.name.clone(),
             rendered,

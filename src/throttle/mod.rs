@@ -5,6 +5,7 @@
 //! written here *before* any delivery is attempted, each medium's result is
 //! recorded as it arrives, and `throttled_until` survives restarts.
 
+mod migrate;
 mod shared;
 mod store;
 
@@ -13,17 +14,29 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use migrate::migrate;
 pub use shared::SharedStore;
 pub use store::{Store, StoreError, write_atomic};
 
-use crate::alert::Medium;
-use crate::notify::Notification;
+use crate::sinks::Message;
 
-/// The current store format version.
-pub const VERSION: u32 = 1;
+/// The current store format version. Version 1 (esalert ≤ 0.1, one
+/// notification per alert) is migrated on open; see [`migrate`].
+pub const VERSION: u32 = 2;
 
 /// How long the entry of an alert whose file was deleted is kept.
 pub const PRUNE_AFTER: chrono::Duration = chrono::Duration::days(7);
+
+/// Matches kept per rule in the outbox; beyond this the oldest owed ones
+/// are dropped (and logged), so a long outage can't grow the store forever.
+pub const OUTBOX_MAX: usize = 50;
+
+/// The group key of rules that don't group: one key for the whole rule.
+pub const WHOLE_RULE: &str = "";
+
+/// The throttle scope shared by all of a rule's actions (native alerts
+/// throttle as a whole; Watcher actions each have their own scope).
+pub const RULE_SCOPE: &str = "";
 
 /// The file's content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +44,7 @@ pub const PRUNE_AFTER: chrono::Duration = chrono::Duration::days(7);
 pub struct StoreFile {
     /// Format version; see [`VERSION`].
     pub version: u32,
-    /// Per-alert state, by alert name.
+    /// Per-rule state, by rule name.
     #[serde(default)]
     pub alerts: BTreeMap<String, AlertState>,
     /// Set once "cluster unreachable" was sent, until a search succeeds.
@@ -49,7 +62,7 @@ impl Default for StoreFile {
     }
 }
 
-/// What esalert remembers about one alert.
+/// What esalert remembers about one rule.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertState {
@@ -62,12 +75,6 @@ pub struct AlertState {
     /// When a notification was last fully delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fired: Option<DateTime<Utc>>,
-    /// Matches before this time are not delivered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub throttled_until: Option<DateTime<Utc>>,
-    /// The last match and its delivery state per medium (the outbox).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_match: Option<Match>,
     /// The end of the last window searched successfully; the next search
     /// starts here, so no time goes unsearched across outages and restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,10 +88,15 @@ pub struct AlertState {
     /// Set once "alert is failing" was sent, until the alert recovers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failing_notified: bool,
-    /// Per-action state of a Watcher watch: throttling and acknowledgement.
+    /// Throttle and acknowledgement per group key ([`WHOLE_RULE`] until a
+    /// rule groups its matches).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub actions: BTreeMap<String, ActionState>,
-    /// When the alert's file was found missing; the entry is pruned
+    pub keys: BTreeMap<String, KeyState>,
+    /// The outbox: matches with deliveries still owed, and the newest match
+    /// once delivered, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<Match>,
+    /// When the rule's file was found missing; the entry is pruned
     /// [`PRUNE_AFTER`] later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<DateTime<Utc>>,
@@ -94,51 +106,104 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// Throttle and acknowledgement of one group key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyState {
+    /// Per throttle scope ([`RULE_SCOPE`], or a Watcher action's id):
+    /// matches before this time are not delivered.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub throttled_until: BTreeMap<String, DateTime<Utc>>,
+    /// Watcher acknowledgement per action.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ack: BTreeMap<String, AckState>,
+}
+
 impl AlertState {
-    /// Whether a match now would be suppressed, and until when.
-    pub fn throttled(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.throttled_until.filter(|until| now < *until)
+    /// The whole-rule throttle: matches before this time are not delivered.
+    pub fn throttled_until(&self) -> Option<DateTime<Utc>> {
+        self.scope_throttle(WHOLE_RULE, RULE_SCOPE)
     }
 
-    /// The last match, if some medium still owes a delivery.
-    pub fn pending(&self) -> Option<&Match> {
-        self.last_match.as_ref().filter(|m| !m.settled())
+    /// The throttle of one scope of one group key.
+    pub fn scope_throttle(&self, key: &str, scope: &str) -> Option<DateTime<Utc>> {
+        self.keys
+            .get(key)
+            .and_then(|k| k.throttled_until.get(scope))
+            .copied()
+    }
+
+    /// Whether a match of `scope` now would be suppressed, and until when.
+    pub fn throttled(&self, key: &str, scope: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.scope_throttle(key, scope).filter(|until| now < *until)
+    }
+
+    /// The acknowledgement state of a Watcher action.
+    pub fn ack(&self, key: &str, action: &str) -> AckState {
+        self.keys
+            .get(key)
+            .and_then(|k| k.ack.get(action))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The newest match in the outbox.
+    pub fn last_match(&self) -> Option<&Match> {
+        self.outbox.last()
+    }
+
+    /// Whether some delivery of `scope` is still owed.
+    pub fn owes(&self, key: &str, scope: &str) -> bool {
+        self.outbox.iter().any(|m| {
+            m.key == key
+                && m.deliveries
+                    .values()
+                    .any(|d| d.scope == scope && d.status == DeliveryStatus::Pending)
+        })
+    }
+
+    /// Whether any delivery is still owed.
+    pub fn pending(&self) -> bool {
+        self.outbox.iter().any(|m| !m.settled())
     }
 }
 
-/// One match and where its notification has been delivered.
+/// One match and where each of its deliveries stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Match {
-    /// When the condition matched.
+    /// Numbers the rule's matches, so a run finds its own.
+    #[serde(default)]
+    pub seq: u64,
+    /// The scheduled tick whose run matched; throttles count from here.
     pub matched_at: DateTime<Utc>,
-    /// The throttle period to apply once every medium succeeded, in seconds.
-    pub throttle_secs: u64,
-    /// What to deliver.
-    pub notification: Notification,
-    /// Delivery state per medium.
-    pub deliveries: BTreeMap<Medium, Delivery>,
+    /// The group key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// Deliveries by id: the action (`slack`, `email`, a Watcher action id),
+    /// with `/n` appended for each further message of the same action.
+    pub deliveries: BTreeMap<String, Delivery>,
 }
 
 impl Match {
-    /// Whether no medium is still owed a delivery.
+    /// Whether no delivery is still owed.
     pub fn settled(&self) -> bool {
         self.deliveries
             .values()
             .all(|d| d.status != DeliveryStatus::Pending)
     }
 
-    /// Media that still need a delivery.
-    pub fn owed(&self) -> Vec<Medium> {
+    /// Ids of deliveries still owed.
+    pub fn owed(&self) -> Vec<String> {
         self.deliveries
             .iter()
             .filter(|(_, d)| d.status == DeliveryStatus::Pending)
-            .map(|(m, _)| *m)
+            .map(|(id, _)| id.clone())
             .collect()
     }
 }
 
-/// Where one medium's delivery stands.
+/// Where one delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
@@ -150,10 +215,27 @@ pub enum DeliveryStatus {
     Dropped,
 }
 
-/// One medium's delivery of a match.
+/// One delivery of a match: what to send, and how it went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Delivery {
+    /// The action it belongs to.
+    pub action: String,
+    /// The throttle scope it counts toward.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// The scope's throttle period, in seconds, applied once all of the
+    /// scope's deliveries in this match succeeded.
+    #[serde(default)]
+    pub throttle_secs: u64,
+    /// Whether success makes the action ackable (Watcher).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ackable: bool,
+    /// What to send.
+    pub message: Message,
+    /// Its place among the match's deliveries, for logs.
+    #[serde(default)]
+    pub order: u32,
     /// Where it stands.
     pub status: DeliveryStatus,
     /// Attempts so far.
@@ -167,18 +249,6 @@ pub struct Delivery {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-impl Delivery {
-    /// A delivery not yet attempted.
-    pub fn pending() -> Self {
-        Delivery {
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            last_error: None,
-            sent_at: None,
-        }
-    }
-}
-
 /// Watcher's acknowledgement state of an action.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -190,16 +260,4 @@ pub enum AckState {
     Ackable,
     /// Acknowledged: not executed until the condition is false again.
     Acked,
-}
-
-/// One Watcher action's state.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActionState {
-    /// Acknowledgement.
-    #[serde(default)]
-    pub ack: AckState,
-    /// When it last ran successfully; its throttle counts from here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_executed: Option<DateTime<Utc>>,
 }

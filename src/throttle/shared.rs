@@ -48,13 +48,21 @@ impl SharedStore {
 
     /// Reads the state.
     pub fn read<R>(&self, f: impl FnOnce(&StoreFile) -> R) -> R {
-        f(&self.store.lock().expect("store lock").data)
+        f(&self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .data)
     }
 
     /// Changes the state in memory; it reaches the disk with the next
     /// [`commit`](Self::commit) or within a second.
     pub fn update<R>(&self, f: impl FnOnce(&mut StoreFile) -> R) -> R {
-        let r = f(&mut self.store.lock().expect("store lock").data);
+        let r = f(&mut self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .data);
         // No kick: bookkeeping rides along with the next commit, or the
         // periodic flush, so a busy tick doesn't rewrite the file per run.
         self.changes.fetch_add(1, Ordering::AcqRel);
@@ -87,7 +95,11 @@ impl SharedStore {
 
     /// The store's path.
     pub fn path(&self) -> PathBuf {
-        self.store.lock().expect("store lock").path().to_owned()
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .path()
+            .to_owned()
     }
 
     /// Writes now if anything changed (shutdown).
@@ -106,7 +118,10 @@ impl SharedStore {
             return;
         }
         let (path, bytes) = {
-            let s = self.store.lock().expect("store lock");
+            let s = self
+                .store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             (s.path().to_owned(), s.snapshot())
         };
         let result = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, |_| Ok(())))
@@ -139,9 +154,11 @@ impl Drop for SharedStore {
         // Last chance for changes nobody committed (a no-match run's
         // bookkeeping, say); the flusher is gone with us.
         let target = self.changes.load(Ordering::Acquire);
-        if self.flushed.borrow().0 < target
-            && let Ok(s) = self.store.lock()
-        {
+        if self.flushed.borrow().0 < target {
+            let s = self
+                .store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let _ = write_atomic(s.path(), &s.snapshot(), |_| Ok(()));
         }
         self.kick.notify_one();

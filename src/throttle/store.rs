@@ -24,7 +24,7 @@ pub enum StoreError {
     /// The store exists but does not parse. esalert won't replace it with an
     /// empty one: that would re-fire every alert at once.
     #[error(
-        "{}:{line}:{column}: the throttle store is corrupt: {reason}; fix or restore it (an empty store is {{\"version\": 1, \"alerts\": {{}}}}, but that forgets all throttles)",
+        "{}:{line}:{column}: the throttle store is corrupt: {reason}; fix or restore it (an empty store is {{\"version\": 2, \"alerts\": {{}}}}, but that forgets all throttles)",
         path.display()
     )]
     Corrupt {
@@ -107,9 +107,20 @@ impl Store {
                 return Err(io(&lock_file, "cannot lock")(e));
             }
         }
-        let data = match std::fs::read(path) {
-            Ok(bytes) => Self::parse(path, &bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoreFile::default(),
+        let (data, migrated) = match std::fs::read(path) {
+            Ok(bytes) => {
+                let (data, migrated) = Self::parse_migrating(path, &bytes)?;
+                if migrated {
+                    // Keep the old file: a downgrade, or a look at what was
+                    // there, needs it.
+                    let mut backup = path.as_os_str().to_owned();
+                    backup.push(".v1.bak");
+                    write_atomic(Path::new(&backup), &bytes, |_| Ok(()))?;
+                    tracing::info!(event = "store_migrated", from = 1, to = VERSION, backup = %Path::new(&backup).display());
+                }
+                (data, migrated)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (StoreFile::default(), false),
             Err(e) => return Err(io(path, "cannot read")(e)),
         };
         let mut store = Store {
@@ -117,14 +128,19 @@ impl Store {
             _lock: lock,
             data,
         };
-        if !path.exists() {
+        if migrated || !path.exists() {
             store.save()?;
         }
         Ok(store)
     }
 
     fn parse(path: &Path, bytes: &[u8]) -> Result<StoreFile, StoreError> {
-        let data: StoreFile = serde_json::from_slice(bytes).map_err(|e| {
+        Self::parse_migrating(path, bytes).map(|(d, _)| d)
+    }
+
+    /// Parses the store, upgrading an older format; says whether it did.
+    fn parse_migrating(path: &Path, bytes: &[u8]) -> Result<(StoreFile, bool), StoreError> {
+        let corrupt = |e: serde_json::Error| {
             let full = e.to_string();
             let reason = full
                 .rfind(" at line ")
@@ -136,14 +152,29 @@ impl Store {
                 column: e.column(),
                 reason,
             }
-        })?;
-        if data.version != VERSION {
+        };
+        let mut doc: serde_json::Value = serde_json::from_slice(bytes).map_err(corrupt)?;
+        let migrated = super::migrate(&mut doc);
+        let found = doc.get("version").and_then(serde_json::Value::as_u64);
+        if let Some(found) = found.filter(|v| *v != u64::from(VERSION)) {
             return Err(StoreError::Version {
                 path: path.to_owned(),
-                found: data.version,
+                found: u32::try_from(found).unwrap_or(u32::MAX),
             });
         }
-        Ok(data)
+        let data: StoreFile = if migrated {
+            // An old file that doesn't parse: report the first problem in
+            // the text, where it has a line and column.
+            serde_json::from_value(doc).map_err(|e| {
+                serde_json::from_slice::<StoreFile>(bytes)
+                    .err()
+                    .map_or_else(|| corrupt(e), corrupt)
+            })?
+        } else {
+            // Parse the text again so errors keep their line and column.
+            serde_json::from_slice(bytes).map_err(corrupt)?
+        };
+        Ok((data, migrated))
     }
 
     /// The store's path.

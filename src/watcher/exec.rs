@@ -1,7 +1,8 @@
-//! Executing a watch: input, condition, transform, then each action with
-//! its own condition, transform, `foreach`, throttle and ack state.
+//! A watch's part of a run: input, condition, transform, then each
+//! action's own condition, transform and `foreach`, rendered into
+//! [`Message`]s. Throttling, acknowledgement, the outbox, delivery and
+//! retries are the pipeline's ([`crate::pipeline`]), as for every rule.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,10 +13,10 @@ use super::{
     Watch, datemath,
 };
 use crate::condition::{Op, Path, Quantifier};
-use crate::notify::Notifiers;
 use crate::render::fmt_time;
-use crate::search::{EsClient, SearchError};
-use crate::throttle::{AckState, ActionState};
+use crate::rule::{EvalContext, EvalError, Evaluated, Plan, PlannedAction};
+use crate::search::SearchError;
+use crate::sinks::{EmailAttachment, EmailMessage, Message, WebhookRequest};
 
 /// Watcher's default action throttle period.
 pub const DEFAULT_THROTTLE: Duration = Duration::from_secs(5);
@@ -50,64 +51,14 @@ pub enum ExecError {
     },
 }
 
-impl ExecError {
-    /// The search error, if a search failed.
-    pub fn search_error(&self) -> Option<&SearchError> {
-        match self {
-            ExecError::Search { source, .. } => Some(source),
-            _ => None,
+impl From<ExecError> for EvalError {
+    fn from(e: ExecError) -> Self {
+        let message = e.to_string();
+        match e {
+            ExecError::Search { source, .. } => EvalError::search(message, source),
+            _ => EvalError::new(message),
         }
     }
-}
-
-/// Simulate (render, send nothing) or execute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `esalert test`: every action that would run is `simulated`.
-    Simulate,
-    /// A real run.
-    Execute,
-}
-
-/// What one action came to.
-#[derive(Debug, Clone)]
-pub struct ActionResult {
-    /// Its id.
-    pub id: String,
-    /// Its type.
-    pub kind: &'static str,
-    /// `success`, `failure`, `simulated`, `throttled`, `acked`, `condition_failed`.
-    pub status: &'static str,
-    /// The rendered content, per element for `foreach`.
-    pub content: Value,
-    /// The failure's reason.
-    pub reason: Option<String>,
-}
-
-/// The record of one execution, shaped like Watcher's history.
-#[derive(Debug, Clone)]
-pub struct Record {
-    /// Whether the watch condition was met.
-    pub met: bool,
-    /// The payload's hit count.
-    pub hits: u64,
-    /// Action results in file order (empty when not met).
-    pub actions: Vec<ActionResult>,
-    /// The whole record as JSON.
-    pub json: Value,
-}
-
-/// What an execution needs from the outside.
-pub struct Env<'a> {
-    /// The cluster.
-    pub es: &'a EsClient,
-    /// For `http` inputs and webhooks.
-    pub http: &'a reqwest::Client,
-    /// For slack and email actions.
-    pub notifiers: &'a Notifiers,
-    /// A saved response that answers every search and http request
-    /// (`esalert test --response`): nothing is contacted.
-    pub saved: Option<Value>,
 }
 
 fn model(watch: &Watch, payload: &Value, now: DateTime<Utc>, scheduled: DateTime<Utc>) -> Value {
@@ -121,17 +72,22 @@ fn model(watch: &Watch, payload: &Value, now: DateTime<Utc>, scheduled: DateTime
     }})
 }
 
-/// Renders every string in a JSON value as a Mustache template.
-fn render_json(v: &Value, model: &Value) -> Value {
+fn raw(s: &str) -> String {
+    s.to_owned()
+}
+
+/// Renders every string in a JSON value as a Mustache template, values
+/// passed through `esc`.
+fn render_json(v: &Value, model: &Value, esc: fn(&str) -> String) -> Value {
     match v {
         Value::String(s) if s.contains("{{") => match super::mustache::Template::parse(s) {
-            Ok(t) => Value::String(t.render(model)),
+            Ok(t) => Value::String(t.render_escaped(model, esc)),
             Err(_) => v.clone(),
         },
-        Value::Array(a) => Value::Array(a.iter().map(|x| render_json(x, model)).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| render_json(x, model, esc)).collect()),
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, x)| (k.clone(), render_json(x, model)))
+                .map(|(k, x)| (k.clone(), render_json(x, model, esc)))
                 .collect(),
         ),
         other => other.clone(),
@@ -140,7 +96,7 @@ fn render_json(v: &Value, model: &Value) -> Value {
 
 async fn search(
     watch: &Watch,
-    env: &Env<'_>,
+    env: &EvalContext<'_>,
     req: &SearchRequest,
     model: &Value,
     now: DateTime<Utc>,
@@ -174,8 +130,8 @@ async fn search(
         };
         params.push((k.clone(), v));
     }
-    let body = render_json(&req.body, model);
-    if let Some(saved) = &env.saved {
+    let body = render_json(&req.body, model, raw);
+    if let Some(saved) = env.saved {
         return Ok(extract(req, saved.clone()));
     }
     let search = env.es.search_with(&indices, &params, &body);
@@ -245,50 +201,32 @@ fn http_url(req: &HttpRequest, model: &Value) -> String {
     format!("{}://{}:{}{}", req.scheme, req.host, req.port, path)
 }
 
-fn http_rendered(req: &HttpRequest, model: &Value) -> Value {
-    json!({
-        "method": req.method,
-        "url": http_url(req, model),
-        "params": req.params.iter().map(|(k, t)| (k.clone(), Value::String(t.render(model)))).collect::<Map<_, _>>(),
-        "headers": req.headers.iter().map(|(k, t)| (k.clone(), Value::String(t.render(model)))).collect::<Map<_, _>>(),
-        "body": req.body.as_ref().map(|b| b.render(model)),
-    })
-}
-
-async fn http_send(
-    env: &Env<'_>,
-    req: &HttpRequest,
-    model: &Value,
-) -> Result<(u16, reqwest::header::HeaderMap, String), String> {
-    let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|e| e.to_string())?;
-    let mut r = env.http.request(method, http_url(req, model));
-    let params: Vec<(String, String)> = req
-        .params
-        .iter()
-        .map(|(k, t)| (k.clone(), t.render(model)))
-        .collect();
-    r = r.query(&params);
-    for (k, t) in &req.headers {
-        r = r.header(k.as_str(), t.render(model));
-    }
-    if let Some((u, p)) = &req.auth {
-        r = r.basic_auth(u, Some(p));
-    }
-    if let Some(b) = &req.body {
-        r = r.body(b.render(model));
-    }
+/// The request as rendered for one run.
+fn http_request(req: &HttpRequest, model: &Value) -> WebhookRequest {
     let timeout = req.read_timeout.unwrap_or(Duration::from_secs(10))
         + req.connection_timeout.unwrap_or(Duration::from_secs(10));
-    let resp = r.timeout(timeout).send().await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    Ok((status, headers, text))
+    WebhookRequest {
+        method: req.method.clone(),
+        url: http_url(req, model),
+        params: req
+            .params
+            .iter()
+            .map(|(k, t)| (k.clone(), t.render(model)))
+            .collect(),
+        headers: req
+            .headers
+            .iter()
+            .map(|(k, t)| (k.clone(), t.render(model)))
+            .collect(),
+        body: req.body.as_ref().map(|b| b.render(model)),
+        auth: req.auth.clone(),
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+    }
 }
 
 fn run_input<'a>(
     watch: &'a Watch,
-    env: &'a Env<'a>,
+    env: &'a EvalContext<'a>,
     input: &'a Input,
     base: Value,
     now: DateTime<Utc>,
@@ -302,11 +240,12 @@ fn run_input<'a>(
             Input::Search(req) => search(watch, env, req, &m, now).await,
             Input::Http(req) => {
                 let (status, headers, text) =
-                    http_send(env, req, &m)
+                    http_request(req, &m)
+                        .send(env.http)
                         .await
-                        .map_err(|reason| ExecError::Http {
+                        .map_err(|e| ExecError::Http {
                             watch: watch.id.clone(),
-                            reason,
+                            reason: e.to_string(),
                         })?;
                 let mut payload = match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Object(o)) => Value::Object(o),
@@ -349,7 +288,8 @@ fn resolve_cmp(v: &CmpValue, payload: &Value, now: DateTime<Utc>) -> Result<(Val
         CmpValue::Const(c) => (c.clone(), false),
         CmpValue::Path(p) => (p.resolve(payload).cloned().unwrap_or(Value::Null), false),
         CmpValue::DateMath(s) => {
-            let t = datemath::compare_value(s, now).expect("date math value")?;
+            let t = datemath::compare_value(s, now)
+                .ok_or_else(|| format!("{s:?} is not date math"))??;
             (json!(t.timestamp_millis()), true)
         }
     })
@@ -406,7 +346,7 @@ fn check(c: &WCondition, payload: &Value, now: DateTime<Utc>) -> Result<bool, St
 
 async fn apply_transform(
     watch: &Watch,
-    env: &Env<'_>,
+    env: &EvalContext<'_>,
     t: &Transform,
     payload: Value,
     now: DateTime<Utc>,
@@ -437,11 +377,25 @@ fn render_list(l: &[Tmpl], m: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Renders what an action would send.
-fn render_action(kind: &ActionKind, m: &Value, payload: &Value) -> Value {
+/// What an action sends for one element, and the content Watcher's record
+/// shows for it.
+fn render_action(
+    watch: &Watch,
+    kind: &ActionKind,
+    m: &Value,
+    payload: &Value,
+) -> (Vec<Message>, Value) {
     match kind {
         ActionKind::Logging { level, text } => {
-            json!({"level": level, "logged_text": text.render(m)})
+            let text = text.render(m);
+            (
+                vec![Message::Log {
+                    alert: watch.id.clone(),
+                    level: level.clone(),
+                    text: text.clone(),
+                }],
+                json!({"level": level, "logged_text": text}),
+            )
         }
         ActionKind::Slack {
             to,
@@ -450,7 +404,8 @@ fn render_action(kind: &ActionKind, m: &Value, payload: &Value) -> Value {
             attachments,
             dynamic,
         } => {
-            let mut atts: Vec<Value> = attachments.iter().map(|a| render_json(a, m)).collect();
+            let esc = crate::render::slack_escape;
+            let mut atts: Vec<Value> = attachments.iter().map(|a| render_json(a, m, esc)).collect();
             if let Some((list_path, tmpl)) = dynamic
                 && let Some(Value::Array(items)) = Path::parse(list_path).resolve(payload)
             {
@@ -460,11 +415,24 @@ fn render_action(kind: &ActionKind, m: &Value, payload: &Value) -> Value {
                     if let (Value::Object(root), Value::Object(it)) = (&mut mm, item) {
                         root.extend(it.clone());
                     }
-                    atts.push(render_json(tmpl, &mm));
+                    atts.push(render_json(tmpl, &mm, esc));
                 }
             }
-            json!({"message": {"to": render_list(to, m), "from": from.as_ref().map(|f| f.render(m)),
-                "text": text.as_ref().map(|t| t.render(m)), "attachments": atts}})
+            let text = text.as_ref().map(|t| t.render_escaped(m, esc));
+            let channels = render_list(to, m);
+            let message = |channel: Option<String>| Message::Slack {
+                channel,
+                text: text.clone().unwrap_or_default(),
+                attachments: atts.clone(),
+            };
+            let msgs = if channels.is_empty() {
+                vec![message(None)]
+            } else {
+                channels.iter().map(|c| message(Some(c.clone()))).collect()
+            };
+            let content = json!({"message": {"to": channels, "from": from.as_ref().map(|f| f.render(m)),
+                "text": text, "attachments": atts}});
+            (msgs, content)
         }
         ActionKind::Email {
             to,
@@ -476,15 +444,58 @@ fn render_action(kind: &ActionKind, m: &Value, payload: &Value) -> Value {
             html,
             priority,
             attachments,
-        } => json!({"message": {
-            "to": render_list(to, m), "cc": render_list(cc, m), "bcc": render_list(bcc, m),
-            "reply_to": render_list(reply_to, m),
-            "subject": subject.as_ref().map(|s| s.render(m)).unwrap_or_default(),
-            "body": {"text": text.as_ref().map(|t| t.render(m)), "html": html.as_ref().map(|t| t.render(m))},
-            "priority": priority,
-            "attachments": attachments.iter().map(|(n, f)| json!({"id": n, "format": f})).collect::<Vec<_>>(),
-        }}),
-        ActionKind::Webhook(req) => json!({"request": http_rendered(req, m)}),
+        } => {
+            let text = text.as_ref().map(|t| t.render(m));
+            let html = html
+                .as_ref()
+                .map(|t| t.render_escaped(m, crate::render::html_escape));
+            let msg = EmailMessage {
+                alert: watch.id.clone(),
+                to: render_list(to, m),
+                cc: render_list(cc, m),
+                bcc: render_list(bcc, m),
+                reply_to: render_list(reply_to, m),
+                subject: subject.as_ref().map(|s| s.render(m)).unwrap_or_default(),
+                text: text.clone().unwrap_or_default(),
+                html: html.clone(),
+                priority: priority.clone(),
+                attachments: attachments
+                    .iter()
+                    .map(|(name, format)| {
+                        if format == "yaml" {
+                            EmailAttachment {
+                                filename: format!("{name}.yml"),
+                                content_type: "application/yaml".into(),
+                                data: to_yaml(payload),
+                            }
+                        } else {
+                            EmailAttachment {
+                                filename: format!("{name}.json"),
+                                content_type: "application/json".into(),
+                                data: serde_json::to_string_pretty(payload).unwrap_or_default(),
+                            }
+                        }
+                    })
+                    .collect(),
+            };
+            let content = json!({"message": {
+                "to": msg.to, "cc": msg.cc, "bcc": msg.bcc, "reply_to": msg.reply_to,
+                "subject": msg.subject, "body": {"text": text, "html": html},
+                "priority": priority,
+                "attachments": attachments.iter().map(|(n, f)| json!({"id": n, "format": f})).collect::<Vec<_>>(),
+            }});
+            (vec![Message::Email(msg)], content)
+        }
+        ActionKind::Webhook(req) => {
+            let r = http_request(req, m);
+            let content = json!({"request": {
+                "method": r.method, "url": r.url,
+                "params": r.params.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
+                "headers": r.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
+                "body": r.body,
+            }});
+            (vec![Message::Webhook(r)], content)
+        }
         ActionKind::Index {
             index,
             doc_id,
@@ -494,7 +505,22 @@ fn render_action(kind: &ActionKind, m: &Value, payload: &Value) -> Value {
             if let (Some(f), Value::Object(o)) = (execution_time_field, &mut doc) {
                 o.insert(f.clone(), m["ctx"]["execution_time"].clone());
             }
-            json!({"request": {"index": index, "doc_id": doc_id, "source": doc}})
+            let msg = match doc.get("_doc") {
+                Some(Value::Array(docs)) => Message::Index {
+                    index: index.clone(),
+                    doc_id: None,
+                    docs: docs.clone(),
+                    bulk: true,
+                },
+                _ => Message::Index {
+                    index: index.clone(),
+                    doc_id: doc_id.clone(),
+                    docs: vec![doc.clone()],
+                    bulk: false,
+                },
+            };
+            let content = json!({"request": {"index": index, "doc_id": doc_id, "source": doc}});
+            (vec![msg], content)
         }
     }
 }
@@ -503,7 +529,7 @@ fn render_action(kind: &ActionKind, m: &Value, payload: &Value) -> Value {
 pub fn to_yaml(v: &Value) -> String {
     fn scalar(v: &Value) -> String {
         match v {
-            Value::String(s) => serde_json::to_string(s).expect("string"),
+            Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
             other => other.to_string(),
         }
     }
@@ -560,213 +586,51 @@ pub fn to_yaml(v: &Value) -> String {
     out
 }
 
-async fn perform(
-    watch: &Watch,
-    env: &Env<'_>,
-    kind: &ActionKind,
-    content: &Value,
-    payload: &Value,
-    model: &Value,
-) -> Result<(), String> {
-    match kind {
-        ActionKind::Logging { level, .. } => {
-            let text = content["logged_text"].as_str().unwrap_or("");
-            match level.as_str() {
-                "error" => tracing::error!(alert = watch.id.as_str(), event = "watch_log", text),
-                "warn" | "warning" => {
-                    tracing::warn!(alert = watch.id.as_str(), event = "watch_log", text)
-                }
-                _ => tracing::info!(alert = watch.id.as_str(), event = "watch_log", text),
-            }
-            Ok(())
-        }
-        ActionKind::Slack { .. } => {
-            use slack_morphism::prelude::*;
-            let slack = env
-                .notifiers
-                .slack_client()
-                .ok_or("slack is not configured in credentials.json")?;
-            let msg = &content["message"];
-            let atts: Vec<SlackMessageAttachment> = msg["attachments"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| serde_json::from_value(a.clone()).ok())
-                .collect();
-            let text = msg["text"]
-                .as_str()
-                .map(crate::render::slack_escape)
-                .unwrap_or_default();
-            let mut c = SlackMessageContent::new().with_text(text);
-            if !atts.is_empty() {
-                c = c.with_attachments(atts);
-            }
-            let to: Vec<String> = msg["to"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect();
-            if to.is_empty() {
-                slack.post_raw(c, None).await.map_err(|e| e.to_string())
-            } else {
-                for ch in to {
-                    slack
-                        .post_raw(c.clone(), Some(&ch))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            }
-        }
-        ActionKind::Email { .. } => {
-            use lettre::message::{
-                Attachment, Mailbox, MultiPart, SinglePart, header::ContentType,
-            };
-            let email = env
-                .notifiers
-                .email_client()
-                .ok_or("email is not configured in credentials.json")?;
-            let msg = &content["message"];
-            let boxes = |k: &str| -> Result<Vec<Mailbox>, String> {
-                msg[k]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(|a| {
-                        a.parse::<Mailbox>()
-                            .map_err(|e| format!("{k} address {a:?}: {e}"))
-                    })
-                    .collect()
-            };
-            let mut b = lettre::Message::builder()
-                .from(email.from().clone())
-                .subject(crate::render::one_line(
-                    msg["subject"].as_str().unwrap_or(""),
-                ))
-                .message_id(None);
-            for m in boxes("to")? {
-                b = b.to(m);
-            }
-            for m in boxes("cc")? {
-                b = b.cc(m);
-            }
-            for m in boxes("bcc")? {
-                b = b.bcc(m);
-            }
-            for m in boxes("reply_to")? {
-                b = b.reply_to(m);
-            }
-            if let Some(p) = msg["priority"].as_str() {
-                let x = match p {
-                    "highest" => "1",
-                    "high" => "2",
-                    "low" => "4",
-                    "lowest" => "5",
-                    _ => "3",
-                };
-                b = b.header(XPriority(x.into()));
-            }
-            let text = msg["body"]["text"].as_str().unwrap_or("").to_owned();
-            let body = match msg["body"]["html"].as_str() {
-                Some(h) => MultiPart::alternative_plain_html(text, h.to_owned()),
-                None => MultiPart::mixed().singlepart(SinglePart::plain(text)),
-            };
-            let mut mixed = MultiPart::mixed().multipart(body);
-            for a in msg["attachments"].as_array().into_iter().flatten() {
-                let name = a["id"].as_str().unwrap_or("data");
-                let (data, file, ct) = if a["format"] == "yaml" {
-                    (to_yaml(payload), format!("{name}.yml"), "application/yaml")
-                } else {
-                    (
-                        serde_json::to_string_pretty(payload).expect("json"),
-                        format!("{name}.json"),
-                        "application/json",
-                    )
-                };
-                mixed = mixed.singlepart(
-                    Attachment::new(file).body(data, ContentType::parse(ct).expect("content type")),
-                );
-            }
-            let m = b.multipart(mixed).map_err(|e| e.to_string())?;
-            email.send_message(m).await.map_err(|e| e.to_string())
-        }
-        ActionKind::Webhook(req) => {
-            let (status, _, body) = http_send(env, req, model).await?;
-            if (200..300).contains(&status) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "HTTP {status}: {}",
-                    body.chars().take(200).collect::<String>()
-                ))
-            }
-        }
-        ActionKind::Index { index, doc_id, .. } => {
-            let doc = &content["request"]["source"];
-            let r = match doc.get("_doc") {
-                Some(Value::Array(docs)) => env.es.bulk_index(index, docs).await,
-                _ => env.es.index_doc(index, doc_id.as_deref(), doc).await,
-            };
-            r.map(|_| ()).map_err(|e| e.to_string())
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct XPriority(String);
-
-impl lettre::message::header::Header for XPriority {
-    fn name() -> lettre::message::header::HeaderName {
-        lettre::message::header::HeaderName::new_from_ascii_str("X-Priority")
-    }
-    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(XPriority(s.to_owned()))
-    }
-    fn display(&self) -> lettre::message::header::HeaderValue {
-        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
-    }
-}
-
-/// Runs a watch once. `states` holds each action's ack and throttle state
-/// and is updated in [`Mode::Execute`].
-pub async fn execute(
-    watch: &Watch,
-    env: &Env<'_>,
-    now: DateTime<Utc>,
-    scheduled: DateTime<Utc>,
-    mode: Mode,
-    states: &mut BTreeMap<String, ActionState>,
-) -> Result<Record, ExecError> {
+/// A watch's part of one run: input, condition, transform, and each
+/// action's condition, transform, `foreach` and rendering. Actions whose
+/// scope the pipeline suppressed (throttled, acked) are not worked on.
+pub async fn evaluate(watch: &Watch, cx: &EvalContext<'_>) -> Result<Evaluated, ExecError> {
+    let (now, scheduled) = (cx.now, cx.scheduled);
     // A saved response stands for the input, whatever its type.
-    let payload = match &env.saved {
+    let payload = match cx.saved {
         Some(v) => v.clone(),
-        None => run_input(watch, env, &watch.input, json!({}), now, scheduled).await?,
+        None => run_input(watch, cx, &watch.input, json!({}), now, scheduled).await?,
     };
     let input_payload = payload.clone();
-    let invalid = |reason: String| ExecError::Invalid {
+    let met = check(&watch.condition, &payload, now).map_err(|reason| ExecError::Invalid {
         watch: watch.id.clone(),
         reason,
-    };
-    let met = check(&watch.condition, &payload, now).map_err(invalid)?;
+    })?;
     let hits = crate::condition::hits_total(&payload);
-    let mut results = Vec::new();
     let mut payload = payload;
-    if !met {
-        // Watcher: a false condition resets acknowledgement.
-        for s in states.values_mut() {
-            s.ack = AckState::AwaitsSuccessfulExecution;
-        }
-    } else {
+    let mut actions = Vec::new();
+    let mut records = Vec::new();
+    if met {
         if let Some(t) = &watch.transform {
-            payload = apply_transform(watch, env, t, payload, now, scheduled).await?;
+            payload = apply_transform(watch, cx, t, payload, now, scheduled).await?;
         }
         for a in &watch.actions {
-            results.push(run_action(watch, env, a, &payload, now, scheduled, mode, states).await?);
+            let (planned, content) = plan_action(watch, cx, a, &payload).await?;
+            let status = match &planned.plan {
+                Plan::Send(_) => "simulated",
+                Plan::ConditionFailed => "condition_failed",
+                Plan::Suppressed(s) => s,
+            };
+            let mut o = json!({"id": a.id, "type": planned.kind, "status": status});
+            if !content.is_null() {
+                o[planned.kind] = content;
+            }
+            if status == "throttled" {
+                o["reason"] = json!(format!(
+                    "throttle_period {}",
+                    humantime::format_duration(planned.throttle)
+                ));
+            }
+            records.push(o);
+            actions.push(planned);
         }
     }
-    let json = json!({
+    let record = json!({
         "watch_id": watch.id,
         "state": if met { "executed" } else { "execution_not_needed" },
         "trigger_event": {"type": "schedule", "triggered_time": fmt_time(&now), "schedule": {"scheduled_time": fmt_time(&scheduled)}},
@@ -776,68 +640,51 @@ pub async fn execute(
             "input": {"status": "success", "payload": input_payload},
             "condition": {"status": "success", "met": met},
             "transform": if watch.transform.is_some() && met { json!({"status": "success", "payload": payload}) } else { Value::Null },
-            "actions": results.iter().map(|r| {
-                let mut o = json!({"id": r.id, "type": r.kind, "status": r.status});
-                o[r.kind] = r.content.clone();
-                if let Some(reason) = &r.reason { o["reason"] = json!(reason); }
-                o
-            }).collect::<Vec<_>>(),
+            "actions": records,
         },
     });
-    Ok(Record {
-        met,
+    let mut detail = Map::new();
+    detail.insert("watch_record".into(), record);
+    Ok(Evaluated {
+        matched: met,
         hits,
-        actions: results,
-        json,
+        partial: None,
+        missing: None,
+        took_ms: 0,
+        actions,
+        detail,
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_action(
+async fn plan_action(
     watch: &Watch,
-    env: &Env<'_>,
+    cx: &EvalContext<'_>,
     a: &Action,
     payload: &Value,
-    now: DateTime<Utc>,
-    scheduled: DateTime<Utc>,
-    mode: Mode,
-    states: &mut BTreeMap<String, ActionState>,
-) -> Result<ActionResult, ExecError> {
-    let state = states.entry(a.id.clone()).or_default();
-    let result = |status: &'static str, content: Value, reason: Option<String>| ActionResult {
+) -> Result<(PlannedAction, Value), ExecError> {
+    let throttle = a.throttle.or(watch.throttle).unwrap_or(DEFAULT_THROTTLE);
+    let planned = |plan| PlannedAction {
         id: a.id.clone(),
         kind: a.kind.type_name(),
-        status,
-        content,
-        reason,
+        scope: a.id.clone(),
+        throttle,
+        ackable: true,
+        plan,
     };
-    if state.ack == AckState::Acked {
-        return Ok(result("acked", Value::Null, None));
-    }
-    let period = a.throttle.or(watch.throttle).unwrap_or(DEFAULT_THROTTLE);
-    if let Some(last) = state.last_executed
-        && now < last + chrono::Duration::from_std(period).unwrap_or_default()
-    {
-        return Ok(result(
-            "throttled",
-            Value::Null,
-            Some(format!(
-                "throttle_period {}",
-                humantime::format_duration(period)
-            )),
-        ));
+    if let Some(s) = (cx.suppressed)(&a.id) {
+        return Ok((planned(Plan::Suppressed(s)), Value::Null));
     }
     if let Some(c) = &a.condition
-        && !check(c, payload, now).map_err(|reason| ExecError::Invalid {
+        && !check(c, payload, cx.now).map_err(|reason| ExecError::Invalid {
             watch: watch.id.clone(),
             reason,
         })?
     {
-        return Ok(result("condition_failed", Value::Null, None));
+        return Ok((planned(Plan::ConditionFailed), Value::Null));
     }
     let mut payload = payload.clone();
     if let Some(t) = &a.transform {
-        payload = apply_transform(watch, env, t, payload, now, scheduled).await?;
+        payload = apply_transform(watch, cx, t, payload, cx.now, cx.scheduled).await?;
     }
     let elements: Vec<Value> = match &a.foreach {
         None => vec![payload.clone()],
@@ -847,17 +694,12 @@ async fn run_action(
             None => Vec::new(),
         },
     };
+    let mut messages = Vec::new();
     let mut contents = Vec::new();
-    let mut failure = None;
     for el in &elements {
-        let m = model(watch, el, now, scheduled);
-        let content = render_action(&a.kind, &m, el);
-        if mode == Mode::Execute
-            && failure.is_none()
-            && let Err(e) = perform(watch, env, &a.kind, &content, el, &m).await
-        {
-            failure = Some(e);
-        }
+        let m = model(watch, el, cx.now, cx.scheduled);
+        let (msgs, content) = render_action(watch, &a.kind, &m, el);
+        messages.extend(msgs);
         contents.push(content);
     }
     let content = if a.foreach.is_some() {
@@ -865,15 +707,5 @@ async fn run_action(
     } else {
         contents.pop().unwrap_or(Value::Null)
     };
-    Ok(match (mode, failure) {
-        (Mode::Simulate, _) => result("simulated", content, None),
-        (Mode::Execute, Some(e)) => result("failure", content, Some(e)),
-        (Mode::Execute, None) => {
-            state.last_executed = Some(now);
-            if state.ack == AckState::AwaitsSuccessfulExecution {
-                state.ack = AckState::Ackable;
-            }
-            result("success", content, None)
-        }
-    })
+    Ok((planned(Plan::Send(messages)), content))
 }

@@ -37,14 +37,19 @@ pub struct Tmpl {
 impl Tmpl {
     /// Renders against `model` (whose root holds `ctx`).
     pub fn render(&self, model: &Value) -> String {
+        self.render_escaped(model, |s| s.to_owned())
+    }
+
+    /// Renders with every value passed through `esc`.
+    pub fn render_escaped(&self, model: &Value, esc: fn(&str) -> String) -> String {
         if self.params.is_empty() {
-            return self.template.render(model);
+            return self.template.render_escaped(model, esc);
         }
         let mut m = self.params.clone();
         if let Value::Object(root) = model {
             m.extend(root.clone());
         }
-        self.template.render(&Value::Object(m))
+        self.template.render_escaped(&Value::Object(m), esc)
     }
 }
 
@@ -952,7 +957,7 @@ pub fn take_ack_request(path: &std::path::Path) -> Option<Vec<String>> {
 /// Acknowledges actions as Watcher's ack API does: only `ackable` actions
 /// become `acked`. Returns the ids acked.
 pub fn ack(
-    states: &mut std::collections::BTreeMap<String, crate::throttle::ActionState>,
+    acks: &mut std::collections::BTreeMap<String, crate::throttle::AckState>,
     watch: &Watch,
     ids: &[String],
 ) -> Vec<String> {
@@ -962,9 +967,9 @@ pub fn ack(
         if !ids.is_empty() && !ids.contains(&a.id) {
             continue;
         }
-        let st = states.entry(a.id.clone()).or_default();
-        if st.ack == AckState::Ackable {
-            st.ack = AckState::Acked;
+        let st = acks.entry(a.id.clone()).or_default();
+        if *st == AckState::Ackable {
+            *st = AckState::Acked;
             acked.push(a.id.clone());
         }
     }

@@ -166,9 +166,16 @@ impl Template {
 
     /// Renders with `model` as the root context.
     pub fn render(&self, model: &Value) -> String {
+        self.render_escaped(model, |s| s.to_owned())
+    }
+
+    /// Renders with every value passed through `esc` (the template's own
+    /// text is kept), so a response value can't become markup in Slack
+    /// mrkdwn or HTML email.
+    pub fn render_escaped(&self, model: &Value, esc: fn(&str) -> String) -> String {
         let mut out = String::new();
         let mut stack = vec![model];
-        render_nodes(&self.nodes, &mut stack, &mut out);
+        render_nodes(&self.nodes, &mut stack, &mut out, esc);
         out
     }
 }
@@ -219,23 +226,28 @@ fn truthy(v: Option<&Value>) -> bool {
     }
 }
 
-fn render_nodes(nodes: &[Node], stack: &mut Vec<&Value>, out: &mut String) {
+fn render_nodes(
+    nodes: &[Node],
+    stack: &mut Vec<&Value>,
+    out: &mut String,
+    esc: fn(&str) -> String,
+) {
     for n in nodes {
         match n {
             Node::Text(t) => out.push_str(t),
             Node::Var(path) => {
                 if let Some(v) = lookup(stack, path) {
-                    out.push_str(&display(v));
+                    out.push_str(&esc(&display(v)));
                 }
             }
             Node::ToJson(path) => {
                 if let Some(v) = lookup(stack, path) {
-                    out.push_str(&v.to_string());
+                    out.push_str(&esc(&v.to_string()));
                 }
             }
             Node::Join(path) => {
                 if let Some(Value::Array(a)) = lookup(stack, path) {
-                    out.push_str(&a.iter().map(display).collect::<Vec<_>>().join(","));
+                    out.push_str(&esc(&a.iter().map(display).collect::<Vec<_>>().join(",")));
                 }
             }
             Node::Section {
@@ -246,7 +258,7 @@ fn render_nodes(nodes: &[Node], stack: &mut Vec<&Value>, out: &mut String) {
                 let v = lookup(stack, path);
                 if *inverted {
                     if !truthy(v) {
-                        render_nodes(children, stack, out);
+                        render_nodes(children, stack, out, esc);
                     }
                     continue;
                 }
@@ -257,13 +269,13 @@ fn render_nodes(nodes: &[Node], stack: &mut Vec<&Value>, out: &mut String) {
                     Some(Value::Array(items)) => {
                         for item in items {
                             stack.push(item);
-                            render_nodes(children, stack, out);
+                            render_nodes(children, stack, out, esc);
                             stack.pop();
                         }
                     }
                     Some(v) => {
                         stack.push(v);
-                        render_nodes(children, stack, out);
+                        render_nodes(children, stack, out, esc);
                         stack.pop();
                     }
                     None => {}

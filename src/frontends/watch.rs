@@ -1,0 +1,72 @@
+//! Elasticsearch Watcher watches: a `queries/<id>.json` whose top level has
+//! `trigger` and `input` (see [`crate::watcher`]).
+
+use std::any::Any;
+use std::path::Path;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::FrontEnd;
+use crate::alert::LoadError;
+use crate::condition::ScriptEngine;
+use crate::rule::{EvalContext, EvalError, Evaluated, Rule, RuleBody};
+use crate::watcher::{ActionKind, Watch};
+
+/// Reads watch files.
+pub struct WatchFrontEnd;
+
+impl FrontEnd for WatchFrontEnd {
+    fn name(&self) -> &'static str {
+        "watch"
+    }
+
+    fn claims(&self, raw: &Value) -> bool {
+        crate::watcher::is_watch(raw)
+    }
+
+    fn load(
+        &self,
+        name: &str,
+        path: &Path,
+        text: &str,
+        raw: &Value,
+        _scripts: &ScriptEngine,
+    ) -> Result<Rule, LoadError> {
+        crate::alert::parse_watch(name, path, text, raw)
+    }
+}
+
+impl RuleBody for Watch {
+    fn kind(&self) -> &'static str {
+        "watch"
+    }
+
+    fn sinks(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .actions
+            .iter()
+            .filter(|a| matches!(a.kind, ActionKind::Slack { .. } | ActionKind::Email { .. }))
+            .map(|a| a.kind.type_name().to_owned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn logs_actions(&self) -> bool {
+        true
+    }
+
+    fn evaluate<'a>(
+        &'a self,
+        _rule: &'a Rule,
+        cx: &'a EvalContext<'a>,
+    ) -> BoxFuture<'a, Result<Evaluated, EvalError>> {
+        Box::pin(async move { Ok(crate::watcher::exec::evaluate(self, cx).await?) })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

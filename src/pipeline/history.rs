@@ -1,0 +1,202 @@
+//! The history stage: what a run came to, in one vocabulary, and its lines
+//! in alerts.log.
+
+use chrono::{DateTime, Utc};
+
+use super::RunReport;
+use super::gate::Decided;
+use super::outbox::Delivered;
+use crate::render::fmt_time;
+use crate::rule::Evaluated;
+
+/// What one run of one rule came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The condition did not match.
+    NoMatch,
+    /// Delivered by every action that was due (their ids).
+    Fired(Vec<String>),
+    /// Matched, but throttled until the given time.
+    Throttled(DateTime<Utc>),
+    /// Matched, but every due action was acknowledged.
+    Acked,
+    /// Matched, but no action had anything to send (their own conditions).
+    NoAction,
+    /// Every owed delivery failed; the next run delivers again.
+    Failed,
+    /// Some deliveries succeeded and some failed; the failed ones are retried.
+    Partial,
+    /// Given up: the match grew older than `max_retry_age`.
+    Dropped,
+    /// The evaluation failed.
+    Error,
+}
+
+impl Outcome {
+    /// The outcome's name in alerts.log and the store.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::NoMatch => "no_match",
+            Outcome::Fired(_) => "fired",
+            Outcome::Throttled(_) => "throttled",
+            Outcome::Acked => "acked",
+            Outcome::NoAction => "no_action",
+            Outcome::Failed => "failed",
+            Outcome::Partial => "partial",
+            Outcome::Dropped => "dropped",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// One action's result, for rules that log one line per action.
+#[derive(Debug, Clone)]
+pub(super) struct ActionLine {
+    pub id: String,
+    /// `success`, `failure`, `throttled`, `acked`, `condition_failed`, `pending`.
+    pub outcome: &'static str,
+    pub reason: Option<String>,
+}
+
+/// The outcome of a run that matched.
+pub(super) fn outcome(
+    fired: Option<&Delivered>,
+    decided: &Decided,
+    still_owed: Option<&Delivered>,
+) -> Outcome {
+    if let Some(f) = fired {
+        return f.outcome.clone();
+    }
+    if decided.folded {
+        // Still being delivered as the earlier match.
+        return still_owed.map_or(Outcome::Partial, |d| d.outcome.clone());
+    }
+    if let Some(until) = decided.throttled_until {
+        return Outcome::Throttled(until);
+    }
+    if decided.acked {
+        return Outcome::Acked;
+    }
+    Outcome::NoAction
+}
+
+/// Adds the delivered actions' results to the per-action lines.
+pub(super) fn action_results(lines: &mut Vec<ActionLine>, f: &Delivered) {
+    for (id, result) in &f.by_action {
+        lines.push(ActionLine {
+            id: id.clone(),
+            outcome: if result.is_ok() { "success" } else { "failure" },
+            reason: result.clone().err(),
+        });
+    }
+}
+
+pub(super) fn evaluation_warnings(name: &str, eval: &Evaluated) {
+    if let Some(p) = &eval.partial {
+        tracing::warn!(alert = name, event = "partial_result", reason = %p);
+    }
+    if let Some(p) = &eval.missing {
+        tracing::warn!(alert = name, event = "missing_path", path = %p, "condition path not in response; compare is false");
+    }
+}
+
+/// The run's line, and a redelivery's when one happened on a run that
+/// didn't fold it into its own outcome.
+pub(super) fn log_run(r: &RunReport, retried: Option<&Delivered>) {
+    log_report(r);
+    if matches!(r.outcome, Outcome::NoMatch | Outcome::Error)
+        && let Some(d) = retried
+    {
+        log_retry(&r.alert, d);
+    }
+}
+
+pub(super) fn log_actions(name: &str, lines: &[ActionLine]) {
+    for l in lines {
+        match (&l.reason, l.outcome) {
+            (Some(r), "failure") => {
+                tracing::error!(alert = name, action = l.id.as_str(), outcome = l.outcome, reason = %r)
+            }
+            (Some(r), _) => {
+                tracing::info!(alert = name, action = l.id.as_str(), outcome = l.outcome, reason = %r)
+            }
+            (None, _) => tracing::info!(alert = name, action = l.id.as_str(), outcome = l.outcome),
+        }
+    }
+}
+
+fn log_report(r: &RunReport) {
+    let name = r.alert.as_str();
+    let (hits, took_ms) = r
+        .evaluation
+        .as_ref()
+        .map(|e| (e.hits, e.took_ms))
+        .unwrap_or_default();
+    let errors = || {
+        r.delivery_errors
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match &r.outcome {
+        // Logged with the failure count by the health stage.
+        Outcome::Error | Outcome::Dropped => {}
+        Outcome::NoMatch | Outcome::Acked | Outcome::NoAction => {
+            tracing::info!(alert = name, outcome = r.outcome.as_str(), hits, took_ms)
+        }
+        Outcome::Fired(ids) => {
+            tracing::info!(
+                alert = name,
+                outcome = "fired",
+                media = ids.join(","),
+                hits,
+                took_ms
+            )
+        }
+        Outcome::Throttled(until) => {
+            tracing::info!(alert = name, outcome = "throttled", until = %fmt_time(until), hits, took_ms)
+        }
+        Outcome::Failed => {
+            tracing::error!(
+                alert = name,
+                outcome = "failed",
+                hits,
+                took_ms,
+                errors = errors()
+            )
+        }
+        Outcome::Partial => {
+            tracing::warn!(
+                alert = name,
+                outcome = "partial",
+                hits,
+                took_ms,
+                errors = errors()
+            )
+        }
+    }
+}
+
+fn log_retry(name: &str, d: &Delivered) {
+    match &d.outcome {
+        Outcome::Fired(ids) => {
+            tracing::info!(
+                alert = name,
+                event = "redelivered",
+                outcome = "fired",
+                media = ids.join(",")
+            )
+        }
+        Outcome::Dropped => {}
+        other => {
+            let errors = d.errors.values().cloned().collect::<Vec<_>>().join("; ");
+            tracing::warn!(
+                alert = name,
+                event = "redelivered",
+                outcome = other.as_str(),
+                errors = errors
+            )
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! The one pipeline every rule runs through, whatever its front end:
+//!
+//! ```text
+//! schedule → window → query/transform/condition/render (the rule's body)
+//!   → per action: throttle / ack → outbox (durable) → sink with retry → history
+//! ```
+//!
+//! Stages, one file each:
+//! - [`window`]: the time range a run searches (catch-up, delay, caps);
+//! - the rule's [`RuleBody`](crate::rule::RuleBody) evaluates, holding a
+//!   search slot only while it queries;
+//! - [`gate`]: which planned actions may be delivered (throttle, ack, a
+//!   delivery still owed);
+//! - [`outbox`]: the match written before any delivery, each delivery sent
+//!   with retries and recorded as soon as known, throttles started when a
+//!   scope's last delivery succeeds, in the same write;
+//! - [`health`]: consecutive failures and the notices about alerting itself;
+//! - [`history`]: the run's lines in alerts.log, one outcome vocabulary.
+//!
+//! The order of writes is what makes esalert crash-safe: a match's
+//! deliveries are written to the store, together with the end of the window
+//! that produced it, before any delivery starts, and each delivery's result
+//! (with the throttle it completes) as soon as it is known. After a crash the
+//! next run finds what is owed and delivers it; the same window is never
+//! searched and notified again.
+
+pub mod clock;
+mod gate;
+mod health;
+mod history;
+mod outbox;
+mod window;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use history::Outcome;
+
+use crate::alert::Alert;
+use crate::condition::ScriptEngine;
+use crate::notify::Notifiers;
+use crate::render::fmt_time;
+use crate::rule::{EvalContext, Evaluated};
+use crate::search::EsClient;
+use crate::sinks::Sinks;
+use crate::throttle::{PRUNE_AFTER, SharedStore, Store, StoreError};
+
+/// In-run retries of a transient delivery failure.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per delivery within one run, the first included.
+    pub tries: usize,
+    /// The first backoff delay; later ones double, with jitter.
+    pub min_delay: Duration,
+    /// The longest backoff delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            tries: 3,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Settings of a runner.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// A match whose delivery is still owed after this long is dropped.
+    pub max_retry_age: Duration,
+    /// In-run retries.
+    pub retry: RetryPolicy,
+    /// How many rules run at once in [`Runner::run_all`].
+    pub concurrency: usize,
+    /// Consecutive failures of one rule before "alert is failing" is sent.
+    pub error_alert_after: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_retry_age: Duration::from_secs(3600),
+            retry: RetryPolicy::default(),
+            concurrency: 16,
+            error_alert_after: 5,
+        }
+    }
+}
+
+/// Why a runner can't go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store could not be written; esalert stops rather than deliver
+    /// without a record.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The report of one run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The rule.
+    pub alert: String,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The evaluation, when it succeeded.
+    pub evaluation: Option<Evaluated>,
+    /// The evaluation's error, for [`Outcome::Error`].
+    pub error: Option<String>,
+    /// Each delivery's error from this run, by delivery id.
+    pub delivery_errors: BTreeMap<String, String>,
+    /// Delivery attempts in this run per sink, and whether the last succeeded.
+    pub attempts: BTreeMap<String, (u32, bool)>,
+}
+
+/// Runs rules end to end against one cluster, one store and the sinks.
+pub struct Runner {
+    es: EsClient,
+    scripts: Arc<ScriptEngine>,
+    notifiers: Notifiers,
+    sinks: Sinks,
+    store: Arc<SharedStore>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    /// For Watcher `http` inputs.
+    http: reqwest::Client,
+    /// Bounds concurrent evaluations (the daemon's `--max-concurrency`).
+    /// Deliveries don't hold a slot, so a slow sink can't stall other
+    /// rules' searches.
+    search_slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Runner {
+    /// Builds a runner. Needs a tokio runtime (the store's writer runs on it).
+    pub fn new(
+        es: EsClient,
+        scripts: Arc<ScriptEngine>,
+        notifiers: Notifiers,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Runner {
+        let store = SharedStore::new(store);
+        Self::with_shared_store(es, scripts, notifiers, store, clock, settings)
+    }
+
+    /// Builds a runner on a store that another runner may share (the
+    /// daemon builds a new runner when credentials are reloaded).
+    pub fn with_shared_store(
+        es: EsClient,
+        scripts: Arc<ScriptEngine>,
+        notifiers: Notifiers,
+        store: Arc<SharedStore>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Runner {
+        let sinks = Sinks::new(&notifiers, &es);
+        Runner {
+            es,
+            scripts,
+            notifiers,
+            sinks,
+            store,
+            clock,
+            settings,
+            http: crate::sinks::outbound_client(),
+            search_slots: None,
+        }
+    }
+
+    /// Bounds concurrent evaluations with `slots`.
+    pub fn with_search_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Runner {
+        self.search_slots = Some(slots);
+        self
+    }
+
+    async fn slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.search_slots {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        }
+    }
+
+    /// The store, e.g. to inspect it in tests.
+    pub fn store(&self) -> &Arc<SharedStore> {
+        &self.store
+    }
+
+    /// Runs every active rule once, at most `concurrency` at a time, and
+    /// prunes store entries of rules whose file is gone.
+    pub async fn run_all(&self, alerts: &[Alert]) -> Result<Vec<RunReport>, RunError> {
+        self.prune(alerts.iter().map(|a| a.name.as_str())).await?;
+        let results: Vec<_> = futures::stream::iter(alerts.iter().filter(|a| a.active))
+            .map(|a| self.run_alert(a))
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        let mut reports = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        reports.sort_by(|a, b| a.alert.cmp(&b.alert));
+        Ok(reports)
+    }
+
+    /// Marks entries of rules that are gone, and forgets them
+    /// [`PRUNE_AFTER`] later. The daemon calls this after every reload.
+    pub async fn prune<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), RunError> {
+        let now = self.clock.now();
+        let known: std::collections::HashSet<&str> = names.into_iter().collect();
+        self.store.update(|data| {
+            data.alerts.retain(|name, st| {
+                if known.contains(name.as_str()) {
+                    st.removed_at = None;
+                    return true;
+                }
+                match st.removed_at {
+                    None => {
+                        st.removed_at = Some(now);
+                        true
+                    }
+                    Some(t) if now.signed_duration_since(t) >= PRUNE_AFTER => {
+                        tracing::info!(alert = name.as_str(), event = "pruned", removed_at = %fmt_time(&t));
+                        false
+                    }
+                    Some(_) => true,
+                }
+            })
+        });
+        self.store.commit().await?;
+        Ok(())
+    }
+
+    /// Runs one rule now.
+    pub async fn run_alert(&self, alert: &Alert) -> Result<RunReport, RunError> {
+        self.run_alert_due(alert, None).await
+    }
+
+    /// Runs one rule for the tick that was due at `due`: its window ends
+    /// there, not when the run happened to start, so spreading starts over
+    /// the tick (or a slow queue) never shifts a window, and its throttle
+    /// counts from there.
+    pub async fn run_alert_due(
+        &self,
+        rule: &Alert,
+        due: Option<DateTime<Utc>>,
+    ) -> Result<RunReport, RunError> {
+        let now = self.clock.now();
+        // A tick is never later than now: no window ends in the future.
+        let tick = due.unwrap_or(now).min(now);
+        gate::apply_ack_requests(&self.store, rule);
+        let window = window::for_run(&self.store, rule, tick);
+        let suppressed = gate::Suppressed::snapshot(&self.store, rule, now);
+        let owed_before = gate::owed_scopes(&self.store, rule);
+        let result = {
+            let _slot = self.slot().await;
+            let suppress = |scope: &str| suppressed.get(scope);
+            let cx = EvalContext {
+                es: &self.es,
+                http: &self.http,
+                scripts: &self.scripts,
+                now,
+                scheduled: tick,
+                window,
+                saved: None,
+                suppressed: &suppress,
+            };
+            rule.body.evaluate(rule, &cx).await
+        };
+
+        // Deliveries owed by earlier matches go first, with the messages
+        // rendered for those matches.
+        let retried = self.retry_owed(rule, now).await?;
+
+        let mut report = RunReport {
+            alert: rule.name.clone(),
+            outcome: Outcome::NoMatch,
+            evaluation: None,
+            error: None,
+            delivery_errors: BTreeMap::new(),
+            attempts: retried
+                .as_ref()
+                .map(|d| d.attempts.clone())
+                .unwrap_or_default(),
+        };
+        let mut failure = None;
+        let mut action_lines = Vec::new();
+        match result {
+            Err(e) => {
+                report.outcome = Outcome::Error;
+                report.error = Some(e.to_string());
+                failure = Some(e);
+            }
+            Ok(eval) => {
+                history::evaluation_warnings(&rule.name, &eval);
+                if !eval.matched {
+                    gate::condition_false(&self.store, rule);
+                    report.outcome = Outcome::NoMatch;
+                } else {
+                    let decided = gate::decide(&self.store, rule, &eval, &owed_before, now);
+                    action_lines = decided.lines.clone();
+                    let fired = if decided.to_send.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            self.fire(rule, decided.to_send.clone(), tick, window, now)
+                                .await?,
+                        )
+                    };
+                    report.outcome = history::outcome(
+                        fired.as_ref(),
+                        &decided,
+                        retried.as_ref().filter(|d| d.outcome != Outcome::Dropped),
+                    );
+                    if let Some(f) = &fired {
+                        report.delivery_errors = f.errors.clone();
+                        for (sink, a) in &f.attempts {
+                            report.attempts.insert(sink.clone(), *a);
+                        }
+                        history::action_results(&mut action_lines, f);
+                    } else if let Some(d) = retried.as_ref().filter(|_| decided.folded) {
+                        report.delivery_errors = d.errors.clone();
+                    }
+                }
+                report.evaluation = Some(eval);
+            }
+        }
+        history::log_run(&report, retried.as_ref());
+        if rule.body.logs_actions() {
+            history::log_actions(&rule.name, &action_lines);
+        }
+        let notices = self
+            .record_run(rule, &report, failure.as_ref(), window, now)
+            .await?;
+        for n in notices {
+            self.send_notice(n).await;
+        }
+        Ok(report)
+    }
+}
+
+/// Evaluates a rule once without sending or recording anything
+/// (`esalert test`): the same window, evaluation and gate as a real run,
+/// against the saved response when given. Actions the store says are
+/// throttled or acknowledged show as such.
+pub async fn dry_run(
+    rule: &Alert,
+    es: &EsClient,
+    scripts: &ScriptEngine,
+    saved: Option<&serde_json::Value>,
+    state: Option<&crate::throttle::AlertState>,
+    now: DateTime<Utc>,
+) -> Result<Evaluated, crate::rule::EvalError> {
+    let suppressed = gate::Suppressed::of(state, now);
+    let suppress = |scope: &str| suppressed.get(scope);
+    let http = crate::sinks::outbound_client();
+    let cx = EvalContext {
+        es,
+        http: &http,
+        scripts,
+        now,
+        scheduled: now,
+        window: crate::engine::default_window(rule, now),
+        saved,
+        suppressed: &suppress,
+    };
+    rule.body.evaluate(rule, &cx).await
+}
+
+/// Sends every message an evaluation planned, once, outside the store
+/// (`esalert test --send`). Returns each delivery's result by action id.
+pub async fn send_now(
+    sinks: &Sinks,
+    eval: &Evaluated,
+) -> Vec<(String, Result<(), crate::sinks::SinkError>)> {
+    let mut out = Vec::new();
+    for a in &eval.actions {
+        if let crate::rule::Plan::Send(msgs) = &a.plan {
+            for m in msgs {
+                let r = match tokio::time::timeout(outbox::SEND_TIMEOUT, sinks.send(m)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(crate::sinks::SinkError::transient(m.sink(), "timed out")),
+                };
+                out.push((a.id.clone(), r));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,447 @@
+//! The outbox stage: a match's deliveries are written before any is sent;
+//! each is sent through its sink with retries, and its result recorded as
+//! soon as it is known, together with the throttle (and Watcher ack) its
+//! success completes. A crash at any instant re-sends at most the delivery
+//! that was in flight.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
+
+use super::history::Outcome;
+use super::{RunError, Runner};
+use crate::alert::Alert;
+use crate::notify::Notification;
+use crate::render::{Window, fmt_time};
+use crate::rule::{Plan, PlannedAction};
+use crate::sinks::{Message, SinkError};
+use crate::throttle::{
+    AckState, AlertState, Delivery, DeliveryStatus, Match, OUTBOX_MAX, WHOLE_RULE,
+};
+
+/// The longest one delivery attempt may take, whatever the sink: a peer
+/// that accepts a connection and never answers must not hold a rule.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One delivery's result and attempts, once recorded.
+type Sent = Result<(Result<(), SinkError>, u32), RunError>;
+
+/// What delivering some matches came to.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivered {
+    pub outcome: Outcome,
+    /// Errors by delivery id.
+    pub errors: BTreeMap<String, String>,
+    /// Attempts per sink in this run, and whether the last succeeded.
+    pub attempts: BTreeMap<String, (u32, bool)>,
+    /// Each action's result, in order: ok, or its first error.
+    pub by_action: Vec<(String, Result<(), String>)>,
+}
+
+impl Delivered {
+    fn dropped() -> Self {
+        Delivered {
+            outcome: Outcome::Dropped,
+            errors: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            by_action: Vec::new(),
+        }
+    }
+}
+
+/// Keeps every match still owed and the newest one; beyond
+/// [`OUTBOX_MAX`] owed matches, the oldest are dropped.
+fn trim(name: &str, st: &mut AlertState) {
+    let last = st.outbox.len().saturating_sub(1);
+    let mut i = 0;
+    st.outbox.retain(|m| {
+        let keep = i == last || !m.settled();
+        i += 1;
+        keep
+    });
+    let owed = st.outbox.iter().filter(|m| !m.settled()).count();
+    for m in st
+        .outbox
+        .iter_mut()
+        .filter(|m| !m.settled())
+        .take(owed.saturating_sub(OUTBOX_MAX))
+    {
+        for d in m.deliveries.values_mut() {
+            if d.status == DeliveryStatus::Pending {
+                d.status = DeliveryStatus::Dropped;
+            }
+        }
+        tracing::error!(alert = name, outcome = "dropped", matched_at = %fmt_time(&m.matched_at),
+            reason = format!("more than {OUTBOX_MAX} notifications owed; the oldest is given up"));
+    }
+}
+
+/// Starts the throttle of `scope` (and makes its Watcher actions ackable)
+/// once every delivery of the scope in match `mi` succeeded.
+fn settle(st: &mut AlertState, mi: usize, scope: &str, t: DateTime<Utc>) {
+    let Some(m) = st.outbox.get(mi) else { return };
+    let in_scope: Vec<&Delivery> = m.deliveries.values().filter(|d| d.scope == scope).collect();
+    if in_scope.is_empty() || in_scope.iter().any(|d| d.status != DeliveryStatus::Sent) {
+        return;
+    }
+    let secs = in_scope.iter().map(|d| d.throttle_secs).max().unwrap_or(0);
+    let ackable: Vec<String> = in_scope
+        .iter()
+        .filter(|d| d.ackable)
+        .map(|d| d.action.clone())
+        .collect();
+    // Counted from the tick that matched, not from when delivery ended.
+    let until = i64::try_from(secs)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|p| m.matched_at.checked_add_signed(p));
+    let key = st.keys.entry(m.key.clone()).or_default();
+    if secs > 0
+        && let Some(u) = until
+    {
+        let e = key.throttled_until.entry(scope.to_owned()).or_insert(u);
+        *e = (*e).max(u);
+    }
+    for a in ackable {
+        let s = key.ack.entry(a).or_default();
+        if *s == AckState::AwaitsSuccessfulExecution {
+            *s = AckState::Ackable;
+        }
+    }
+    st.last_fired = Some(t);
+}
+
+impl Runner {
+    /// Writes a new match to the outbox, with the end of the window that
+    /// produced it, then delivers it.
+    pub(super) async fn fire(
+        &self,
+        rule: &Alert,
+        actions: Vec<PlannedAction>,
+        tick: DateTime<Utc>,
+        window: Window,
+        now: DateTime<Utc>,
+    ) -> Result<Delivered, RunError> {
+        let mut deliveries = BTreeMap::new();
+        let mut order = 0u32;
+        for a in &actions {
+            let Plan::Send(msgs) = &a.plan else { continue };
+            for (i, m) in msgs.iter().enumerate() {
+                let id = if msgs.len() == 1 {
+                    a.id.clone()
+                } else {
+                    format!("{}#{}", a.id, i + 1)
+                };
+                deliveries.insert(
+                    id,
+                    Delivery {
+                        action: a.id.clone(),
+                        scope: a.scope.clone(),
+                        throttle_secs: a.throttle.as_secs(),
+                        ackable: a.ackable,
+                        message: m.clone(),
+                        order,
+                        status: DeliveryStatus::Pending,
+                        attempts: 0,
+                        last_error: None,
+                        sent_at: None,
+                    },
+                );
+                order = order.saturating_add(1);
+            }
+        }
+        let seq = self.store.update(|d| {
+            let st = d.alerts.entry(rule.name.clone()).or_default();
+            let seq = st.outbox.last().map_or(1, |m| m.seq.saturating_add(1));
+            st.outbox.push(Match {
+                seq,
+                matched_at: tick,
+                key: WHOLE_RULE.to_owned(),
+                deliveries,
+            });
+            // The window that produced this match is done: from here on a
+            // crash delivers what is owed; it never notifies the window again.
+            st.last_window_end = Some(st.last_window_end.map_or(window.end, |e| e.max(window.end)));
+            trim(&rule.name, st);
+            seq
+        });
+        // The outbox entry is durable before anything is sent.
+        self.store.commit().await?;
+        self.deliver(&rule.name, &|m: &Match| m.seq == seq, now)
+            .await
+    }
+
+    /// Retries deliveries owed by earlier matches, or drops matches that
+    /// grew too old. `None` when nothing was owed.
+    pub(super) async fn retry_owed(
+        &self,
+        rule: &Alert,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Delivered>, RunError> {
+        let max_age = chrono::Duration::from_std(self.settings.max_retry_age)
+            .unwrap_or(chrono::Duration::hours(1));
+        let (dropped, oldest) = self.store.update(|data| {
+            let Some(st) = data.alerts.get_mut(&rule.name) else {
+                return (Vec::new(), None);
+            };
+            let mut dropped = Vec::new();
+            for m in st.outbox.iter_mut().filter(|m| !m.settled()) {
+                if now.signed_duration_since(m.matched_at) <= max_age {
+                    continue;
+                }
+                let mut reasons = Vec::new();
+                for (id, d) in m.deliveries.iter_mut() {
+                    if d.status == DeliveryStatus::Pending {
+                        d.status = DeliveryStatus::Dropped;
+                        reasons.push(format!(
+                            "{id}: {}",
+                            d.last_error.as_deref().unwrap_or("never delivered")
+                        ));
+                    }
+                }
+                dropped.push((m.matched_at, reasons));
+            }
+            let oldest = st
+                .outbox
+                .iter()
+                .find(|m| !m.settled())
+                .map(|m| m.matched_at);
+            (dropped, oldest)
+        });
+        if !dropped.is_empty() {
+            self.store.commit().await?;
+            for (matched_at, reasons) in &dropped {
+                tracing::error!(
+                    alert = rule.name.as_str(),
+                    outcome = "dropped",
+                    matched_at = %fmt_time(matched_at),
+                    reason = format!(
+                        "undelivered for longer than max_retry_age ({}); {}",
+                        humantime::format_duration(self.settings.max_retry_age),
+                        reasons.join("; ")
+                    )
+                );
+            }
+        }
+        let Some(oldest) = oldest else {
+            return Ok((!dropped.is_empty()).then(Delivered::dropped));
+        };
+        tracing::info!(alert = rule.name.as_str(), event = "redeliver", matched_at = %fmt_time(&oldest));
+        self.deliver(&rule.name, &|m: &Match| !m.settled(), now)
+            .await
+            .map(Some)
+    }
+
+    /// Delivers the owed deliveries of the selected matches, concurrently,
+    /// recording each result as soon as it is known.
+    async fn deliver(
+        &self,
+        name: &str,
+        select: &(dyn Fn(&Match) -> bool + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Delivered, RunError> {
+        let work: Vec<(u64, String, Delivery)> = self.store.read(|d| {
+            d.alerts
+                .get(name)
+                .map(|st| {
+                    st.outbox
+                        .iter()
+                        .filter(|m| select(m))
+                        .flat_map(|m| {
+                            m.deliveries
+                                .iter()
+                                .filter(|(_, d)| d.status == DeliveryStatus::Pending)
+                                .map(|(id, d)| (m.seq, id.clone(), d.clone()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        let seqs: Vec<u64> = work.iter().map(|(s, _, _)| *s).collect();
+        // Actions are delivered concurrently; the messages of one action
+        // (its channels, its foreach elements) in order.
+        let mut lanes: Vec<Vec<usize>> = Vec::new();
+        let mut ordered: Vec<usize> = (0..work.len()).collect();
+        ordered.sort_by_key(|i| (work[*i].0, work[*i].2.order));
+        for i in ordered {
+            match lanes.iter_mut().find(|l| {
+                l.first()
+                    .is_some_and(|f| work[*f].2.action == work[i].2.action)
+            }) {
+                Some(l) => l.push(i),
+                None => lanes.push(vec![i]),
+            }
+        }
+        let work_ref = &work;
+        let lane_results = futures::future::join_all(lanes.iter().map(|lane| async move {
+            let mut out = Vec::new();
+            for i in lane {
+                let (seq, id, d) = &work_ref[*i];
+                out.push((*i, self.deliver_one(name, *seq, id, d, now).await));
+            }
+            out
+        }))
+        .await;
+        let mut results: Vec<Option<Sent>> = (0..work.len()).map(|_| None).collect();
+        for (i, r) in lane_results.into_iter().flatten() {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+        let mut out = Delivered {
+            outcome: Outcome::Failed,
+            errors: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            by_action: Vec::new(),
+        };
+        for ((_, id, d), r) in work.iter().zip(results) {
+            let Some(r) = r else { continue };
+            let (result, tries) = r?;
+            let sink = d.message.sink().to_owned();
+            let e = out.attempts.entry(sink).or_insert((0, true));
+            e.0 = e.0.saturating_add(tries);
+            e.1 = result.is_ok();
+            let err = result.err().map(|e| e.to_string());
+            if let Some(msg) = &err {
+                out.errors.insert(id.clone(), msg.clone());
+            }
+            match out.by_action.iter_mut().find(|(a, _)| *a == d.action) {
+                Some((_, r @ Ok(()))) => {
+                    if let Some(msg) = err {
+                        *r = Err(msg);
+                    }
+                }
+                Some(_) => {}
+                None => out
+                    .by_action
+                    .push((d.action.clone(), err.map_or(Ok(()), Err))),
+            }
+        }
+        out.outcome = self.store.read(|data| {
+            let Some(st) = data.alerts.get(name) else {
+                return Outcome::Failed;
+            };
+            let mut all: Vec<&Delivery> = st
+                .outbox
+                .iter()
+                .filter(|m| seqs.contains(&m.seq))
+                .flat_map(|m| m.deliveries.values())
+                .collect();
+            all.sort_by_key(|d| d.order);
+            if all.iter().all(|d| d.status != DeliveryStatus::Pending) {
+                let mut ids: Vec<String> = Vec::new();
+                for d in all {
+                    if !ids.contains(&d.action) {
+                        ids.push(d.action.clone());
+                    }
+                }
+                Outcome::Fired(ids)
+            } else if all.iter().any(|d| d.status == DeliveryStatus::Sent) {
+                Outcome::Partial
+            } else {
+                Outcome::Failed
+            }
+        });
+        Ok(out)
+    }
+
+    /// Sends one owed delivery and records its result (and the throttle it
+    /// completes) durably.
+    async fn deliver_one(
+        &self,
+        name: &str,
+        seq: u64,
+        id: &str,
+        d: &Delivery,
+        now: DateTime<Utc>,
+    ) -> Sent {
+        let (result, tries) = self.send_with_retries(&d.message, name).await;
+        let sent_at = self.clock.now();
+        self.store.update(|data| {
+            let Some(st) = data.alerts.get_mut(name) else {
+                return;
+            };
+            let Some(mi) = st.outbox.iter().position(|m| m.seq == seq) else {
+                return;
+            };
+            if let Some(x) = st.outbox[mi].deliveries.get_mut(id) {
+                x.attempts = x.attempts.saturating_add(tries);
+                match &result {
+                    Ok(()) => {
+                        x.status = DeliveryStatus::Sent;
+                        x.sent_at = Some(sent_at);
+                        x.last_error = None;
+                    }
+                    Err(e) => x.last_error = Some(e.to_string()),
+                }
+            }
+            // The throttle starts in the same write as the result that
+            // completes it: a crash can't deliver and forget to throttle.
+            settle(st, mi, &d.scope, sent_at.max(now));
+        });
+        // Each result is durable as soon as it is known, so a crash
+        // re-sends at most the delivery that was in flight.
+        self.store.commit().await?;
+        Ok((result, tries))
+    }
+
+    /// Sends one message, retrying transient failures with exponential
+    /// backoff and jitter. Returns the result and the number of attempts.
+    pub(super) async fn send_with_retries(
+        &self,
+        m: &Message,
+        alert: &str,
+    ) -> (Result<(), SinkError>, u32) {
+        let tries = AtomicU32::new(0);
+        let p = self.settings.retry;
+        let result = (|| async {
+            tries.fetch_add(1, Ordering::Relaxed);
+            match tokio::time::timeout(SEND_TIMEOUT, self.sinks.send(m)).await {
+                Ok(r) => r,
+                Err(_) => Err(SinkError::transient(
+                    m.sink(),
+                    format!(
+                        "no answer within {}",
+                        humantime::format_duration(SEND_TIMEOUT)
+                    ),
+                )),
+            }
+        })
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(p.min_delay)
+                .with_max_delay(p.max_delay)
+                .with_max_times(p.tries.saturating_sub(1))
+                .with_jitter(),
+        )
+        .when(SinkError::is_transient)
+        .adjust(|e, d| e.retry_after().map(|r| r.min(p.max_delay)).or(d))
+        .notify(|e, d| {
+            tracing::warn!(alert, event = "delivery_retry", sink = e.sink(), error = %e, retry_in_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        })
+        .await;
+        (result, tries.load(Ordering::Relaxed))
+    }
+
+    /// Sends a notice about alerting itself to every configured medium.
+    pub(super) async fn send_notice(&self, n: Notification) {
+        for medium in self.notifiers.configured() {
+            let m = Message::Notification {
+                sink: medium.as_str().to_owned(),
+                notification: n.clone(),
+            };
+            let (r, _) = self.send_with_retries(&m, &n.alert).await;
+            match r {
+                Ok(()) => {
+                    tracing::warn!(event = "notice", medium = medium.as_str(), subject = %n.rendered.subject)
+                }
+                Err(e) => {
+                    tracing::error!(event = "notice_failed", medium = medium.as_str(), subject = %n.rendered.subject, error = %e)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The one rule every front end compiles to, and what its evaluation yields.
+//!
+//! A [`Rule`] carries what the pipeline needs of any rule (name, schedule,
+//! window settings) and a [`RuleBody`]: the front end's own part, which runs
+//! query → transform → condition → render and returns planned actions. What
+//! happens to those actions (throttle, ack, outbox, delivery, retry,
+//! history) is the pipeline's, the same for every front end.
+
+use std::any::Any;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::alert::Schedule;
+use crate::condition::ScriptEngine;
+use crate::render::Window;
+use crate::search::{EsClient, SearchError};
+use crate::sinks::Message;
+
+/// A loaded, validated rule, ready to run.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The file stem.
+    pub name: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// IANA time zone of a cron schedule; UTC when absent.
+    pub timezone: Option<chrono_tz::Tz>,
+    /// Inactive rules are validated but never run.
+    pub active: bool,
+    /// Shifts the window back, for documents that arrive late.
+    pub query_delay: Duration,
+    /// The longest window a catch-up search covers after an outage.
+    pub max_catchup: Duration,
+    /// The front end's part.
+    pub body: Arc<dyn RuleBody>,
+}
+
+impl Rule {
+    /// The front end's part as its concrete type, for front-end tools
+    /// (`ack` for watches, benches for native alerts).
+    pub fn body_as<T: 'static>(&self) -> Option<&T> {
+        self.body.as_any().downcast_ref::<T>()
+    }
+
+    /// The native alert, if this rule is one.
+    pub fn native(&self) -> Option<&crate::frontends::native::NativeAlert> {
+        self.body_as()
+    }
+
+    /// The Watcher watch, if this rule is one.
+    pub fn watch(&self) -> Option<&crate::watcher::Watch> {
+        self.body_as()
+    }
+
+    /// The default window length at `due`: one schedule period.
+    pub fn period(&self, due: DateTime<Utc>) -> chrono::Duration {
+        self.schedule.period_at(due, self.timezone)
+    }
+}
+
+/// What the pipeline gives a front end for one evaluation.
+pub struct EvalContext<'a> {
+    /// The cluster.
+    pub es: &'a EsClient,
+    /// For `http` inputs.
+    pub http: &'a reqwest::Client,
+    /// For Rhai conditions.
+    pub scripts: &'a ScriptEngine,
+    /// When the run started.
+    pub now: DateTime<Utc>,
+    /// The scheduled tick.
+    pub scheduled: DateTime<Utc>,
+    /// The time range to search.
+    pub window: Window,
+    /// A saved response that stands for every search (`test --response`).
+    pub saved: Option<&'a Value>,
+    /// Scopes whose actions won't be delivered this run (throttled,
+    /// acknowledged), so that the front end can skip their work.
+    pub suppressed: &'a (dyn Fn(&str) -> Option<&'static str> + Sync),
+}
+
+/// An action a match asks for.
+#[derive(Debug, Clone)]
+pub struct PlannedAction {
+    /// The action's id (`slack`, `email`, a Watcher action id).
+    pub id: String,
+    /// Its type, for logs (`slack`, `email`, `webhook`, …).
+    pub kind: &'static str,
+    /// The throttle scope: [`crate::throttle::RULE_SCOPE`] when the rule
+    /// throttles as a whole.
+    pub scope: String,
+    /// The scope's throttle period.
+    pub throttle: Duration,
+    /// Whether Watcher acknowledgement applies.
+    pub ackable: bool,
+    /// What to send, or why nothing is.
+    pub plan: Plan,
+}
+
+/// What an action will do.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// Deliver these messages.
+    Send(Vec<Message>),
+    /// Its own condition was false (Watcher `condition_failed`).
+    ConditionFailed,
+    /// Left out by the front end because its scope was suppressed.
+    Suppressed(&'static str),
+}
+
+/// What one evaluation came to.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluated {
+    /// Whether the rule's condition matched.
+    pub matched: bool,
+    /// The response's hit count.
+    pub hits: u64,
+    /// Why the response was partial, if it was.
+    pub partial: Option<String>,
+    /// A condition path that was missing from the response.
+    pub missing: Option<String>,
+    /// The search's wall time.
+    pub took_ms: u64,
+    /// The actions, when matched.
+    pub actions: Vec<PlannedAction>,
+    /// What `esalert test` prints besides `alert`, `matched` and `hits`
+    /// (the rendered notification, or Watcher's `watch_record`).
+    pub detail: serde_json::Map<String, Value>,
+}
+
+/// Why an evaluation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct EvalError {
+    message: String,
+    search: Option<SearchError>,
+}
+
+impl EvalError {
+    /// An error with its full message (naming the rule).
+    pub fn new(message: impl Into<String>) -> Self {
+        EvalError {
+            message: message.into(),
+            search: None,
+        }
+    }
+
+    /// A failed search; `message` names the rule and includes the cause.
+    pub fn search(message: impl Into<String>, source: SearchError) -> Self {
+        EvalError {
+            message: message.into(),
+            search: Some(source),
+        }
+    }
+
+    /// The search error, if the search is what failed.
+    pub fn search_error(&self) -> Option<&SearchError> {
+        self.search.as_ref()
+    }
+}
+
+/// A front end's part of a rule.
+pub trait RuleBody: Send + Sync + fmt::Debug + Any {
+    /// `native`, `watch`, …
+    fn kind(&self) -> &'static str;
+    /// The sinks its actions may use, for `check` against credentials.
+    fn sinks(&self) -> Vec<String>;
+    /// Whether alerts.log gets one line per action (Watcher's history
+    /// shape) besides the run's line.
+    fn logs_actions(&self) -> bool {
+        false
+    }
+    /// Query → transform → condition → render.
+    fn evaluate<'a>(
+        &'a self,
+        rule: &'a Rule,
+        cx: &'a EvalContext<'a>,
+    ) -> BoxFuture<'a, Result<Evaluated, EvalError>>;
+    /// Itself, for [`Rule::body_as`].
+    fn as_any(&self) -> &dyn Any;
+}
