@@ -209,7 +209,7 @@ fn cluster_errors_backoff_recovery_and_alerts_about_alerting() {
 }
 
 #[test]
-fn auth_errors_logged_with_a_hint_at_most_hourly() {
+fn auth_errors_logged_every_run_with_a_hint() {
     let es = EsStandIn::start();
     es.set_default(Reply::unauthorized());
     let p = Project::new();
@@ -227,7 +227,8 @@ fn auth_errors_logged_with_a_hint_at_most_hourly() {
         .into_iter()
         .filter(|l| has(l, "alert", "auth") && has(l, "outcome", "error"))
         .collect();
-    assert_eq!(errors.len(), 1, "{errors:?}");
+    // Every evaluation is one line in alerts.log, repeated 401s included.
+    assert!(errors.len() >= 5, "{errors:?}");
     assert!(
         errors[0]["error"].contains("check username/password or api_key"),
         "{:?}",

@@ -54,6 +54,8 @@ pub struct Alerts {
     /// Loaded alerts by name.
     pub by_name: BTreeMap<String, Scheduled>,
     rejected: HashMap<PathBuf, Option<Stamp>>,
+    /// Names removed since the caller last took them (for metrics).
+    pub removed: Vec<String>,
 }
 
 fn next_due(a: &Alert, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -71,6 +73,7 @@ impl Alerts {
             scripts,
             by_name: BTreeMap::new(),
             rejected: HashMap::new(),
+            removed: Vec::new(),
         }
     }
 
@@ -117,9 +120,15 @@ impl Alerts {
         for name in gone {
             self.by_name.remove(&name);
             tracing::info!(alert = name.as_str(), event = "removed");
+            self.removed.push(name);
         }
         self.rejected.retain(|p, _| p.exists());
         deferred
+    }
+
+    /// Files that failed validation and are not running.
+    pub fn rejected(&self) -> usize {
+        self.rejected.len()
     }
 
     fn load(

@@ -39,6 +39,10 @@ pub struct Metrics {
     delivery_attempts: Family<MediumLabel, Counter>,
     delivery_failures: Family<MediumLabel, Counter>,
     alerts_loaded: Gauge,
+    rejected_files: Gauge,
+    stuck_deliveries: Gauge,
+    /// Set while the store can't be written (nothing is delivered then).
+    store_failing: std::sync::atomic::AtomicBool,
     last_tick_age: Gauge<f64, AtomicU64>,
     /// Unix milliseconds of the scheduler's last tick.
     last_tick_ms: AtomicI64,
@@ -64,6 +68,9 @@ impl Default for Metrics {
             delivery_attempts: Family::default(),
             delivery_failures: Family::default(),
             alerts_loaded: Gauge::default(),
+            rejected_files: Gauge::default(),
+            stuck_deliveries: Gauge::default(),
+            store_failing: std::sync::atomic::AtomicBool::new(false),
             last_tick_age: Gauge::default(),
             last_tick_ms: AtomicI64::new(0),
             registry: Registry::default(),
@@ -109,6 +116,16 @@ impl Default for Metrics {
             "alerts_loaded",
             "Alerts loaded from the queries directory",
             m.alerts_loaded.clone(),
+        );
+        registry.register(
+            "rejected_files",
+            "Files in the queries directory that failed validation",
+            m.rejected_files.clone(),
+        );
+        registry.register(
+            "stuck_deliveries",
+            "Deliveries owed for longer than five minutes",
+            m.stuck_deliveries.clone(),
         );
         registry.register(
             "last_tick_age_seconds",
@@ -166,6 +183,38 @@ impl Metrics {
         }
     }
 
+    /// Removes a deleted alert's series.
+    pub fn forget(&self, alert: &str) {
+        let l = label(alert);
+        for f in [
+            &self.runs,
+            &self.matches,
+            &self.fired,
+            &self.throttled,
+            &self.errors,
+            &self.skipped,
+        ] {
+            f.remove(&l);
+        }
+    }
+
+    /// Sets the number of rejected files.
+    pub fn set_rejected(&self, n: usize) {
+        self.rejected_files
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the number of deliveries owed for too long.
+    pub fn set_stuck(&self, n: usize) {
+        self.stuck_deliveries
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Records whether the store could be written.
+    pub fn set_store_failing(&self, failing: bool) {
+        self.store_failing.store(failing, Ordering::Relaxed);
+    }
+
     /// Records a run skipped for overrun.
     pub fn skipped(&self, alert: &str) {
         self.skipped.get_or_create(&label(alert)).inc();
@@ -206,19 +255,36 @@ impl Metrics {
 pub const STALL_AFTER: Duration = Duration::from_secs(10);
 
 async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    let rejected = m.rejected_files.get();
+    let stuck = m.stuck_deliveries.get();
+    let store_failing = m.store_failing.load(Ordering::Relaxed);
+    let detail = format!("rejected_files={rejected} stuck_deliveries={stuck}");
     match m.tick_age() {
-        Some(age) if age < STALL_AFTER => {
+        Some(age) if age >= STALL_AFTER => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "stalled: no scheduler tick for {}s {detail}\n",
+                age.as_secs()
+            ),
+        ),
+        Some(_) if store_failing => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "store_write_failed: nothing is delivered until the store can be written {detail}\n"
+            ),
+        ),
+        Some(_) if stuck > 0 => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("deliveries_stuck: {stuck} owed for more than 5 minutes {detail}\n"),
+        ),
+        Some(_) => {
             let ms = m.last_tick_ms.load(Ordering::Relaxed);
             let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
             (
                 StatusCode::OK,
-                format!("ok last_tick={}\n", crate::render::fmt_time(&t)),
+                format!("ok last_tick={} {detail}\n", crate::render::fmt_time(&t)),
             )
         }
-        Some(age) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("stalled: no scheduler tick for {}s\n", age.as_secs()),
-        ),
         None => (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_owned()),
     }
 }

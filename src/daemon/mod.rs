@@ -244,9 +244,15 @@ pub async fn run(
     let mut next_rescan = tokio::time::Instant::now() + cfg.rescan;
     tokio::pin!(shutdown);
 
+    let mut next_stuck_check = tokio::time::Instant::now();
     loop {
         metrics.tick();
+        metrics.set_store_failing(store.write_failing());
         let now = Utc::now();
+        if next_stuck_check <= tokio::time::Instant::now() {
+            next_stuck_check = tokio::time::Instant::now() + Duration::from_secs(5);
+            metrics.set_stuck(store.read(|d| crate::throttle::stuck_deliveries(d, now)));
+        }
         for (name, s) in alerts.by_name.iter_mut() {
             let Some(due) = s.next_due else { continue };
             if due > now {
@@ -262,16 +268,20 @@ pub async fn run(
             let (runner, alert, running) = (runner.clone(), s.alert.clone(), s.running.clone());
             let delay = spread_delay(name, cfg.tick_spread);
             inflight.spawn(async move {
-                // Whatever happens to the run, the rule is free to run again.
-                let _running = RunningGuard(running);
+                // Whatever happens to the run, the rule is free to run again
+                // once its decisions are on disk (deliveries don't hold it).
+                let running = RunningGuard(running);
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
                 // Boxed: a run's full state exists only while it runs. The
                 // runner bounds concurrent searches with `sem` itself, and
                 // deliveries (which may wait on Slack) hold no slot.
-                let run =
-                    std::panic::AssertUnwindSafe(Box::pin(runner.run_alert_due(&alert, Some(due))));
+                let run = std::panic::AssertUnwindSafe(Box::pin(runner.run_scheduled(
+                    &alert,
+                    Some(due),
+                    running,
+                )));
                 let r = match futures::FutureExt::catch_unwind(run).await {
                     Ok(r) => r,
                     Err(p) => {
@@ -329,7 +339,10 @@ pub async fn run(
             }
             Some(done) = inflight.join_next(), if !inflight.is_empty() => match done {
                 Ok((_, Ok(report))) => metrics.record(&report),
-                Ok((name, Err(e))) => tracing::error!(alert = name.as_str(), event = "store_error", error = %e),
+                Ok((name, Err(e))) => {
+                    tracing::error!(alert = name.as_str(), event = "store_write_failed", error = %e,
+                        "nothing is delivered until the store can be written");
+                }
                 Err(e) => tracing::error!(event = "run_panicked", error = %e),
             },
             Some(()) = fs_rx.recv() => {
@@ -343,6 +356,10 @@ pub async fn run(
                 .scan(Utc::now(), false, true)
                 .then(|| now_i + alerts::SETTLE);
             metrics.set_loaded(alerts.by_name.len());
+            for name in alerts.removed.drain(..) {
+                metrics.forget(&name);
+            }
+            metrics.set_rejected(alerts.rejected());
             if next_rescan <= now_i {
                 next_rescan = now_i + cfg.rescan;
                 // Entries of deleted rules are forgotten after a while, as `once` does.

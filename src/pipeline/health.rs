@@ -4,13 +4,12 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{RunError, RunReport, Runner};
+use super::{Outcome, RunError, RunReport, Runner};
 use crate::alert::Alert;
 use crate::notify::Notification;
 use crate::render::{Rendered, Window};
 use crate::rule::EvalError;
-use crate::search::SearchError;
-use crate::throttle::StoreFile;
+use crate::throttle::{ClusterDown, StoreFile};
 
 fn notice(alert: &str, subject: String, text: String, now: DateTime<Utc>) -> Notification {
     Notification {
@@ -38,7 +37,7 @@ impl Runner {
     ) -> Result<Vec<Notification>, RunError> {
         let notices = self
             .store
-            .update(|data| self.account(rule, report.outcome.as_str(), failure, window, now, data));
+            .update(|data| self.account(rule, report, failure, window, now, data));
         // Bookkeeping of an ordinary run need not wait for the disk; a
         // notice about alerting itself should not go out unrecorded.
         if !notices.is_empty() {
@@ -50,7 +49,7 @@ impl Runner {
     fn account(
         &self,
         rule: &Alert,
-        outcome: &str,
+        report: &RunReport,
         failure: Option<&EvalError>,
         window: Window,
         now: DateTime<Utc>,
@@ -60,73 +59,105 @@ impl Runner {
         let name = rule.name.as_str();
         let st = data.alerts.entry(rule.name.clone()).or_default();
         st.last_run = Some(now);
-        st.last_outcome = Some(outcome.to_owned());
-        match failure {
-            None => {
-                st.last_window_end =
-                    Some(st.last_window_end.map_or(window.end, |e| e.max(window.end)));
-                st.consecutive_failures = 0;
-                st.auth_error_logged = None;
-                if std::mem::take(&mut st.failing_notified) {
-                    notices.push(notice(
-                        name,
-                        format!("esalert: alert {name} recovered"),
-                        format!("esalert: alert {name} runs successfully again."),
-                        now,
-                    ));
-                }
-                if std::mem::take(&mut data.cluster_down_notified) {
-                    notices.push(notice(
-                        "esalert",
-                        format!("esalert: cluster {} is reachable again", self.es.url()),
-                        format!("esalert: searches on {} succeed again.", self.es.url()),
-                        now,
-                    ));
-                }
+        st.last_outcome = Some(report.outcome.as_str().to_owned());
+        if failure.is_none() {
+            // The window was searched, whatever happened to deliveries.
+            st.last_window_end = Some(st.last_window_end.map_or(window.end, |e| e.max(window.end)));
+        }
+        // Why this run failed: its evaluation, or every delivery it tried.
+        let reason = match (failure, &report.outcome) {
+            (Some(e), _) => Some(e.to_string()),
+            (None, Outcome::Failed) => Some(format!(
+                "every delivery failed: {}",
+                report
+                    .delivery_errors
+                    .values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            _ => None,
+        };
+        let Some(reason) = reason else {
+            st.consecutive_failures = 0;
+            if std::mem::take(&mut st.failing_notified) {
+                notices.push(notice(
+                    name,
+                    format!("esalert: alert {name} recovered"),
+                    format!("esalert: alert {name} runs successfully again."),
+                    now,
+                ));
             }
-            Some(e) => {
-                st.consecutive_failures = st.consecutive_failures.saturating_add(1);
-                let search = e.search_error();
-                // A bad password fails every run; say so hourly, not every minute.
-                let log_it = match search {
-                    Some(se) if se.is_auth() => {
-                        let due = st.auth_error_logged.is_none_or(|t| {
-                            now.signed_duration_since(t) >= chrono::Duration::hours(1)
-                        });
-                        if due {
-                            st.auth_error_logged = Some(now);
-                        }
-                        due
-                    }
-                    _ => true,
-                };
-                if log_it {
-                    tracing::error!(alert = name, outcome = "error", failures = st.consecutive_failures, error = %e);
-                }
-                if st.consecutive_failures >= self.settings.error_alert_after {
-                    if search.is_some_and(SearchError::is_unreachable) {
-                        // Every rule fails at once: one notice for the cluster.
-                        if !data.cluster_down_notified {
-                            data.cluster_down_notified = true;
-                            notices.push(notice(
-                                "esalert",
-                                format!("esalert: cluster {} is unreachable", self.es.url()),
-                                format!("esalert: cluster {} is unreachable: {e}", self.es.url()),
-                                now,
-                            ));
-                        }
-                    } else if !st.failing_notified {
-                        st.failing_notified = true;
-                        notices.push(notice(
-                            name,
-                            format!("esalert: alert {name} is failing"),
-                            format!("esalert: alert {name} is failing: {e}"),
-                            now,
-                        ));
-                    }
-                }
+            if failure.is_none()
+                && let Some(what) = data.cluster_notified.take()
+            {
+                notices.push(notice(
+                    "esalert",
+                    format!(
+                        "esalert: cluster {} is {} again",
+                        self.es.url(),
+                        what.recovered()
+                    ),
+                    format!("esalert: searches on {} succeed again.", self.es.url()),
+                    now,
+                ));
             }
+            return notices;
+        };
+        st.consecutive_failures = st.consecutive_failures.saturating_add(1);
+        let search = failure.and_then(EvalError::search_error);
+        // Every failed run is a line (a failed delivery's was logged with
+        // the run's outcome).
+        if failure.is_some() {
+            tracing::error!(alert = name, outcome = "error", failures = st.consecutive_failures, error = %reason);
+        }
+        if st.consecutive_failures < self.settings.error_alert_after {
+            return notices;
+        }
+        // A failure of the cluster itself fails every rule at once: one
+        // notice for the cluster instead of one per rule.
+        let cluster = match search {
+            Some(se) if se.is_unreachable() => Some(ClusterDown::Unreachable),
+            Some(se) if se.is_auth() => Some(ClusterDown::Rejected),
+            _ => None,
+        };
+        if let Some(what) = cluster {
+            if data.cluster_notified.is_none() {
+                data.cluster_notified = Some(what);
+                let cause = strip_rule(&reason, name);
+                notices.push(notice(
+                    "esalert",
+                    format!("esalert: cluster {} {}", self.es.url(), what.describe()),
+                    format!(
+                        "esalert: cluster {} {}: {cause}",
+                        self.es.url(),
+                        what.describe()
+                    ),
+                    now,
+                ));
+            }
+        } else if !st.failing_notified {
+            st.failing_notified = true;
+            notices.push(notice(
+                name,
+                format!("esalert: alert {name} is failing"),
+                format!(
+                    "esalert: alert {name} is failing: {}",
+                    strip_rule(&reason, name)
+                ),
+                now,
+            ));
         }
         notices
     }
+}
+
+/// An error message without its leading "alert NAME: " (the notice says it).
+fn strip_rule<'a>(reason: &'a str, name: &str) -> &'a str {
+    reason
+        .strip_prefix("alert ")
+        .or_else(|| reason.strip_prefix("watch "))
+        .and_then(|r| r.strip_prefix(name))
+        .and_then(|r| r.strip_prefix(": "))
+        .unwrap_or(reason)
 }

@@ -26,6 +26,9 @@ pub enum Outcome {
     Failed,
     /// Some deliveries succeeded and some failed; the failed ones are retried.
     Partial,
+    /// Written to the outbox; an earlier delivery of the rule was still
+    /// going, so the next run delivers it.
+    Queued,
     /// Given up: the match grew older than `max_retry_age`.
     Dropped,
     /// The evaluation failed.
@@ -43,6 +46,7 @@ impl Outcome {
             Outcome::NoAction => "no_action",
             Outcome::Failed => "failed",
             Outcome::Partial => "partial",
+            Outcome::Queued => "queued",
             Outcome::Dropped => "dropped",
             Outcome::Error => "error",
         }
@@ -142,7 +146,7 @@ fn log_report(r: &RunReport) {
     match &r.outcome {
         // Logged with the failure count by the health stage.
         Outcome::Error | Outcome::Dropped => {}
-        Outcome::NoMatch | Outcome::Acked | Outcome::NoAction => {
+        Outcome::NoMatch | Outcome::Acked | Outcome::NoAction | Outcome::Queued => {
             tracing::info!(alert = name, outcome = r.outcome.as_str(), hits, took_ms)
         }
         Outcome::Fired(ids) => {

@@ -136,6 +136,8 @@ pub struct Runner {
     /// Deliveries don't hold a slot, so a slow sink can't stall other
     /// rules' searches.
     search_slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Per-rule delivery locks; see [`Runner::delivery_lock`].
+    delivering: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Runner {
@@ -173,6 +175,7 @@ impl Runner {
             settings,
             http: crate::sinks::outbound_client(),
             search_slots: None,
+            delivering: Default::default(),
         }
     }
 
@@ -253,6 +256,19 @@ impl Runner {
         rule: &Alert,
         due: Option<DateTime<Utc>>,
     ) -> Result<RunReport, RunError> {
+        self.run_scheduled(rule, due, ()).await
+    }
+
+    /// [`run_alert_due`](Self::run_alert_due), dropping `release` once
+    /// the run's decisions are durable and before any delivery starts: the
+    /// daemon passes the guard that keeps the rule from running twice, so a
+    /// slow or hung sink never holds up the rule's next search.
+    pub async fn run_scheduled<G: Send>(
+        &self,
+        rule: &Alert,
+        due: Option<DateTime<Utc>>,
+        release: G,
+    ) -> Result<RunReport, RunError> {
         let now = self.clock.now();
         // A tick is never later than now: no window ends in the future.
         let tick = due.unwrap_or(now).min(now);
@@ -276,23 +292,17 @@ impl Runner {
             rule.body.evaluate(rule, &cx).await
         };
 
-        // Deliveries owed by earlier matches go first, with the messages
-        // rendered for those matches.
-        let retried = self.retry_owed(rule, now).await?;
-
         let mut report = RunReport {
             alert: rule.name.clone(),
             outcome: Outcome::NoMatch,
             evaluation: None,
             error: None,
             delivery_errors: BTreeMap::new(),
-            attempts: retried
-                .as_ref()
-                .map(|d| d.attempts.clone())
-                .unwrap_or_default(),
+            attempts: BTreeMap::new(),
         };
         let mut failure = None;
-        let mut action_lines = Vec::new();
+        let mut decided = None;
+        let mut new_match = None;
         match result {
             Err(e) => {
                 report.outcome = Outcome::Error;
@@ -303,34 +313,70 @@ impl Runner {
                 history::evaluation_warnings(&rule.name, &eval);
                 if !eval.matched {
                     gate::condition_false(&self.store, rule);
-                    report.outcome = Outcome::NoMatch;
                 } else {
-                    let decided = gate::decide(&self.store, rule, &eval, &owed_before, now);
-                    action_lines = decided.lines.clone();
-                    let fired = if decided.to_send.is_empty() {
-                        None
-                    } else {
-                        Some(
-                            self.fire(rule, decided.to_send.clone(), tick, window, now)
-                                .await?,
-                        )
-                    };
-                    report.outcome = history::outcome(
-                        fired.as_ref(),
-                        &decided,
-                        retried.as_ref().filter(|d| d.outcome != Outcome::Dropped),
-                    );
-                    if let Some(f) = &fired {
-                        report.delivery_errors = f.errors.clone();
-                        for (sink, a) in &f.attempts {
-                            report.attempts.insert(sink.clone(), *a);
-                        }
-                        history::action_results(&mut action_lines, f);
-                    } else if let Some(d) = retried.as_ref().filter(|_| decided.folded) {
-                        report.delivery_errors = d.errors.clone();
+                    let d = gate::decide(&self.store, rule, &eval, &owed_before, now);
+                    if !d.to_send.is_empty() {
+                        new_match = Some(self.write_match(rule, &d.to_send, tick, window));
                     }
+                    decided = Some(d);
                 }
                 report.evaluation = Some(eval);
+            }
+        }
+        // Everything owed, the new match among it, is on disk before
+        // anything is sent: if the store can't be written, nothing is.
+        let owes = self
+            .store
+            .read(|d| d.alerts.get(&rule.name).is_some_and(|s| s.pending()));
+        if owes {
+            self.store.commit().await?;
+        }
+        drop(release);
+
+        let (retried, fired) = match self.delivery_lock(&rule.name).try_lock_owned() {
+            Ok(_delivering) => {
+                // Deliveries owed by earlier matches go first, with the
+                // messages rendered for those matches.
+                let retried = self.retry_owed(rule, new_match, now).await?;
+                let fired = match new_match {
+                    Some(seq) => Some(self.deliver(&rule.name, &|m| m.seq == seq, now).await?),
+                    None => None,
+                };
+                (retried, fired)
+            }
+            Err(_) => {
+                // An earlier run of this rule is still delivering; what this
+                // run added waits in the outbox for the next run.
+                tracing::warn!(
+                    alert = rule.name.as_str(),
+                    event = "delivery_in_progress",
+                    "an earlier delivery of this alert is still going; owed deliveries wait for the next run"
+                );
+                (None, None)
+            }
+        };
+        if let Some(d) = &retried {
+            report.attempts = d.attempts.clone();
+        }
+        let mut action_lines = Vec::new();
+        if let Some(decided) = &decided {
+            action_lines = decided.lines.clone();
+            report.outcome = match (&fired, new_match) {
+                (None, Some(_)) => Outcome::Queued,
+                _ => history::outcome(
+                    fired.as_ref(),
+                    decided,
+                    retried.as_ref().filter(|d| d.outcome != Outcome::Dropped),
+                ),
+            };
+            if let Some(f) = &fired {
+                report.delivery_errors = f.errors.clone();
+                for (sink, a) in &f.attempts {
+                    report.attempts.insert(sink.clone(), *a);
+                }
+                history::action_results(&mut action_lines, f);
+            } else if let Some(d) = retried.as_ref().filter(|_| decided.folded) {
+                report.delivery_errors = d.errors.clone();
             }
         }
         history::log_run(&report, retried.as_ref());
@@ -344,6 +390,20 @@ impl Runner {
             self.send_notice(n).await;
         }
         Ok(report)
+    }
+
+    /// The lock a rule's deliveries hold, so that two runs never send the
+    /// same owed delivery at once.
+    fn delivery_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .delivering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Forget locks nobody holds, so removed rules don't accumulate.
+        if locks.len() > 1024 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(name.to_owned()).or_default().clone()
     }
 }
 

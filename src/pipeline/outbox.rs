@@ -116,18 +116,18 @@ fn settle(st: &mut AlertState, mi: usize, scope: &str, t: DateTime<Utc>) {
 
 impl Runner {
     /// Writes a new match to the outbox, with the end of the window that
-    /// produced it, then delivers it.
-    pub(super) async fn fire(
+    /// produced it (in memory; the caller commits before delivering).
+    /// Returns the match's number.
+    pub(super) fn write_match(
         &self,
         rule: &Alert,
-        actions: Vec<PlannedAction>,
+        actions: &[PlannedAction],
         tick: DateTime<Utc>,
         window: Window,
-        now: DateTime<Utc>,
-    ) -> Result<Delivered, RunError> {
+    ) -> u64 {
         let mut deliveries = BTreeMap::new();
         let mut order = 0u32;
-        for a in &actions {
+        for a in actions {
             let Plan::Send(msgs) = &a.plan else { continue };
             for (i, m) in msgs.iter().enumerate() {
                 let id = if msgs.len() == 1 {
@@ -153,7 +153,7 @@ impl Runner {
                 order = order.saturating_add(1);
             }
         }
-        let seq = self.store.update(|d| {
+        self.store.update(|d| {
             let st = d.alerts.entry(rule.name.clone()).or_default();
             let seq = st.outbox.last().map_or(1, |m| m.seq.saturating_add(1));
             st.outbox.push(Match {
@@ -167,11 +167,7 @@ impl Runner {
             st.last_window_end = Some(st.last_window_end.map_or(window.end, |e| e.max(window.end)));
             trim(&rule.name, st);
             seq
-        });
-        // The outbox entry is durable before anything is sent.
-        self.store.commit().await?;
-        self.deliver(&rule.name, &|m: &Match| m.seq == seq, now)
-            .await
+        })
     }
 
     /// Retries deliveries owed by earlier matches, or drops matches that
@@ -179,6 +175,7 @@ impl Runner {
     pub(super) async fn retry_owed(
         &self,
         rule: &Alert,
+        except: Option<u64>,
         now: DateTime<Utc>,
     ) -> Result<Option<Delivered>, RunError> {
         let max_age = chrono::Duration::from_std(self.settings.max_retry_age)
@@ -188,7 +185,11 @@ impl Runner {
                 return (Vec::new(), None);
             };
             let mut dropped = Vec::new();
-            for m in st.outbox.iter_mut().filter(|m| !m.settled()) {
+            for m in st
+                .outbox
+                .iter_mut()
+                .filter(|m| !m.settled() && Some(m.seq) != except)
+            {
                 if now.signed_duration_since(m.matched_at) <= max_age {
                     continue;
                 }
@@ -207,7 +208,7 @@ impl Runner {
             let oldest = st
                 .outbox
                 .iter()
-                .find(|m| !m.settled())
+                .find(|m| !m.settled() && Some(m.seq) != except)
                 .map(|m| m.matched_at);
             (dropped, oldest)
         });
@@ -230,14 +231,18 @@ impl Runner {
             return Ok((!dropped.is_empty()).then(Delivered::dropped));
         };
         tracing::info!(alert = rule.name.as_str(), event = "redeliver", matched_at = %fmt_time(&oldest));
-        self.deliver(&rule.name, &|m: &Match| !m.settled(), now)
-            .await
-            .map(Some)
+        self.deliver(
+            &rule.name,
+            &|m: &Match| !m.settled() && Some(m.seq) != except,
+            now,
+        )
+        .await
+        .map(Some)
     }
 
     /// Delivers the owed deliveries of the selected matches, concurrently,
     /// recording each result as soon as it is known.
-    async fn deliver(
+    pub(super) async fn deliver(
         &self,
         name: &str,
         select: &(dyn Fn(&Match) -> bool + Sync),

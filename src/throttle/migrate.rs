@@ -16,6 +16,11 @@ pub fn migrate(doc: &mut Value) -> bool {
         return false;
     }
     doc["version"] = json!(2);
+    if let Some(top) = doc.as_object_mut()
+        && top.remove("cluster_down_notified") == Some(Value::Bool(true))
+    {
+        top.insert("cluster_notified".into(), json!("unreachable"));
+    }
     if let Some(Value::Object(alerts)) = doc.get_mut("alerts") {
         for st in alerts.values_mut() {
             if let Value::Object(st) = st {
@@ -27,6 +32,8 @@ pub fn migrate(doc: &mut Value) -> bool {
 }
 
 fn v1_alert(st: &mut Map<String, Value>) {
+    // Version 2 logs every failed run; nothing to remember.
+    st.remove("auth_error_logged");
     let mut key = Map::new();
     if let Some(t) = st.remove("throttled_until") {
         key.insert("throttled_until".into(), json!({ RULE_SCOPE: t }));

@@ -31,6 +31,20 @@ pub const PRUNE_AFTER: chrono::Duration = chrono::Duration::days(7);
 /// are dropped (and logged), so a long outage can't grow the store forever.
 pub const OUTBOX_MAX: usize = 50;
 
+/// A delivery owed for longer than this counts as stuck (`/healthz`).
+pub const STUCK_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
+/// How many deliveries have been owed for longer than [`STUCK_AFTER`].
+pub fn stuck_deliveries(data: &StoreFile, now: DateTime<Utc>) -> usize {
+    data.alerts
+        .values()
+        .flat_map(|st| &st.outbox)
+        .filter(|m| now.signed_duration_since(m.matched_at) > STUCK_AFTER)
+        .flat_map(|m| m.deliveries.values())
+        .filter(|d| d.status == DeliveryStatus::Pending)
+        .count()
+}
+
 /// The group key of rules that don't group: one key for the whole rule.
 pub const WHOLE_RULE: &str = "";
 
@@ -47,9 +61,38 @@ pub struct StoreFile {
     /// Per-rule state, by rule name.
     #[serde(default)]
     pub alerts: BTreeMap<String, AlertState>,
-    /// Set once "cluster unreachable" was sent, until a search succeeds.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub cluster_down_notified: bool,
+    /// Set once a notice said the cluster is unreachable or rejects
+    /// esalert's credentials, until a search succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_notified: Option<ClusterDown>,
+}
+
+/// What is wrong with the cluster, as a notice said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterDown {
+    /// Connections fail.
+    Unreachable,
+    /// Authentication or authorization fails (401/403).
+    Rejected,
+}
+
+impl ClusterDown {
+    /// As in "cluster X is unreachable".
+    pub fn describe(self) -> &'static str {
+        match self {
+            ClusterDown::Unreachable => "is unreachable",
+            ClusterDown::Rejected => "rejects esalert's credentials",
+        }
+    }
+
+    /// As in "cluster X is reachable again".
+    pub fn recovered(self) -> &'static str {
+        match self {
+            ClusterDown::Unreachable => "reachable",
+            ClusterDown::Rejected => "accepting esalert's credentials",
+        }
+    }
 }
 
 impl Default for StoreFile {
@@ -57,7 +100,7 @@ impl Default for StoreFile {
         StoreFile {
             version: VERSION,
             alerts: BTreeMap::new(),
-            cluster_down_notified: false,
+            cluster_notified: None,
         }
     }
 }
@@ -82,9 +125,6 @@ pub struct AlertState {
     /// Runs that failed in a row.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub consecutive_failures: u32,
-    /// When an authentication error was last logged; logged at most hourly.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth_error_logged: Option<DateTime<Utc>>,
     /// Set once "alert is failing" was sent, until the alert recovers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failing_notified: bool,

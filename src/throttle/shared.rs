@@ -102,6 +102,11 @@ impl SharedStore {
             .to_owned()
     }
 
+    /// Whether the last write failed (it is retried every second).
+    pub fn write_failing(&self) -> bool {
+        self.flushed.borrow().1.is_some()
+    }
+
     /// Writes now if anything changed (shutdown).
     pub async fn flush_now(&self) -> Result<(), StoreError> {
         self.write().await;
