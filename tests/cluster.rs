@@ -23,7 +23,8 @@ use support::daemon::has;
 use support::opensearch::{Engine, engine};
 use support::{Project, SlackStandIn, SmtpServer, log_lines, repo};
 
-/// The engine, or an early return when there is none (outside CI).
+/// The engine, or an early return when there is none (outside CI); with an
+/// index and mappings, that index is created afresh.
 macro_rules! engine_or_return {
     () => {
         match engine() {
@@ -31,6 +32,11 @@ macro_rules! engine_or_return {
             None => return,
         }
     };
+    ($index:expr, $mappings:expr) => {{
+        let es = engine_or_return!();
+        es.recreate($index, $mappings);
+        es
+    }};
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -94,6 +100,20 @@ fn dry_run(p: &Project, name: &str) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `esalert once` over the window from `start` to now and checks that
+/// `name` fired on `hits` documents.
+fn once_fires(p: &Project, name: &str, start: DateTime<Utc>, hits: u64) {
+    window_starts_at(p, name, start);
+    esalert(p.path()).arg("once").assert().success();
+    let lines = log_lines(p.path());
+    let line = lines
+        .iter()
+        .find(|l| has(l, "alert", name) && l.contains_key("outcome"))
+        .unwrap_or_else(|| panic!("{name}: {lines:#?}"));
+    assert_eq!(line["outcome"], "fired", "{line:?}");
+    assert_eq!(line["hits"], hits.to_string(), "{line:?}");
 }
 
 /// The mrkdwn sections of a Slack post, joined.
@@ -192,9 +212,8 @@ fn engine_is_up_and_painless_execute_answers() {
 
 #[test]
 fn admin_logins_counts_and_buckets_from_real_documents() {
-    let es = engine_or_return!();
     let index = "winlogbeat-esalert-admin";
-    es.recreate(index, winlogbeat_mappings());
+    let es = engine_or_return!(index, winlogbeat_mappings());
     let now = now_ms();
     let t0 = now - Duration::minutes(30);
     let m = |n: i64| t0 + Duration::minutes(n);
@@ -246,15 +265,7 @@ fn admin_logins_counts_and_buckets_from_real_documents() {
     assert!(msg.ends_with(":\n- admin: 1\n"), "{msg}");
 
     // `once` searches from the stored window end (t0) to now.
-    window_starts_at(&p, "admin_logins", t0);
-    esalert(p.path()).arg("once").assert().success();
-    let lines = log_lines(p.path());
-    let fired = lines
-        .iter()
-        .find(|l| has(l, "alert", "admin_logins") && l.contains_key("outcome"))
-        .unwrap_or_else(|| panic!("{lines:#?}"));
-    assert_eq!(fired["outcome"], "fired", "{fired:?}");
-    assert_eq!(fired["hits"], "5", "{fired:?}");
+    once_fires(&p, "admin_logins", t0, 5);
     let posts = slack.delivered();
     assert_eq!(posts.len(), 1);
     assert_eq!(posts[0].body["channel"], "#alerts");
@@ -276,9 +287,8 @@ fn admin_logins_counts_and_buckets_from_real_documents() {
 
 #[test]
 fn failed_login_burst_script_reads_real_ip_buckets() {
-    let es = engine_or_return!();
     let index = "winlogbeat-esalert-burst";
-    es.recreate(index, winlogbeat_mappings());
+    let es = engine_or_return!(index, winlogbeat_mappings());
     let t0 = now_ms() - Duration::minutes(30);
     let s = |n: i64| t0 + Duration::seconds(n);
     let users = ["Administrator", "admin", "guest"];
@@ -314,15 +324,7 @@ fn failed_login_burst_script_reads_real_ip_buckets() {
     let v = dry_run(&p, "failed_login_burst");
     assert_eq!(v["matched"], false, "nothing in the last minute: {v}");
 
-    window_starts_at(&p, "failed_login_burst", t0);
-    esalert(p.path()).arg("once").assert().success();
-    let lines = log_lines(p.path());
-    assert!(
-        lines.iter().any(|l| has(l, "alert", "failed_login_burst")
-            && has(l, "outcome", "fired")
-            && has(l, "hits", "50")),
-        "{lines:#?}"
-    );
+    once_fires(&p, "failed_login_burst", t0, 50);
     let posts = slack.delivered();
     assert_eq!(posts.len(), 1);
     assert_eq!(posts[0].body["channel"], "#soc", "the alert's channel");
@@ -392,15 +394,7 @@ fn service_error_rate_array_compare_over_real_buckets() {
     assert!(msg.ends_with(":\n- checkout: 10.0% (4 of 40)\n"), "{msg}");
     assert!(!msg.contains("search:") && !msg.contains("login"), "{msg}");
 
-    window_starts_at(&p, "service_error_rate", t0);
-    esalert(p.path()).arg("once").assert().success();
-    let lines = log_lines(p.path());
-    assert!(
-        lines.iter().any(|l| has(l, "alert", "service_error_rate")
-            && has(l, "outcome", "fired")
-            && has(l, "hits", "150")),
-        "{lines:#?}"
-    );
+    once_fires(&p, "service_error_rate", t0, 150);
     let text = slack_text(&slack.delivered()[0]);
     assert!(
         text.contains(&format!("between {} and ", ts(t0)))
@@ -424,9 +418,8 @@ fn fixed_now() -> DateTime<Utc> {
 
 #[tokio::test]
 async fn window_start_is_included_and_end_excluded() {
-    let es = engine_or_return!();
     let index = "winlogbeat-esalert-window";
-    es.recreate(index, winlogbeat_mappings());
+    let es = engine_or_return!(index, winlogbeat_mappings());
     let now = fixed_now();
     let start = now - Duration::minutes(1);
     let ms = Duration::milliseconds(1);
@@ -476,9 +469,8 @@ async fn window_start_is_included_and_end_excluded() {
 
 #[tokio::test]
 async fn every_condition_type_on_real_answers() {
-    let es = engine_or_return!();
     let index = "esalert-conditions";
-    es.recreate(index, service_mappings());
+    let es = engine_or_return!(index, service_mappings());
     let now = fixed_now();
     let window = Window {
         start: now - Duration::minutes(1),
@@ -576,9 +568,8 @@ async fn every_condition_type_on_real_answers() {
 
 #[test]
 fn real_errors_reach_alerts_log_with_their_root_cause() {
-    let es = engine_or_return!();
     let index = "esalert-errors";
-    es.recreate(index, service_mappings());
+    let es = engine_or_return!(index, service_mappings());
     let now = now_ms();
     let docs: Vec<Value> = (0..7)
         .map(|i| request(now - Duration::seconds(10 + i), "web", 200))
