@@ -42,6 +42,8 @@ async fn both_total_shapes_give_the_same_count() {
     assert_eq!(hits_total(&b.response), 42);
     assert_eq!(hits_total(&gte.response), 10000);
     assert!(a.partial.is_none() && b.partial.is_none());
+    // A count the cluster stopped at is said to be one.
+    assert!(gte.partial.unwrap().contains("lower bound"));
 }
 
 #[tokio::test]
@@ -114,6 +116,28 @@ async fn error_answers_are_typed_with_elasticsearch_reasons() {
     let e = c.search(&q, &json!({})).await.unwrap_err();
     assert!(
         matches!(&e, SearchError::Request { status: 400, kind, reason } if kind == "parsing_exception" && reason == "unknown query [mtach]"),
+        "{e}"
+    );
+    assert!(!e.is_transient());
+
+    // As a real engine answers (tests/cluster.rs sees the same on OpenSearch):
+    // the root cause and the position reach the message.
+    es.push(Reply::misspelt_query("mtach", 1, 38));
+    let e = c.search(&q, &json!({})).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "HTTP 400 from the cluster: x_content_parse_exception: [1:38] [bool] failed to parse field [filter]; \
+         root cause: parsing_exception: unknown query [mtach] did you mean [match]? (line 1, column 38 of the search body as sent)"
+    );
+    es.push(Reply::all_shards_failed(
+        "parse_exception",
+        "failed to parse date field [2026-11-21T20:40:00.000Z] with format [dd/MM/yyyy]",
+    ));
+    let e = c.search(&q, &json!({})).await.unwrap_err();
+    assert!(
+        matches!(&e, SearchError::Request { status: 400, kind, reason }
+            if kind == "search_phase_execution_exception"
+            && reason.ends_with("root cause: parse_exception: failed to parse date field [2026-11-21T20:40:00.000Z] with format [dd/MM/yyyy]")),
         "{e}"
     );
     assert!(!e.is_transient());

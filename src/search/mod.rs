@@ -102,9 +102,10 @@ pub enum SearchError {
     Request {
         /// The status code.
         status: u16,
-        /// `error.root_cause[0].type`.
+        /// `error.type`.
         kind: String,
-        /// `error.root_cause[0].reason`.
+        /// `error.reason`, with the root cause and the position in the body
+        /// when the cluster gives them.
         reason: String,
     },
     /// 5xx.
@@ -499,26 +500,41 @@ fn snippet(body: &[u8]) -> String {
     s.into_owned()
 }
 
-/// Elasticsearch's reason for an error answer: `error.root_cause[0]`, then
-/// `error.reason`, then a plain-string `error`, then the raw body.
+/// Elasticsearch's error type and reason for an error answer. The type is
+/// `error.type`; the reason is `error.reason`, followed by the root cause
+/// (`error.root_cause[0]`) when it says something else, as for
+/// `search_phase_execution_exception: all shards failed`, and by the
+/// position in the request body when the cluster gives one (a misspelt
+/// query). Answers without that structure fall back to a plain-string
+/// `error`, `message`, or the raw body.
 fn error_reason(body: &[u8]) -> (String, String) {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return ("unknown".into(), snippet(body));
     };
     let err = &v["error"];
     let root = &err["root_cause"][0];
-    let kind = root["type"]
-        .as_str()
-        .or(err["type"].as_str())
+    let top_kind = err["type"].as_str();
+    let top_reason = err["reason"].as_str();
+    let kind = top_kind
+        .or(root["type"].as_str())
         .unwrap_or("unknown")
         .to_owned();
-    let reason = root["reason"]
-        .as_str()
-        .or(err["reason"].as_str())
+    let mut reason = top_reason
+        .or(root["reason"].as_str())
         .or(err.as_str())
         .or(v["message"].as_str())
         .map(str::to_owned)
         .unwrap_or_else(|| snippet(body));
+    if let (Some(rk), Some(rr)) = (root["type"].as_str(), root["reason"].as_str())
+        && (Some(rk) != top_kind || Some(rr) != top_reason)
+    {
+        reason = format!("{reason}; root cause: {rk}: {rr}");
+    }
+    let line = root["line"].as_u64().or(err["line"].as_u64());
+    let col = root["col"].as_u64().or(err["col"].as_u64());
+    if let (Some(line), Some(col)) = (line, col) {
+        reason = format!("{reason} (line {line}, column {col} of the search body as sent)");
+    }
     (kind, reason)
 }
 
@@ -575,6 +591,14 @@ pub fn partial_reason(response: &Value) -> Option<String> {
             }
         ));
     }
+    // A count the cluster stopped at (`track_total_hits` false or a number,
+    // 10,000 by default) makes `hits.total` conditions compare a lower bound.
+    if response["hits"]["total"]["relation"].as_str() == Some("gte") {
+        let at = &response["hits"]["total"]["value"];
+        why.push(format!(
+            "hits.total is a lower bound (relation gte: at least {at}); add \"track_total_hits\": true to the body for an exact count"
+        ));
+    }
     (!why.is_empty()).then(|| why.join("; "))
 }
 
@@ -588,5 +612,35 @@ mod tests {
             "failures": [{"reason": {"type": "x", "reason": "boom"}}, {"reason": {"reason": "boom"}}]}});
         assert_eq!(partial_reason(&v).unwrap(), "2 of 5 shards failed: boom");
         assert!(partial_reason(&serde_json::json!({"timed_out": false})).is_none());
+        let gte = serde_json::json!({"hits": {"total": {"value": 10000, "relation": "gte"}}});
+        assert!(partial_reason(&gte).unwrap().contains("at least 10000"));
+        let eq = serde_json::json!({"hits": {"total": {"value": 10000, "relation": "eq"}}});
+        assert!(partial_reason(&eq).is_none());
+    }
+
+    #[test]
+    fn error_reasons_keep_the_root_cause_and_position() {
+        // As OpenSearch 2.19 and Elasticsearch 8 answer a range on a bad date.
+        let bad_date = br#"{"error":{"root_cause":[{"type":"parse_exception","reason":"failed to parse date field [x]"}],
+            "type":"search_phase_execution_exception","reason":"all shards failed","phase":"query"},"status":400}"#;
+        assert_eq!(
+            error_reason(bad_date),
+            (
+                "search_phase_execution_exception".into(),
+                "all shards failed; root cause: parse_exception: failed to parse date field [x]"
+                    .into()
+            )
+        );
+        let misspelt = br#"{"error":{"root_cause":[{"type":"parsing_exception","reason":"unknown query [mtach]","line":1,"col":19}],
+            "type":"parsing_exception","reason":"unknown query [mtach]","line":1,"col":19},"status":400}"#;
+        assert_eq!(
+            error_reason(misspelt).1,
+            "unknown query [mtach] (line 1, column 19 of the search body as sent)"
+        );
+        assert_eq!(error_reason(b"<html>").0, "unknown");
+        assert_eq!(
+            error_reason(br#"{"error": "Incorrect HTTP method"}"#).1,
+            "Incorrect HTTP method"
+        );
     }
 }

@@ -76,6 +76,33 @@ impl Reply {
         )
     }
 
+    /// A misspelt query inside a `bool`, as OpenSearch 2.19 answers it: the
+    /// parser's wrapper on top, the `parsing_exception` with its position
+    /// in the body as the root cause.
+    pub fn misspelt_query(query: &str, line: u64, col: u64) -> Reply {
+        let root = json!({"type": "parsing_exception",
+            "reason": format!("unknown query [{query}] did you mean [match]?"), "line": line, "col": col});
+        Reply::json(
+            400,
+            json!({"error": {"root_cause": [root.clone()], "type": "x_content_parse_exception",
+                   "reason": format!("[{line}:{col}] [bool] failed to parse field [filter]"),
+                   "caused_by": root}, "status": 400}),
+        )
+    }
+
+    /// Every shard refused the query (a bad date in a range, a script
+    /// error): the outer type says little, the root cause says what.
+    pub fn all_shards_failed(kind: &str, reason: &str) -> Reply {
+        let cause = json!({"type": kind, "reason": reason});
+        Reply::json(
+            400,
+            json!({"error": {"root_cause": [cause.clone()], "type": "search_phase_execution_exception",
+                   "reason": "all shards failed", "phase": "query", "grouped": true,
+                   "failed_shards": [{"shard": 0, "index": "logs", "node": "n1", "reason": cause.clone()}],
+                   "caused_by": cause}, "status": 400}),
+        )
+    }
+
     /// A 401 as a secured cluster sends it.
     pub fn unauthorized() -> Reply {
         Reply::error(

@@ -9,6 +9,7 @@
 
 pub mod daemon;
 pub mod es;
+pub mod opensearch;
 pub mod slack;
 pub mod smtp;
 
