@@ -464,3 +464,101 @@ async fn entries_of_deleted_alerts_are_pruned_after_seven_days() {
     let on_disk = Store::read_only(&r.dir.path().join("throttle_period.json")).unwrap();
     assert!(on_disk.alerts.is_empty());
 }
+
+#[tokio::test]
+async fn zero_throttle_delivers_a_new_match_while_an_earlier_one_is_owed() {
+    let r = rig();
+    let a = alert("0s");
+    r.smtp.set_mode("451");
+    r.slack.push(SlackReply::ServerError);
+    assert_eq!(r.run(&a).await, Outcome::Failed);
+    // A second match while the first is still owed: with no throttle it is
+    // a notification of its own, not folded into the first.
+    r.es.set_default(matching("web-2"));
+    r.smtp.set_mode("ok");
+    r.mins(1);
+    assert!(matches!(r.run(&a).await, Outcome::Fired(_)));
+    let hosts: Vec<String> = r
+        .slack
+        .delivered()
+        .iter()
+        .map(|p| p.body.to_string())
+        .collect();
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    assert!(
+        hosts[0].contains("web-1") && hosts[1].contains("web-2"),
+        "{hosts:?}"
+    );
+    assert_eq!(r.smtp.received().len(), 2);
+}
+
+#[tokio::test]
+async fn throttle_counts_from_the_tick_that_fired() {
+    let r = rig();
+    let a = alert("30s");
+    // The run for the tick at t0 starts (and delivers) two seconds late.
+    r.clock.set(t0() + chrono::Duration::seconds(2));
+    let rep = r.runner.run_alert_due(&a, Some(t0())).await.unwrap();
+    assert!(matches!(rep.outcome, Outcome::Fired(_)));
+    assert_eq!(
+        r.state().await.throttled_until(),
+        Some(t0() + chrono::Duration::seconds(30))
+    );
+    // The next tick, 30 s later, fires again: a 30 s throttle on a 30 s
+    // schedule lets every tick through.
+    r.clock.set(t0() + chrono::Duration::milliseconds(30_500));
+    let due = t0() + chrono::Duration::seconds(30);
+    let rep = r.runner.run_alert_due(&a, Some(due)).await.unwrap();
+    assert!(
+        matches!(rep.outcome, Outcome::Fired(_)),
+        "{:?}",
+        rep.outcome
+    );
+    assert_eq!(r.slack.delivered().len(), 2);
+}
+
+#[tokio::test]
+async fn a_firing_is_on_disk_with_its_window_and_throttle_when_the_run_returns() {
+    let r = rig();
+    let a = alert("15m");
+    assert!(matches!(r.run(&a).await, Outcome::Fired(_)));
+    // Read the file itself, not the runner's memory: a kill -9 now must
+    // neither re-send nor search and notify the same window again.
+    let on_disk = Store::read_only(&r.dir.path().join("throttle_period.json")).unwrap();
+    let st = &on_disk.alerts["errs"];
+    assert_eq!(st.last_window_end, Some(t0()));
+    assert_eq!(
+        st.throttled_until(),
+        Some(t0() + chrono::Duration::minutes(15))
+    );
+    assert!(
+        st.last_match()
+            .unwrap()
+            .deliveries
+            .values()
+            .all(|d| d.status == DeliveryStatus::Sent)
+    );
+}
+
+#[test]
+fn a_version_1_store_is_migrated_with_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("throttle_period.json");
+    let v1 = json!({"version": 1, "alerts": {"errs": {
+        "throttled_until": "2099-01-01T00:00:00Z",
+        "last_match": {"matched_at": "2026-11-21T12:00:00Z", "throttle_secs": 900,
+            "notification": {"alert": "errs", "rendered": {"subject": "s", "text": "t", "slack": "t", "html": "t"},
+                "hits": 1, "time": "2026-11-21T12:00:00Z"},
+            "deliveries": {"slack": {"status": "sent", "attempts": 1}}}}}})
+    .to_string();
+    std::fs::write(&path, &v1).unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.data.version, 2);
+    assert!(store.data.alerts["errs"].throttled_until().is_some());
+    let mut backup = path.as_os_str().to_owned();
+    backup.push(".v1.bak");
+    assert_eq!(std::fs::read_to_string(backup).unwrap(), v1);
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(on_disk["version"], 2);
+}

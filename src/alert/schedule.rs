@@ -138,10 +138,16 @@ impl Schedule {
         const MAX: chrono::Duration = chrono::Duration::days(400);
         let p = match self {
             Schedule::Every(d) => chrono::Duration::from_std(d.value).unwrap_or(MAX),
-            _ => self
-                .next_after(due, tz)
-                .map(|n| n.signed_duration_since(due))
-                .unwrap_or(chrono::Duration::minutes(1)),
+            _ => {
+                // At a due time, the time to the next one; between due
+                // times (`esalert test`), one whole period.
+                let from = match due.checked_sub_signed(chrono::Duration::milliseconds(1)) {
+                    Some(before) if self.next_after(before, tz) == Some(due) => Some(due),
+                    _ => self.next_after(due, tz),
+                };
+                from.and_then(|f| Some(self.next_after(f, tz)?.signed_duration_since(f)))
+                    .unwrap_or(chrono::Duration::minutes(1))
+            }
         };
         p.clamp(chrono::Duration::seconds(1), MAX)
     }
