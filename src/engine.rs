@@ -8,8 +8,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::alert::Alert;
+use crate::alert::{AlertFile, Medium};
+use crate::condition::Condition;
 use crate::condition::{ScriptEngine, ScriptError, hits_total};
-use crate::frontends::native::NativeAlert;
+use crate::notify::Notification;
+use crate::render::{AlertInfo, Templates};
 use crate::render::{MessageVars, RenderError, Rendered, Window};
 use crate::search::{EsClient, SearchError};
 
@@ -63,6 +66,66 @@ impl From<EngineError> for crate::rule::EvalError {
         match e {
             EngineError::Search { source, .. } => crate::rule::EvalError::search(message, source),
             _ => crate::rule::EvalError::new(message),
+        }
+    }
+}
+
+/// A native alert's own part.
+#[derive(Debug, Clone)]
+pub struct NativeAlert {
+    /// The alert's name.
+    pub name: String,
+    /// The file's settings (the body is kept in [`Self::body`]).
+    pub spec: Arc<AlertFile>,
+    /// The search body as compact JSON text: a few hundred bytes per alert
+    /// instead of a few kilobytes of `Value`, parsed again at each run.
+    pub body: Arc<str>,
+    /// The compiled condition.
+    pub condition: Arc<Condition>,
+    /// The compiled templates.
+    pub templates: Arc<Templates>,
+    /// `alert.*` for templates.
+    pub info: Arc<AlertInfo>,
+}
+
+impl NativeAlert {
+    /// The media a match goes to, each once, in a stable order.
+    pub fn media(&self) -> Vec<Medium> {
+        let mut m = self.spec.media.clone();
+        m.sort();
+        m.dedup();
+        m
+    }
+}
+
+impl Alert {
+    /// The native alert, if this rule is one.
+    pub fn native(&self) -> Option<&NativeAlert> {
+        self.body_as()
+    }
+}
+
+impl Notification {
+    /// Builds the notification of a match of `alert`.
+    pub fn new(alert: &NativeAlert, rendered: Rendered, hits: u64, time: DateTime<Utc>) -> Self {
+        Notification {
+            alert: alert.name.clone(),
+            rendered,
+            hits,
+            time,
+            slack_channel: alert.spec.slack.as_ref().and_then(|s| s.channel.clone()),
+            email_to: alert
+                .spec
+                .email
+                .as_ref()
+                .map(|e| e.to.clone())
+                .unwrap_or_default(),
+            email_cc: alert
+                .spec
+                .email
+                .as_ref()
+                .map(|e| e.cc.clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::alert::Schedule;
+use crate::alert::schedule::Schedule;
 use crate::condition::ScriptEngine;
 use crate::render::Window;
 use crate::search::{EsClient, SearchError};
@@ -48,16 +48,6 @@ impl Rule {
     /// (`ack` for watches, benches for native alerts).
     pub fn body_as<T: 'static>(&self) -> Option<&T> {
         self.body.as_any().downcast_ref::<T>()
-    }
-
-    /// The native alert, if this rule is one.
-    pub fn native(&self) -> Option<&crate::frontends::native::NativeAlert> {
-        self.body_as()
-    }
-
-    /// The Watcher watch, if this rule is one.
-    pub fn watch(&self) -> Option<&crate::watcher::Watch> {
-        self.body_as()
     }
 
     /// The default window length at `due`: one schedule period.

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::locate::{Position, Seg, locate, position_of};
 use super::{Alert, AlertFile, valid_name};
 use crate::condition::{Condition, ScriptEngine};
-use crate::frontends::native::NativeAlert;
+use crate::engine::NativeAlert;
 use crate::render::{AlertInfo, Templates};
 
 /// Alert files larger than this are refused unread.

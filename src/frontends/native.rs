@@ -4,47 +4,18 @@
 
 use std::any::Any;
 use std::path::Path;
-use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::FrontEnd;
-use crate::alert::{AlertFile, LoadError, Medium};
-use crate::condition::{Condition, ScriptEngine};
+use crate::alert::LoadError;
+use crate::condition::ScriptEngine;
+pub use crate::engine::NativeAlert;
 use crate::notify::Notification;
-use crate::render::{AlertInfo, Templates};
 use crate::rule::{EvalContext, EvalError, Evaluated, Plan, PlannedAction, Rule, RuleBody};
 use crate::sinks::Message;
 use crate::throttle::RULE_SCOPE;
-
-/// A native alert's own part.
-#[derive(Debug, Clone)]
-pub struct NativeAlert {
-    /// The alert's name.
-    pub name: String,
-    /// The file's settings (the body is kept in [`Self::body`]).
-    pub spec: Arc<AlertFile>,
-    /// The search body as compact JSON text: a few hundred bytes per alert
-    /// instead of a few kilobytes of `Value`, parsed again at each run.
-    pub body: Arc<str>,
-    /// The compiled condition.
-    pub condition: Arc<Condition>,
-    /// The compiled templates.
-    pub templates: Arc<Templates>,
-    /// `alert.*` for templates.
-    pub info: Arc<AlertInfo>,
-}
-
-impl NativeAlert {
-    /// The media a match goes to, each once, in a stable order.
-    pub fn media(&self) -> Vec<Medium> {
-        let mut m = self.spec.media.clone();
-        m.sort();
-        m.dedup();
-        m
-    }
-}
 
 /// Reads native alert files.
 pub struct NativeFrontEnd;

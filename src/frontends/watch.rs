@@ -13,6 +13,13 @@ use crate::condition::ScriptEngine;
 use crate::rule::{EvalContext, EvalError, Evaluated, Rule, RuleBody};
 use crate::watcher::{ActionKind, Watch};
 
+impl Rule {
+    /// The Watcher watch, if this rule is one.
+    pub fn watch(&self) -> Option<&Watch> {
+        self.body_as()
+    }
+}
+
 /// Reads watch files.
 pub struct WatchFrontEnd;
 

@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::Medium;
 use crate::config::Credentials;
-use crate::frontends::native::NativeAlert;
 use crate::render::Rendered;
 
 /// Everything a medium needs to deliver one match. Stored in the outbox, so
@@ -40,31 +39,6 @@ pub struct Notification {
     /// Per-alert `Cc`, replacing the default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub email_cc: Vec<String>,
-}
-
-impl Notification {
-    /// Builds the notification of a match of `alert`.
-    pub fn new(alert: &NativeAlert, rendered: Rendered, hits: u64, time: DateTime<Utc>) -> Self {
-        Notification {
-            alert: alert.name.clone(),
-            rendered,
-            hits,
-            time,
-            slack_channel: alert.spec.slack.as_ref().and_then(|s| s.channel.clone()),
-            email_to: alert
-                .spec
-                .email
-                .as_ref()
-                .map(|e| e.to.clone())
-                .unwrap_or_default(),
-            email_cc: alert
-                .spec
-                .email
-                .as_ref()
-                .map(|e| e.cc.clone())
-                .unwrap_or_default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

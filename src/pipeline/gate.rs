@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::history::ActionLine;
+use super::outcome::ActionLine;
 use crate::alert::Alert;
 use crate::rule::{Evaluated, Plan, PlannedAction};
 use crate::throttle::{AckState, AlertState, SharedStore, WHOLE_RULE};

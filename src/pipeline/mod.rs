@@ -15,7 +15,8 @@
 //!   with retries and recorded as soon as known, throttles started when a
 //!   scope's last delivery succeeds, in the same write;
 //! - [`health`]: consecutive failures and the notices about alerting itself;
-//! - [`history`]: the run's lines in alerts.log, one outcome vocabulary.
+//! - [`history`]: the run's lines in alerts.log, in one vocabulary
+//!   ([`outcome`]).
 //!
 //! The order of writes is what makes esalert crash-safe: a match's
 //! deliveries are written to the store, together with the end of the window
@@ -29,6 +30,7 @@ mod gate;
 mod health;
 mod history;
 mod outbox;
+mod outcome;
 mod window;
 
 use std::collections::BTreeMap;
@@ -39,7 +41,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use history::Outcome;
+pub use outcome::Outcome;
 
 use crate::alert::Alert;
 use crate::condition::ScriptEngine;

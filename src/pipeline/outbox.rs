@@ -11,7 +11,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 
-use super::history::Outcome;
+use super::outcome::Outcome;
 use super::{RunError, Runner};
 use crate::alert::Alert;
 use crate::notify::Notification;

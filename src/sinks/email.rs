@@ -2,59 +2,12 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart, header::ContentType};
-use serde::{Deserialize, Serialize};
-
-use super::{Message, Sink, SinkError};
+use super::{EmailMessage, Message, Sink, SinkError};
 use crate::alert::Medium;
 use crate::notify::email::EmailNotifier;
 use crate::notify::{Notifier, Notifiers};
-
-/// A file attached to an email.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailAttachment {
-    /// File name.
-    pub filename: String,
-    /// MIME type.
-    pub content_type: String,
-    /// Content.
-    pub data: String,
-}
-
-/// An email as rendered for one delivery (Watcher's email action).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailMessage {
-    /// The rule, for `X-Esalert-Alert`.
-    pub alert: String,
-    /// Recipients.
-    #[serde(default)]
-    pub to: Vec<String>,
-    /// Copies.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cc: Vec<String>,
-    /// Blind copies.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub bcc: Vec<String>,
-    /// Reply-To.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reply_to: Vec<String>,
-    /// Subject, one line.
-    pub subject: String,
-    /// Plain text body.
-    pub text: String,
-    /// HTML body, with response values escaped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub html: Option<String>,
-    /// `X-Priority` 1–5.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
-    /// Attachments.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attachments: Vec<EmailAttachment>,
-}
+use futures::future::BoxFuture;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart, header::ContentType};
 
 #[derive(Debug, Clone)]
 struct XPriority(String);

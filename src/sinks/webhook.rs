@@ -2,34 +2,8 @@
 
 use std::time::Duration;
 
+use super::{Message, Sink, SinkError, WebhookRequest};
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
-
-use super::{Message, Sink, SinkError};
-
-/// An HTTP request as rendered for one delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookRequest {
-    /// Method, upper case.
-    pub method: String,
-    /// The URL.
-    pub url: String,
-    /// Query parameters.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub params: Vec<(String, String)>,
-    /// Headers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    /// Basic auth user and password.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<(String, String)>,
-    /// Overall time for the request, in milliseconds.
-    pub timeout_ms: u64,
-}
 
 /// The client for requests to other services: an overall timeout on every
 /// request (set per request), and redirects are not followed, so a body is
