@@ -455,7 +455,8 @@ async fn test_watch(
             .unwrap_or(&fallback),
     )?;
     let notifiers = Notifiers::default();
-    let http = reqwest::Client::new();
+    let http = crate::net::client(crate::net::DEFAULT_TIMEOUT)
+        .map_err(|e| CliError::Watch(format!("cannot build the HTTP client: {e}")))?;
     let env = crate::watcher::exec::Env {
         es: &es,
         http: &http,

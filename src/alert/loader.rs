@@ -352,6 +352,7 @@ fn watch_alert(name: &str, path: &Path, text: &str, raw: &Value) -> Result<Alert
         query_delay: zero,
         max_catchup: super::HumanDuration::parse("1h").expect("literal"),
         timezone: watch.timezone,
+        max_response_size: None,
     };
     let templates = Templates::compile(name, "-", "-", &Value::Null)
         .map_err(|_| LoadError::one(path, None, "internal: placeholder templates"))?;

@@ -6,6 +6,7 @@
 mod loader;
 pub mod locate;
 pub mod schedule;
+mod size;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub use loader::{
     parse_alert,
 };
 pub use schedule::{HumanDuration, Schedule};
+pub use size::ByteSize;
 
 use crate::condition::{Condition, ConditionSpec};
 use crate::render::{AlertInfo, Templates};
@@ -139,6 +141,10 @@ pub struct AlertFile {
     /// IANA time zone for a cron schedule, e.g. `Europe/Madrid`; UTC when absent.
     #[serde(default, deserialize_with = "timezone")]
     pub timezone: Option<chrono_tz::Tz>,
+    /// The largest search answer read for this alert; the cluster's
+    /// `max_response_size` (default 10 MB) when absent.
+    #[serde(default)]
+    pub max_response_size: Option<ByteSize>,
 }
 
 fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono_tz::Tz>, D::Error> {
