@@ -212,10 +212,9 @@ fn response_cap_from_credentials_fails_the_alert_and_alert_files_accept_the_key(
 // ---- 9. Slack Retry-After and 429 without one ----------------------------
 
 /// Two alerts match every second; Slack answers `reply` (queued `queued`
-/// times, then 200). Returns the posts seen in the 12 seconds after the
-/// first: without a shared pause, the runner's retries (10 s apart at most)
-/// would post again in that time.
-fn posts_after_429(reply: SlackReply, queued: usize) -> Vec<support::slack::Post> {
+/// times, then 200). In the 12 seconds after the first post, the runner's
+/// retries (10 s apart at most) would post again without a shared pause.
+fn no_post_after_429(reply: SlackReply, queued: usize) {
     let es = EsStandIn::start();
     es.set_default(Reply::total_v8(3, "eq"));
     let s = SlackStandIn::start();
@@ -229,36 +228,32 @@ fn posts_after_429(reply: SlackReply, queued: usize) -> Vec<support::slack::Post
     let d = Daemon::start(p.path(), &["--error-alert-after", "100"], &[]);
     wait_until("the first post", || !s.all_posts().is_empty());
     std::thread::sleep(Duration::from_secs(12));
-    d.wait_line(T, "a delivery failing fast on the pause", |l| {
-        l.get("error").is_some_and(|e| e.contains("not posting until it ends"))
-    });
-    s.all_posts()
-}
-
-/// Both alerts may post at the same instant, before the first 429 is
-/// back; after it, nothing may go out.
-fn assert_no_post_after_the_429(posts: &[support::slack::Post]) {
+    // Both alerts may post at the same instant, before the first 429 is
+    // back; after it, nothing may go out.
+    let posts = s.all_posts();
     let first = posts[0].at;
     assert!(posts.len() <= 2, "{} posts", posts.len());
-    for p in posts {
+    for p in &posts {
         assert!(
             p.at - first < Duration::from_millis(500),
             "posted again {:?} after a 429",
             p.at - first
         );
     }
+    d.wait_line(T, "a delivery failing fast on the pause", |l| {
+        l.get("error")
+            .is_some_and(|e| e.contains("not posting until it ends"))
+    });
 }
 
 #[test]
 fn slack_retry_after_an_hour_pauses_every_alert_posting_there() {
-    let posts = posts_after_429(SlackReply::RateLimited(3600), 2);
-    assert_no_post_after_the_429(&posts);
+    no_post_after_429(SlackReply::RateLimited(3600), 2);
 }
 
 #[test]
 fn slack_429_with_empty_body_and_no_retry_after_backs_off() {
-    let posts = posts_after_429(SlackReply::RateLimitedEmpty, 50);
-    assert_no_post_after_the_429(&posts);
+    no_post_after_429(SlackReply::RateLimitedEmpty, 50);
 }
 
 #[tokio::test]
@@ -387,14 +382,18 @@ fn password_in_the_cluster_url_never_reaches_logs_stderr_or_notices() {
 }
 
 #[test]
-fn credentials_in_the_cluster_url_are_used_for_basic_auth() {
+fn credentials_in_the_cluster_url_are_used_for_basic_auth_with_a_warning() {
     let es = EsStandIn::start();
     es.set_default(Reply::total_v8(0, "eq"));
     let p = Project::new();
     let url = es.url.replace("http://", &format!("http://esuser:{URL_PW}@"));
     credentials(&p, &json!({"elasticsearch": {"url": url}}));
     p.alert("auth", MATCH_ALL);
-    esalert(p.path()).arg("once").assert().success();
+    let out = esalert(p.path()).arg("once").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("event=credentials_in_url"), "{stderr}");
+    assert!(!stderr.contains(URL_PW), "{stderr}");
     let r = &es.searches()[0];
     // base64("esuser:{URL_PW}")
     assert_eq!(
