@@ -22,13 +22,8 @@ use support::{EsStandIn, Project, Reply, SlackReply, SlackStandIn};
 const T: Duration = Duration::from_secs(20);
 
 fn esalert(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("esalert").unwrap();
-    c.current_dir(dir)
-        .env_remove("ESALERT_QUERIES")
-        .env_remove("ESALERT_CREDENTIALS")
-        .env_remove("ESALERT_LOG_DIR")
-        .env_remove("JOURNAL_STREAM")
-        .env("ESALERT_TEST_PW", "pw");
+    let mut c = support::esalert_in(dir, "pw");
+    c.env_remove("JOURNAL_STREAM");
     c
 }
 
@@ -96,6 +91,16 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
+/// The `error` of alert `name`'s `outcome=error` line in `dir`'s alerts.log.
+fn error_of(dir: &Path, name: &str) -> String {
+    let lines = support::log_lines(dir);
+    let l = lines
+        .iter()
+        .find(|l| has(l, "alert", name) && has(l, "outcome", "error"))
+        .unwrap_or_else(|| panic!("no error line for {name}: {lines:#?}"));
+    l["error"].clone()
+}
+
 const MATCH_ALL: &str = r#"{"index": "logs-*", "schedule": "1s", "throttle_period": "1h",
   "body": {"query": {"match_all": {}}}, "message": "{{ hits.total.value }} hits"}"#;
 
@@ -116,12 +121,18 @@ async fn slack_peer_that_never_answers_fails_the_send_within_the_timeout() {
         let e = r.unwrap_err();
         let took = started.elapsed();
         assert!(e.is_transient(), "{e}");
-        assert!(e.to_string().contains("no answer from Slack within 1s"), "{e}");
+        assert!(
+            e.to_string().contains("no answer from Slack within 1s"),
+            "{e}"
+        );
         assert!(
             took >= Duration::from_millis(900) && took < Duration::from_secs(5),
             "{took:?}"
         );
-        assert!(!e.to_string().contains("/hooks/"), "secret path leaked: {e}");
+        assert!(
+            !e.to_string().contains("/hooks/"),
+            "secret path leaked: {e}"
+        );
     }
 }
 
@@ -201,12 +212,8 @@ fn response_cap_from_credentials_fails_the_alert_and_alert_files_accept_the_key(
     assert!(!stdout.contains("own_cap"), "{stdout}");
     std::fs::remove_file(p.queries().join("bad_cap.json")).unwrap();
     esalert(p.path()).arg("once").assert().failure();
-    let lines = support::log_lines(p.path());
-    let l = lines
-        .iter()
-        .find(|l| has(l, "alert", "big") && has(l, "outcome", "error"))
-        .unwrap_or_else(|| panic!("no error line: {lines:#?}"));
-    assert!(l["error"].contains("max_response_size (16KB)"), "{l:?}");
+    let error = error_of(p.path(), "big");
+    assert!(error.contains("max_response_size (16KB)"), "{error}");
 }
 
 // ---- 9. Slack Retry-After and 429 without one ----------------------------
@@ -299,10 +306,7 @@ fn cluster_redirects_are_errors_naming_the_location_and_never_followed() {
     target.set_default(Reply::total_v8(5, "eq"));
     for status in [301, 302, 307] {
         // The Location's user info must not reach the log either.
-        let location = target
-            .url
-            .replace("http://", "http://mallory:hunter2@")
-            + "/logs-*/_search";
+        let location = target.url.replace("http://", "http://mallory:hunter2@") + "/logs-*/_search";
         let r = redirector(status, location);
         let p = Project::new();
         credentials(
@@ -311,13 +315,12 @@ fn cluster_redirects_are_errors_naming_the_location_and_never_followed() {
         );
         p.alert("moved", MATCH_ALL);
         esalert(p.path()).arg("once").assert().failure();
-        let lines = support::log_lines(p.path());
-        let l = lines
-            .iter()
-            .find(|l| has(l, "alert", "moved") && has(l, "outcome", "error"))
-            .unwrap_or_else(|| panic!("{status}: no error line: {lines:#?}"));
-        let want = format!("HTTP {status} from the cluster redirects to {}/logs-*/_search", target.url);
-        assert!(l["error"].contains(&want), "{status}: {l:?}");
+        let error = error_of(p.path(), "moved");
+        let want = format!(
+            "HTTP {status} from the cluster redirects to {}/logs-*/_search",
+            target.url
+        );
+        assert!(error.contains(&want), "{status}: {error}");
         let all = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
         assert!(!all.contains("hunter2"), "{all}");
     }
@@ -361,8 +364,14 @@ fn password_in_the_cluster_url_never_reaches_logs_stderr_or_notices() {
     let out = esalert(p.path()).args(["test", "down"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("connection refused by http://127.0.0.1:"), "{stderr}");
-    assert!(stderr.contains("credentials_in_url"), "no warning: {stderr}");
+    assert!(
+        stderr.contains("connection refused by http://127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("credentials_in_url"),
+        "no warning: {stderr}"
+    );
     assert!(!stderr.contains(URL_PW), "{stderr}");
     // The daemon: error lines and the "cluster unreachable" notice.
     let d = Daemon::start(p.path(), &["--error-alert-after", "1"], &[]);
@@ -386,7 +395,9 @@ fn credentials_in_the_cluster_url_are_used_for_basic_auth_with_a_warning() {
     let es = EsStandIn::start();
     es.set_default(Reply::total_v8(0, "eq"));
     let p = Project::new();
-    let url = es.url.replace("http://", &format!("http://esuser:{URL_PW}@"));
+    let url = es
+        .url
+        .replace("http://", &format!("http://esuser:{URL_PW}@"));
     credentials(&p, &json!({"elasticsearch": {"url": url}}));
     p.alert("auth", MATCH_ALL);
     let out = esalert(p.path()).arg("once").output().unwrap();
@@ -463,7 +474,10 @@ fn smtp_password_without_encryption_is_refused_unless_allowed() {
     let out = esalert(p.path()).arg("check").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("smtp_plaintext_auth"), "no warning: {stderr}");
+    assert!(
+        stderr.contains("smtp_plaintext_auth"),
+        "no warning: {stderr}"
+    );
 }
 
 // ---- 17. credentials permissions -----------------------------------------
@@ -528,7 +542,10 @@ fn test_command_prints_a_refused_connection_once() {
     let p = Project::new();
     p.credentials(&format!("http://127.0.0.1:{}", closed_port()));
     p.alert("refused", MATCH_ALL);
-    let out = esalert(p.path()).args(["test", "refused"]).output().unwrap();
+    let out = esalert(p.path())
+        .args(["test", "refused"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(

@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::alert::{ByteSize, HumanDuration};
 use crate::alert::locate::{Position, Seg, locate};
+use crate::alert::{ByteSize, HumanDuration};
 
 /// Why the credentials file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -182,8 +182,7 @@ impl EsConfig {
 
     /// The largest answer read from the cluster.
     pub fn max_response_size(&self) -> ByteSize {
-        self.max_response_size
-            .unwrap_or(ByteSize::DEFAULT_RESPONSE)
+        self.max_response_size.unwrap_or(ByteSize::DEFAULT_RESPONSE)
     }
 
     /// Moves `user:password@` out of `url` into `username`/`password`
@@ -290,7 +289,7 @@ impl Credentials {
                 message: match at {
                     // serde quotes the value it met ("invalid type: integer
                     // `12345`"): for a secret, say what is expected instead.
-                    Some(p) if is_secret_path(&p) => format!(
+                    Some(p) if e.is_data() && is_secret_path(&p) => format!(
                         "`{p}` must be a string, such as \"${{ENV_VAR}}\"; the value written there is not shown because it is a secret"
                     ),
                     Some(p) if p != "." => format!("{msg} (at `{p}`)"),

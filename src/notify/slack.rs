@@ -91,7 +91,8 @@ impl Pause {
     /// Returns the pause.
     fn rate_limited(&mut self, now: Instant, retry_after: Option<Duration>) -> Duration {
         let wait = match retry_after {
-            Some(d) => d.min(PAUSE_MAX),
+            // `Retry-After: 0` must not turn into a tight loop of posts.
+            Some(d) => d.clamp(Duration::from_secs(1), PAUSE_MAX),
             None => {
                 let factor = 2u32.saturating_pow(self.backoffs.min(16));
                 self.backoffs = self.backoffs.saturating_add(1);
@@ -357,8 +358,15 @@ impl SlackNotifier {
 
 /// The pause a 429 asks for: `Retry-After` as seconds or as an HTTP date.
 /// `None` when absent or unreadable (then esalert backs off by itself).
-fn retry_after(headers: &reqwest::header::HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -546,5 +554,42 @@ impl std::fmt::Debug for SlackNotifier {
             ),
             Mode::Bot { channel, .. } => write!(f, "SlackNotifier(bot, channel {channel:?})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = chrono::Utc::now();
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h, now), None);
+        h.insert("retry-after", "3600".parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(3600)));
+        let at = (now + chrono::Duration::seconds(90)).to_rfc2822();
+        h.insert("retry-after", at.parse().unwrap());
+        let d = retry_after(&h, now).unwrap();
+        assert!((89..=90).contains(&d.as_secs()), "{d:?}");
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn bare_429s_back_off_and_zero_is_not_a_tight_loop() {
+        let now = Instant::now();
+        let mut p = Pause::default();
+        assert_eq!(p.rate_limited(now, None), Duration::from_secs(30));
+        assert_eq!(p.rate_limited(now, None), Duration::from_secs(60));
+        for _ in 0..40 {
+            p.rate_limited(now, None);
+        }
+        assert_eq!(p.rate_limited(now, None), BACKOFF_MAX);
+        assert_eq!(
+            p.rate_limited(now, Some(Duration::ZERO)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(p.remaining(now), Some(BACKOFF_MAX));
     }
 }

@@ -481,12 +481,10 @@ impl EsClient {
                 location,
             });
         }
-        let body = read_capped(resp, cap.bytes())
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge(_) => SearchError::TooLarge { cap },
-                ReadError::Transport(e) => self.transport_error(e),
-            })?;
+        let body = read_capped(resp, cap.bytes()).await.map_err(|e| match e {
+            ReadError::TooLarge(_) => SearchError::TooLarge { cap },
+            ReadError::Transport(e) => self.transport_error(e),
+        })?;
         let took_ms = started.elapsed().as_millis() as u64;
         if !status.is_success() {
             return Err(status_error(status, &body));
