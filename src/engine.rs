@@ -245,7 +245,7 @@ pub async fn search_and_evaluate(
         .templates
         .render_body(&alert.body, &alert.info, now, window)?;
     let result = es
-        .search(&alert.spec.index.0, &body)
+        .search_limited(&alert.spec.index.0, &body, alert.spec.max_response_size)
         .await
         .map_err(|source| EngineError::Search {
             alert: alert.name.clone(),

@@ -13,6 +13,7 @@
 //! - [`alert`]: loading and validating `queries/<name>.json`; every problem is
 //!   reported as `path:line:column: message` (see [`alert::locate`]).
 //! - [`search`]: the Elasticsearch/OpenSearch HTTP client and its typed errors.
+//! - [`net`]: outbound HTTP clients (overall timeout, no redirects) and URL redaction.
 //! - [`condition`]: Watcher-compatible `compare`/`array_compare`, and sandboxed
 //!   Rhai scripts ([`condition::script`]).
 //! - [`render`]: Jinja templates (strict undefined, bounded by fuel) for the
@@ -31,6 +32,7 @@ pub mod frontends;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod log;
+pub mod net;
 pub mod notify;
 pub mod pipeline;
 pub mod render;

@@ -31,13 +31,30 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            let e = said_once(&e);
             if log_dir.is_some() {
                 // Goes to alerts.log and, through the same layer, to stderr.
                 tracing::error!(event = "fatal", error = %e);
             } else {
-                eprintln!("esalert: {e:#}");
+                eprintln!("esalert: {e}");
             }
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, each said once. esalert's errors already put
+/// their cause in their own message (`search failed: connection refused…`),
+/// so anyhow's `{:#}` would print it twice; a cause is appended only when
+/// the text so far doesn't hold it.
+fn said_once(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }

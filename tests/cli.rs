@@ -12,13 +12,7 @@ use support::{EsStandIn, Project, Reply, SlackStandIn, SmtpServer, repo};
 const PW: &str = "pw-that-must-never-be-logged";
 
 fn esalert(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("esalert").unwrap();
-    c.current_dir(dir)
-        .env_remove("ESALERT_QUERIES")
-        .env_remove("ESALERT_CREDENTIALS")
-        .env_remove("ESALERT_LOG_DIR")
-        .env("ESALERT_TEST_PW", PW);
-    c
+    support::esalert_in(dir, PW)
 }
 
 fn log_lines(dir: &Path) -> Vec<BTreeMap<String, String>> {

@@ -1,5 +1,5 @@
-//! Slack and email delivery against real protocol peers: the real
-//! slack-morphism client against a local Slack stand-in, and lettre against
+//! Slack and email delivery against real protocol peers: esalert's Slack
+//! client (slack-morphism's models over reqwest) against a local Slack stand-in, and lettre against
 //! a real SMTP server (aiosmtpd).
 
 mod support;

@@ -6,6 +6,7 @@
 mod loader;
 pub mod locate;
 pub mod schedule;
+mod size;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -15,6 +16,7 @@ pub use loader::{
     parse_alert, parse_native, parse_watch,
 };
 pub use schedule::{HumanDuration, Schedule};
+pub use size::ByteSize;
 
 use crate::condition::ConditionSpec;
 
@@ -135,6 +137,10 @@ pub struct AlertFile {
     /// IANA time zone for a cron schedule, e.g. `Europe/Madrid`; UTC when absent.
     #[serde(default, deserialize_with = "timezone")]
     pub timezone: Option<chrono_tz::Tz>,
+    /// The largest search answer read for this alert; the cluster's
+    /// `max_response_size` (default 10 MB) when absent.
+    #[serde(default)]
+    pub max_response_size: Option<ByteSize>,
 }
 
 fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono_tz::Tz>, D::Error> {

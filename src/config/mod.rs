@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::alert::HumanDuration;
 use crate::alert::locate::{Position, Seg, locate};
+use crate::alert::{ByteSize, HumanDuration};
 
 /// Why the credentials file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +88,17 @@ pub struct EsConfig {
     /// Skips certificate verification. Logged as a warning at every start.
     #[serde(default)]
     pub insecure: bool,
-    /// Timeout of each search request.
+    /// Overall timeout of each request (connect, send, read the answer).
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
+    /// The largest answer read from the cluster (default 10 MB); an alert's
+    /// own `max_response_size` overrides it.
+    #[serde(default)]
+    pub max_response_size: Option<ByteSize>,
+    /// Set when `url` carried `user:password@`, which [`Credentials::parse`]
+    /// moved out of it: the client warns at start.
+    #[serde(skip)]
+    pub credentials_in_url: bool,
 }
 
 /// Slack settings.
@@ -109,6 +117,9 @@ pub struct SlackConfig {
     /// Slack API base URL; change only for tests or Slack-compatible servers.
     #[serde(default)]
     pub api_url: Option<String>,
+    /// Overall timeout of one post.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
 }
 
 /// SMTP connection security.
@@ -142,6 +153,10 @@ pub struct EmailConfig {
     /// SMTP password.
     #[serde(default)]
     pub password: Option<SecretString>,
+    /// Allows a username and password with `security: none`, which sends
+    /// them unencrypted: only for a relay on a trusted network.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
     /// The `From` address.
     pub from: String,
     /// Default recipients.
@@ -164,6 +179,36 @@ impl EsConfig {
     pub fn timeout(&self) -> Duration {
         self.timeout.value
     }
+
+    /// The largest answer read from the cluster.
+    pub fn max_response_size(&self) -> ByteSize {
+        self.max_response_size.unwrap_or(ByteSize::DEFAULT_RESPONSE)
+    }
+
+    /// Moves `user:password@` out of `url` into `username`/`password`
+    /// (unless credentials are configured there already), so that the URL
+    /// can be logged; [`credentials_in_url`](Self::credentials_in_url) says
+    /// it happened.
+    pub fn take_url_credentials(&mut self) {
+        let (clean, creds) = crate::net::split_userinfo(&self.url);
+        let Some((user, pass)) = creds else { return };
+        self.url = clean;
+        self.credentials_in_url = true;
+        if self.username.is_none() && self.api_key.is_none() && !user.is_empty() {
+            self.username = Some(user);
+            self.password = Some(SecretString::from(pass));
+        }
+    }
+}
+
+/// Keys whose values are secrets: errors name them, never show their values.
+const SECRET_KEYS: [&str; 4] = ["password", "api_key", "token", "webhook_url"];
+
+/// Whether a serde path (`elasticsearch.password`) ends at a secret.
+fn is_secret_path(path: &str) -> bool {
+    path.rsplit('.')
+        .next()
+        .is_some_and(|last| SECRET_KEYS.contains(&last))
 }
 
 /// Replaces every `"${NAME}"` string with the variable's value.
@@ -212,19 +257,16 @@ impl Credentials {
             source,
         })?;
         #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(path)
+            && let Some(problem) = permission_problem(&meta)
         {
             use std::os::unix::fs::PermissionsExt;
-            if let Ok(meta) = std::fs::metadata(path) {
-                let mode = meta.permissions().mode();
-                if mode & 0o077 != 0 {
-                    tracing::warn!(
-                        event = "insecure_credentials",
-                        path = %path.display(),
-                        mode = format!("{:o}", mode & 0o777),
-                        "credentials file is readable by group or others; run chmod 600 on it"
-                    );
-                }
-            }
+            tracing::warn!(
+                event = "insecure_credentials",
+                path = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "credentials file {problem}"
+            );
         }
         Self::parse(path, &text, &|k| std::env::var(k).ok())
     }
@@ -245,6 +287,11 @@ impl Credentials {
                     column: e.column().max(1),
                 },
                 message: match at {
+                    // serde quotes the value it met ("invalid type: integer
+                    // `12345`"): for a secret, say what is expected instead.
+                    Some(p) if e.is_data() && is_secret_path(&p) => format!(
+                        "`{p}` must be a string, such as \"${{ENV_VAR}}\"; the value written there is not shown because it is a secret"
+                    ),
                     Some(p) if p != "." => format!("{msg} (at `{p}`)"),
                     _ => msg.to_owned(),
                 },
@@ -264,14 +311,95 @@ impl Credentials {
                 var,
             });
         }
-        let creds: Credentials =
-            serde_json::from_value(value).map_err(|e| ConfigError::Invalid {
-                path: path.to_owned(),
-                pos: Position { line: 1, column: 1 },
-                message: format!("after reading environment variables: {e}"),
+        let mut creds: Credentials =
+            serde_path_to_error::deserialize(value).map_err(|e| {
+                let at = e.path().to_string();
+                ConfigError::Invalid {
+                    path: path.to_owned(),
+                    pos: locate(text, &path_segs(&at)).unwrap_or(Position { line: 1, column: 1 }),
+                    message: if is_secret_path(&at) {
+                        format!("after reading environment variables: `{at}` is not valid; its value is not shown because it is a secret")
+                    } else {
+                        format!("after reading environment variables: {} (at `{at}`)", e.inner())
+                    },
+                }
             })?;
+        creds.elasticsearch.take_url_credentials();
+        if let Some(email) = &creds.email
+            && email.security == Security::None
+            && email.username.is_some()
+            && !email.allow_plaintext_auth
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                pos: locate(text, &[Seg::key("email"), Seg::key("security")])
+                    .or_else(|| locate(text, &[Seg::key("email"), Seg::key("username")]))
+                    .unwrap_or(Position { line: 1, column: 1 }),
+                message: "email: `security: none` with a username would send the SMTP password unencrypted; use \"starttls\" or \"tls\", or set \"allow_plaintext_auth\": true if the relay is on a trusted network".into(),
+            });
+        }
         Ok(creds)
     }
+}
+
+/// Segments of a serde path such as `email.to[0]`, for [`locate`].
+fn path_segs(path: &str) -> Vec<Seg> {
+    let mut segs = Vec::new();
+    for part in path.split('.').filter(|s| !s.is_empty() && *s != "?") {
+        let mut pieces = part.split('[');
+        if let Some(key) = pieces.next().filter(|k| !k.is_empty()) {
+            segs.push(Seg::key(key));
+        }
+        for idx in pieces {
+            if let Ok(i) = idx.trim_end_matches(']').parse() {
+                segs.push(Seg::Index(i));
+            }
+        }
+    }
+    segs
+}
+
+/// Why others could read the credentials: anyone may (others' bits), or a
+/// group esalert doesn't run in may. `root:esalert 0640` read by the
+/// service user `esalert`, as the systemd install does, is fine. As root,
+/// only others' bits are checked: root is not the service, so its groups
+/// say nothing.
+#[cfg(unix)]
+fn permission_problem(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    if mode & 0o006 != 0 {
+        return Some(
+            "is readable or writable by every user on this host; run chmod 600 on it (or chmod 640 with the service's group)".into(),
+        );
+    }
+    if mode & 0o060 != 0 && !own_group(meta.gid()) {
+        return Some(format!(
+            "is readable by group {} that esalert does not run in; run chmod 600 on it, or chgrp it to the service's group",
+            meta.gid()
+        ));
+    }
+    None
+}
+
+/// Whether the process runs as root or in group `gid`.
+#[cfg(unix)]
+fn own_group(gid: u32) -> bool {
+    // SAFETY: geteuid and getegid take no arguments and cannot fail.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if euid == 0 || egid == gid {
+        return true;
+    }
+    // SAFETY: a zero-length call only counts the groups.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let Ok(len) = usize::try_from(n) else {
+        return false;
+    };
+    let mut groups: Vec<libc::gid_t> = vec![0; len];
+    // SAFETY: `groups` has room for `n` entries, as passed.
+    let got = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
+    groups.truncate(usize::try_from(got).unwrap_or(0));
+    groups.contains(&gid)
 }
 
 #[cfg(test)]

@@ -81,6 +81,14 @@ impl EmailNotifier {
             builder = builder.port(port);
         }
         if let Some(user) = &cfg.username {
+            if cfg.security == Security::None {
+                // Credentials::parse refuses this unless allow_plaintext_auth.
+                tracing::warn!(
+                    event = "smtp_plaintext_auth",
+                    host = cfg.smtp_host.as_str(),
+                    "email security is none with a username: the SMTP password travels unencrypted (allow_plaintext_auth: true)"
+                );
+            }
             let pass = cfg
                 .password
                 .as_ref()

@@ -1,19 +1,22 @@
-//! Slack: incoming webhooks or `chat.postMessage` with a bot token, through
-//! slack-morphism's client and Block Kit models.
+//! Slack: incoming webhooks or `chat.postMessage` with a bot token. Messages
+//! are slack-morphism's Block Kit models, posted with esalert's own outbound
+//! client ([`crate::net`]): an overall timeout, no redirects, and the
+//! headers at hand to honour `Retry-After` in either form.
 //!
 //! Layout of a post: a header with the subject, sections with the message in
 //! mrkdwn, a context line (alert, hits, time), and the plain `text` fallback.
 //! Long messages are split into several posts within Slack's limits, never
 //! cutting a code block in half, and sent in order.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use secrecy::ExposeSecret;
-use slack_morphism::errors::SlackClientError;
+use secrecy::{ExposeSecret, SecretString};
 use slack_morphism::prelude::*;
+use tokio::time::Instant;
 
 use super::{Notification, Notifier, NotifyError, SetupError};
 use crate::alert::Medium;
@@ -30,29 +33,94 @@ pub const POST_MAX: usize = 40_000;
 /// under [`POST_MAX`] and far under [`BLOCKS_MAX`].
 const SECTIONS_PER_POST: usize = 12;
 const HEADER_MAX: usize = 150;
-/// How long one send waits out 429s before failing transiently (and being
-/// retried at a later run from the outbox).
-const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
+/// One send waits out a pause (429) only when it ends within this long;
+/// a longer pause fails the send at once as transient, with the time left as
+/// its retry-after, and the outbox retries it at a later run.
+const IN_SEND_WAIT_MAX: Duration = Duration::from_secs(10);
+/// The first pause after a 429 that says neither `Retry-After` nor anything
+/// else; each further one doubles it, up to [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_secs(30);
+const BACKOFF_MAX: Duration = Duration::from_secs(3600);
+/// A `Retry-After` is honoured up to a day; beyond that the peer is broken.
+const PAUSE_MAX: Duration = Duration::from_secs(24 * 3600);
+/// Slack's answers are a few bytes; never read more than this of one.
+const ANSWER_MAX: u64 = 64 * 1024;
 /// Posts in flight at once per Slack client.
 const LANES: usize = 4;
-
-type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
 enum Mode {
     Webhook(url::Url),
     Bot {
-        token: SlackApiToken,
+        token: SecretString,
+        url: url::Url,
         channel: Option<String>,
     },
 }
 
+/// A destination's pause after a 429. Shared by every post to that
+/// destination, across alerts and across credential reloads.
+#[derive(Debug, Default)]
+struct Pause {
+    until: Option<Instant>,
+    /// 429s without `Retry-After` in a row: the exponent of the backoff.
+    backoffs: u32,
+}
+
+/// Pauses by destination (webhook URL, or API URL and token).
+static PAUSES: LazyLock<Mutex<HashMap<String, Arc<Mutex<Pause>>>>> =
+    LazyLock::new(Default::default);
+
+fn pause_for(destination: String) -> Arc<Mutex<Pause>> {
+    PAUSES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(destination)
+        .or_default()
+        .clone()
+}
+
+impl Pause {
+    /// The time left, if paused.
+    fn remaining(&self, now: Instant) -> Option<Duration> {
+        self.until
+            .and_then(|u| u.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Records a 429: the peer's `Retry-After`, or the next backoff step.
+    /// Returns the pause.
+    fn rate_limited(&mut self, now: Instant, retry_after: Option<Duration>) -> Duration {
+        let wait = match retry_after {
+            // `Retry-After: 0` must not turn into a tight loop of posts.
+            Some(d) => d.clamp(Duration::from_secs(1), PAUSE_MAX),
+            None => {
+                let factor = 2u32.saturating_pow(self.backoffs.min(16));
+                self.backoffs = self.backoffs.saturating_add(1);
+                BACKOFF_FIRST.saturating_mul(factor).min(BACKOFF_MAX)
+            }
+        };
+        if let Some(until) = now.checked_add(wait) {
+            self.until = Some(self.until.map_or(until, |u| u.max(until)));
+        }
+        wait
+    }
+}
+
+/// What one post came to, before it becomes a [`NotifyError`].
+enum Answer {
+    Accepted,
+    RateLimited(Option<Duration>),
+    Failed(NotifyError),
+}
+
 /// Delivers to Slack.
 pub struct SlackNotifier {
-    client: SlackClient<Connector>,
+    http: reqwest::Client,
     mode: Mode,
-    /// After a 429, every post waits until Slack's `Retry-After` has
-    /// passed, not just the one that got it.
-    paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    timeout: Duration,
+    /// After a 429, every post to the destination waits (or fails fast)
+    /// until the pause has passed, not just the one that got it.
+    pause: Arc<Mutex<Pause>>,
     /// Posts in flight at once: a burst of matches trickles out instead of
     /// hammering Slack into more 429s.
     lanes: tokio::sync::Semaphore,
@@ -61,26 +129,30 @@ pub struct SlackNotifier {
 impl SlackNotifier {
     /// Builds the client. Warns when a webhook is plain `http://`.
     pub fn new(cfg: &SlackConfig) -> Result<SlackNotifier, SetupError> {
-        // Allow http:// too: Slack-compatible servers (Mattermost, Rocket.Chat)
-        // often sit on an internal plain-HTTP address.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
-        let mut connector = SlackClientHyperConnector::with_connector(https);
-        if let Some(api) = &cfg.api_url {
-            connector = connector.with_slack_api_url(api.trim_end_matches('/'));
-        }
-        let client = SlackClient::new(connector);
-        let mode = match (&cfg.token, &cfg.webhook_url) {
-            (Some(token), _) => Mode::Bot {
-                token: SlackApiToken::new(SlackApiTokenValue::new(
-                    token.expose_secret().to_owned(),
-                )),
-                channel: cfg.channel.clone(),
-            },
+        let timeout = cfg.timeout.value;
+        let http = crate::net::client(timeout)
+            .map_err(|e| SetupError::Slack(format!("cannot build the HTTP client: {e}")))?;
+        // http:// is allowed too: Slack-compatible servers (Mattermost,
+        // Rocket.Chat) often sit on an internal plain-HTTP address.
+        let (mode, destination) = match (&cfg.token, &cfg.webhook_url) {
+            (Some(token), _) => {
+                let api = cfg
+                    .api_url
+                    .as_deref()
+                    .unwrap_or("https://slack.com/api")
+                    .trim_end_matches('/');
+                let url = url::Url::parse(&format!("{api}/chat.postMessage"))
+                    .map_err(|e| SetupError::Slack(format!("api_url is not a URL: {e}")))?;
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                token.expose_secret().hash(&mut h);
+                let destination = format!("{url}#{:x}", h.finish());
+                let mode = Mode::Bot {
+                    token: token.clone(),
+                    url,
+                    channel: cfg.channel.clone(),
+                };
+                (mode, destination)
+            }
             (None, Some(hook)) => {
                 let url = url::Url::parse(hook.expose_secret())
                     .map_err(|e| SetupError::Slack(format!("webhook_url is not a URL: {e}")))?;
@@ -91,7 +163,8 @@ impl SlackNotifier {
                         "slack webhook_url is plain http://; messages travel unencrypted"
                     );
                 }
-                Mode::Webhook(url)
+                let destination = url.to_string();
+                (Mode::Webhook(url), destination)
             }
             (None, None) => {
                 return Err(SetupError::Slack(
@@ -100,9 +173,10 @@ impl SlackNotifier {
             }
         };
         Ok(SlackNotifier {
-            client,
+            http,
             mode,
-            paused_until: std::sync::Mutex::new(None),
+            timeout,
+            pause: pause_for(destination),
             lanes: tokio::sync::Semaphore::new(LANES),
         })
     }
@@ -123,94 +197,216 @@ impl SlackNotifier {
         channel: Option<&str>,
     ) -> Result<(), NotifyError> {
         let _lane = self.lanes.acquire().await;
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         loop {
-            let pause = *self.paused_until.lock().expect("pause lock");
-            if let Some(until) = pause
-                && until > tokio::time::Instant::now()
-            {
-                tokio::time::sleep_until(until).await;
-            }
-            let result = match &self.mode {
-                Mode::Webhook(url) => self
-                    .client
-                    .post_webhook_message(
-                        url,
-                        &SlackApiPostWebhookMessageRequest::new(content.clone()),
+            let now = Instant::now();
+            let left = self
+                .pause
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remaining(now);
+            if let Some(left) = left {
+                if started.elapsed().saturating_add(left) > IN_SEND_WAIT_MAX {
+                    return Err(NotifyError::transient(
+                        Medium::Slack,
+                        format!(
+                            "rate limited (HTTP 429): Slack asked for a pause of another {}s; not posting until it ends",
+                            left.as_secs().max(1)
+                        ),
                     )
-                    .await
-                    .map(|_| ()),
-                Mode::Bot {
-                    token,
-                    channel: default,
-                } => {
-                    let Some(ch) = channel.or(default.as_deref()) else {
-                        return Err(NotifyError::permanent(
-                            Medium::Slack,
-                            "no channel: set slack.channel in credentials.json or in the alert",
-                        ));
-                    };
-                    let session = self.client.open_session(token);
-                    session
-                        .chat_post_message(&SlackApiChatPostMessageRequest::new(
-                            SlackChannelId::new(ch.to_owned()),
-                            content.clone(),
-                        ))
-                        .await
-                        .map(|_| ())
+                    .with_retry_after(Some(left)));
                 }
-            };
-            match result {
-                Ok(()) => return Ok(()),
-                // A Slack-compatible server may answer `ok: true` without
-                // fields slack-morphism expects. The post was accepted;
-                // treating it as a failure would send it twice.
-                Err(SlackClientError::ProtocolError(p))
-                    if p.json_body.as_deref().is_some_and(accepted) =>
-                {
+                tokio::time::sleep(left).await;
+                continue;
+            }
+            match self.post_once(&content, channel).await {
+                Answer::Accepted => {
+                    self.pause
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .backoffs = 0;
                     return Ok(());
                 }
-                Err(SlackClientError::RateLimitError(rl)) => {
-                    let wait = rl.retry_after.unwrap_or(Duration::from_secs(1));
-                    if started.elapsed() + wait > RETRY_AFTER_MAX {
-                        return Err(NotifyError::transient(
-                            Medium::Slack,
-                            format!("rate limited (HTTP 429), retry after {}s", wait.as_secs()),
-                        )
-                        .with_retry_after(Some(wait)));
-                    }
-                    tracing::warn!(event = "slack_rate_limited", retry_after_s = wait.as_secs());
-                    let until = tokio::time::Instant::now() + wait;
-                    let mut p = self.paused_until.lock().expect("pause lock");
-                    *p = Some(p.map_or(until, |u| u.max(until)));
+                Answer::Failed(e) => return Err(e),
+                Answer::RateLimited(retry_after) => {
+                    let wait = self
+                        .pause
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .rate_limited(Instant::now(), retry_after);
+                    tracing::warn!(
+                        event = "slack_rate_limited",
+                        retry_after_s = wait.as_secs(),
+                        from_header = retry_after.is_some()
+                    );
                 }
-                Err(e) => return Err(classify(e)),
             }
         }
     }
-}
 
-fn accepted(body: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(body)
-        .is_ok_and(|v| v.get("ok").and_then(|ok| ok.as_bool()) == Some(true))
-}
-
-fn classify(e: SlackClientError) -> NotifyError {
-    match e {
-        SlackClientError::ApiError(api) => {
-            NotifyError::permanent(Medium::Slack, format!("slack error {}", api.code))
-        }
-        SlackClientError::HttpError(h) => {
-            let body = h.http_response_body.unwrap_or_default();
-            let body = body.chars().take(200).collect::<String>();
-            let msg = format!("HTTP {} {}", h.status_code.as_u16(), body.trim());
-            if h.status_code.is_server_error() || h.status_code.as_u16() == 408 {
-                NotifyError::transient(Medium::Slack, msg)
-            } else {
-                NotifyError::permanent(Medium::Slack, msg)
+    /// One HTTP request, classified.
+    async fn post_once(&self, content: &SlackMessageContent, channel: Option<&str>) -> Answer {
+        let (req, payload) = match &self.mode {
+            Mode::Webhook(url) => (
+                self.http.post(url.clone()),
+                serde_json::to_vec(&SlackApiPostWebhookMessageRequest::new(content.clone())),
+            ),
+            Mode::Bot {
+                token,
+                url,
+                channel: default,
+            } => {
+                let Some(ch) = channel.or(default.as_deref()) else {
+                    return Answer::Failed(NotifyError::permanent(
+                        Medium::Slack,
+                        "no channel: set slack.channel in credentials.json or in the alert",
+                    ));
+                };
+                (
+                    self.http
+                        .post(url.clone())
+                        .bearer_auth(token.expose_secret()),
+                    serde_json::to_vec(&SlackApiChatPostMessageRequest::new(
+                        SlackChannelId::new(ch.to_owned()),
+                        content.clone(),
+                    )),
+                )
             }
+        };
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => {
+                return Answer::Failed(NotifyError::permanent(
+                    Medium::Slack,
+                    format!("cannot encode the message: {e}"),
+                ));
+            }
+        };
+        let req = req
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
+            .body(payload);
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return Answer::Failed(self.transport_error(e)),
+        };
+        let status = resp.status();
+        if let Some(location) = crate::net::redirect_location(&resp) {
+            return Answer::Failed(NotifyError::permanent(
+                Medium::Slack,
+                format!(
+                    "HTTP {} redirects to {location}; esalert does not follow redirects: set webhook_url (or api_url) to the address that answers",
+                    status.as_u16()
+                ),
+            ));
         }
-        other => NotifyError::transient(Medium::Slack, other.to_string()),
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Answer::RateLimited(retry_after(resp.headers(), chrono::Utc::now()));
+        }
+        let body = match crate::net::read_capped(resp, ANSWER_MAX).await {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(crate::net::ReadError::Transport(e)) if !status.is_success() => {
+                return Answer::Failed(self.transport_error(e));
+            }
+            Err(_) => String::new(),
+        };
+        let snippet: String = body.trim().chars().take(200).collect();
+        if !status.is_success() {
+            let msg = format!("HTTP {} {snippet}", status.as_u16());
+            return Answer::Failed(
+                if status.is_server_error() || status == reqwest::StatusCode::REQUEST_TIMEOUT {
+                    NotifyError::transient(Medium::Slack, msg)
+                } else {
+                    NotifyError::permanent(Medium::Slack, msg)
+                },
+            );
+        }
+        match &self.mode {
+            // A webhook answers "ok"; Slack-compatible servers may say less.
+            Mode::Webhook(_) => Answer::Accepted,
+            Mode::Bot { .. } => web_api_answer(&body, &snippet),
+        }
+    }
+
+    /// A failure to connect, send or read, without the URL (a webhook's
+    /// path is its secret).
+    fn transport_error(&self, e: reqwest::Error) -> NotifyError {
+        if e.is_timeout() {
+            return NotifyError::transient(
+                Medium::Slack,
+                format!(
+                    "no answer from Slack within {} (slack.timeout in credentials.json)",
+                    humantime::format_duration(self.timeout)
+                ),
+            );
+        }
+        let e = e.without_url();
+        let mut parts = vec![e.to_string()];
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            let t = s.to_string();
+            if !parts.iter().any(|p| p.contains(&t)) {
+                parts.push(t);
+            }
+            src = s.source();
+        }
+        NotifyError::transient(Medium::Slack, parts.join(": "))
+    }
+}
+
+/// The pause a 429 asks for: `Retry-After` as seconds or as an HTTP date.
+/// `None` when absent or unreadable (then esalert backs off by itself).
+fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    // A date in the past means "now"; 1s keeps the pause meaningful.
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_secs(1)),
+    )
+}
+
+/// Classifies a Web API answer (`{"ok": true}` or `{"ok": false, "error": …}`).
+fn web_api_answer(body: &str, snippet: &str) -> Answer {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Answer::Failed(NotifyError::transient(
+            Medium::Slack,
+            format!("Slack's answer is not JSON: {snippet:?}"),
+        ));
+    };
+    if v.get("ok").and_then(serde_json::Value::as_bool) == Some(true) {
+        return Answer::Accepted;
+    }
+    let code = v
+        .get("error")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("unknown_error");
+    match code {
+        "ratelimited" | "rate_limited" => Answer::RateLimited(None),
+        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+            Answer::Failed(NotifyError::transient(
+                Medium::Slack,
+                format!("slack error {code}"),
+            ))
+        }
+        _ => Answer::Failed(NotifyError::permanent(
+            Medium::Slack,
+            format!("slack error {code}"),
+        )),
     }
 }
 
@@ -358,5 +554,42 @@ impl std::fmt::Debug for SlackNotifier {
             ),
             Mode::Bot { channel, .. } => write!(f, "SlackNotifier(bot, channel {channel:?})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = chrono::Utc::now();
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h, now), None);
+        h.insert("retry-after", "3600".parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(3600)));
+        let at = (now + chrono::Duration::seconds(90)).to_rfc2822();
+        h.insert("retry-after", at.parse().unwrap());
+        let d = retry_after(&h, now).unwrap();
+        assert!((89..=90).contains(&d.as_secs()), "{d:?}");
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn bare_429s_back_off_and_zero_is_not_a_tight_loop() {
+        let now = Instant::now();
+        let mut p = Pause::default();
+        assert_eq!(p.rate_limited(now, None), Duration::from_secs(30));
+        assert_eq!(p.rate_limited(now, None), Duration::from_secs(60));
+        for _ in 0..40 {
+            p.rate_limited(now, None);
+        }
+        assert_eq!(p.rate_limited(now, None), BACKOFF_MAX);
+        assert_eq!(
+            p.rate_limited(now, Some(Duration::ZERO)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(p.remaining(now), Some(BACKOFF_MAX));
     }
 }

@@ -175,7 +175,8 @@ impl Runner {
             store,
             clock,
             settings,
-            http: crate::sinks::outbound_client(),
+            // Never None once the cluster client was built (same TLS setup).
+            http: crate::sinks::outbound_client().unwrap_or_default(),
             search_slots: None,
             delivering: Default::default(),
         }
@@ -423,7 +424,7 @@ pub async fn dry_run(
 ) -> Result<Evaluated, crate::rule::EvalError> {
     let suppressed = gate::Suppressed::of(state, now);
     let suppress = |scope: &str| suppressed.get(scope);
-    let http = crate::sinks::outbound_client();
+    let http = crate::sinks::outbound_client().unwrap_or_default();
     let cx = EvalContext {
         es,
         http: &http,

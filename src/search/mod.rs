@@ -12,7 +12,9 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
+use crate::alert::ByteSize;
 use crate::config::EsConfig;
+use crate::net::{ReadError, read_capped, redirect_location};
 
 /// Characters escaped in an index pattern. `*` and `,` keep their meaning;
 /// everything that could change the URL's structure is encoded.
@@ -116,6 +118,26 @@ pub enum SearchError {
         /// Elasticsearch's reason, if any.
         reason: String,
     },
+    /// A 3xx: esalert follows no redirect, since a search redirected with
+    /// 301/302 turns into a GET without its query, and a 307 re-posts it,
+    /// credentials included, to another host.
+    #[error(
+        "HTTP {status} from the cluster redirects to {location}; esalert does not follow redirects: set `url` in credentials.json to the address that answers searches"
+    )]
+    Redirect {
+        /// The status code.
+        status: u16,
+        /// The `Location` header, without user info.
+        location: String,
+    },
+    /// The answer is longer than the cap.
+    #[error(
+        "the cluster's answer is larger than max_response_size ({cap}) and was not read further; make the search return less (`size`, `_source` filtering, fewer aggregation buckets), or raise `max_response_size` in the alert or in credentials.json (`elasticsearch.max_response_size`)"
+    )]
+    TooLarge {
+        /// The cap that was exceeded.
+        cap: ByteSize,
+    },
     /// A 2xx answer whose body is not JSON, or is cut off.
     #[error(
         "the cluster answered HTTP {status} with a body that is not JSON ({detail}): {snippet:?}"
@@ -182,6 +204,7 @@ pub struct EsClient {
     base: String,
     auth: Option<Auth>,
     timeout: Duration,
+    max_response: ByteSize,
     retry: (usize, Duration),
 }
 
@@ -202,15 +225,21 @@ impl std::fmt::Debug for Auth {
 }
 
 impl EsClient {
-    /// Builds the client. Logs a warning when TLS verification is off.
+    /// Builds the client. Logs a warning when TLS verification is off, and
+    /// when the URL carried a user and password.
     pub fn new(cfg: &EsConfig) -> Result<EsClient, SearchError> {
-        let mut b = reqwest::Client::builder()
-            .timeout(cfg.timeout())
-            .connect_timeout(cfg.timeout().min(Duration::from_secs(10)))
+        let mut cfg = cfg.clone();
+        cfg.take_url_credentials();
+        if cfg.credentials_in_url {
+            tracing::warn!(
+                event = "credentials_in_url",
+                url = %cfg.url,
+                "the elasticsearch url carries user:password@; esalert uses them for basic auth (unless username or api_key is set) and strips them from every log line, but they belong in `username` and `password` (as \"${{ES_PASSWORD}}\") in credentials.json"
+            );
+        }
+        let mut b = crate::net::builder(cfg.timeout())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .user_agent(concat!("esalert/", env!("CARGO_PKG_VERSION")));
+            .pool_max_idle_per_host(64);
         if let Some(ca) = &cfg.ca_cert {
             let pem = std::fs::read(ca).map_err(|e| {
                 SearchError::Config(format!("cannot read ca_cert {}: {e}", ca.display()))
@@ -246,6 +275,7 @@ impl EsClient {
             base: cfg.url.trim_end_matches('/').to_owned(),
             auth,
             timeout: cfg.timeout(),
+            max_response: cfg.max_response_size(),
             retry: (3, Duration::from_secs(1)),
         })
     }
@@ -257,7 +287,7 @@ impl EsClient {
         self
     }
 
-    /// The cluster's base URL.
+    /// The cluster's base URL, never with user info.
     pub fn url(&self) -> &str {
         &self.base
     }
@@ -280,9 +310,21 @@ impl EsClient {
         indices: &[String],
         body: &Value,
     ) -> Result<SearchResult, SearchError> {
+        self.search_limited(indices, body, None).await
+    }
+
+    /// [`search`](Self::search), reading at most `max_response_size` of the
+    /// answer (an alert's own cap) instead of the client's.
+    pub async fn search_limited(
+        &self,
+        indices: &[String],
+        body: &Value,
+        max_response_size: Option<ByteSize>,
+    ) -> Result<SearchResult, SearchError> {
         use backon::Retryable;
         let (tries, delay) = self.retry;
-        (|| self.search_once(indices, body))
+        let cap = max_response_size.unwrap_or(self.max_response);
+        (|| self.search_once(indices, body, cap))
             .retry(
                 backon::ExponentialBuilder::default()
                     .with_min_delay(delay)
@@ -304,9 +346,18 @@ impl EsClient {
         &self,
         indices: &[String],
         body: &Value,
+        cap: ByteSize,
     ) -> Result<SearchResult, SearchError> {
-        self.request(reqwest::Method::POST, &self.search_url(indices), &[], body)
-            .await
+        let bytes = serde_json::to_vec(body).expect("a JSON value always serializes");
+        self.request_raw(
+            reqwest::Method::POST,
+            &self.search_url(indices),
+            &[],
+            bytes,
+            "application/json",
+            cap,
+        )
+        .await
     }
 
     /// A search with URL parameters (Watcher's `search_type`,
@@ -365,6 +416,7 @@ impl EsClient {
             &[],
             nd.into_bytes(),
             "application/x-ndjson",
+            self.max_response,
         )
         .await
         .map(|r| r.response)
@@ -378,8 +430,15 @@ impl EsClient {
         body: &Value,
     ) -> Result<SearchResult, SearchError> {
         let bytes = serde_json::to_vec(body).expect("a JSON value always serializes");
-        self.request_raw(method, url, params, bytes, "application/json")
-            .await
+        self.request_raw(
+            method,
+            url,
+            params,
+            bytes,
+            "application/json",
+            self.max_response,
+        )
+        .await
     }
 
     async fn request_raw(
@@ -389,6 +448,7 @@ impl EsClient {
         params: &[(String, String)],
         bytes: Vec<u8>,
         content_type: &str,
+        cap: ByteSize,
     ) -> Result<SearchResult, SearchError> {
         let started = Instant::now();
         let mut req = self
@@ -416,7 +476,16 @@ impl EsClient {
         }
         let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        if let Some(location) = redirect_location(&resp) {
+            return Err(SearchError::Redirect {
+                status: status.as_u16(),
+                location,
+            });
+        }
+        let body = read_capped(resp, cap.bytes()).await.map_err(|e| match e {
+            ReadError::TooLarge(_) => SearchError::TooLarge { cap },
+            ReadError::Transport(e) => self.transport_error(e),
+        })?;
         let took_ms = started.elapsed().as_millis() as u64;
         if !status.is_success() {
             return Err(status_error(status, &body));

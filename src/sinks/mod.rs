@@ -48,7 +48,9 @@ impl Sinks {
         if let Some(x) = email::EmailSink::build(notifiers) {
             s.register(Arc::new(x));
         }
-        s.register(Arc::new(webhook::WebhookSink::new()));
+        if let Some(x) = webhook::WebhookSink::new() {
+            s.register(Arc::new(x));
+        }
         s.register(Arc::new(index::IndexSink::new(es.clone())));
         s.register(Arc::new(logging::LogSink));
         s

@@ -2,23 +2,23 @@
 
 use std::time::Duration;
 
-use super::{Message, Sink, SinkError, WebhookRequest};
 use futures::future::BoxFuture;
 
+use super::{Message, Sink, SinkError, WebhookRequest};
+
 /// The client for requests to other services: an overall timeout on every
-/// request (set per request), and redirects are not followed, so a body is
-/// never re-sent to a host nobody configured.
-pub fn outbound_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("esalert/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
+/// request, and redirects are not followed, so a body is never re-sent to a
+/// host nobody configured. `None` only if TLS can't be set up at all.
+pub fn outbound_client() -> Option<reqwest::Client> {
+    crate::net::client(crate::net::DEFAULT_TIMEOUT).ok()
 }
 
+/// The most a webhook's or an http input's answer may be.
+pub const MAX_ANSWER: u64 = 10 << 20;
+
 impl WebhookRequest {
-    /// Sends the request; returns the status, headers and body text.
+    /// Sends the request; returns the status, headers and body text. A
+    /// redirect is an error naming where it pointed; it is not followed.
     pub async fn send(
         &self,
         http: &reqwest::Client,
@@ -38,19 +38,41 @@ impl WebhookRequest {
         }
         let timeout = Duration::from_millis(self.timeout_ms.max(1));
         let call = async {
-            let resp = r.timeout(timeout).send().await?;
+            let resp = r
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| SinkError::transient("webhook", e.without_url().to_string()))?;
             let status = resp.status().as_u16();
+            if resp.status().is_redirection() {
+                return Err(SinkError::permanent(
+                    "webhook",
+                    format!(
+                        "HTTP {status}: redirect to {} not followed; point the request at the final URL",
+                        crate::net::redirect_location(&resp).unwrap_or_else(|| "?".into())
+                    ),
+                ));
+            }
             let headers = resp.headers().clone();
-            let text = resp.text().await?;
-            Ok::<_, reqwest::Error>((status, headers, text))
+            let body = crate::net::read_capped(resp, MAX_ANSWER)
+                .await
+                .map_err(|e| match e {
+                    crate::net::ReadError::TooLarge(cap) => SinkError::permanent(
+                        "webhook",
+                        format!("the answer is larger than {cap} bytes and was not read further"),
+                    ),
+                    crate::net::ReadError::Transport(e) => {
+                        SinkError::transient("webhook", e.without_url().to_string())
+                    }
+                })?;
+            Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
         };
         match tokio::time::timeout(timeout, call).await {
             Err(_) => Err(SinkError::transient(
                 "webhook",
                 format!("no answer within {}", humantime::format_duration(timeout)),
             )),
-            Ok(Err(e)) => Err(SinkError::transient("webhook", e.without_url().to_string())),
-            Ok(Ok(x)) => Ok(x),
+            Ok(r) => r,
         }
     }
 }
@@ -60,10 +82,10 @@ pub(super) struct WebhookSink {
 }
 
 impl WebhookSink {
-    pub(super) fn new() -> Self {
-        WebhookSink {
-            http: outbound_client(),
-        }
+    pub(super) fn new() -> Option<Self> {
+        Some(WebhookSink {
+            http: outbound_client()?,
+        })
     }
 }
 
@@ -77,20 +99,10 @@ impl Sink for WebhookSink {
             let Message::Webhook(req) = m else {
                 return Err(SinkError::permanent("webhook", "not a webhook message"));
             };
-            let (status, headers, body) = req.send(&self.http).await?;
+            let (status, _, body) = req.send(&self.http).await?;
             let snippet: String = body.chars().take(200).collect();
             match status {
                 200..=299 => Ok(()),
-                300..=399 => Err(SinkError::permanent(
-                    "webhook",
-                    format!(
-                        "HTTP {status}: redirect to {} not followed; point the action at the final URL",
-                        headers
-                            .get(reqwest::header::LOCATION)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("?")
-                    ),
-                )),
                 408 | 429 | 500..=599 => Err(SinkError::transient(
                     "webhook",
                     format!("HTTP {status}: {snippet}"),

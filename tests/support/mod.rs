@@ -78,6 +78,18 @@ impl Project {
     }
 }
 
+/// The built `esalert` binary, run in `dir` with no `ESALERT_*` settings
+/// inherited from the environment and `ESALERT_TEST_PW` set to `pw`.
+pub fn esalert_in(dir: &Path, pw: &str) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("esalert").unwrap();
+    c.current_dir(dir)
+        .env_remove("ESALERT_QUERIES")
+        .env_remove("ESALERT_CREDENTIALS")
+        .env_remove("ESALERT_LOG_DIR")
+        .env("ESALERT_TEST_PW", pw);
+    c
+}
+
 /// The repository root (for shipped examples and fixtures).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,5 +1,6 @@
 //! A Slack stand-in: accepts webhook posts and `chat.postMessage`, records
-//! the JSON payloads, and answers as queued (200 ok, `ok:false`, 429, 500).
+//! the JSON payloads, and answers as queued (200 ok, `ok:false`, 429 with
+//! or without `Retry-After`, 500).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,10 @@ pub enum SlackReply {
     Error(&'static str),
     /// HTTP 429 with `Retry-After: secs`.
     RateLimited(u64),
+    /// HTTP 429 with `Retry-After` as written (e.g. an HTTP date).
+    RateLimitedUntil(String),
+    /// HTTP 429 with no `Retry-After` and an empty body.
+    RateLimitedEmpty,
     /// HTTP 500.
     ServerError,
 }
@@ -77,6 +82,13 @@ async fn handle(state: Arc<Mutex<State>>, uri: Uri, headers: HeaderMap, body: By
             "rate limited",
         )
             .into_response(),
+        SlackReply::RateLimitedUntil(at) => (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", at)],
+            "rate limited",
+        )
+            .into_response(),
+        SlackReply::RateLimitedEmpty => axum::http::StatusCode::TOO_MANY_REQUESTS.into_response(),
         SlackReply::ServerError => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response(),
     }
 }
