@@ -22,6 +22,7 @@
 //! - [`cli`]: the `esalert` commands; `main.rs` only parses and dispatches.
 
 pub mod alert;
+pub mod alloc_budget;
 pub mod cli;
 pub mod condition;
 pub mod config;
@@ -36,6 +37,11 @@ pub mod runner;
 pub mod search;
 pub mod throttle;
 pub mod watcher;
+
+/// The unit tests count allocations as the binary does (see [`alloc_budget`]).
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: alloc_budget::CountingAlloc = alloc_budget::CountingAlloc;
 
 /// Installs ring as the one rustls crypto provider of the process.
 ///
