@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use shared::SharedStore;
-pub use store::{Store, StoreError, write_atomic};
+pub use store::{Store, StoreError, StoreWriter, write_atomic};
 
 use crate::alert::Medium;
 use crate::notify::Notification;

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{Notify, watch};
 
-use super::store::write_atomic;
 use super::{Store, StoreError, StoreFile};
 
 /// The shared store.
@@ -105,11 +104,11 @@ impl SharedStore {
         if self.flushed.borrow().0 >= target && self.flushed.borrow().1.is_none() {
             return;
         }
-        let (path, bytes) = {
+        let (writer, bytes) = {
             let s = self.store.lock().expect("store lock");
-            (s.path().to_owned(), s.snapshot())
+            (s.writer(), s.snapshot())
         };
-        let result = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, |_| Ok(())))
+        let result = tokio::task::spawn_blocking(move || writer.write(&bytes))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
@@ -142,7 +141,7 @@ impl Drop for SharedStore {
         if self.flushed.borrow().0 < target
             && let Ok(s) = self.store.lock()
         {
-            let _ = write_atomic(s.path(), &s.snapshot(), |_| Ok(()));
+            let _ = s.writer().write(&s.snapshot());
         }
         self.kick.notify_one();
     }
