@@ -282,15 +282,17 @@ fn check(g: &Global, queries_only: bool) -> u8 {
                             _ => true,
                         };
                         if !configured {
-                            let pos = std::fs::read_to_string(&a.path)
-                                .ok()
-                                .filter(|t| t.contains("\"media\""))
-                                .and_then(|t| {
-                                    crate::alert::locate::locate(
-                                        &t,
-                                        &[crate::alert::locate::Seg::key("media")],
-                                    )
-                                });
+                            let pos =
+                                crate::alert::read_regular(&a.path, crate::alert::MAX_FILE_SIZE)
+                                    .ok()
+                                    .and_then(|b| String::from_utf8(b).ok())
+                                    .filter(|t| t.contains("\"media\""))
+                                    .and_then(|t| {
+                                        crate::alert::locate::locate(
+                                            &t,
+                                            &[crate::alert::locate::Seg::key("media")],
+                                        )
+                                    });
                             let at = pos
                                 .map(|p| format!(":{}:{}", p.line, p.column))
                                 .unwrap_or_default();
@@ -482,7 +484,10 @@ fn ack(g: &Global, name: &str, actions: &[String]) -> Result<u8, CliError> {
             }
             Ok(0)
         }
-        Err(crate::throttle::StoreError::Locked { .. }) => {
+        Err(
+            crate::throttle::StoreError::Locked { .. }
+            | crate::throttle::StoreError::HeldElsewhere { .. },
+        ) => {
             // The daemon holds the store: leave a request it applies at the next run.
             let path = crate::watcher::ack_request_path(&g.state, name);
             if let Some(dir) = path.parent() {

@@ -23,6 +23,7 @@
 //! - [`cli`]: the `esalert` commands; `main.rs` only parses and dispatches.
 
 pub mod alert;
+pub mod alloc_budget;
 pub mod cli;
 pub mod condition;
 pub mod config;
@@ -41,6 +42,11 @@ pub mod search;
 pub mod sinks;
 pub mod throttle;
 pub mod watcher;
+
+/// The unit tests count allocations as the binary does (see [`alloc_budget`]).
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: alloc_budget::CountingAlloc = alloc_budget::CountingAlloc;
 
 /// Installs ring as the one rustls crypto provider of the process.
 ///

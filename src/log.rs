@@ -148,8 +148,48 @@ pub fn format_line(
     f.line
 }
 
-/// The tracing formatter that produces esalert's logfmt lines.
-pub struct Logfmt;
+/// The syslog priority of a level, as journald reads it from a `<N>` prefix.
+pub fn syslog_priority(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+/// Whether stderr is connected to journald: systemd sets `JOURNAL_STREAM`
+/// to the `device:inode` of the stream it gave us, and only when stderr is
+/// still that stream are its lines the journal's (a shell started from the
+/// service inherits the variable with another stderr).
+pub fn stderr_is_journal() -> bool {
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    // SAFETY: fstat on fd 2 writes one stat struct, which we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return false;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let (d, i) = (st.st_dev as u64, st.st_ino as u64);
+    d == dev && i == ino
+}
+
+/// The tracing formatter that produces esalert's logfmt lines. With
+/// `syslog_prefix`, each line starts with its `<N>` priority for journald
+/// (so `journalctl -p err` works); alerts.log lines never have it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Logfmt {
+    /// Prefix lines with `<3>`, `<4>`, `<6>` or `<7>`.
+    pub syslog_prefix: bool,
+}
 
 impl<S, N> FormatEvent<S, N> for Logfmt
 where
@@ -166,6 +206,9 @@ where
         let line = format_line(&chrono::Utc::now(), meta.level(), meta.target(), |v| {
             event.record(v)
         });
+        if self.syslog_prefix {
+            write!(writer, "<{}>", syslog_priority(meta.level()))?;
+        }
         writer.write_str(&line)
     }
 }
@@ -176,11 +219,25 @@ fn filter() -> Targets {
         .with_target("esalert", Level::INFO)
 }
 
+/// Makes every file this process creates from now on owner-only: the daily
+/// log files (created by the appender, which takes no mode), the store, its
+/// lock and ack requests hold alert data. Only ever tightens the umask a
+/// service manager set (`UMask=0027` in the shipped unit).
+fn private_umask() {
+    // SAFETY: umask(2) cannot fail; the first call only reads the old mask.
+    unsafe {
+        let old = libc::umask(0o077);
+        libc::umask(old | 0o077);
+    }
+}
+
 /// Starts logging: always to stderr, and to `<dir>/alerts.log` when a
 /// directory is given. Keeps at most `keep` daily files.
 pub fn init(dir: Option<&Path>, keep: usize) -> Result<LogGuard, LogError> {
     let stderr = tracing_subscriber::fmt::layer()
-        .event_format(Logfmt)
+        .event_format(Logfmt {
+            syslog_prefix: stderr_is_journal(),
+        })
         .with_writer(std::io::stderr)
         .with_filter(filter());
     let Some(dir) = dir else {
@@ -191,6 +248,7 @@ pub fn init(dir: Option<&Path>, keep: usize) -> Result<LogGuard, LogError> {
         dir: dir.to_owned(),
         reason,
     };
+    private_umask();
     std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
     // The symlink target is written relative to the directory as given, so
     // make it absolute or the link breaks for a relative --log-dir.
@@ -214,7 +272,7 @@ pub fn init(dir: Option<&Path>, keep: usize) -> Result<LogGuard, LogError> {
         .thread_name("esalert-log")
         .finish(appender);
     let file = tracing_subscriber::fmt::layer()
-        .event_format(Logfmt)
+        .event_format(Logfmt::default())
         .with_ansi(false)
         .with_writer(writer)
         .with_filter(filter());

@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use esalert::cli::{Cli, execute};
 
+/// Counts the bytes each thread holds, so that a script or template that
+/// outgrows its memory budget is stopped with an error instead of taking
+/// the process down (see `esalert::alloc_budget`).
+#[global_allocator]
+static ALLOC: esalert::alloc_budget::CountingAlloc = esalert::alloc_budget::CountingAlloc;
+
 fn main() -> ExitCode {
     esalert::install_crypto_provider();
     let cli = Cli::parse();

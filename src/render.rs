@@ -17,6 +17,17 @@ use crate::alert::locate::Seg;
 /// Instructions a single render may execute.
 pub const FUEL: u64 = 5_000_000;
 
+/// The most text one template may render to: far beyond what any Slack
+/// post (40,000 characters) or readable email holds.
+pub const OUTPUT_CAP: usize = 1 << 20;
+
+/// The most memory one render may allocate on top of its inputs. Fuel
+/// bounds the number of steps, not their size (a string doubled in a loop
+/// takes one step per doubling), so growth is bounded separately: see
+/// [`crate::alloc_budget`]. Checked at every value written, every item of
+/// `range()` and when the render ends.
+pub const MEMORY: usize = 64 << 20;
+
 /// Variables visible to body templates.
 pub const BODY_VARS: &[&str] = &["alert", "now", "window"];
 /// Variables visible to subject and message templates.
@@ -58,6 +69,28 @@ pub enum RenderError {
         template: String,
         /// minijinja's message.
         reason: String,
+    },
+    /// The output grew past [`OUTPUT_CAP`].
+    #[error(
+        "alert {alert}: {template} rendered to more than {} (the limit); render less, e.g. fewer hits or a `truncate` filter",
+        crate::alloc_budget::fmt_bytes(OUTPUT_CAP)
+    )]
+    TooLarge {
+        /// The alert.
+        alert: String,
+        /// Which template.
+        template: String,
+    },
+    /// The render allocated more than [`MEMORY`].
+    #[error(
+        "alert {alert}: rendering {template} used more than {} of memory (the limit); check it for strings growing in a loop",
+        crate::alloc_budget::fmt_bytes(MEMORY)
+    )]
+    TooMuchMemory {
+        /// The alert.
+        alert: String,
+        /// Which template.
+        template: String,
     },
     /// The message rendered to nothing; esalert never sends an empty message.
     #[error("alert {alert}: {template} rendered to an empty string; nothing is sent")]
@@ -263,11 +296,54 @@ pub fn html_escape(s: &str) -> String {
 /// own literal text is not, so it may still use mrkdwn or HTML.
 const FLAVOURS: &[&str] = &[".slack", ".html"];
 
+/// The error a render stops with when its memory budget is spent; turned
+/// into [`RenderError::TooMuchMemory`].
+fn out_of_memory() -> minijinja::Error {
+    minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        "memory budget of the render spent",
+    )
+}
+
+/// `range()` as minijinja's, but a loop over it ends once the render's
+/// memory budget is spent, so a loop growing a value can't run on to the
+/// end of its range (the render then fails with [`RenderError::TooMuchMemory`]).
+#[derive(Debug)]
+struct BudgetedRange(TValue);
+
+impl minijinja::value::Object for BudgetedRange {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &TValue) -> Option<TValue> {
+        self.0.get_item(key).ok().filter(|v| !v.is_undefined())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        let items = self.0.try_iter().into_iter().flatten();
+        minijinja::value::Enumerator::Iter(Box::new(
+            items.take_while(|_| !crate::alloc_budget::exceeded()),
+        ))
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        self.0.len()
+    }
+}
+
 fn new_env() -> Environment<'static> {
     use minijinja::AutoEscape;
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
+    env.add_function(
+        "range",
+        |lower: isize, upper: Option<isize>, step: Option<isize>| {
+            minijinja::functions::range(lower, upper, step)
+                .map(|r| TValue::from_object(BudgetedRange(r)))
+        },
+    );
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".html") {
             AutoEscape::Html
@@ -278,6 +354,10 @@ fn new_env() -> Environment<'static> {
         }
     });
     env.set_formatter(|out, state, value| {
+        // Every value written passes here, in captured blocks too.
+        if crate::alloc_budget::exceeded() {
+            return Err(out_of_memory());
+        }
         if state.auto_escape() == AutoEscape::Custom("slack") && !value.is_safe() {
             let text = match value.as_str() {
                 Some(s) => slack_escape(s),
@@ -402,7 +482,34 @@ impl Templates {
             .env()
             .get_template(name)
             .map_err(|e| self.err(name, e))?;
-        tmpl.render(ctx).map_err(|e| self.err(name, e))
+        let budget = crate::alloc_budget::Budget::open(MEMORY);
+        let mut out = CappedWriter::default();
+        let result = tmpl.render_captured_to(ctx, &mut out).map(drop);
+        let spent = budget.exceeded();
+        drop(budget);
+        let template = || {
+            name.trim_end_matches(".slack")
+                .trim_end_matches(".html")
+                .to_owned()
+        };
+        if out.over {
+            return Err(RenderError::TooLarge {
+                alert: self.alert.clone(),
+                template: template(),
+            });
+        }
+        if spent {
+            return Err(RenderError::TooMuchMemory {
+                alert: self.alert.clone(),
+                template: template(),
+            });
+        }
+        result.map_err(|e| self.err(name, e))?;
+        String::from_utf8(out.buf).map_err(|e| RenderError::Render {
+            alert: self.alert.clone(),
+            template: template(),
+            reason: e.to_string(),
+        })
     }
 
     fn render_simple(
@@ -442,6 +549,15 @@ impl Templates {
                     }
                     out.push_str(&escape(&v.to_string()));
                 }
+            }
+            if out.len() > OUTPUT_CAP {
+                return Err(RenderError::TooLarge {
+                    alert: self.alert.clone(),
+                    template: name
+                        .trim_end_matches(".slack")
+                        .trim_end_matches(".html")
+                        .to_owned(),
+                });
             }
         }
         Ok(out)
@@ -523,6 +639,32 @@ impl Templates {
             },
             text,
         })
+    }
+}
+
+/// Collects a render's output, refusing to grow past [`OUTPUT_CAP`] or to
+/// go on once the render's memory budget is spent.
+#[derive(Default)]
+struct CappedWriter {
+    buf: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len().saturating_add(data.len()) > OUTPUT_CAP {
+            self.over = true;
+            return Err(std::io::Error::other("output over the cap"));
+        }
+        if crate::alloc_budget::exceeded() {
+            return Err(std::io::Error::other("memory budget spent"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -155,8 +155,82 @@ pub fn load_named(dir: &Path, name: &str, engine: &ScriptEngine) -> Result<Alert
     load_file(dir, &path, engine)
 }
 
-/// Reads and validates one file of `dir`.
-pub fn load_file(dir: &Path, path: &Path, engine: &ScriptEngine) -> Result<Alert, LoadError> {
+/// Why [`read_regular`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Opening, inspecting or reading failed.
+    #[error("cannot read file: {0}")]
+    Io(#[from] std::io::Error),
+    /// A FIFO, device, socket or directory: reading it could block the
+    /// daemon or never end.
+    #[error("not a regular file (it is a {0}); only regular files are read")]
+    NotRegular(&'static str),
+    /// Over the size limit (also when the file grew while being read).
+    #[error("file is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// The size seen (at least `limit + 1`).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+fn kind_of(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "directory"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else {
+        "special file"
+    }
+}
+
+/// Reads a file only if it is a regular file of at most `limit` bytes.
+///
+/// The type and size are checked on the open descriptor (so a file swapped
+/// after a check is still caught); the open is non-blocking, so a FIFO is
+/// refused instead of waiting for a writer; and at most `limit + 1` bytes
+/// are read, so a file that grows meanwhile (or lies about its size, as
+/// `/proc` files do) can't make the read unbounded.
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(ReadError::NotRegular(kind_of(meta.file_type())));
+    }
+    if meta.len() > limit {
+        return Err(ReadError::TooLarge {
+            size: meta.len(),
+            limit,
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    f.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    let read = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if read > limit {
+        return Err(ReadError::TooLarge { size: read, limit });
+    }
+    Ok(bytes)
+}
+
+/// Reads one file of `dir` with every check that comes before parsing: its
+/// name, where a symlink points, its type and its size. Nothing is read
+/// from a file that fails them.
+pub fn read_alert_file(dir: &Path, path: &Path) -> Result<Vec<u8>, LoadError> {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     if !valid_name(stem) {
         return Err(LoadError::one(
@@ -165,6 +239,17 @@ pub fn load_file(dir: &Path, path: &Path, engine: &ScriptEngine) -> Result<Alert
             format!(
                 "alert name {stem:?} is not allowed: rename the file to use only a-z, 0-9, '_' and '-'"
             ),
+        ));
+    }
+    // Type first, without following a symlink: a FIFO or device is refused
+    // here, before anything opens it.
+    let link = std::fs::symlink_metadata(path)
+        .map_err(|e| LoadError::one(path, None, format!("cannot read file: {e}")))?;
+    if !link.file_type().is_file() && !link.file_type().is_symlink() {
+        return Err(LoadError::one(
+            path,
+            None,
+            ReadError::NotRegular(kind_of(link.file_type())).to_string(),
         ));
     }
     // A symlink may point anywhere; only follow it inside the queries directory.
@@ -181,24 +266,27 @@ pub fn load_file(dir: &Path, path: &Path, engine: &ScriptEngine) -> Result<Alert
             ),
         ));
     }
-    let meta = std::fs::metadata(&real)
-        .map_err(|e| LoadError::one(path, None, format!("cannot read file: {e}")))?;
-    if !meta.is_file() {
-        return Err(LoadError::one(path, None, "not a regular file"));
-    }
-    if meta.len() > MAX_FILE_SIZE {
-        return Err(LoadError::one(
-            path,
-            None,
-            format!(
-                "file is {} bytes, over the limit of {MAX_FILE_SIZE} bytes (1 MiB); alert files should be small",
-                meta.len()
+    read_regular(&real, MAX_FILE_SIZE).map_err(|e| {
+        let msg = match e {
+            ReadError::TooLarge { size, .. } => format!(
+                "file is {size} bytes, over the limit of {MAX_FILE_SIZE} bytes (1 MiB); alert files should be small"
             ),
-        ));
-    }
-    let bytes = std::fs::read(&real)
-        .map_err(|e| LoadError::one(path, None, format!("cannot read file: {e}")))?;
-    let text = match std::str::from_utf8(&bytes) {
+            other => other.to_string(),
+        };
+        LoadError::one(path, None, msg)
+    })
+}
+
+/// Reads and validates one file of `dir`.
+pub fn load_file(dir: &Path, path: &Path, engine: &ScriptEngine) -> Result<Alert, LoadError> {
+    let bytes = read_alert_file(dir, path)?;
+    load_bytes(path, &bytes, engine)
+}
+
+/// Validates the content of one alert file, read by [`read_alert_file`].
+pub fn load_bytes(path: &Path, bytes: &[u8], engine: &ScriptEngine) -> Result<Alert, LoadError> {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
             let good = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or("");

@@ -12,10 +12,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 pub use loader::{
-    LoadError, LoadReport, Problem, alert_files as loader_files, load_dir, load_file, load_named,
-    parse_alert, parse_native, parse_watch,
+    LoadError, LoadReport, MAX_FILE_SIZE, Problem, ReadError, alert_files as loader_files,
+    load_bytes, load_dir, load_file, load_named, parse_alert, parse_native, parse_watch,
+    read_alert_file, read_regular,
 };
-pub use schedule::{HumanDuration, Schedule};
+pub use schedule::{HumanDuration, MAX_DURATION, MAX_DURATION_TEXT, Schedule, check_max};
 pub use size::ByteSize;
 
 use crate::condition::ConditionSpec;

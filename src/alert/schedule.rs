@@ -6,7 +6,26 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A humantime duration (`30s`, `15m`, `1h 30m`) that keeps its spelling for display.
+/// The longest duration any file may hold: one year (365 days). Longer
+/// values are typos or attacks, and they overflow date arithmetic
+/// (`now + 1000000y` is out of chrono's range), so they are refused at load.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// [`MAX_DURATION`] as written in messages and the README.
+pub const MAX_DURATION_TEXT: &str = "365d (1 year)";
+
+/// Refuses a duration over [`MAX_DURATION`], naming what it is.
+pub fn check_max(what: &str, d: Duration) -> Result<Duration, String> {
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{what} is too long: it must be at most {MAX_DURATION_TEXT}"
+        ));
+    }
+    Ok(d)
+}
+
+/// A humantime duration (`30s`, `15m`, `1h 30m`) that keeps its spelling for
+/// display. At most [`MAX_DURATION`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct HumanDuration {
     /// The parsed value.
@@ -20,6 +39,7 @@ impl HumanDuration {
         let value = humantime::parse_duration(text.trim()).map_err(|e| {
             format!("invalid duration {text:?}: {e}; write it like \"30s\", \"15m\" or \"1h\"")
         })?;
+        check_max(&format!("duration {:?}", text.trim()), value)?;
         Ok(HumanDuration {
             value,
             text: text.trim().to_owned(),
@@ -175,6 +195,10 @@ impl FromStr for Schedule {
                 cron: Box::new(cron),
             });
         }
+        if let Ok(d) = humantime::parse_duration(s) {
+            // A duration, but too long: say only that.
+            check_max(&format!("schedule {s:?}"), d)?;
+        }
         match HumanDuration::parse(s) {
             Ok(d) if d.value < Duration::from_secs(1) => {
                 Err(format!("schedule {s:?} is shorter than the minimum of 1s"))
@@ -232,5 +256,19 @@ mod tests {
         let e = "soon".parse::<Schedule>().unwrap_err();
         assert!(e.contains("invalid duration"), "{e}");
         assert!("0s".parse::<Schedule>().is_err());
+    }
+
+    #[test]
+    fn durations_are_at_most_a_year() {
+        assert_eq!(HumanDuration::parse("365d").unwrap().value, MAX_DURATION);
+        for text in ["366d", "1000000y", "2y"] {
+            let e = HumanDuration::parse(text).unwrap_err();
+            assert!(e.contains("must be at most 365d (1 year)"), "{e}");
+        }
+        let e = "2y".parse::<Schedule>().unwrap_err();
+        assert_eq!(
+            e,
+            "schedule \"2y\" is too long: it must be at most 365d (1 year)"
+        );
     }
 }

@@ -25,6 +25,10 @@ pub struct Limits {
     pub max_array_size: usize,
     /// Maximum number of entries in a map.
     pub max_map_size: usize,
+    /// Maximum memory one run may allocate, in bytes, on top of the
+    /// response it is given: the per-value limits above don't bound the
+    /// total (a map of many strings, each under the string limit), this does.
+    pub max_memory: usize,
 }
 
 impl Default for Limits {
@@ -35,6 +39,7 @@ impl Default for Limits {
             max_string_size: 1 << 20,
             max_array_size: 100_000,
             max_map_size: 100_000,
+            max_memory: 64 << 20,
         }
     }
 }
@@ -58,6 +63,15 @@ pub enum ScriptError {
         /// The limit that was hit.
         limit: u64,
     },
+    /// The script allocated more than its memory budget.
+    #[error(
+        "script stopped: it used more than {} of memory (the limit); check it for strings or maps growing in a loop",
+        crate::alloc_budget::fmt_bytes(*limit)
+    )]
+    TooMuchMemory {
+        /// The limit that was hit, in bytes.
+        limit: usize,
+    },
     /// Any other run-time failure.
     #[error("script failed: {0}")]
     Runtime(String),
@@ -67,6 +81,9 @@ pub enum ScriptError {
     )]
     BadReturn(String),
 }
+
+/// The token a run is terminated with when its memory budget is spent.
+const OUT_OF_MEMORY: &str = "esalert: memory budget spent";
 
 /// A compiled script.
 #[derive(Debug, Clone)]
@@ -106,6 +123,11 @@ impl ScriptEngine {
             .set_max_map_size(limits.max_map_size)
             .set_max_expr_depths(64, 32)
             .disable_symbol("eval");
+        // Checked at every operation: one operation allocates at most about
+        // one value of the sizes above, so a run never holds much more
+        // than `max_memory`.
+        engine
+            .on_progress(|_| crate::alloc_budget::exceeded().then(|| Dynamic::from(OUT_OF_MEMORY)));
         engine.on_print(|_| {});
         engine.on_debug(|_, _, _| {});
         ScriptEngine { engine, limits }
@@ -130,16 +152,27 @@ impl ScriptEngine {
             rhai::serde::to_dynamic(response).map_err(|e| ScriptError::Runtime(e.to_string()))?;
         let mut scope = Scope::new();
         scope.push_constant("response", response);
-        let out: Dynamic = self
+        // Opened after the response is converted: the budget is for what
+        // the script itself builds.
+        let budget = crate::alloc_budget::Budget::open(self.limits.max_memory);
+        let out = self
             .engine
-            .eval_ast_with_scope(&mut scope, &script.ast)
-            .map_err(|e| match *e {
-                EvalAltResult::ErrorTooManyOperations(_) => ScriptError::TooManyOperations {
-                    limit: self.limits.max_operations,
-                },
-                other => ScriptError::Runtime(other.to_string()),
-            })?;
-        verdict(out)
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast);
+        // Whatever the script built is freed before the budget closes.
+        drop(scope);
+        let out = out.map_err(|e| match *e {
+            EvalAltResult::ErrorTooManyOperations(_) => ScriptError::TooManyOperations {
+                limit: self.limits.max_operations,
+            },
+            EvalAltResult::ErrorTerminated(ref token, _) if token.to_string() == OUT_OF_MEMORY => {
+                ScriptError::TooMuchMemory {
+                    limit: budget.limit(),
+                }
+            }
+            other => ScriptError::Runtime(other.to_string()),
+        });
+        drop(budget);
+        verdict(out?)
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use crate::alert::{Alert, LoadError, load_file, loader_files};
+use crate::alert::{Alert, LoadError, load_bytes, loader_files, read_alert_file};
 use crate::condition::ScriptEngine;
 
 /// A file modified this recently may still be being written; wait.
@@ -77,6 +77,27 @@ impl Alerts {
         }
     }
 
+    /// After a wall-clock step: every alert is next due at the first time
+    /// its schedule gives after `now`, or earlier if it was already due (a
+    /// forward step runs what it skipped over once, now). So a step back
+    /// never delays an alert by more than one period. Returns how many
+    /// alerts were rescheduled.
+    pub fn reschedule(&mut self, now: DateTime<Utc>) -> usize {
+        let mut n = 0;
+        for s in self.by_name.values_mut() {
+            let fresh = next_due(&s.alert, now);
+            let due = match (s.next_due, fresh) {
+                (Some(old), Some(new)) if old <= now => Some(old.min(new)),
+                (_, fresh) => fresh,
+            };
+            if due != s.next_due {
+                n += 1;
+            }
+            s.next_due = due;
+        }
+        n
+    }
+
     /// Brings the set in line with the directory. With `force`, every file
     /// is re-read (SIGHUP). With `settle`, files changed in the last
     /// [`SETTLE`] are left for later, as they may be half-written. Returns
@@ -139,14 +160,17 @@ impl Alerts {
         now: DateTime<Utc>,
         force: bool,
     ) {
-        let digest = {
+        // One checked read: type, symlink target and size are verified before
+        // any byte is read, so a FIFO or /dev/zero can't stall or exhaust the
+        // scheduler; the digest and the alert come from the same bytes.
+        let loaded = read_alert_file(&self.dir, path).and_then(|bytes| {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            std::fs::read(path).unwrap_or_default().hash(&mut h);
-            h.finish()
-        };
-        match load_file(&self.dir, path, &self.scripts) {
-            Ok(alert) => {
+            bytes.hash(&mut h);
+            load_bytes(path, &bytes, &self.scripts).map(|a| (a, h.finish()))
+        });
+        match loaded {
+            Ok((alert, digest)) => {
                 self.rejected.remove(path);
                 let alert = Arc::new(alert);
                 match self.by_name.get_mut(name) {

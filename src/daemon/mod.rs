@@ -1,10 +1,12 @@
 //! `esalert run`: the daemon.
 //!
-//! One loop owns the schedule. It wakes at the next due time, or at least
-//! every second, reading the wall clock each time: a tick missed while the
-//! process was suspended (or the clock jumped) runs once on wake-up, never
+//! One loop owns the schedule. It sleeps on the monotonic clock until the
+//! next due time, or at most a second, reading the wall clock each time: a
+//! tick missed while the process was suspended runs once on wake-up, never
 //! once per missed tick, and nothing drifts because due times come from the
-//! schedule's grid, not from when the last run ended. Each alert has a
+//! schedule's grid, not from when the last run ended. A step of the wall
+//! clock (see [`clock_step`]) reschedules every alert from the new time, and no
+//! run is ever given a due time ahead of the wall clock. Each alert has a
 //! running flag, so a run still going at the next due time makes that tick
 //! `outcome=skipped reason=overrun` instead of stacking runs.
 //!
@@ -14,6 +16,7 @@
 //! with croner and chrono-tz for cron, avoids all three.)
 
 mod alerts;
+pub mod clock_step;
 pub mod metrics;
 mod systemd;
 
@@ -23,14 +26,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::condition::ScriptEngine;
 use crate::config::{ConfigError, Credentials};
 use crate::notify::{Notifiers, SetupError};
-use crate::pipeline::{RunError, RunReport, Runner, Settings, SystemClock};
+use crate::pipeline::{Clock, RunError, RunReport, Runner, Settings, SystemClock};
 use crate::search::{EsClient, SearchError};
 use crate::throttle::{SharedStore, Store, StoreError};
 
@@ -106,6 +108,7 @@ fn build_runner(
     scripts: Arc<ScriptEngine>,
     settings: Settings,
     slots: &Arc<Semaphore>,
+    clock: &Arc<dyn Clock>,
 ) -> Result<Arc<Runner>, DaemonError> {
     Ok(Arc::new(
         Runner::with_shared_store(
@@ -113,7 +116,7 @@ fn build_runner(
             scripts,
             Notifiers::from_credentials(creds)?,
             store,
-            Arc::new(SystemClock),
+            clock.clone(),
             settings,
         )
         .with_search_slots(slots.clone()),
@@ -173,11 +176,28 @@ pub async fn run(
     cfg: DaemonConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    run_with_clock(cfg, Arc::new(SystemClock), shutdown).await
+}
+
+/// [`run`] with the wall clock given: tests step it. The time between
+/// ticks is still measured on the real steady clock.
+pub async fn run_with_clock(
+    cfg: DaemonConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
     let scripts = Arc::new(ScriptEngine::default());
     let creds = Credentials::load(&cfg.credentials)?;
     let store = SharedStore::new(Store::open(&cfg.state)?);
     let sem = Arc::new(Semaphore::new(cfg.max_concurrency.max(1)));
-    let mut runner = build_runner(&creds, store.clone(), scripts.clone(), cfg.settings, &sem)?;
+    let mut runner = build_runner(
+        &creds,
+        store.clone(),
+        scripts.clone(),
+        cfg.settings,
+        &sem,
+        &clock,
+    )?;
     let metrics = Arc::new(Metrics::default());
 
     std::fs::read_dir(&cfg.queries).map_err(|source| DaemonError::Queries {
@@ -186,7 +206,7 @@ pub async fn run(
     })?;
     let mut alerts = Alerts::new(cfg.queries.clone(), scripts.clone());
     // At start, nothing is "still being written": load what is there.
-    alerts.scan(Utc::now(), false, false);
+    alerts.scan(clock.now(), false, false);
     let mut rescan_soon = None;
     metrics.set_loaded(alerts.by_name.len());
     metrics.tick();
@@ -245,13 +265,24 @@ pub async fn run(
     tokio::pin!(shutdown);
 
     let mut next_stuck_check = tokio::time::Instant::now();
+    let mut steps = clock_step::StepDetector::new(clock_step::boottime(), clock.now());
     loop {
         metrics.tick();
         metrics.set_store_failing(store.write_failing());
-        let now = Utc::now();
+        let now = clock.now();
         if next_stuck_check <= tokio::time::Instant::now() {
             next_stuck_check = tokio::time::Instant::now() + Duration::from_secs(5);
             metrics.set_stuck(store.read(|d| crate::throttle::stuck_deliveries(d, now)));
+        }
+        if let Some(delta) = steps.observe(clock_step::boottime(), now) {
+            let rescheduled = alerts.reschedule(now);
+            tracing::warn!(
+                event = "clock_step",
+                delta = %clock_step::fmt_delta(delta),
+                now = %crate::render::fmt_time(&now),
+                rescheduled,
+                "the wall clock was stepped; due times are recomputed from the new time"
+            );
         }
         for (name, s) in alerts.by_name.iter_mut() {
             let Some(due) = s.next_due else { continue };
@@ -314,7 +345,7 @@ pub async fn run(
         let next_due = alerts.by_name.values().filter_map(|s| s.next_due).min();
         let mut sleep_for = Duration::from_secs(1);
         if let Some(d) = next_due {
-            let until = (d - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let until = (d - clock.now()).to_std().unwrap_or(Duration::ZERO);
             sleep_for = sleep_for.min(until);
         }
         tokio::select! {
@@ -325,7 +356,7 @@ pub async fn run(
                 tracing::info!(event = "reload", reason = "SIGHUP");
                 match Credentials::load(&cfg.credentials)
                     .map_err(DaemonError::from)
-                    .and_then(|c| build_runner(&c, store.clone(), scripts.clone(), cfg.settings, &sem))
+                    .and_then(|c| build_runner(&c, store.clone(), scripts.clone(), cfg.settings, &sem, &clock))
                 {
                     Ok(r) => {
                         runner = r;
@@ -333,7 +364,7 @@ pub async fn run(
                     }
                     Err(e) => tracing::error!(event = "reload_failed", kept = "previous", error = %e),
                 }
-                alerts.scan(Utc::now(), true, false);
+                alerts.scan(clock.now(), true, false);
                 metrics.set_loaded(alerts.by_name.len());
                 systemd::ready();
             }
@@ -353,7 +384,7 @@ pub async fn run(
         let now_i = tokio::time::Instant::now();
         if rescan_soon.is_some_and(|t| t <= now_i) || next_rescan <= now_i {
             rescan_soon = alerts
-                .scan(Utc::now(), false, true)
+                .scan(clock.now(), false, true)
                 .then(|| now_i + alerts::SETTLE);
             metrics.set_loaded(alerts.by_name.len());
             for name in alerts.removed.drain(..) {

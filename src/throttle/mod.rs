@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use migrate::migrate;
 pub use shared::SharedStore;
-pub use store::{Store, StoreError, write_atomic};
+pub use store::{Store, StoreError, StoreWriter, write_atomic};
 
 use crate::sinks::Message;
 

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{Notify, watch};
 
-use super::store::write_atomic;
 use super::{Store, StoreError, StoreFile};
 
 /// The shared store.
@@ -122,14 +121,14 @@ impl SharedStore {
         if self.flushed.borrow().0 >= target && self.flushed.borrow().1.is_none() {
             return;
         }
-        let (path, bytes) = {
+        let (writer, bytes) = {
             let s = self
                 .store
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            (s.path().to_owned(), s.snapshot())
+            (s.writer(), s.snapshot())
         };
-        let result = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, |_| Ok(())))
+        let result = tokio::task::spawn_blocking(move || writer.write(&bytes))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
@@ -164,7 +163,7 @@ impl Drop for SharedStore {
                 .store
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let _ = write_atomic(s.path(), &s.snapshot(), |_| Ok(()));
+            let _ = s.writer().write(&s.snapshot());
         }
         self.kick.notify_one();
     }

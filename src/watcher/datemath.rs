@@ -43,56 +43,82 @@ pub fn eval(expr: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     Ok(t)
 }
 
+/// Date math that leaves chrono's range (about ±262,000 years) is an error,
+/// never a panic: `now-9999999999d` is something a file can say.
 fn add(t: DateTime<Utc>, n: i64, unit: &str) -> Result<DateTime<Utc>, String> {
-    Ok(match unit {
-        "y" => t
-            .with_year(t.year() + n as i32)
-            .ok_or("year out of range")?,
-        "M" => {
-            let months = t.year() as i64 * 12 + t.month0() as i64 + n;
-            let (y, m) = (
-                months.div_euclid(12) as i32,
-                months.rem_euclid(12) as u32 + 1,
-            );
-            let day = t.day().min(days_in_month(y, m));
-            Utc.with_ymd_and_hms(y, m, day, t.hour(), t.minute(), t.second())
-                .single()
-                .ok_or("bad date")?
-                + Duration::nanoseconds(t.nanosecond() as i64)
+    let out_of_range = || format!("date math `{n:+}{unit}` is out of the supported date range");
+    let span = match unit {
+        "y" => {
+            let year = i32::try_from(n)
+                .ok()
+                .and_then(|n| t.year().checked_add(n))
+                .ok_or_else(out_of_range)?;
+            return t.with_year(year).ok_or_else(out_of_range);
         }
-        "w" => t + Duration::weeks(n),
-        "d" => t + Duration::days(n),
-        "h" | "H" => t + Duration::hours(n),
-        "m" => t + Duration::minutes(n),
-        "s" => t + Duration::seconds(n),
+        "M" => {
+            let months = i64::from(t.year())
+                .checked_mul(12)
+                .and_then(|m| m.checked_add(i64::from(t.month0())))
+                .and_then(|m| m.checked_add(n))
+                .ok_or_else(out_of_range)?;
+            let y = i32::try_from(months.div_euclid(12)).map_err(|_| out_of_range())?;
+            // rem_euclid(12) is in 0..12.
+            let m = u32::try_from(months.rem_euclid(12)).map_err(|_| out_of_range())? + 1;
+            let day = t.day().min(days_in_month(y, m).ok_or_else(out_of_range)?);
+            return Utc
+                .with_ymd_and_hms(y, m, day, t.hour(), t.minute(), t.second())
+                .single()
+                .and_then(|d| d.with_nanosecond(t.nanosecond()))
+                .ok_or_else(out_of_range);
+        }
+        "w" => Duration::try_weeks(n),
+        "d" => Duration::try_days(n),
+        "h" | "H" => Duration::try_hours(n),
+        "m" => Duration::try_minutes(n),
+        "s" => Duration::try_seconds(n),
         other => return Err(format!("unknown date math unit {other:?}")),
-    })
+    };
+    span.and_then(|d| t.checked_add_signed(d))
+        .ok_or_else(out_of_range)
 }
 
-fn days_in_month(y: i32, m: u32) -> u32 {
-    let next = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    (Utc.with_ymd_and_hms(next.0, next.1, 1, 0, 0, 0).unwrap() - Duration::days(1)).day()
+fn days_in_month(y: i32, m: u32) -> Option<u32> {
+    let next = if m == 12 {
+        (y.checked_add(1)?, 1)
+    } else {
+        (y, m + 1)
+    };
+    let first = chrono::NaiveDate::from_ymd_opt(next.0, next.1, 1)?;
+    Some(first.pred_opt()?.day())
 }
 
 fn round_down(t: DateTime<Utc>, unit: &str) -> Result<DateTime<Utc>, String> {
     let d = t.date_naive();
-    let midnight = |d: chrono::NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap());
-    Ok(match unit {
-        "y" => midnight(d.with_ordinal(1).unwrap()),
-        "M" => midnight(d.with_day(1).unwrap()),
-        "w" => midnight(d - Duration::days(d.weekday().num_days_from_monday() as i64)),
-        "d" => midnight(d),
+    let out_of_range = || format!("rounding `/{unit}` is out of the supported date range");
+    let midnight = |d: Option<chrono::NaiveDate>| {
+        d.and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|dt| Utc.from_utc_datetime(&dt))
+            .ok_or_else(out_of_range)
+    };
+    match unit {
+        "y" => midnight(d.with_ordinal(1)),
+        "M" => midnight(d.with_day(1)),
+        "w" => midnight(d.checked_sub_signed(Duration::days(i64::from(
+            d.weekday().num_days_from_monday(),
+        )))),
+        "d" => midnight(Some(d)),
         "h" | "H" => t
             .with_minute(0)
-            .unwrap()
+            .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_nanosecond(0))
+            .ok_or_else(out_of_range),
+        "m" => t
             .with_second(0)
-            .unwrap()
-            .with_nanosecond(0)
-            .unwrap(),
-        "m" => t.with_second(0).unwrap().with_nanosecond(0).unwrap(),
-        "s" => t.with_nanosecond(0).unwrap(),
-        other => return Err(format!("unknown rounding unit {other:?}")),
-    })
+            .and_then(|t| t.with_nanosecond(0))
+            .ok_or_else(out_of_range),
+        "s" => t.with_nanosecond(0).ok_or_else(out_of_range),
+        other => Err(format!("unknown rounding unit {other:?}")),
+    }
 }
 
 /// Formats with a Java-style pattern (`yyyy.MM.dd`, `HH:mm`).
@@ -152,7 +178,10 @@ pub fn index_name(name: &str, now: DateTime<Utc>) -> Result<String, String> {
             }
             None => Duration::zero(),
         };
-        let t = eval(expr, now + shift)?;
+        let at = now
+            .checked_add_signed(shift)
+            .ok_or_else(|| format!("time zone {offset:?} is out of range"))?;
+        let t = eval(expr, at)?;
         out.push_str(&format_java(t, pattern));
         rest = &after[consumed..];
     }
@@ -198,6 +227,28 @@ mod tests {
         );
         assert!(eval("yesterday", now()).is_err());
         assert!(eval("now-5x", now()).is_err());
+    }
+
+    #[test]
+    fn math_out_of_range_is_an_error_not_a_panic() {
+        for e in [
+            "now-9999999999d",
+            "now+9999999999999999w",
+            "now-9223372036854775807s",
+            "now+9223372036854775807M",
+            "now+9223372036854775807y",
+            "now+200000y+200000y",
+            "now-99999999999h",
+            "now-9999999999999999m",
+        ] {
+            let err = eval(e, now()).unwrap_err();
+            assert!(
+                err.contains("out of the supported date range"),
+                "{e}: {err}"
+            );
+        }
+        let err = index_name("<logs-{now-9999999999d}>", now()).unwrap_err();
+        assert!(err.contains("out of the supported date range"), "{err}");
     }
 
     #[test]

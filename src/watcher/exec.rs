@@ -76,12 +76,35 @@ fn raw(s: &str) -> String {
     s.to_owned()
 }
 
+thread_local! {
+    /// The first template limit hit since [`take_cut`]; rendering is
+    /// synchronous, so set and taken within one poll.
+    static CUT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+fn note_cut(e: super::mustache::RenderLimit) -> String {
+    CUT.with(|c| {
+        c.borrow_mut().get_or_insert_with(|| e.to_string());
+    });
+    e.partial
+}
+
+/// The template limit hit while rendering, if any: the watch's error.
+fn take_cut() -> Option<String> {
+    CUT.with(|c| c.borrow_mut().take())
+}
+
+/// Renders a template; a limit is noted for [`take_cut`].
+fn rend(t: &Tmpl, model: &Value, esc: fn(&str) -> String) -> String {
+    t.try_render_escaped(model, esc).unwrap_or_else(note_cut)
+}
+
 /// Renders every string in a JSON value as a Mustache template, values
 /// passed through `esc`.
 fn render_json(v: &Value, model: &Value, esc: fn(&str) -> String) -> Value {
     match v {
         Value::String(s) if s.contains("{{") => match super::mustache::Template::parse(s) {
-            Ok(t) => Value::String(t.render_escaped(model, esc)),
+            Ok(t) => Value::String(t.try_render_escaped(model, esc).unwrap_or_else(note_cut)),
             Err(_) => v.clone(),
         },
         Value::Array(a) => Value::Array(a.iter().map(|x| render_json(x, model, esc)).collect()),
@@ -131,6 +154,9 @@ async fn search(
         params.push((k.clone(), v));
     }
     let body = render_json(&req.body, model, raw);
+    if let Some(reason) = take_cut() {
+        return Err(invalid(format!("search body: {reason}")));
+    }
     if let Some(saved) = env.saved {
         return Ok(extract(req, saved.clone()));
     }
@@ -186,12 +212,12 @@ fn insert_path(root: &mut Value, dotted: &str, v: Value) {
 
 fn http_url(req: &HttpRequest, model: &Value) -> String {
     if let Some(u) = &req.url {
-        return u.render(model);
+        return rend(u, model, raw);
     }
     let path = req
         .path
         .as_ref()
-        .map(|p| p.render(model))
+        .map(|p| rend(p, model, raw))
         .unwrap_or_default();
     let path = if path.starts_with('/') {
         path
@@ -211,14 +237,14 @@ fn http_request(req: &HttpRequest, model: &Value) -> WebhookRequest {
         params: req
             .params
             .iter()
-            .map(|(k, t)| (k.clone(), t.render(model)))
+            .map(|(k, t)| (k.clone(), rend(t, model, raw)))
             .collect(),
         headers: req
             .headers
             .iter()
-            .map(|(k, t)| (k.clone(), t.render(model)))
+            .map(|(k, t)| (k.clone(), rend(t, model, raw)))
             .collect(),
-        body: req.body.as_ref().map(|b| b.render(model)),
+        body: req.body.as_ref().map(|b| rend(b, model, raw)),
         auth: req.auth.clone(),
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
     }
@@ -239,14 +265,18 @@ fn run_input<'a>(
             Input::Simple(v) => Ok(v.clone()),
             Input::Search(req) => search(watch, env, req, &m, now).await,
             Input::Http(req) => {
+                let request = http_request(req, &m);
+                if let Some(reason) = take_cut() {
+                    return Err(ExecError::Invalid {
+                        watch: watch.id.clone(),
+                        reason: format!("http input: {reason}"),
+                    });
+                }
                 let (status, headers, text) =
-                    http_request(req, &m)
-                        .send(env.http)
-                        .await
-                        .map_err(|e| ExecError::Http {
-                            watch: watch.id.clone(),
-                            reason: e.to_string(),
-                        })?;
+                    request.send(env.http).await.map_err(|e| ExecError::Http {
+                        watch: watch.id.clone(),
+                        reason: e.to_string(),
+                    })?;
                 let mut payload = match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Object(o)) => Value::Object(o),
                     Ok(other) => json!({"_value": other}),
@@ -372,7 +402,7 @@ async fn apply_transform(
 
 fn render_list(l: &[Tmpl], m: &Value) -> Vec<String> {
     l.iter()
-        .map(|t| t.render(m))
+        .map(|t| rend(t, m, raw))
         .filter(|s| !s.trim().is_empty())
         .collect()
 }
@@ -387,7 +417,7 @@ fn render_action(
 ) -> (Vec<Message>, Value) {
     match kind {
         ActionKind::Logging { level, text } => {
-            let text = text.render(m);
+            let text = rend(text, m, raw);
             (
                 vec![Message::Log {
                     alert: watch.id.clone(),
@@ -418,7 +448,7 @@ fn render_action(
                     atts.push(render_json(tmpl, &mm, esc));
                 }
             }
-            let text = text.as_ref().map(|t| t.render_escaped(m, esc));
+            let text = text.as_ref().map(|t| rend(t, m, esc));
             let channels = render_list(to, m);
             let message = |channel: Option<String>| Message::Slack {
                 channel,
@@ -430,7 +460,7 @@ fn render_action(
             } else {
                 channels.iter().map(|c| message(Some(c.clone()))).collect()
             };
-            let content = json!({"message": {"to": channels, "from": from.as_ref().map(|f| f.render(m)),
+            let content = json!({"message": {"to": channels, "from": from.as_ref().map(|f| rend(f, m, raw)),
                 "text": text, "attachments": atts}});
             (msgs, content)
         }
@@ -445,17 +475,20 @@ fn render_action(
             priority,
             attachments,
         } => {
-            let text = text.as_ref().map(|t| t.render(m));
+            let text = text.as_ref().map(|t| rend(t, m, raw));
             let html = html
                 .as_ref()
-                .map(|t| t.render_escaped(m, crate::render::html_escape));
+                .map(|t| rend(t, m, crate::render::html_escape));
             let msg = EmailMessage {
                 alert: watch.id.clone(),
                 to: render_list(to, m),
                 cc: render_list(cc, m),
                 bcc: render_list(bcc, m),
                 reply_to: render_list(reply_to, m),
-                subject: subject.as_ref().map(|s| s.render(m)).unwrap_or_default(),
+                subject: subject
+                    .as_ref()
+                    .map(|s| rend(s, m, raw))
+                    .unwrap_or_default(),
                 text: text.clone().unwrap_or_default(),
                 html: html.clone(),
                 priority: priority.clone(),
@@ -699,6 +732,12 @@ async fn plan_action(
     for el in &elements {
         let m = model(watch, el, cx.now, cx.scheduled);
         let (msgs, content) = render_action(watch, &a.kind, &m, el);
+        if let Some(reason) = take_cut() {
+            return Err(ExecError::Invalid {
+                watch: watch.id.clone(),
+                reason: format!("action {}: {reason}", a.id),
+            });
+        }
         messages.extend(msgs);
         contents.push(content);
     }

@@ -35,21 +35,37 @@ pub struct Tmpl {
 }
 
 impl Tmpl {
-    /// Renders against `model` (whose root holds `ctx`).
+    /// Renders against `model` (whose root holds `ctx`); output over the
+    /// limits is cut, with a note (see [`try_render`](Self::try_render)).
     pub fn render(&self, model: &Value) -> String {
-        self.render_escaped(model, |s| s.to_owned())
+        match self.try_render(model) {
+            Ok(s) => s,
+            Err(mustache::RenderLimit { partial, reason }) => {
+                format!("{partial}\n[esalert: {reason}]")
+            }
+        }
     }
 
-    /// Renders with every value passed through `esc`.
-    pub fn render_escaped(&self, model: &Value, esc: fn(&str) -> String) -> String {
+    /// Renders against `model`, failing at the limits of
+    /// [`Template::try_render`].
+    pub fn try_render(&self, model: &Value) -> Result<String, mustache::RenderLimit> {
+        self.try_render_escaped(model, |s| s.to_owned())
+    }
+
+    /// [`try_render`](Self::try_render) with every value passed through `esc`.
+    pub fn try_render_escaped(
+        &self,
+        model: &Value,
+        esc: fn(&str) -> String,
+    ) -> Result<String, mustache::RenderLimit> {
         if self.params.is_empty() {
-            return self.template.render_escaped(model, esc);
+            return self.template.try_render_escaped(model, esc);
         }
         let mut m = self.params.clone();
         if let Value::Object(root) = model {
             m.extend(root.clone());
         }
-        self.template.render_escaped(&Value::Object(m), esc)
+        self.template.try_render_escaped(&Value::Object(m), esc)
     }
 }
 
@@ -368,9 +384,25 @@ fn tmpl_list(p: &mut P, at: &[Seg], v: Option<&Value>) -> Vec<Tmpl> {
     }
 }
 
+/// A duration in milliseconds, as Watcher's `*_in_millis` keys and bare
+/// numbers give them; at most [`crate::alert::MAX_DURATION`].
+fn millis(p: &mut P, at: &[Seg], v: &Value) -> Option<Duration> {
+    let Some(ms) = v.as_u64() else {
+        p.err(at, format!("expected a number of milliseconds, found {v}"));
+        return None;
+    };
+    match crate::alert::check_max(&format!("{ms} ms"), Duration::from_millis(ms)) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            p.err(at, e);
+            None
+        }
+    }
+}
+
 fn duration(p: &mut P, at: &[Seg], v: &Value) -> Option<Duration> {
     match v {
-        Value::Number(n) => n.as_u64().map(Duration::from_millis),
+        Value::Number(_) => millis(p, at, v),
         Value::String(s) => match crate::alert::HumanDuration::parse(s) {
             Ok(d) => Some(d.value),
             Err(e) => {
@@ -392,9 +424,8 @@ fn throttle(p: &mut P, at: &[Seg], obj: &Map<String, Value>) -> Option<Duration>
     if let Some(v) = obj.get("throttle_period") {
         return duration(p, &key(at, "throttle_period"), v);
     }
-    obj.get("throttle_period_in_millis")
-        .and_then(Value::as_u64)
-        .map(Duration::from_millis)
+    let v = obj.get("throttle_period_in_millis")?;
+    millis(p, &key(at, "throttle_period_in_millis"), v)
 }
 
 fn search_request(p: &mut P, at: &[Seg], v: &Value) -> Option<SearchRequest> {
@@ -949,9 +980,10 @@ pub fn ack_request_path(store: &std::path::Path, watch: &str) -> std::path::Path
 /// Takes (reads and removes) a pending ack request: the action ids, empty
 /// for every action.
 pub fn take_ack_request(path: &std::path::Path) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(path).ok()?;
+    // A list of action ids: small. Refuse anything else unread.
+    let bytes = crate::alert::read_regular(path, 64 * 1024).ok();
     let _ = std::fs::remove_file(path);
-    serde_json::from_str(&text).ok()
+    serde_json::from_slice(&bytes?).ok()
 }
 
 /// Acknowledges actions as Watcher's ack API does: only `ackable` actions

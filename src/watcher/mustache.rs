@@ -164,19 +164,96 @@ impl Template {
         Ok(Template { nodes: cur })
     }
 
-    /// Renders with `model` as the root context.
+    /// Renders with `model` as the root context. Output over the limits of
+    /// [`try_render`](Self::try_render) is cut there, ending with a note
+    /// saying so.
     pub fn render(&self, model: &Value) -> String {
-        self.render_escaped(model, |s| s.to_owned())
+        match self.try_render(model) {
+            Ok(s) => s,
+            Err(RenderLimit { partial, reason }) => format!("{partial}\n[esalert: {reason}]"),
+        }
     }
 
-    /// Renders with every value passed through `esc` (the template's own
-    /// text is kept), so a response value can't become markup in Slack
-    /// mrkdwn or HTML email.
-    pub fn render_escaped(&self, model: &Value, esc: fn(&str) -> String) -> String {
-        let mut out = String::new();
+    /// Renders with `model` as the root context, at most [`OUTPUT_CAP`]
+    /// bytes and [`MAX_STEPS`] steps: nested sections over arrays multiply
+    /// (`{{#a}}{{#a}}{{#a}}…` over 1,000 items is 10⁹ renders; a real template visits thousands of nodes per hit at most), and neither
+    /// time nor memory may follow.
+    pub fn try_render(&self, model: &Value) -> Result<String, RenderLimit> {
+        self.try_render_escaped(model, |s| s.to_owned())
+    }
+
+    /// [`try_render`](Self::try_render) with every value passed through
+    /// `esc` (the template's own text is kept), so a response value can't
+    /// become markup in Slack mrkdwn or HTML email.
+    pub fn try_render_escaped(
+        &self,
+        model: &Value,
+        esc: fn(&str) -> String,
+    ) -> Result<String, RenderLimit> {
+        let mut out = Out {
+            text: String::new(),
+            steps: 0,
+            esc,
+        };
         let mut stack = vec![model];
-        render_nodes(&self.nodes, &mut stack, &mut out, esc);
-        out
+        match render_nodes(&self.nodes, &mut stack, &mut out) {
+            Ok(()) => Ok(out.text),
+            Err(reason) => Err(RenderLimit {
+                partial: out.text,
+                reason,
+            }),
+        }
+    }
+}
+
+/// The most text one Mustache template may render to.
+pub const OUTPUT_CAP: usize = 1 << 20;
+
+/// The most nodes one render may visit.
+pub const MAX_STEPS: u64 = 1_000_000;
+
+/// A render stopped at a limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mustache template {reason}")]
+pub struct RenderLimit {
+    /// What was rendered until then.
+    pub partial: String,
+    /// Which limit.
+    pub reason: String,
+}
+
+struct Out {
+    text: String,
+    steps: u64,
+    esc: fn(&str) -> String,
+}
+
+impl Out {
+    fn push(&mut self, s: &str) -> Result<(), String> {
+        if self.text.len().saturating_add(s.len()) > OUTPUT_CAP {
+            // Cut on a character boundary, up to the cap.
+            let room = OUTPUT_CAP.saturating_sub(self.text.len());
+            let cut = (0..=room.min(s.len()))
+                .rev()
+                .find(|i| s.is_char_boundary(*i))
+                .unwrap_or(0);
+            self.text.push_str(&s[..cut]);
+            return Err(format!(
+                "output cut at {OUTPUT_CAP} bytes (the limit); render less"
+            ));
+        }
+        self.text.push_str(s);
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<(), String> {
+        self.steps = self.steps.saturating_add(1);
+        if self.steps > MAX_STEPS {
+            return Err(format!(
+                "stopped after {MAX_STEPS} steps (the limit); check nested sections over large arrays"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -226,28 +303,26 @@ fn truthy(v: Option<&Value>) -> bool {
     }
 }
 
-fn render_nodes(
-    nodes: &[Node],
-    stack: &mut Vec<&Value>,
-    out: &mut String,
-    esc: fn(&str) -> String,
-) {
+fn render_nodes(nodes: &[Node], stack: &mut Vec<&Value>, out: &mut Out) -> Result<(), String> {
     for n in nodes {
+        out.step()?;
         match n {
-            Node::Text(t) => out.push_str(t),
+            Node::Text(t) => out.push(t)?,
             Node::Var(path) => {
                 if let Some(v) = lookup(stack, path) {
-                    out.push_str(&esc(&display(v)));
+                    out.push(&(out.esc)(&display(v)))?;
                 }
             }
             Node::ToJson(path) => {
                 if let Some(v) = lookup(stack, path) {
-                    out.push_str(&esc(&v.to_string()));
+                    out.push(&(out.esc)(&v.to_string()))?;
                 }
             }
             Node::Join(path) => {
                 if let Some(Value::Array(a)) = lookup(stack, path) {
-                    out.push_str(&esc(&a.iter().map(display).collect::<Vec<_>>().join(",")));
+                    out.push(&(out.esc)(
+                        &a.iter().map(display).collect::<Vec<_>>().join(","),
+                    ))?;
                 }
             }
             Node::Section {
@@ -258,7 +333,7 @@ fn render_nodes(
                 let v = lookup(stack, path);
                 if *inverted {
                     if !truthy(v) {
-                        render_nodes(children, stack, out, esc);
+                        render_nodes(children, stack, out)?;
                     }
                     continue;
                 }
@@ -268,21 +343,26 @@ fn render_nodes(
                 match v {
                     Some(Value::Array(items)) => {
                         for item in items {
+                            // Each pass counts, even over an empty section.
+                            out.step()?;
                             stack.push(item);
-                            render_nodes(children, stack, out, esc);
+                            let r = render_nodes(children, stack, out);
                             stack.pop();
+                            r?;
                         }
                     }
                     Some(v) => {
                         stack.push(v);
-                        render_nodes(children, stack, out, esc);
+                        let r = render_nodes(children, stack, out);
                         stack.pop();
+                        r?;
                     }
                     None => {}
                 }
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -292,6 +372,36 @@ mod tests {
 
     fn r(t: &str, m: Value) -> String {
         Template::parse(t).unwrap().render(&m)
+    }
+
+    #[test]
+    fn nested_sections_over_big_arrays_stop_at_the_limits() {
+        let items: Vec<Value> = (0..1000).map(|i| json!(i)).collect();
+        let m = json!({"a": items});
+        // 10^12 renders of a line if nothing stopped it.
+        let line = "x".repeat(99) + "\n";
+        let t = Template::parse(&format!(
+            "{{{{#a}}}}{{{{#a}}}}{{{{#a}}}}{{{{#a}}}}{line}{{{{/a}}}}{{{{/a}}}}{{{{/a}}}}{{{{/a}}}}"
+        ))
+        .unwrap();
+        let start = std::time::Instant::now();
+        let e = t.try_render(&m).unwrap_err();
+        assert!(e.reason.contains("output cut at 1048576 bytes"), "{e}");
+        assert_eq!(e.partial.len(), OUTPUT_CAP);
+        // Nothing rendered, but 10^12 steps: stopped by the step limit.
+        let t = Template::parse("{{#a}}{{#a}}{{#a}}{{#a}}{{/a}}{{/a}}{{/a}}{{/a}}").unwrap();
+        let e = t.try_render(&m).unwrap_err();
+        assert!(e.reason.contains("steps (the limit)"), "{e}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(30));
+        // `render` keeps what fits and says it was cut.
+        let t =
+            Template::parse(&format!("{{{{#a}}}}{{{{#a}}}}{line}{{{{/a}}}}{{{{/a}}}}")).unwrap();
+        let out = t.render(&m);
+        assert!(
+            out.ends_with("(the limit); render less]"),
+            "{}",
+            &out[out.len() - 80..]
+        );
     }
 
     #[test]
