@@ -206,6 +206,10 @@ fn date_math_far_in_the_past_is_an_error_not_a_crash() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("dm.json:"), "{err}");
+    let err = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(err.contains("dm.json:") && err.contains("date"), "{err}");
 }
