@@ -28,6 +28,7 @@ pub mod cli;
 pub mod condition;
 pub mod config;
 pub mod daemon;
+pub mod datemath;
 pub mod engine;
 pub mod frontends;
 #[doc(hidden)]

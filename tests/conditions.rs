@@ -2,7 +2,7 @@
 //! every operator and quantifier, both `hits.total` shapes, missing paths.
 
 use esalert::condition::script::Limits;
-use esalert::condition::{Condition, ConditionSpec, ScriptEngine, ScriptError};
+use esalert::condition::{CompileError, Condition, ConditionSpec, ScriptEngine, ScriptError};
 use serde_json::{Value, json};
 
 fn cond(spec: Value) -> Condition {
@@ -325,7 +325,9 @@ fn scripts_are_sandboxed() {
     // No eval, no modules, no deep recursion, no huge strings.
     for src in [r#"eval("1 + 1") == 2"#, r#"import "std" as s; true"#] {
         let spec: ConditionSpec = serde_json::from_value(json!({ "script": src })).unwrap();
-        let r = Condition::compile(spec, &e).and_then(|c| c.evaluate(&e, &json!({})));
+        let r = Condition::compile(spec, &e)
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.evaluate(&e, &json!({})).map_err(|e| e.to_string()));
         assert!(r.is_err(), "{src} must not run");
     }
     let deep = script("fn f(n) { f(n + 1) } f(0)").evaluate(&e, &json!({}));
@@ -339,7 +341,7 @@ fn script_syntax_error_has_position() {
     let spec: ConditionSpec = serde_json::from_value(json!({"script": "let x = ;\ntrue"})).unwrap();
     let err = Condition::compile(spec, &ScriptEngine::default()).unwrap_err();
     match err {
-        ScriptError::Compile { line, .. } => assert_eq!(line, 1),
+        CompileError::Script(ScriptError::Compile { line, .. }) => assert_eq!(line, 1),
         other => panic!("expected a compile error, got {other}"),
     }
 }

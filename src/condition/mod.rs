@@ -1,49 +1,26 @@
 //! Conditions: does a search response warrant a notification?
 //!
-//! `compare` and `array_compare` follow Elasticsearch Watcher's semantics so
-//! that watches port over unchanged; `script` runs sandboxed Rhai.
+//! One implementation per kind, for every front end: `compare` and
+//! `array_compare` follow Elasticsearch Watcher's semantics (with date math
+//! and `{{ctx.payload…}}` operands) so that watches port over unchanged;
+//! `script` runs sandboxed Rhai. Each kind is a [`Check`] in a file of its
+//! own and one line in [`KINDS`].
 
+mod compare;
+mod constant;
 pub mod script;
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::{Map, Value};
 
+pub use compare::{ArrayCompare, Compare, Operand, Quantifier};
 pub use script::{ScriptEngine, ScriptError};
-
-/// A condition as written in an alert file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum ConditionSpec {
-    /// Always matches.
-    Always(Empty),
-    /// Never matches.
-    Never(Empty),
-    /// Compares one value of the response with a constant.
-    Compare(Compare),
-    /// Compares a value inside every element of an array.
-    ArrayCompare(ArrayCompare),
-    /// A Rhai script that sees `response` and returns a bool or a map.
-    Script(String),
-}
-
-impl Default for ConditionSpec {
-    fn default() -> Self {
-        ConditionSpec::Compare(Compare {
-            path: Path::parse("hits.total"),
-            op: Op::Gt,
-            value: Value::from(0),
-        })
-    }
-}
-
-/// `{}`: the only body `always` and `never` accept.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Empty {}
 
 /// A comparison operator, as Watcher names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,140 +173,6 @@ pub fn hits_total(response: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-/// `{"compare": {"<path>": {"<op>": <value>}}}`.
-#[derive(Debug, Clone)]
-pub struct Compare {
-    /// Where the left-hand value is.
-    pub path: Path,
-    /// The operator.
-    pub op: Op,
-    /// The constant to compare with.
-    pub value: Value,
-}
-
-fn single<E: de::Error>(
-    map: Map<String, Value>,
-    what: &str,
-    example: &str,
-) -> Result<(String, Value), E> {
-    if map.len() != 1 {
-        return Err(E::custom(format!(
-            "{what} takes exactly one entry, found {}; write it like {example}",
-            map.len()
-        )));
-    }
-    Ok(map.into_iter().next().expect("one entry"))
-}
-
-fn parse_op<E: de::Error>(name: &str) -> Result<Op, E> {
-    Op::parse(name).ok_or_else(|| E::custom(format!("unknown operator {name:?}; use one of {OPS}")))
-}
-
-impl<'de> Deserialize<'de> for Compare {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const EX: &str = r#"{"hits.total": {"gt": 0}}"#;
-        let map = Map::deserialize(d)?;
-        let (path, ops) = single::<D::Error>(map, "compare", EX)?;
-        let Value::Object(ops) = ops else {
-            return Err(de::Error::custom(format!(
-                "compare on {path:?} needs an object with one operator, like {EX}"
-            )));
-        };
-        let (op, value) = single::<D::Error>(ops, &format!("compare on {path:?}"), EX)?;
-        Ok(Compare {
-            path: Path::parse(&path),
-            op: parse_op(&op)?,
-            value,
-        })
-    }
-}
-
-/// Whether some or all elements must match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Quantifier {
-    /// At least one element (false on an empty array).
-    Some,
-    /// Every element (true on an empty array).
-    All,
-}
-
-/// `{"array_compare": {"<array>": {"path": "<inner>", "<op>": {"value": v, "quantifier": q}}}}`.
-#[derive(Debug, Clone)]
-pub struct ArrayCompare {
-    /// The array.
-    pub array: Path,
-    /// The value inside each element; empty for the element itself.
-    pub path: Path,
-    /// The operator.
-    pub op: Op,
-    /// The constant to compare with.
-    pub value: Value,
-    /// `some` (the default) or `all`.
-    pub quantifier: Quantifier,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OpBody {
-    value: Value,
-    #[serde(default = "some")]
-    quantifier: Quantifier,
-}
-
-fn some() -> Quantifier {
-    Quantifier::Some
-}
-
-impl<'de> Deserialize<'de> for ArrayCompare {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const EX: &str = r#"{"aggregations.x.buckets": {"path": "doc_count", "gte": {"value": 5, "quantifier": "some"}}}"#;
-        let map = Map::deserialize(d)?;
-        let (array, inner) = single::<D::Error>(map, "array_compare", EX)?;
-        let Value::Object(mut inner) = inner else {
-            return Err(de::Error::custom(format!(
-                "array_compare on {array:?} needs an object, like {EX}"
-            )));
-        };
-        let path = match inner.remove("path") {
-            None => String::new(),
-            Some(Value::String(s)) => s,
-            Some(other) => {
-                return Err(de::Error::custom(format!(
-                    "array_compare `path` must be a string, found {other}"
-                )));
-            }
-        };
-        let (op, body) = single::<D::Error>(inner, &format!("array_compare on {array:?}"), EX)?;
-        let op = parse_op(&op)?;
-        let body = OpBody::deserialize(body).map_err(|e| {
-            de::Error::custom(format!("array_compare operator body: {e}; write it like {{\"value\": 5, \"quantifier\": \"some\"}}"))
-        })?;
-        Ok(ArrayCompare {
-            array: Path::parse(&array),
-            path: Path::parse(&path),
-            op,
-            value: body.value,
-            quantifier: body.quantifier,
-        })
-    }
-}
-
-/// A condition ready to evaluate.
-#[derive(Debug, Clone)]
-pub enum Condition {
-    /// Always matches.
-    Always,
-    /// Never matches.
-    Never,
-    /// See [`Compare`].
-    Compare(Compare),
-    /// See [`ArrayCompare`].
-    ArrayCompare(ArrayCompare),
-    /// A compiled Rhai script.
-    Script(script::Script),
-}
-
 /// The result of evaluating a condition.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Verdict {
@@ -349,50 +192,198 @@ impl Verdict {
         }
     }
 
-    fn missing(path: &Path) -> Self {
+    fn missing(what: impl fmt::Display) -> Self {
         Verdict {
-            missing: Some(path.to_string()),
+            missing: Some(what.to_string()),
             ..Verdict::default()
         }
     }
 }
 
-impl Condition {
-    /// Compiles a spec; only scripts can fail here.
-    pub fn compile(spec: ConditionSpec, engine: &ScriptEngine) -> Result<Condition, ScriptError> {
-        Ok(match spec {
-            ConditionSpec::Always(_) => Condition::Always,
-            ConditionSpec::Never(_) => Condition::Never,
-            ConditionSpec::Compare(c) => Condition::Compare(c),
-            ConditionSpec::ArrayCompare(c) => Condition::ArrayCompare(c),
-            ConditionSpec::Script(src) => Condition::Script(engine.compile(&src)?),
+/// One kind of condition, compiled.
+pub trait Check: Send + Sync + fmt::Debug {
+    /// Evaluates against a response (or a watch's payload) at `now`.
+    fn check(
+        &self,
+        scripts: &ScriptEngine,
+        response: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<Verdict, ScriptError>;
+}
+
+/// Why a condition does not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The body does not fit the kind.
+    #[error("{0}")]
+    Invalid(String),
+    /// The script does not compile.
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+}
+
+/// Compiles (with an engine) or validates (without) one kind's body.
+pub type CompileFn = fn(&Value, Option<&ScriptEngine>) -> Result<Arc<dyn Check>, CompileError>;
+
+/// A kind of condition: its name in files, and how to compile its body.
+/// Without a script engine, compiling only validates (at parse time).
+pub struct Kind {
+    /// `compare`, `script`, …
+    pub name: &'static str,
+    /// Compiles (or, without an engine, validates) a body.
+    pub compile: CompileFn,
+}
+
+/// Every kind of condition; adding one is a file and a line here.
+pub static KINDS: &[Kind] = &[
+    Kind {
+        name: "always",
+        compile: constant::always,
+    },
+    Kind {
+        name: "never",
+        compile: constant::never,
+    },
+    Kind {
+        name: "compare",
+        compile: compare::compile_compare,
+    },
+    Kind {
+        name: "array_compare",
+        compile: compare::compile_array_compare,
+    },
+    Kind {
+        name: "script",
+        compile: script::compile_check,
+    },
+];
+
+fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// A condition as written in a file: `{"<kind>": <body>}`, checked against
+/// its kind when parsed so that mistakes carry the file's position.
+#[derive(Debug, Clone)]
+pub struct ConditionSpec {
+    kind: &'static str,
+    body: Value,
+}
+
+impl ConditionSpec {
+    /// Parses `{"<kind>": <body>}`; `allow` limits the kinds (watches
+    /// can't run Rhai).
+    pub fn parse(v: &Value, allow: &dyn Fn(&str) -> bool) -> Result<ConditionSpec, String> {
+        let names = || KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ");
+        let Value::Object(m) = v else {
+            return Err(format!("a condition is an object with one of {}", names()));
+        };
+        if m.len() != 1 {
+            return Err(format!(
+                "a condition has exactly one kind, found {}; use one of {}",
+                m.len(),
+                names()
+            ));
+        }
+        let Some((name, body)) = m.iter().next() else {
+            return Err(format!("a condition needs one of {}", names()));
+        };
+        let k = kind(name)
+            .filter(|k| allow(k.name))
+            .ok_or_else(|| format!("unknown condition {name:?}; use one of {}", names()))?;
+        (k.compile)(body, None).map_err(|e| e.to_string())?;
+        Ok(ConditionSpec {
+            kind: k.name,
+            body: body.clone(),
         })
     }
 
-    /// Evaluates the condition against a search response.
+    /// The kind's name.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+}
+
+impl Default for ConditionSpec {
+    fn default() -> Self {
+        ConditionSpec {
+            kind: "compare",
+            body: serde_json::json!({"hits.total": {"gt": 0}}),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConditionSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        ConditionSpec::parse(&v, &|_| true).map_err(de::Error::custom)
+    }
+}
+
+/// A condition ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct Condition(Arc<dyn Check>);
+
+impl Condition {
+    /// Compiles a spec; scripts need the engine.
+    pub fn compile(spec: ConditionSpec, engine: &ScriptEngine) -> Result<Condition, CompileError> {
+        let k = kind(spec.kind).ok_or_else(|| CompileError::Invalid(spec.kind.into()))?;
+        (k.compile)(&spec.body, Some(engine)).map(Condition)
+    }
+
+    /// Compiles a spec that holds no script (watches: their scripts are
+    /// Painless, refused when parsed).
+    pub fn compile_without_scripts(spec: ConditionSpec) -> Result<Condition, CompileError> {
+        if spec.kind == "script" {
+            return Err(CompileError::Invalid(
+                "a script condition needs the script engine".into(),
+            ));
+        }
+        let k = kind(spec.kind).ok_or_else(|| CompileError::Invalid(spec.kind.into()))?;
+        (k.compile)(&spec.body, None).map(Condition)
+    }
+
+    /// Always met (a watch without a condition).
+    pub fn always() -> Condition {
+        Condition(Arc::new(constant::Constant(true)))
+    }
+
+    /// Evaluates the condition against a search response, now.
     pub fn evaluate(
         &self,
         engine: &ScriptEngine,
         response: &Value,
     ) -> Result<Verdict, ScriptError> {
-        Ok(match self {
-            Condition::Always => Verdict::of(true),
-            Condition::Never => Verdict::of(false),
-            Condition::Compare(c) => match c.path.resolve(response) {
-                Some(v) => Verdict::of(c.op.apply(Some(v), &c.value)),
-                None => Verdict::missing(&c.path),
-            },
-            Condition::ArrayCompare(c) => match c.array.resolve(response) {
-                Some(Value::Array(items)) => {
-                    let hit = |item: &Value| c.op.apply(c.path.resolve(item), &c.value);
-                    Verdict::of(match c.quantifier {
-                        Quantifier::Some => items.iter().any(hit),
-                        Quantifier::All => items.iter().all(hit),
-                    })
-                }
-                _ => Verdict::missing(&c.array),
-            },
-            Condition::Script(s) => engine.run(s, response)?,
-        })
+        self.0.check(engine, response, Utc::now())
     }
+
+    /// Evaluates the condition against a response at `now` (date math).
+    pub fn evaluate_at(
+        &self,
+        engine: &ScriptEngine,
+        response: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<Verdict, ScriptError> {
+        self.0.check(engine, response, now)
+    }
+}
+
+fn single<E: de::Error>(
+    map: Map<String, Value>,
+    what: &str,
+    example: &str,
+) -> Result<(String, Value), E> {
+    if map.len() != 1 {
+        return Err(E::custom(format!(
+            "{what} takes exactly one entry, found {}; write it like {example}",
+            map.len()
+        )));
+    }
+    map.into_iter()
+        .next()
+        .ok_or_else(|| E::custom(format!("{what} is empty; write it like {example}")))
+}
+
+fn parse_op<E: de::Error>(name: &str) -> Result<Op, E> {
+    Op::parse(name).ok_or_else(|| E::custom(format!("unknown operator {name:?}; use one of {OPS}")))
 }

@@ -204,3 +204,49 @@ fn verdict(out: Dynamic) -> Result<Verdict, ScriptError> {
         out.type_name()
     )))
 }
+
+/// A script condition, compiled.
+#[derive(Debug)]
+struct ScriptCheck(Script);
+
+impl super::Check for ScriptCheck {
+    fn check(
+        &self,
+        scripts: &ScriptEngine,
+        response: &Value,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Verdict, ScriptError> {
+        scripts.run(&self.0, response)
+    }
+}
+
+/// A condition that passes when parsing: a script must be a string; it is
+/// compiled once the engine is at hand.
+#[derive(Debug)]
+struct Unchecked;
+
+impl super::Check for Unchecked {
+    fn check(
+        &self,
+        _: &ScriptEngine,
+        _: &Value,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Verdict, ScriptError> {
+        Err(ScriptError::Runtime("script was never compiled".into()))
+    }
+}
+
+pub(super) fn compile_check(
+    body: &Value,
+    engine: Option<&ScriptEngine>,
+) -> Result<Arc<dyn super::Check>, super::CompileError> {
+    let Value::String(src) = body else {
+        return Err(super::CompileError::Invalid(
+            "`script` takes the Rhai source as a string".into(),
+        ));
+    };
+    match engine {
+        Some(e) => Ok(Arc::new(ScriptCheck(e.compile(src)?))),
+        None => Ok(Arc::new(Unchecked)),
+    }
+}

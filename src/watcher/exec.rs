@@ -8,11 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{
-    Action, ActionKind, CmpValue, HttpRequest, Input, SearchRequest, Tmpl, Transform, WCondition,
-    Watch, datemath,
-};
-use crate::condition::{Op, Path, Quantifier};
+use super::{Action, ActionKind, HttpRequest, Input, SearchRequest, Tmpl, Transform, Watch};
+use crate::condition::Path;
+use crate::datemath;
 use crate::render::fmt_time;
 use crate::rule::{EvalContext, EvalError, Evaluated, Plan, PlannedAction};
 use crate::search::SearchError;
@@ -313,65 +311,15 @@ fn run_input<'a>(
     })
 }
 
-fn resolve_cmp(v: &CmpValue, payload: &Value, now: DateTime<Utc>) -> Result<(Value, bool), String> {
-    Ok(match v {
-        CmpValue::Const(c) => (c.clone(), false),
-        CmpValue::Path(p) => (p.resolve(payload).cloned().unwrap_or(Value::Null), false),
-        CmpValue::DateMath(s) => {
-            let t = datemath::compare_value(s, now)
-                .ok_or_else(|| format!("{s:?} is not date math"))??;
-            (json!(t.timestamp_millis()), true)
-        }
-    })
-}
-
-/// Dates compare as epoch milliseconds when the right side is date math.
-fn as_millis(v: Option<&Value>) -> Option<Value> {
-    match v? {
-        Value::Number(n) => Some(Value::Number(n.clone())),
-        Value::String(s) => DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| json!(t.timestamp_millis()))
-            .or_else(|| s.parse::<i64>().ok().map(|n| json!(n))),
-        _ => None,
-    }
-}
-
-fn cmp(op: Op, left: Option<&Value>, right: &(Value, bool)) -> bool {
-    if right.1 {
-        return op.apply(as_millis(left).as_ref(), &right.0);
-    }
-    op.apply(left, &right.0)
-}
-
-fn check(c: &WCondition, payload: &Value, now: DateTime<Utc>) -> Result<bool, String> {
-    Ok(match c {
-        WCondition::Always => true,
-        WCondition::Never => false,
-        WCondition::Compare { path, op, value } => {
-            let right = resolve_cmp(value, payload, now)?;
-            cmp(*op, path.resolve(payload), &right)
-        }
-        WCondition::ArrayCompare {
-            array,
-            path,
-            op,
-            value,
-            quantifier,
-        } => {
-            let right = resolve_cmp(value, payload, now)?;
-            match array.resolve(payload) {
-                Some(Value::Array(items)) => {
-                    let hit = |i: &Value| cmp(*op, path.resolve(i), &right);
-                    match quantifier {
-                        Quantifier::Some => items.iter().any(hit),
-                        Quantifier::All => items.iter().all(hit),
-                    }
-                }
-                _ => false,
-            }
-        }
-    })
+fn check(
+    c: &crate::condition::Condition,
+    cx: &EvalContext<'_>,
+    payload: &Value,
+) -> Result<bool, String> {
+    let v = c
+        .evaluate_at(cx.scripts, payload, cx.now)
+        .map_err(|e| e.to_string())?;
+    Ok(v.matched)
 }
 
 async fn apply_transform(
@@ -630,7 +578,7 @@ pub async fn evaluate(watch: &Watch, cx: &EvalContext<'_>) -> Result<Evaluated, 
         None => run_input(watch, cx, &watch.input, json!({}), now, scheduled).await?,
     };
     let input_payload = payload.clone();
-    let met = check(&watch.condition, &payload, now).map_err(|reason| ExecError::Invalid {
+    let met = check(&watch.condition, cx, &payload).map_err(|reason| ExecError::Invalid {
         watch: watch.id.clone(),
         reason,
     })?;
@@ -708,7 +656,7 @@ async fn plan_action(
         return Ok((planned(Plan::Suppressed(s)), Value::Null));
     }
     if let Some(c) = &a.condition
-        && !check(c, payload, cx.now).map_err(|reason| ExecError::Invalid {
+        && !check(c, cx, payload).map_err(|reason| ExecError::Invalid {
             watch: watch.id.clone(),
             reason,
         })?

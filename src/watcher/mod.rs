@@ -6,7 +6,6 @@
 //! types such as `pagerduty`) with the file and position. Execution
 //! ([`exec`]) reuses the search client, the store, the notifiers and the log.
 
-pub mod datemath;
 pub mod exec;
 pub mod mustache;
 pub mod schedule;
@@ -17,7 +16,8 @@ use serde_json::{Map, Value};
 
 use crate::alert::Schedule;
 use crate::alert::locate::{Position, Seg, locate};
-use crate::condition::{Op, Path, Quantifier};
+use crate::condition::{Condition, ConditionSpec, Path};
+use crate::datemath;
 use mustache::Template;
 
 /// Whether a parsed file is a watch rather than a native alert.
@@ -132,49 +132,6 @@ pub enum Input {
     None,
 }
 
-/// A compare value: a constant, date math (`<{now-5m}>`), or another path
-/// (`{{ctx.payload.x}}`).
-#[derive(Debug, Clone)]
-pub enum CmpValue {
-    /// A constant.
-    Const(Value),
-    /// Date math evaluated at execution time.
-    DateMath(String),
-    /// A path into the payload.
-    Path(Path),
-}
-
-/// A Watcher condition.
-#[derive(Debug, Clone)]
-pub enum WCondition {
-    /// Always met.
-    Always,
-    /// Never met.
-    Never,
-    /// `compare`.
-    Compare {
-        /// Left-hand path.
-        path: Path,
-        /// Operator.
-        op: Op,
-        /// Right-hand value.
-        value: CmpValue,
-    },
-    /// `array_compare`.
-    ArrayCompare {
-        /// The array.
-        array: Path,
-        /// Inside each element.
-        path: Path,
-        /// Operator.
-        op: Op,
-        /// Right-hand value.
-        value: CmpValue,
-        /// some/all.
-        quantifier: Quantifier,
-    },
-}
-
 /// A transform.
 #[derive(Debug, Clone)]
 pub enum Transform {
@@ -262,7 +219,7 @@ pub struct Action {
     /// What it does.
     pub kind: ActionKind,
     /// Its own condition.
-    pub condition: Option<WCondition>,
+    pub condition: Option<Condition>,
     /// Its own transform.
     pub transform: Option<Transform>,
     /// `foreach`: a path to an array; the action runs per element.
@@ -285,7 +242,7 @@ pub struct Watch {
     /// The input.
     pub input: Input,
     /// The condition (default always).
-    pub condition: WCondition,
+    pub condition: Condition,
     /// The watch-level transform.
     pub transform: Option<Transform>,
     /// The actions, in file order.
@@ -612,88 +569,23 @@ fn input(p: &mut P, at: &[Seg], v: &Value) -> Option<Input> {
     }
 }
 
-fn cmp_value(v: &Value) -> CmpValue {
-    if let Value::String(s) = v {
-        if s.starts_with("<{") && s.ends_with("}>") {
-            return CmpValue::DateMath(s.clone());
-        }
-        if let Some(inner) = s
-            .trim()
-            .strip_prefix("{{")
-            .and_then(|x| x.strip_suffix("}}"))
-        {
-            return CmpValue::Path(Path::parse(inner.trim()));
-        }
-    }
-    CmpValue::Const(v.clone())
-}
-
-fn condition(p: &mut P, at: &[Seg], v: &Value) -> Option<WCondition> {
-    let Value::Object(m) = v else {
-        p.err(at, "`condition` must be an object");
+fn condition(p: &mut P, at: &[Seg], v: &Value) -> Option<Condition> {
+    if let Some(Value::Object(m)) = Some(v)
+        && m.contains_key("script")
+    {
+        p.err(&key(at, "script"), PAINLESS);
         return None;
-    };
-    let (kind, body) = m.iter().next()?;
-    let here = key(at, kind);
-    match kind.as_str() {
-        "always" => Some(WCondition::Always),
-        "never" => Some(WCondition::Never),
-        "script" => {
-            p.err(&here, PAINLESS);
-            None
-        }
-        "compare" => {
-            let (path, ops) = body.as_object().and_then(|o| o.iter().next())?;
-            let (op, value) = ops.as_object().and_then(|o| o.iter().next()).or_else(|| {
-                p.err(&here, "compare needs {\"<path>\": {\"<op>\": <value>}}");
-                None
-            })?;
-            let Some(op_v) = Op::parse(op) else {
-                p.err(
-                    &key(&key(&here, path), op),
-                    format!("unknown operator {op:?}"),
-                );
-                return None;
+    }
+    let compiled = ConditionSpec::parse(v, &|k| k != "script")
+        .and_then(|spec| Condition::compile_without_scripts(spec).map_err(|e| e.to_string()));
+    match compiled {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let here = match v.as_object().and_then(|m| m.keys().next()) {
+                Some(k) => key(at, k),
+                None => at.to_vec(),
             };
-            Some(WCondition::Compare {
-                path: Path::parse(path),
-                op: op_v,
-                value: cmp_value(value),
-            })
-        }
-        "array_compare" => {
-            let (array, inner) = body.as_object().and_then(|o| o.iter().next())?;
-            let inner = inner.as_object()?;
-            let path = inner.get("path").and_then(Value::as_str).unwrap_or("");
-            let (op, opv) = inner.iter().find(|(k, _)| *k != "path")?;
-            let Some(op_v) = Op::parse(op) else {
-                p.err(
-                    &key(&key(&here, array), op),
-                    format!("unknown operator {op:?}"),
-                );
-                return None;
-            };
-            let quantifier = match opv.get("quantifier").and_then(Value::as_str) {
-                None | Some("some") => Quantifier::Some,
-                Some("all") => Quantifier::All,
-                Some(q) => {
-                    p.err(
-                        &key(&key(&here, array), op),
-                        format!("unknown quantifier {q:?}"),
-                    );
-                    return None;
-                }
-            };
-            Some(WCondition::ArrayCompare {
-                array: Path::parse(array),
-                path: Path::parse(path),
-                op: op_v,
-                value: cmp_value(opv.get("value").unwrap_or(&Value::Null)),
-                quantifier,
-            })
-        }
-        other => {
-            p.err(&here, format!("condition type {other:?} is not supported"));
+            p.err(&here, e);
             None
         }
     }
@@ -930,7 +822,7 @@ pub fn parse(id: &str, text: &str, v: &Value) -> Result<Watch, Vec<(Option<Posit
     let input_v = input(&mut p, &[Seg::key("input")], &m["input"]);
     let cond = match m.get("condition") {
         Some(c) => condition(&mut p, &[Seg::key("condition")], c),
-        None => Some(WCondition::Always),
+        None => Some(Condition::always()),
     };
     let tr = m
         .get("transform")
@@ -957,7 +849,7 @@ pub fn parse(id: &str, text: &str, v: &Value) -> Result<Watch, Vec<(Option<Posit
         schedule,
         timezone,
         input: input_v.unwrap_or(Input::None),
-        condition: cond.unwrap_or(WCondition::Always),
+        condition: cond.unwrap_or_else(Condition::always),
         transform: tr,
         actions,
         throttle: throttle_v,
