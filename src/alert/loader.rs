@@ -1,98 +1,17 @@
 //! Reading `queries/`: which files count, size and encoding limits, and
 //! turning every kind of mistake into a `path:line:column: message`.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::locate::{Position, Seg, locate, position_of};
-use super::{Alert, AlertFile, valid_name};
-use crate::condition::{Condition, ScriptEngine};
-use crate::engine::NativeAlert;
-use crate::render::{AlertInfo, Templates};
+use super::error::{LoadError, json_problem};
+use super::locate::{Position, position_of};
+use super::{Alert, valid_name};
+use crate::condition::ScriptEngine;
 
 /// Alert files larger than this are refused unread.
 pub const MAX_FILE_SIZE: u64 = 1 << 20;
-
-/// One problem in one file, printed as `path:line:column: message`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The file.
-    pub path: PathBuf,
-    /// Where in it, when a position applies.
-    pub position: Option<Position>,
-    /// What is wrong and what to do.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.position {
-            Some(p) => write!(
-                f,
-                "{}:{}:{}: {}",
-                self.path.display(),
-                p.line,
-                p.column,
-                self.message
-            ),
-            None => write!(f, "{}: {}", self.path.display(), self.message),
-        }
-    }
-}
-
-/// Why an alert file could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The queries directory itself is unreadable.
-    #[error("cannot read queries directory {}: {source}; check --queries", path.display())]
-    Dir {
-        /// The directory.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// No file for the alert asked for.
-    #[error("no alert named {name:?}: {} does not exist", path.display())]
-    NotFound {
-        /// The name asked for.
-        name: String,
-        /// The file looked for.
-        path: PathBuf,
-    },
-    /// The file has problems; there is at least one.
-    #[error("{}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
-    Invalid {
-        /// Every problem found.
-        problems: Vec<Problem>,
-    },
-}
-
-impl LoadError {
-    fn one(path: &Path, position: Option<Position>, message: impl Into<String>) -> LoadError {
-        LoadError::Invalid {
-            problems: vec![Problem {
-                path: path.to_owned(),
-                position,
-                message: message.into(),
-            }],
-        }
-    }
-
-    /// The problems, one per line, as `check` prints them.
-    pub fn problems(&self) -> Vec<Problem> {
-        match self {
-            LoadError::Invalid { problems } => problems.clone(),
-            LoadError::Dir { path, .. } | LoadError::NotFound { path, .. } => vec![Problem {
-                path: path.clone(),
-                position: None,
-                message: self.to_string(),
-            }],
-        }
-    }
-}
 
 /// The outcome of loading a directory: the good alerts and every bad file.
 /// One bad file never stops the others.
@@ -300,27 +219,6 @@ pub fn load_bytes(path: &Path, bytes: &[u8], engine: &ScriptEngine) -> Result<Al
     parse_alert(stem, path, text, engine)
 }
 
-/// Splits serde_json's "message at line L column C" into its parts.
-fn json_problem(path: &Path, e: &serde_json::Error, at: Option<&str>) -> Problem {
-    let full = e.to_string();
-    let msg = match full.rfind(" at line ") {
-        Some(i) => &full[..i],
-        None => &full[..],
-    };
-    let message = match at {
-        Some(p) if !p.is_empty() && p != "." => format!("{msg} (at `{p}`)"),
-        _ => msg.to_owned(),
-    };
-    Problem {
-        path: path.to_owned(),
-        position: (e.line() > 0).then_some(Position {
-            line: e.line(),
-            column: e.column(),
-        }),
-        message,
-    }
-}
-
 /// Parses and validates alert file text. `path` is used only in messages.
 pub fn parse_alert(
     name: &str,
@@ -340,111 +238,4 @@ pub fn parse_alert(
         ));
     }
     crate::frontends::for_json(&raw).load(name, path, text, &raw, engine)
-}
-
-/// Validates a native alert file (the JSON already parses to an object).
-pub fn parse_native(
-    name: &str,
-    path: &Path,
-    text: &str,
-    engine: &ScriptEngine,
-) -> Result<Alert, LoadError> {
-    // Pass 2: the schema, streaming from text so errors keep their position.
-    let mut de = serde_json::Deserializer::from_str(text);
-    let spec: AlertFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let at = e.path().to_string();
-        LoadError::Invalid {
-            problems: vec![json_problem(path, e.inner(), Some(&at))],
-        }
-    })?;
-
-    // Pass 3: what serde cannot see; collect every problem.
-    let mut problems = Vec::new();
-    let here = |segs: &[Seg]| locate(text, segs);
-    let body = Value::Object(spec.body.clone());
-    let templates = match Templates::compile(name, &spec.subject, &spec.message, &body) {
-        Ok(t) => Some(t),
-        Err(errs) => {
-            for (segs, e) in errs {
-                problems.push(Problem {
-                    path: path.to_owned(),
-                    position: here(&segs),
-                    message: e.to_string(),
-                });
-            }
-            None
-        }
-    };
-    let condition = match Condition::compile(spec.condition.clone(), engine) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            problems.push(Problem {
-                path: path.to_owned(),
-                position: here(&[Seg::key("condition"), Seg::key("script")]),
-                message: e.to_string(),
-            });
-            None
-        }
-    };
-    if spec.media.is_empty() {
-        problems.push(Problem {
-            path: path.to_owned(),
-            position: here(&[Seg::key("media")]),
-            message: "`media` is empty: name at least one of \"slack\", \"email\"".into(),
-        });
-    }
-    let (Some(templates), Some(condition), true) = (templates, condition, problems.is_empty())
-    else {
-        return Err(LoadError::Invalid { problems });
-    };
-    let info = AlertInfo {
-        name: name.to_owned(),
-        description: spec.description.clone().unwrap_or_default(),
-        index: spec.index.0.join(","),
-    };
-    // The body lives on as text in `NativeAlert::body`, not twice as a Value.
-    let mut spec = spec;
-    spec.body = serde_json::Map::new();
-    let spec = Arc::new(spec);
-    Ok(Alert {
-        name: name.to_owned(),
-        path: path.to_owned(),
-        schedule: spec.schedule.clone(),
-        timezone: spec.timezone,
-        active: spec.active,
-        query_delay: spec.query_delay.value,
-        max_catchup: spec.max_catchup.value,
-        body: Arc::new(NativeAlert {
-            name: name.to_owned(),
-            body: Arc::from(body.to_string()),
-            spec,
-            condition: Arc::new(condition),
-            templates: Arc::new(templates),
-            info: Arc::new(info),
-        }),
-    })
-}
-
-/// Validates a Watcher watch file.
-pub fn parse_watch(name: &str, path: &Path, text: &str, raw: &Value) -> Result<Alert, LoadError> {
-    let watch = crate::watcher::parse(name, text, raw).map_err(|found| LoadError::Invalid {
-        problems: found
-            .into_iter()
-            .map(|(position, message)| Problem {
-                path: path.to_owned(),
-                position,
-                message,
-            })
-            .collect(),
-    })?;
-    Ok(Alert {
-        name: name.to_owned(),
-        path: path.to_owned(),
-        schedule: watch.schedule.clone(),
-        timezone: watch.timezone,
-        active: raw["status"]["state"]["active"].as_bool().unwrap_or(true),
-        query_delay: std::time::Duration::ZERO,
-        max_catchup: std::time::Duration::from_secs(3600),
-        body: Arc::new(watch),
-    })
 }

@@ -3,6 +3,7 @@
 //! Loading is strict (unknown keys are errors, so typos are caught) and every
 //! problem carries a `path:line:column` a user can jump to.
 
+pub mod error;
 mod loader;
 pub mod locate;
 pub mod schedule;
@@ -11,10 +12,10 @@ mod size;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+pub use error::{LoadError, Problem};
 pub use loader::{
-    LoadError, LoadReport, MAX_FILE_SIZE, Problem, ReadError, alert_files as loader_files,
-    load_bytes, load_dir, load_file, load_named, parse_alert, parse_native, parse_watch,
-    read_alert_file, read_regular,
+    LoadReport, MAX_FILE_SIZE, ReadError, alert_files as loader_files, load_bytes, load_dir,
+    load_file, load_named, parse_alert, read_alert_file, read_regular,
 };
 pub use schedule::{HumanDuration, MAX_DURATION, MAX_DURATION_TEXT, Schedule, check_max};
 pub use size::ByteSize;

@@ -9,10 +9,16 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::FrontEnd;
-use crate::alert::LoadError;
+use std::sync::Arc;
+
+use crate::alert::error::json_problem;
+use crate::alert::locate::{Seg, locate};
+use crate::alert::{Alert, AlertFile, LoadError, Problem};
+use crate::condition::Condition;
 use crate::condition::ScriptEngine;
 pub use crate::engine::NativeAlert;
 use crate::notify::Notification;
+use crate::render::{AlertInfo, Templates};
 use crate::rule::{EvalContext, EvalError, Evaluated, Plan, PlannedAction, Rule, RuleBody};
 use crate::sinks::Message;
 use crate::throttle::RULE_SCOPE;
@@ -37,7 +43,7 @@ impl FrontEnd for NativeFrontEnd {
         _raw: &Value,
         scripts: &ScriptEngine,
     ) -> Result<Rule, LoadError> {
-        crate::alert::parse_native(name, path, text, scripts)
+        parse_native(name, path, text, scripts)
     }
 }
 
@@ -103,4 +109,87 @@ impl RuleBody for NativeAlert {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// Validates a native alert file (the JSON already parses to an object).
+pub(super) fn parse_native(
+    name: &str,
+    path: &Path,
+    text: &str,
+    engine: &ScriptEngine,
+) -> Result<Alert, LoadError> {
+    // Pass 2: the schema, streaming from text so errors keep their position.
+    let mut de = serde_json::Deserializer::from_str(text);
+    let spec: AlertFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        LoadError::Invalid {
+            problems: vec![json_problem(path, e.inner(), Some(&at))],
+        }
+    })?;
+
+    // Pass 3: what serde cannot see; collect every problem.
+    let mut problems = Vec::new();
+    let here = |segs: &[Seg]| locate(text, segs);
+    let body = Value::Object(spec.body.clone());
+    let templates = match Templates::compile(name, &spec.subject, &spec.message, &body) {
+        Ok(t) => Some(t),
+        Err(errs) => {
+            for (segs, e) in errs {
+                problems.push(Problem {
+                    path: path.to_owned(),
+                    position: here(&segs),
+                    message: e.to_string(),
+                });
+            }
+            None
+        }
+    };
+    let condition = match Condition::compile(spec.condition.clone(), engine) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(Problem {
+                path: path.to_owned(),
+                position: here(&[Seg::key("condition"), Seg::key("script")]),
+                message: e.to_string(),
+            });
+            None
+        }
+    };
+    if spec.media.is_empty() {
+        problems.push(Problem {
+            path: path.to_owned(),
+            position: here(&[Seg::key("media")]),
+            message: "`media` is empty: name at least one of \"slack\", \"email\"".into(),
+        });
+    }
+    let (Some(templates), Some(condition), true) = (templates, condition, problems.is_empty())
+    else {
+        return Err(LoadError::Invalid { problems });
+    };
+    let info = AlertInfo {
+        name: name.to_owned(),
+        description: spec.description.clone().unwrap_or_default(),
+        index: spec.index.0.join(","),
+    };
+    // The body lives on as text in `NativeAlert::body`, not twice as a Value.
+    let mut spec = spec;
+    spec.body = serde_json::Map::new();
+    let spec = Arc::new(spec);
+    Ok(Alert {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        schedule: spec.schedule.clone(),
+        timezone: spec.timezone,
+        active: spec.active,
+        query_delay: spec.query_delay.value,
+        max_catchup: spec.max_catchup.value,
+        body: Arc::new(NativeAlert {
+            name: name.to_owned(),
+            body: Arc::from(body.to_string()),
+            spec,
+            condition: Arc::new(condition),
+            templates: Arc::new(templates),
+            info: Arc::new(info),
+        }),
+    })
 }

@@ -8,7 +8,9 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::FrontEnd;
-use crate::alert::LoadError;
+use std::sync::Arc;
+
+use crate::alert::{Alert, LoadError, Problem};
 use crate::condition::ScriptEngine;
 use crate::rule::{EvalContext, EvalError, Evaluated, Rule, RuleBody};
 use crate::watcher::{ActionKind, Watch};
@@ -40,7 +42,7 @@ impl FrontEnd for WatchFrontEnd {
         raw: &Value,
         _scripts: &ScriptEngine,
     ) -> Result<Rule, LoadError> {
-        crate::alert::parse_watch(name, path, text, raw)
+        parse_watch(name, path, text, raw)
     }
 }
 
@@ -76,4 +78,33 @@ impl RuleBody for Watch {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// Validates a Watcher watch file.
+pub(super) fn parse_watch(
+    name: &str,
+    path: &Path,
+    text: &str,
+    raw: &Value,
+) -> Result<Alert, LoadError> {
+    let watch = crate::watcher::parse(name, text, raw).map_err(|found| LoadError::Invalid {
+        problems: found
+            .into_iter()
+            .map(|(position, message)| Problem {
+                path: path.to_owned(),
+                position,
+                message,
+            })
+            .collect(),
+    })?;
+    Ok(Alert {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        schedule: watch.schedule.clone(),
+        timezone: watch.timezone,
+        active: raw["status"]["state"]["active"].as_bool().unwrap_or(true),
+        query_delay: std::time::Duration::ZERO,
+        max_catchup: std::time::Duration::from_secs(3600),
+        body: Arc::new(watch),
+    })
 }
