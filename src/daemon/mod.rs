@@ -272,7 +272,11 @@ pub async fn run_with_clock(
         let now = clock.now();
         if next_stuck_check <= tokio::time::Instant::now() {
             next_stuck_check = tokio::time::Instant::now() + Duration::from_secs(5);
-            metrics.set_stuck(store.read(|d| crate::throttle::stuck_deliveries(d, now)));
+            metrics.set_stuck(crate::throttle::StateBackend::stuck_deliveries(
+                store.as_ref(),
+                now,
+                crate::throttle::STUCK_AFTER,
+            ));
         }
         if let Some(delta) = steps.observe(clock_step::boottime(), now) {
             let rescheduled = alerts.reschedule(now);

@@ -12,24 +12,25 @@ use chrono::{DateTime, Utc};
 use super::outcome::ActionLine;
 use crate::alert::Alert;
 use crate::rule::{Evaluated, Plan, PlannedAction};
-use crate::throttle::{AckState, AlertState, SharedStore, WHOLE_RULE};
+use crate::throttle::{AckState, AlertState, StateBackend, WHOLE_RULE};
 
 /// Scopes with a delivery owed when the run started: a match is folded
 /// into the earlier one even if this run's retry just delivered it.
-pub(super) fn owed_scopes(store: &SharedStore, rule: &Alert) -> std::collections::BTreeSet<String> {
-    store.read(|d| {
-        d.alerts
-            .get(&rule.name)
-            .map(|st| {
-                st.outbox
-                    .iter()
-                    .filter(|m| m.key == WHOLE_RULE)
-                    .flat_map(|m| m.deliveries.values())
-                    .filter(|d| d.status == crate::throttle::DeliveryStatus::Pending)
-                    .map(|d| d.scope.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+pub(super) fn owed_scopes(
+    state: &dyn StateBackend,
+    rule: &Alert,
+) -> std::collections::BTreeSet<String> {
+    state.read_rule(&rule.name, |st| {
+        st.map(|st| {
+            st.outbox
+                .iter()
+                .filter(|m| m.key == WHOLE_RULE)
+                .flat_map(|m| m.deliveries.values())
+                .filter(|d| d.status == crate::throttle::DeliveryStatus::Pending)
+                .map(|d| d.scope.clone())
+                .collect()
+        })
+        .unwrap_or_default()
     })
 }
 
@@ -38,8 +39,8 @@ pub(super) fn owed_scopes(store: &SharedStore, rule: &Alert) -> std::collections
 pub(super) struct Suppressed(BTreeMap<String, &'static str>);
 
 impl Suppressed {
-    pub(super) fn snapshot(store: &SharedStore, rule: &Alert, now: DateTime<Utc>) -> Self {
-        store.read(|d| Self::of(d.alerts.get(&rule.name), now))
+    pub(super) fn snapshot(state: &dyn StateBackend, rule: &Alert, now: DateTime<Utc>) -> Self {
+        state.read_rule(&rule.name, |st| Self::of(st, now))
     }
 
     pub(super) fn of(state: Option<&AlertState>, now: DateTime<Utc>) -> Self {
@@ -66,17 +67,18 @@ impl Suppressed {
 
 /// Applies acknowledgements queued by `esalert ack` while the daemon held
 /// the store.
-pub(super) fn apply_ack_requests(store: &SharedStore, rule: &Alert) {
+pub(super) fn apply_ack_requests(state: &dyn StateBackend, rule: &Alert) {
     let Some(watch) = rule.watch() else { return };
-    let path = crate::watcher::ack_request_path(&store.path(), &rule.name);
+    let path = crate::watcher::ack_request_path(&state.location(), &rule.name);
     let Some(ids) = crate::watcher::take_ack_request(&path) else {
         return;
     };
-    let acked = store.update(|d| {
-        let st = d.alerts.entry(rule.name.clone()).or_default();
-        let key = st.keys.entry(WHOLE_RULE.to_owned()).or_default();
-        crate::watcher::ack(&mut key.ack, watch, &ids)
-    });
+    let acked = state
+        .update_rule(&rule.name, |st| {
+            let key = st.keys.entry(WHOLE_RULE.to_owned()).or_default();
+            crate::watcher::ack(&mut key.ack, watch, &ids)
+        })
+        .unwrap_or_default();
     tracing::info!(
         alert = rule.name.as_str(),
         event = "acked",
@@ -85,13 +87,9 @@ pub(super) fn apply_ack_requests(store: &SharedStore, rule: &Alert) {
 }
 
 /// A false condition resets acknowledgement (Watcher's rule).
-pub(super) fn condition_false(store: &SharedStore, rule: &Alert) {
-    store.update(|d| {
-        if let Some(k) = d
-            .alerts
-            .get_mut(&rule.name)
-            .and_then(|s| s.keys.get_mut(WHOLE_RULE))
-        {
+pub(super) fn condition_false(state: &dyn StateBackend, rule: &Alert) {
+    state.update_rule(&rule.name, |st| {
+        if let Some(k) = st.keys.get_mut(WHOLE_RULE) {
             for a in k.ack.values_mut() {
                 *a = AckState::AwaitsSuccessfulExecution;
             }
@@ -115,13 +113,13 @@ pub(super) struct Decided {
 }
 
 pub(super) fn decide(
-    store: &SharedStore,
+    state: &dyn StateBackend,
     rule: &Alert,
     eval: &Evaluated,
     owed_before: &std::collections::BTreeSet<String>,
     now: DateTime<Utc>,
 ) -> Decided {
-    let st = store.read(|d| d.alerts.get(&rule.name).cloned().unwrap_or_default());
+    let st = state.get(&rule.name).unwrap_or_default();
     let mut out = Decided::default();
     for a in &eval.actions {
         let mut line = |outcome: &'static str, reason: Option<String>| {

@@ -9,7 +9,7 @@ use crate::alert::Alert;
 use crate::notify::Notification;
 use crate::render::{Rendered, Window};
 use crate::rule::EvalError;
-use crate::throttle::{ClusterDown, StoreFile};
+use crate::throttle::{AlertState, ClusterDown};
 
 fn notice(alert: &str, subject: String, text: String, now: DateTime<Utc>) -> Notification {
     Notification {
@@ -21,6 +21,16 @@ fn notice(alert: &str, subject: String, text: String, now: DateTime<Utc>) -> Not
         email_to: Vec::new(),
         email_cc: Vec::new(),
     }
+}
+
+/// What a run means for the cluster-wide notice.
+enum Cluster {
+    /// Nothing to say.
+    Quiet,
+    /// A search succeeded: a "down" notice, if one was sent, is over.
+    Up,
+    /// The cluster failed this rule in a way that fails every rule.
+    Down(ClusterDown, String),
 }
 
 impl Runner {
@@ -35,17 +45,47 @@ impl Runner {
         window: Window,
         now: DateTime<Utc>,
     ) -> Result<Vec<Notification>, RunError> {
-        let notices = self
-            .store
-            .update(|data| self.account(rule, report, failure, window, now, data));
+        let mut notices = Vec::new();
+        let cluster = self
+            .state
+            .update_rule(&rule.name, |st| {
+                self.account(rule, report, failure, window, now, st, &mut notices)
+            })
+            .unwrap_or(Cluster::Quiet);
+        let url = self.es.url();
+        match cluster {
+            Cluster::Quiet => {}
+            Cluster::Up => self.state.update_cluster(&mut |c| {
+                if let Some(what) = c.take() {
+                    notices.push(notice(
+                        "esalert",
+                        format!("esalert: cluster {url} is {} again", what.recovered()),
+                        format!("esalert: searches on {url} succeed again."),
+                        now,
+                    ));
+                }
+            }),
+            Cluster::Down(what, cause) => self.state.update_cluster(&mut |c| {
+                if c.is_none() {
+                    *c = Some(what);
+                    notices.push(notice(
+                        "esalert",
+                        format!("esalert: cluster {url} {}", what.describe()),
+                        format!("esalert: cluster {url} {}: {cause}", what.describe()),
+                        now,
+                    ));
+                }
+            }),
+        }
         // Bookkeeping of an ordinary run need not wait for the disk; a
         // notice about alerting itself should not go out unrecorded.
         if !notices.is_empty() {
-            self.store.commit().await?;
+            self.state.commit().await?;
         }
         Ok(notices)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn account(
         &self,
         rule: &Alert,
@@ -53,11 +93,10 @@ impl Runner {
         failure: Option<&EvalError>,
         window: Window,
         now: DateTime<Utc>,
-        data: &mut StoreFile,
-    ) -> Vec<Notification> {
-        let mut notices = Vec::new();
+        st: &mut AlertState,
+        notices: &mut Vec<Notification>,
+    ) -> Cluster {
         let name = rule.name.as_str();
-        let st = data.alerts.entry(rule.name.clone()).or_default();
         st.last_run = Some(now);
         st.last_outcome = Some(report.outcome.as_str().to_owned());
         if failure.is_none() {
@@ -88,21 +127,7 @@ impl Runner {
                     now,
                 ));
             }
-            if failure.is_none()
-                && let Some(what) = data.cluster_notified.take()
-            {
-                notices.push(notice(
-                    "esalert",
-                    format!(
-                        "esalert: cluster {} is {} again",
-                        self.es.url(),
-                        what.recovered()
-                    ),
-                    format!("esalert: searches on {} succeed again.", self.es.url()),
-                    now,
-                ));
-            }
-            return notices;
+            return Cluster::Up;
         };
         st.consecutive_failures = st.consecutive_failures.saturating_add(1);
         let search = failure.and_then(EvalError::search_error);
@@ -112,43 +137,42 @@ impl Runner {
             tracing::error!(alert = name, outcome = "error", failures = st.consecutive_failures, error = %reason);
         }
         if st.consecutive_failures < self.settings.error_alert_after {
-            return notices;
+            return if failure.is_none() {
+                Cluster::Up
+            } else {
+                Cluster::Quiet
+            };
         }
         // A failure of the cluster itself fails every rule at once: one
         // notice for the cluster instead of one per rule.
-        let cluster = match search {
-            Some(se) if se.is_unreachable() => Some(ClusterDown::Unreachable),
-            Some(se) if se.is_auth() => Some(ClusterDown::Rejected),
-            _ => None,
-        };
-        if let Some(what) = cluster {
-            if data.cluster_notified.is_none() {
-                data.cluster_notified = Some(what);
-                let cause = strip_rule(&reason, name);
-                notices.push(notice(
-                    "esalert",
-                    format!("esalert: cluster {} {}", self.es.url(), what.describe()),
-                    format!(
-                        "esalert: cluster {} {}: {cause}",
-                        self.es.url(),
-                        what.describe()
-                    ),
-                    now,
-                ));
+        match search {
+            Some(se) if se.is_unreachable() => Cluster::Down(
+                ClusterDown::Unreachable,
+                strip_rule(&reason, name).to_owned(),
+            ),
+            Some(se) if se.is_auth() => {
+                Cluster::Down(ClusterDown::Rejected, strip_rule(&reason, name).to_owned())
             }
-        } else if !st.failing_notified {
-            st.failing_notified = true;
-            notices.push(notice(
-                name,
-                format!("esalert: alert {name} is failing"),
-                format!(
-                    "esalert: alert {name} is failing: {}",
-                    strip_rule(&reason, name)
-                ),
-                now,
-            ));
+            _ => {
+                if !st.failing_notified {
+                    st.failing_notified = true;
+                    notices.push(notice(
+                        name,
+                        format!("esalert: alert {name} is failing"),
+                        format!(
+                            "esalert: alert {name} is failing: {}",
+                            strip_rule(&reason, name)
+                        ),
+                        now,
+                    ));
+                }
+                if failure.is_none() {
+                    Cluster::Up
+                } else {
+                    Cluster::Quiet
+                }
+            }
         }
-        notices
     }
 }
 

@@ -50,7 +50,7 @@ use crate::render::fmt_time;
 use crate::rule::{EvalContext, Evaluated};
 use crate::search::EsClient;
 use crate::sinks::Sinks;
-use crate::throttle::{PRUNE_AFTER, SharedStore, Store, StoreError};
+use crate::throttle::{PRUNE_AFTER, SharedStore, StateBackend, Store, StoreError};
 
 /// In-run retries of a transient delivery failure.
 #[derive(Debug, Clone, Copy)]
@@ -129,7 +129,7 @@ pub struct Runner {
     scripts: Arc<ScriptEngine>,
     notifiers: Notifiers,
     sinks: Sinks,
-    store: Arc<SharedStore>,
+    state: Arc<dyn StateBackend>,
     clock: Arc<dyn Clock>,
     settings: Settings,
     /// For Watcher `http` inputs.
@@ -166,13 +166,25 @@ impl Runner {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Runner {
+        Self::with_state(es, scripts, notifiers, store, clock, settings)
+    }
+
+    /// Builds a runner on any state backend.
+    pub fn with_state(
+        es: EsClient,
+        scripts: Arc<ScriptEngine>,
+        notifiers: Notifiers,
+        state: Arc<dyn StateBackend>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Runner {
         let sinks = Sinks::new(&notifiers, &es);
         Runner {
             es,
             scripts,
             notifiers,
             sinks,
-            store,
+            state,
             clock,
             settings,
             // Never None once the cluster client was built (same TLS setup).
@@ -195,9 +207,9 @@ impl Runner {
         }
     }
 
-    /// The store, e.g. to inspect it in tests.
-    pub fn store(&self) -> &Arc<SharedStore> {
-        &self.store
+    /// The state, e.g. to inspect it in tests.
+    pub fn state(&self) -> &Arc<dyn StateBackend> {
+        &self.state
     }
 
     /// Runs every active rule once, at most `concurrency` at a time, and
@@ -222,26 +234,24 @@ impl Runner {
     ) -> Result<(), RunError> {
         let now = self.clock.now();
         let known: std::collections::HashSet<&str> = names.into_iter().collect();
-        self.store.update(|data| {
-            data.alerts.retain(|name, st| {
-                if known.contains(name.as_str()) {
-                    st.removed_at = None;
-                    return true;
+        self.state.retain(&mut |name, st| {
+            if known.contains(name) {
+                st.removed_at = None;
+                return true;
+            }
+            match st.removed_at {
+                None => {
+                    st.removed_at = Some(now);
+                    true
                 }
-                match st.removed_at {
-                    None => {
-                        st.removed_at = Some(now);
-                        true
-                    }
-                    Some(t) if now.signed_duration_since(t) >= PRUNE_AFTER => {
-                        tracing::info!(alert = name.as_str(), event = "pruned", removed_at = %fmt_time(&t));
-                        false
-                    }
-                    Some(_) => true,
+                Some(t) if now.signed_duration_since(t) >= PRUNE_AFTER => {
+                    tracing::info!(alert = name, event = "pruned", removed_at = %fmt_time(&t));
+                    false
                 }
-            })
+                Some(_) => true,
+            }
         });
-        self.store.commit().await?;
+        self.state.commit().await?;
         Ok(())
     }
 
@@ -275,10 +285,11 @@ impl Runner {
         let now = self.clock.now();
         // A tick is never later than now: no window ends in the future.
         let tick = due.unwrap_or(now).min(now);
-        gate::apply_ack_requests(&self.store, rule);
-        let window = window::for_run(&self.store, rule, tick);
-        let suppressed = gate::Suppressed::snapshot(&self.store, rule, now);
-        let owed_before = gate::owed_scopes(&self.store, rule);
+        let state = self.state.as_ref();
+        gate::apply_ack_requests(state, rule);
+        let window = window::for_run(state, rule, tick);
+        let suppressed = gate::Suppressed::snapshot(state, rule, now);
+        let owed_before = gate::owed_scopes(state, rule);
         let result = {
             let _slot = self.slot().await;
             let suppress = |scope: &str| suppressed.get(scope);
@@ -315,9 +326,9 @@ impl Runner {
             Ok(eval) => {
                 history::evaluation_warnings(&rule.name, &eval);
                 if !eval.matched {
-                    gate::condition_false(&self.store, rule);
+                    gate::condition_false(state, rule);
                 } else {
-                    let d = gate::decide(&self.store, rule, &eval, &owed_before, now);
+                    let d = gate::decide(state, rule, &eval, &owed_before, now);
                     if !d.to_send.is_empty() {
                         new_match = Some(self.write_match(rule, &d.to_send, tick, window));
                     }
@@ -328,11 +339,9 @@ impl Runner {
         }
         // Everything owed, the new match among it, is on disk before
         // anything is sent: if the store can't be written, nothing is.
-        let owes = self
-            .store
-            .read(|d| d.alerts.get(&rule.name).is_some_and(|s| s.pending()));
+        let owes = state.read_rule(&rule.name, |s| s.is_some_and(|s| s.pending()));
         if owes {
-            self.store.commit().await?;
+            state.commit().await?;
         }
         drop(release);
 

@@ -153,21 +153,24 @@ impl Runner {
                 order = order.saturating_add(1);
             }
         }
-        self.store.update(|d| {
-            let st = d.alerts.entry(rule.name.clone()).or_default();
-            let seq = st.outbox.last().map_or(1, |m| m.seq.saturating_add(1));
-            st.outbox.push(Match {
-                seq,
-                matched_at: tick,
-                key: WHOLE_RULE.to_owned(),
-                deliveries,
-            });
-            // The window that produced this match is done: from here on a
-            // crash delivers what is owed; it never notifies the window again.
-            st.last_window_end = Some(st.last_window_end.map_or(window.end, |e| e.max(window.end)));
-            trim(&rule.name, st);
-            seq
-        })
+        self.state
+            .update_rule(&rule.name, |st| {
+                let seq = st.outbox.last().map_or(1, |m| m.seq.saturating_add(1));
+                st.outbox.push(Match {
+                    seq,
+                    matched_at: tick,
+                    key: WHOLE_RULE.to_owned(),
+                    deliveries,
+                });
+                // The window that produced this match is done: from here on a
+                // crash delivers what is owed; it never notifies the window again.
+                st.last_window_end =
+                    Some(st.last_window_end.map_or(window.end, |e| e.max(window.end)));
+                trim(&rule.name, st);
+                seq
+            })
+            // Only a backend that never ran the change: no match, nothing sent.
+            .unwrap_or(0)
     }
 
     /// Retries deliveries owed by earlier matches, or drops matches that
@@ -180,40 +183,40 @@ impl Runner {
     ) -> Result<Option<Delivered>, RunError> {
         let max_age = chrono::Duration::from_std(self.settings.max_retry_age)
             .unwrap_or(chrono::Duration::hours(1));
-        let (dropped, oldest) = self.store.update(|data| {
-            let Some(st) = data.alerts.get_mut(&rule.name) else {
-                return (Vec::new(), None);
-            };
-            let mut dropped = Vec::new();
-            for m in st
-                .outbox
-                .iter_mut()
-                .filter(|m| !m.settled() && Some(m.seq) != except)
-            {
-                if now.signed_duration_since(m.matched_at) <= max_age {
-                    continue;
-                }
-                let mut reasons = Vec::new();
-                for (id, d) in m.deliveries.iter_mut() {
-                    if d.status == DeliveryStatus::Pending {
-                        d.status = DeliveryStatus::Dropped;
-                        reasons.push(format!(
-                            "{id}: {}",
-                            d.last_error.as_deref().unwrap_or("never delivered")
-                        ));
+        let (dropped, oldest) = self
+            .state
+            .update_rule(&rule.name, |st| {
+                let mut dropped = Vec::new();
+                for m in st
+                    .outbox
+                    .iter_mut()
+                    .filter(|m| !m.settled() && Some(m.seq) != except)
+                {
+                    if now.signed_duration_since(m.matched_at) <= max_age {
+                        continue;
                     }
+                    let mut reasons = Vec::new();
+                    for (id, d) in m.deliveries.iter_mut() {
+                        if d.status == DeliveryStatus::Pending {
+                            d.status = DeliveryStatus::Dropped;
+                            reasons.push(format!(
+                                "{id}: {}",
+                                d.last_error.as_deref().unwrap_or("never delivered")
+                            ));
+                        }
+                    }
+                    dropped.push((m.matched_at, reasons));
                 }
-                dropped.push((m.matched_at, reasons));
-            }
-            let oldest = st
-                .outbox
-                .iter()
-                .find(|m| !m.settled() && Some(m.seq) != except)
-                .map(|m| m.matched_at);
-            (dropped, oldest)
-        });
+                let oldest = st
+                    .outbox
+                    .iter()
+                    .find(|m| !m.settled() && Some(m.seq) != except)
+                    .map(|m| m.matched_at);
+                (dropped, oldest)
+            })
+            .unwrap_or_default();
         if !dropped.is_empty() {
-            self.store.commit().await?;
+            self.state.commit().await?;
             for (matched_at, reasons) in &dropped {
                 tracing::error!(
                     alert = rule.name.as_str(),
@@ -248,22 +251,20 @@ impl Runner {
         select: &(dyn Fn(&Match) -> bool + Sync),
         now: DateTime<Utc>,
     ) -> Result<Delivered, RunError> {
-        let work: Vec<(u64, String, Delivery)> = self.store.read(|d| {
-            d.alerts
-                .get(name)
-                .map(|st| {
-                    st.outbox
-                        .iter()
-                        .filter(|m| select(m))
-                        .flat_map(|m| {
-                            m.deliveries
-                                .iter()
-                                .filter(|(_, d)| d.status == DeliveryStatus::Pending)
-                                .map(|(id, d)| (m.seq, id.clone(), d.clone()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
+        let work: Vec<(u64, String, Delivery)> = self.state.read_rule(name, |st| {
+            st.map(|st| {
+                st.outbox
+                    .iter()
+                    .filter(|m| select(m))
+                    .flat_map(|m| {
+                        m.deliveries
+                            .iter()
+                            .filter(|(_, d)| d.status == DeliveryStatus::Pending)
+                            .map(|(id, d)| (m.seq, id.clone(), d.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
         });
         let seqs: Vec<u64> = work.iter().map(|(s, _, _)| *s).collect();
         // Actions are delivered concurrently; the messages of one action
@@ -325,8 +326,8 @@ impl Runner {
                     .push((d.action.clone(), err.map_or(Ok(()), Err))),
             }
         }
-        out.outcome = self.store.read(|data| {
-            let Some(st) = data.alerts.get(name) else {
+        out.outcome = self.state.read_rule(name, |st| {
+            let Some(st) = st else {
                 return Outcome::Failed;
             };
             let mut all: Vec<&Delivery> = st
@@ -365,10 +366,7 @@ impl Runner {
     ) -> Sent {
         let (result, tries) = self.send_with_retries(&d.message, name).await;
         let sent_at = self.clock.now();
-        self.store.update(|data| {
-            let Some(st) = data.alerts.get_mut(name) else {
-                return;
-            };
+        self.state.update_rule(name, |st| {
             let Some(mi) = st.outbox.iter().position(|m| m.seq == seq) else {
                 return;
             };
@@ -389,7 +387,7 @@ impl Runner {
         });
         // Each result is durable as soon as it is known, so a crash
         // re-sends at most the delivery that was in flight.
-        self.store.commit().await?;
+        self.state.commit().await?;
         Ok((result, tries))
     }
 

@@ -11,23 +11,22 @@ use chrono::{DateTime, Utc};
 
 use crate::alert::Alert;
 use crate::render::Window;
-use crate::throttle::SharedStore;
+use crate::throttle::StateBackend;
 
 fn chrono_of(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 /// The window of a run for the tick `tick`.
-pub(super) fn for_run(store: &SharedStore, rule: &Alert, tick: DateTime<Utc>) -> Window {
+pub(super) fn for_run(state: &dyn StateBackend, rule: &Alert, tick: DateTime<Utc>) -> Window {
     let end = tick
         .checked_sub_signed(chrono_of(rule.query_delay))
         .unwrap_or(tick);
     let period = rule.period(tick);
     let first = end.checked_sub_signed(period).unwrap_or(end);
-    let last = store.update(|d| {
-        let st = d.alerts.entry(rule.name.clone()).or_default();
-        *st.last_window_end.get_or_insert(first)
-    });
+    let last = state
+        .update_rule(&rule.name, |st| *st.last_window_end.get_or_insert(first))
+        .unwrap_or(first);
     let mut start = last.min(end);
     let cap = chrono_of(rule.max_catchup).max(period);
     if end.signed_duration_since(start) > cap {

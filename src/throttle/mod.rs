@@ -5,6 +5,7 @@
 //! written here *before* any delivery is attempted, each medium's result is
 //! recorded as it arrives, and `throttled_until` survives restarts.
 
+mod backend;
 mod migrate;
 mod shared;
 mod store;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use backend::StateBackend;
 pub use migrate::migrate;
 pub use shared::SharedStore;
 pub use store::{Store, StoreError, StoreWriter, write_atomic};
@@ -33,17 +35,6 @@ pub const OUTBOX_MAX: usize = 50;
 
 /// A delivery owed for longer than this counts as stuck (`/healthz`).
 pub const STUCK_AFTER: chrono::Duration = chrono::Duration::minutes(5);
-
-/// How many deliveries have been owed for longer than [`STUCK_AFTER`].
-pub fn stuck_deliveries(data: &StoreFile, now: DateTime<Utc>) -> usize {
-    data.alerts
-        .values()
-        .flat_map(|st| &st.outbox)
-        .filter(|m| now.signed_duration_since(m.matched_at) > STUCK_AFTER)
-        .flat_map(|m| m.deliveries.values())
-        .filter(|d| d.status == DeliveryStatus::Pending)
-        .count()
-}
 
 /// The group key of rules that don't group: one key for the whole rule.
 pub const WHOLE_RULE: &str = "";

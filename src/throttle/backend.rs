@@ -1,0 +1,95 @@
+//! What the pipeline asks of the place its state lives: per-rule reads and
+//! read-modify-writes, and a commit that makes them durable. The file
+//! backend ([`SharedStore`]) is one implementation; another (a shared index
+//! on the cluster, say) implements the same operations, with `update` as
+//! its compare-and-set.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
+use super::{AlertState, ClusterDown, SharedStore, StoreError};
+
+/// A state backend.
+pub trait StateBackend: Send + Sync {
+    /// A copy of one rule's state.
+    fn get(&self, rule: &str) -> Option<AlertState>;
+    /// Changes one rule's state (created empty if missing). Durable at the
+    /// next [`commit`](Self::commit).
+    fn update(&self, rule: &str, f: &mut dyn FnMut(&mut AlertState));
+    /// Changes what a notice last said about the cluster.
+    fn update_cluster(&self, f: &mut dyn FnMut(&mut Option<ClusterDown>));
+    /// Keeps the rules `keep` says to keep (it may change them).
+    fn retain(&self, keep: &mut dyn FnMut(&str, &mut AlertState) -> bool);
+    /// Waits until every change so far is durable.
+    fn commit(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Whether the last write failed (and is being retried).
+    fn write_failing(&self) -> bool;
+    /// Deliveries owed since before `now - after`.
+    fn stuck_deliveries(&self, now: DateTime<Utc>, after: chrono::Duration) -> usize;
+    /// Where requests for a running daemon are queued (`esalert ack`).
+    fn location(&self) -> PathBuf;
+}
+
+impl dyn StateBackend + '_ {
+    /// Reads one rule's state.
+    pub fn read_rule<R>(&self, rule: &str, f: impl FnOnce(Option<&AlertState>) -> R) -> R {
+        f(self.get(rule).as_ref())
+    }
+
+    /// Changes one rule's state and returns what `f` returns (`None` only
+    /// from a backend that broke its contract and never called `f`).
+    pub fn update_rule<R>(&self, rule: &str, f: impl FnOnce(&mut AlertState) -> R) -> Option<R> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.update(rule, &mut |st| {
+            if let Some(f) = f.take() {
+                out = Some(f(st));
+            }
+        });
+        out
+    }
+}
+
+impl StateBackend for SharedStore {
+    fn get(&self, rule: &str) -> Option<AlertState> {
+        self.read(|d| d.alerts.get(rule).cloned())
+    }
+
+    fn update(&self, rule: &str, f: &mut dyn FnMut(&mut AlertState)) {
+        SharedStore::update(self, |d| f(d.alerts.entry(rule.to_owned()).or_default()));
+    }
+
+    fn update_cluster(&self, f: &mut dyn FnMut(&mut Option<ClusterDown>)) {
+        SharedStore::update(self, |d| f(&mut d.cluster_notified));
+    }
+
+    fn retain(&self, keep: &mut dyn FnMut(&str, &mut AlertState) -> bool) {
+        SharedStore::update(self, |d| d.alerts.retain(|name, st| keep(name, st)));
+    }
+
+    fn commit(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(SharedStore::commit(self))
+    }
+
+    fn write_failing(&self) -> bool {
+        SharedStore::write_failing(self)
+    }
+
+    fn stuck_deliveries(&self, now: DateTime<Utc>, after: chrono::Duration) -> usize {
+        self.read(|d| {
+            d.alerts
+                .values()
+                .flat_map(|st| &st.outbox)
+                .filter(|m| now.signed_duration_since(m.matched_at) > after)
+                .flat_map(|m| m.deliveries.values())
+                .filter(|x| x.status == super::DeliveryStatus::Pending)
+                .count()
+        })
+    }
+
+    fn location(&self) -> PathBuf {
+        self.path()
+    }
+}
