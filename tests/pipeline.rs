@@ -213,3 +213,36 @@ fn date_math_far_in_the_past_is_an_error_not_a_crash() {
     );
     assert!(err.contains("dm.json:") && err.contains("date"), "{err}");
 }
+
+#[test]
+fn watch_http_requests_have_no_silent_defaults() {
+    let p = Project::new();
+    p.alert(
+        "h",
+        &json!({
+            "trigger": {"schedule": {"interval": "1m"}},
+            "input": {"http": {"request": {"host": "example.internal", "pth": "/x"}}},
+            "condition": {"always": {}},
+            "actions": {"hook": {"webhook": {"host": "hooks.internal", "port": 99999, "path": "/"}}}
+        })
+        .to_string(),
+    );
+    let out = esalert(p.path())
+        .args(["check", "--queries-only"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + String::from_utf8_lossy(&out.stderr).as_ref();
+    // A typo, a missing port and a port out of range: each named, with its place.
+    assert!(text.contains("unknown key \"pth\""), "{text}");
+    assert!(text.contains("needs `port`"), "{text}");
+    assert!(
+        text.contains("`port` must be a number from 1 to 65535"),
+        "{text}"
+    );
+    assert!(
+        text.lines().filter(|l| l.contains("h.json:")).count() >= 3,
+        "{text}"
+    );
+}

@@ -454,7 +454,53 @@ fn http_request(p: &mut P, at: &[Seg], req: &Value) -> Option<HttpRequest> {
         p.err(at, "an http request must be an object");
         return None;
     };
+    // Unknown keys are mistakes: a typo must not fall back to a default.
+    const KEYS: &[&str] = &[
+        "scheme",
+        "host",
+        "port",
+        "path",
+        "method",
+        "headers",
+        "params",
+        "url",
+        "auth",
+        "body",
+        "connection_timeout",
+        "connection_timeout_in_millis",
+        "read_timeout",
+        "read_timeout_in_millis",
+    ];
+    for k in m.keys().filter(|k| !KEYS.contains(&k.as_str())) {
+        p.err(
+            &key(at, k),
+            format!(
+                "unknown key {k:?} in an http request; use one of {}",
+                KEYS.join(", ")
+            ),
+        );
+    }
     let url = m.get("url").and_then(|u| tmpl(p, &key(at, "url"), u));
+    let port = match m.get("port") {
+        None if url.is_some() => 0,
+        None => {
+            p.err(
+                at,
+                "an http request with `host` needs `port` (80 and 443 are not assumed)",
+            );
+            0
+        }
+        Some(v) => match v.as_u64().and_then(|x| u16::try_from(x).ok()) {
+            Some(x) if x > 0 => x,
+            _ => {
+                p.err(
+                    &key(at, "port"),
+                    format!("`port` must be a number from 1 to 65535, found {v}"),
+                );
+                0
+            }
+        },
+    };
     let host = m
         .get("host")
         .and_then(Value::as_str)
@@ -498,11 +544,7 @@ fn http_request(p: &mut P, at: &[Seg], req: &Value) -> Option<HttpRequest> {
             .and_then(Value::as_str)
             .unwrap_or("http")
             .to_owned(),
-        port: m
-            .get("port")
-            .and_then(Value::as_u64)
-            .and_then(|x| u16::try_from(x).ok())
-            .unwrap_or(80),
+        port,
         host,
         path: m.get("path").and_then(|x| tmpl(p, &key(at, "path"), x)),
         url,
@@ -517,10 +559,18 @@ fn http_request(p: &mut P, at: &[Seg], req: &Value) -> Option<HttpRequest> {
         auth,
         connection_timeout: m
             .get("connection_timeout")
-            .and_then(|d| duration(p, &key(at, "connection_timeout"), d)),
+            .and_then(|d| duration(p, &key(at, "connection_timeout"), d))
+            .or_else(|| {
+                m.get("connection_timeout_in_millis")
+                    .and_then(|d| millis(p, &key(at, "connection_timeout_in_millis"), d))
+            }),
         read_timeout: m
             .get("read_timeout")
-            .and_then(|d| duration(p, &key(at, "read_timeout"), d)),
+            .and_then(|d| duration(p, &key(at, "read_timeout"), d))
+            .or_else(|| {
+                m.get("read_timeout_in_millis")
+                    .and_then(|d| millis(p, &key(at, "read_timeout_in_millis"), d))
+            }),
     })
 }
 
