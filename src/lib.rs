@@ -2,24 +2,44 @@
 //!
 //! # Layout
 //!
-//! The modules follow the flow of data through one alert run:
+//! Every file format compiles to one [`rule::Rule`]; one pipeline runs them
+//! all:
 //!
 //! ```text
-//! config ──► alert ──► search ──► condition ──► render ──► engine ──► log
-//! (credentials) (queries/*.json) (ES client) (compare, script) (minijinja)   (alerts.log)
+//! frontends ──► rule ──► pipeline: window → body (query, transform, condition, render)
+//! (native, watch)          → gate (throttle, ack) → outbox → sinks (retry) → history
+//!                                         │               │
+//!                                   throttle (state)   notify (transports)
 //! ```
 //!
-//! - [`config`]: `credentials.json`, with `${ENV}` secrets that never reach a log.
-//! - [`alert`]: loading and validating `queries/<name>.json`; every problem is
-//!   reported as `path:line:column: message` (see [`alert::locate`]).
-//! - [`search`]: the Elasticsearch/OpenSearch HTTP client and its typed errors.
+//! Front ends and their formats:
+//! - [`frontends`]: the [`frontends::FrontEnd`] registry; `native` and `watch`.
+//! - [`alert`]: the native alert schema, reading `queries/`, durations and
+//!   sizes, and `path:line:column` positions ([`alert::locate`], [`alert::error`]).
+//! - [`engine`]: a native alert's evaluation (body → search → condition → render).
+//! - [`watcher`]: Watcher watches: schema, schedules, Mustache, and a
+//!   watch's evaluation ([`watcher::exec`]).
+//!
+//! The rule and its parts:
+//! - [`rule`]: [`rule::Rule`], the [`rule::RuleBody`] a front end implements,
+//!   and what an evaluation yields (planned actions).
+//! - [`condition`]: one [`condition::Check`] per kind in a registry
+//!   (compare, array_compare, Rhai script, always, never), for every front end.
+//! - [`render`]: Jinja templates (strict undefined, bounded) for native alerts.
+//! - [`datemath`]: Elasticsearch date math, for index names and conditions.
+//! - [`search`]: the Elasticsearch/OpenSearch client and its typed errors.
+//!
+//! Running rules:
+//! - [`pipeline`]: window, gate, outbox, retries, health notices, history.
+//! - [`sinks`]: outputs behind [`sinks::Sink`], in a registry.
+//! - [`notify`]: the Slack and SMTP transports the sinks use.
+//! - [`throttle`]: the state behind [`throttle::StateBackend`]; the file
+//!   store, its format, migration, lock and atomic writes.
 //! - [`net`]: outbound HTTP clients (overall timeout, no redirects) and URL redaction.
-//! - [`condition`]: Watcher-compatible `compare`/`array_compare`, and sandboxed
-//!   Rhai scripts ([`condition::script`]).
-//! - [`render`]: Jinja templates (strict undefined, bounded by fuel) for the
-//!   search body, the subject and the message.
-//! - [`engine`]: one evaluation (search → condition → render) and the `once` pass.
+//! - [`daemon`]: `esalert run`: scheduler, live reload, clock steps, metrics, systemd.
+//! - [`config`]: `credentials.json`, with `${ENV}` secrets that never reach a log.
 //! - [`log`]: the logfmt `alerts.log` writer, lossless, mirrored to stderr.
+//! - [`alloc_budget`]: memory budgets for scripts and templates.
 //! - [`cli`]: the `esalert` commands; `main.rs` only parses and dispatches.
 
 pub mod alert;

@@ -6,17 +6,17 @@
 //! ```
 //!
 //! Stages, one file each:
-//! - [`window`]: the time range a run searches (catch-up, delay, caps);
+//! - `window.rs`: the time range a run searches (catch-up, delay, caps);
 //! - the rule's [`RuleBody`](crate::rule::RuleBody) evaluates, holding a
 //!   search slot only while it queries;
-//! - [`gate`]: which planned actions may be delivered (throttle, ack, a
+//! - `gate.rs`: which planned actions may be delivered (throttle, ack, a
 //!   delivery still owed);
-//! - [`outbox`]: the match written before any delivery, each delivery sent
+//! - `outbox.rs`: the match written before any delivery, each delivery sent
 //!   with retries and recorded as soon as known, throttles started when a
 //!   scope's last delivery succeeds, in the same write;
-//! - [`health`]: consecutive failures and the notices about alerting itself;
-//! - [`history`]: the run's lines in alerts.log, in one vocabulary
-//!   ([`outcome`]).
+//! - `health.rs`: consecutive failures and the notices about alerting itself;
+//! - `history.rs`: the run's lines in alerts.log, in one vocabulary
+//!   (`outcome.rs`).
 //!
 //! The order of writes is what makes esalert crash-safe: a match's
 //! deliveries are written to the store, together with the end of the window
