@@ -216,20 +216,24 @@ impl Check for ArrayCompare {
     }
 }
 
+fn compile_as<T: Check + for<'de> Deserialize<'de> + 'static>(
+    body: &Value,
+) -> Result<Arc<dyn Check>, CompileError> {
+    T::deserialize(body)
+        .map(|c| Arc::new(c) as Arc<dyn Check>)
+        .map_err(|e| CompileError::Invalid(e.to_string()))
+}
+
 pub(super) fn compile_compare(
     body: &Value,
     _: Option<&ScriptEngine>,
 ) -> Result<Arc<dyn Check>, CompileError> {
-    Compare::deserialize(body)
-        .map(|c| Arc::new(c) as Arc<dyn Check>)
-        .map_err(|e| CompileError::Invalid(e.to_string()))
+    compile_as::<Compare>(body)
 }
 
 pub(super) fn compile_array_compare(
     body: &Value,
     _: Option<&ScriptEngine>,
 ) -> Result<Arc<dyn Check>, CompileError> {
-    ArrayCompare::deserialize(body)
-        .map(|c| Arc::new(c) as Arc<dyn Check>)
-        .map_err(|e| CompileError::Invalid(e.to_string()))
+    compile_as::<ArrayCompare>(body)
 }
