@@ -62,6 +62,8 @@ pub struct DaemonConfig {
     /// fixed offset from its name), to spare the cluster a thundering herd.
     /// Windows still end exactly at the tick.
     pub tick_spread: Duration,
+    /// A delivery owed for longer than this is stuck (`/healthz` 503).
+    pub stuck_after: Duration,
     /// Delivery settings.
     pub settings: Settings,
 }
@@ -161,6 +163,24 @@ fn spread_delay(name: &str, spread: Duration) -> Duration {
     Duration::from_nanos(z % (spread.as_nanos().max(1) as u64))
 }
 
+/// Deliveries owed for longer than `after`. [`crate::throttle::stuck_deliveries`]
+/// counts against the fixed [`crate::throttle::STUCK_AFTER`]; moving `now` by
+/// the difference applies `after` instead.
+fn stuck_deliveries(
+    data: &crate::throttle::StoreFile,
+    now: chrono::DateTime<chrono::Utc>,
+    after: Duration,
+) -> usize {
+    let shift = chrono::Duration::from_std(after)
+        .ok()
+        .and_then(|a| crate::throttle::STUCK_AFTER.checked_sub(&a));
+    match shift.and_then(|s| now.checked_add_signed(s)) {
+        Some(at) => crate::throttle::stuck_deliveries(data, at),
+        // Longer than any time esalert can represent: nothing is stuck.
+        None => 0,
+    }
+}
+
 /// Clears a rule's "running" flag when its run ends, even by a panic.
 struct RunningGuard(Arc<std::sync::atomic::AtomicBool>);
 
@@ -198,7 +218,7 @@ pub async fn run_with_clock(
         &sem,
         &clock,
     )?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(cfg.stuck_after));
 
     std::fs::read_dir(&cfg.queries).map_err(|source| DaemonError::Queries {
         path: cfg.queries.clone(),
@@ -271,8 +291,12 @@ pub async fn run_with_clock(
         metrics.set_store_failing(store.write_failing());
         let now = clock.now();
         if next_stuck_check <= tokio::time::Instant::now() {
-            next_stuck_check = tokio::time::Instant::now() + Duration::from_secs(5);
-            metrics.set_stuck(store.read(|d| crate::throttle::stuck_deliveries(d, now)));
+            // Often enough that a short --stuck-after is seen in time.
+            next_stuck_check = tokio::time::Instant::now()
+                + cfg
+                    .stuck_after
+                    .clamp(Duration::from_secs(1), Duration::from_secs(5));
+            metrics.set_stuck(store.read(|d| stuck_deliveries(d, now, cfg.stuck_after)));
         }
         if let Some(delta) = steps.observe(clock_step::boottime(), now) {
             let rescheduled = alerts.reschedule(now);
