@@ -139,6 +139,10 @@ pub struct RunArgs {
     /// (0s: all at once); their windows still end exactly at the tick.
     #[arg(long, env = "ESALERT_TICK_SPREAD", default_value = "0s", value_parser = humantime::parse_duration)]
     pub tick_spread: std::time::Duration,
+    /// A delivery still owed this long after its match counts as stuck:
+    /// `/healthz` turns 503 and `/metrics` counts it.
+    #[arg(long, env = "ESALERT_STUCK_AFTER", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub stuck_after: std::time::Duration,
 }
 
 impl Command {
@@ -220,6 +224,7 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
                 listen: args.listen,
                 rescan: args.rescan,
                 tick_spread: args.tick_spread,
+                stuck_after: args.stuck_after,
                 settings: Settings {
                     max_retry_age: args.max_retry_age,
                     concurrency: args.max_concurrency,
@@ -512,28 +517,162 @@ struct StatusRow {
     schedule: Option<String>,
     last_run: Option<String>,
     last_outcome: Option<String>,
+    /// When the schedule next runs it (active alerts).
+    next_run: Option<String>,
+    consecutive_failures: u32,
+    /// The error of the last failed run, as logged.
+    last_error: Option<String>,
     throttled_until: Option<String>,
     owed: Vec<String>,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     actions: std::collections::BTreeMap<String, crate::throttle::AckState>,
+    /// Why the file is rejected, `path:line:col: message` per problem: the
+    /// daemon doesn't load it (or keeps running its earlier version).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rejected: Vec<String>,
+}
+
+impl StatusRow {
+    /// Whether someone should look at it: its file is rejected, or its
+    /// last run errored or delivered nothing.
+    fn in_error(&self) -> bool {
+        !self.rejected.is_empty()
+            || (self.active.is_some()
+                && matches!(self.last_outcome.as_deref(), Some("error" | "failed")))
+    }
+}
+
+/// The last `alerts.log` bytes `status` reads for errors.
+const LOG_TAIL: u64 = 8 << 20;
+
+/// The error of each alert's most recent failed run (`outcome=error`, or
+/// `failed`/`partial` deliveries) in the tail of `alerts.log`.
+fn last_errors(log_dir: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(mut f) = std::fs::File::open(log_dir.join(crate::log::LOG_NAME)) else {
+        return out;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(LOG_TAIL);
+    let mut bytes = Vec::new();
+    if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut bytes).is_err() {
+        return out;
+    }
+    for line in String::from_utf8_lossy(&bytes).lines() {
+        let fields = logfmt_fields(line);
+        let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| v);
+        let (Some(alert), Some(outcome)) = (get("alert"), get("outcome")) else {
+            continue;
+        };
+        let error = match outcome.as_str() {
+            "error" => get("error"),
+            "failed" | "partial" => get("errors"),
+            _ => None,
+        };
+        if let Some(e) = error.filter(|e| !e.is_empty()) {
+            out.insert(alert.clone(), e.clone());
+        }
+    }
+    out
+}
+
+/// The `key=value` pairs of an alerts.log line (values unquoted).
+fn logfmt_fields(line: &str) -> Vec<(&str, String)> {
+    let mut out = Vec::new();
+    let mut rest = line.trim_start();
+    while let Some(eq) = rest.find('=') {
+        let key = &rest[..eq];
+        if key.contains(' ') {
+            // Not logfmt (a stray line): stop rather than misread it.
+            break;
+        }
+        rest = &rest[eq + 1..];
+        let mut val = String::new();
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    '\\' => match chars.next().map(|(_, c)| c) {
+                        Some('n') => val.push('\n'),
+                        Some('t') => val.push('\t'),
+                        Some('r') => val.push('\r'),
+                        Some(c) => val.push(c),
+                        None => {}
+                    },
+                    c => val.push(c),
+                }
+            }
+            rest = quoted.get(end..).unwrap_or("");
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            val.push_str(&rest[..end]);
+            rest = &rest[end..];
+        }
+        out.push((key, val));
+        rest = rest.trim_start();
+    }
+    out
 }
 
 fn status(g: &Global, json: bool) -> Result<u8, CliError> {
     let scripts = ScriptEngine::default();
     let report = load_dir(&g.queries, &scripts)?;
     let data = Store::read_only(&g.state)?;
+    let mut rejected: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for e in &report.errors {
+        for p in e.problems() {
+            let name = p
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            rejected.entry(name).or_default().push(p.to_string());
+        }
+    }
+    let errors = last_errors(&g.log_dir);
     let mut rows: Vec<StatusRow> = Vec::new();
     let mut names: std::collections::BTreeSet<String> = data.alerts.keys().cloned().collect();
     names.extend(report.alerts.iter().map(|a| a.name.clone()));
+    names.extend(rejected.keys().cloned());
     let now = chrono::Utc::now();
     for name in names {
         let alert = report.alerts.iter().find(|a| a.name == name);
         let st = data.alerts.get(&name);
+        let last_outcome = st.and_then(|s| s.last_outcome.clone());
+        let failing = matches!(
+            last_outcome.as_deref(),
+            Some("error" | "failed" | "partial")
+        );
         rows.push(StatusRow {
             active: alert.map(|a| a.active),
             schedule: alert.map(|a| a.schedule.to_string()),
             last_run: st.and_then(|s| s.last_run).map(|t| fmt_time(&t)),
-            last_outcome: st.and_then(|s| s.last_outcome.clone()),
+            next_run: alert
+                .filter(|a| a.active)
+                .and_then(|a| a.schedule.next_after(now, a.timezone))
+                .map(|t| fmt_time(&t)),
+            consecutive_failures: st.map_or(0, |s| s.consecutive_failures),
+            last_error: if failing {
+                errors.get(&name).cloned().or_else(|| {
+                    // No log at hand: the store keeps failed deliveries' errors.
+                    st.and_then(|s| {
+                        s.outbox
+                            .iter()
+                            .flat_map(|m| m.deliveries.values())
+                            .filter_map(|d| d.last_error.clone())
+                            .next_back()
+                    })
+                })
+            } else {
+                None
+            },
+            last_outcome,
             throttled_until: st
                 .and_then(|s| s.throttled(WHOLE_RULE, RULE_SCOPE, now))
                 .map(|t| fmt_time(&t)),
@@ -556,23 +695,26 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            rejected: rejected.remove(&name).unwrap_or_default(),
             name,
         });
     }
+    let code = u8::from(rows.iter().any(StatusRow::in_error));
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
-        return Ok(0);
+        return Ok(code);
     }
     let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
-    let table: Vec<[String; 6]> = rows
+    let table: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
                 r.name.clone(),
-                match r.active {
-                    Some(true) => "yes".into(),
-                    Some(false) => "no".into(),
-                    None => "removed".into(),
+                match (r.active, r.rejected.is_empty()) {
+                    (_, false) => "rejected".into(),
+                    (Some(true), _) => "yes".into(),
+                    (Some(false), _) => "no".into(),
+                    (None, _) => "removed".into(),
                 },
                 dash(&r.schedule),
                 dash(&r.last_run),
@@ -594,6 +736,8 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
                     }
                     o
                 },
+                dash(&r.next_run),
+                r.consecutive_failures.to_string(),
                 dash(&r.throttled_until),
             ]
         })
@@ -604,6 +748,8 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
         "SCHEDULE",
         "LAST RUN",
         "LAST OUTCOME",
+        "NEXT RUN",
+        "FAILURES",
         "THROTTLED UNTIL",
     ];
     let mut widths = header.map(str::len);
@@ -626,5 +772,20 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
     for row in &table {
         println!("{}", line(row.iter().map(String::as_str).collect()));
     }
-    Ok(0)
+    // Errors are too long for a column: each on its own line below.
+    let problems: Vec<&String> = rows.iter().flat_map(|r| &r.rejected).collect();
+    if !problems.is_empty() {
+        println!("\nRejected files (not running; fix them, then `esalert check`):");
+        for p in problems {
+            println!("  {p}");
+        }
+    }
+    let failing: Vec<&StatusRow> = rows.iter().filter(|r| r.last_error.is_some()).collect();
+    if !failing.is_empty() {
+        println!("\nLast errors:");
+        for r in failing {
+            println!("  {}: {}", r.name, r.last_error.as_deref().unwrap_or(""));
+        }
+    }
+    Ok(code)
 }

@@ -245,7 +245,12 @@ pub async fn search_and_evaluate(
         .templates
         .render_body(&alert.body, &alert.info, now, window)?;
     let result = es
-        .search_limited(&alert.spec.index.0, &body, alert.spec.max_response_size)
+        .search_for(
+            &alert.name,
+            &alert.spec.index.0,
+            &body,
+            alert.spec.max_response_size,
+        )
         .await
         .map_err(|source| EngineError::Search {
             alert: alert.name.clone(),

@@ -19,14 +19,6 @@ fn alert(index: &str, schedule: &str, media: &str) -> String {
     .to_string()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn live_reload_of_dropped_files_and_signals() {
     let es = EsStandIn::start();
@@ -307,25 +299,13 @@ fn metrics_and_health_endpoints() {
     let p = Project::new();
     p.credentials_with(&es.url, Some(slack.webhook_credentials()), None);
     p.alert("m1", &json!({"index": "a", "body": {}, "schedule": "1s", "throttle_period": "1h", "message": "x"}).to_string());
-    let port = free_port();
+    let port = support::free_port();
     let listen = format!("127.0.0.1:{port}");
     let d = Daemon::start(p.path(), &["--listen", &listen], &[]);
     d.wait_line(T, "throttled once", |l| {
         has(l, "alert", "m1") && has(l, "outcome", "throttled")
     });
-    let get = |path: &str| -> (u16, String) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            esalert::install_crypto_provider();
-            let r = reqwest::get(format!("http://{listen}{path}"))
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        })
-    };
+    let get = |path: &str| support::http_get(port, path);
     let (code, body) = get("/healthz");
     assert_eq!(code, 200);
     assert!(body.starts_with("ok last_tick=20"), "{body}");

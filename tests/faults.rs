@@ -3,39 +3,15 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::daemon::{Daemon, has};
-use support::{EsStandIn, Project, Reply, SlackReply, SlackStandIn, SmtpServer};
+use support::{
+    EsStandIn, Project, Reply, SlackReply, SlackStandIn, SmtpServer, range, wait_until, windowed,
+};
 
 const T: Duration = Duration::from_secs(20);
-
-fn windowed(schedule: &str, extra: Value) -> String {
-    let mut a = json!({"index": "logs-*", "schedule": schedule, "throttle_period": "1h",
-        "body": {"query": {"range": {"@timestamp": {"gte": "{{ window.start }}", "lt": "{{ window.end }}"}}}},
-        "message": "{{ hits.total.value }} hits between {{ window.start }} and {{ window.end }}"});
-    if let (Value::Object(m), Value::Object(e)) = (&mut a, extra) {
-        m.extend(e);
-    }
-    a.to_string()
-}
-
-fn range(r: &support::es::Recorded) -> (String, String) {
-    let t = &r.body["query"]["range"]["@timestamp"];
-    (
-        t["gte"].as_str().unwrap().to_owned(),
-        t["lt"].as_str().unwrap().to_owned(),
-    )
-}
-
-fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < T, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn outage_catch_up_covers_the_whole_gap_with_one_notification() {

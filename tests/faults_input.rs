@@ -122,6 +122,7 @@ fn daemon_config(p: &Project) -> esalert::daemon::DaemonConfig {
         listen: None,
         rescan: Duration::from_secs(30),
         tick_spread: Duration::ZERO,
+        stuck_after: Duration::from_secs(300),
         settings: esalert::pipeline::Settings::default(),
     }
 }

@@ -17,7 +17,7 @@ use esalert::render::Rendered;
 use esalert::search::{EsClient, SearchError};
 use serde_json::{Value, json};
 use support::daemon::{Daemon, has};
-use support::{EsStandIn, Project, Reply, SlackReply, SlackStandIn};
+use support::{EsStandIn, Project, Reply, SlackReply, SlackStandIn, wait_until};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -64,33 +64,6 @@ fn es_client(cfg: Value) -> EsClient {
     EsClient::new(&cfg).unwrap()
 }
 
-/// An address that accepts TCP connections and never says a word.
-async fn silent_peer() -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = l.accept().await {
-            held.push(s);
-        }
-    });
-    format!("http://{addr}")
-}
-
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < T, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The `error` of alert `name`'s `outcome=error` line in `dir`'s alerts.log.
 fn error_of(dir: &Path, name: &str) -> String {
     let lines = support::log_lines(dir);
@@ -108,7 +81,7 @@ const MATCH_ALL: &str = r#"{"index": "logs-*", "schedule": "1s", "throttle_perio
 
 #[tokio::test]
 async fn slack_peer_that_never_answers_fails_the_send_within_the_timeout() {
-    let peer = silent_peer().await;
+    let peer = support::silent_peer();
     for cfg in [
         json!({"webhook_url": format!("{peer}/hooks/T/B/X"), "timeout": "1s"}),
         json!({"token": "xoxb-1", "channel": "#a", "api_url": format!("{peer}/api"), "timeout": "1s"}),
@@ -354,7 +327,7 @@ const URL_PW: &str = "Sup3rS3cretInUrl";
 fn password_in_the_cluster_url_never_reaches_logs_stderr_or_notices() {
     let s = SlackStandIn::start();
     let p = Project::new();
-    let url = format!("http://esuser:{URL_PW}@127.0.0.1:{}", closed_port());
+    let url = format!("http://esuser:{URL_PW}@127.0.0.1:{}", support::free_port());
     credentials(
         &p,
         &json!({"elasticsearch": {"url": url, "timeout": "2s"}, "slack": s.webhook_credentials()}),
@@ -540,7 +513,7 @@ fn credentials_permission_warning_only_when_others_or_a_foreign_group_can_read()
 #[test]
 fn test_command_prints_a_refused_connection_once() {
     let p = Project::new();
-    p.credentials(&format!("http://127.0.0.1:{}", closed_port()));
+    p.credentials(&format!("http://127.0.0.1:{}", support::free_port()));
     p.alert("refused", MATCH_ALL);
     let out = esalert(p.path())
         .args(["test", "refused"])

@@ -41,6 +41,8 @@ pub struct Metrics {
     alerts_loaded: Gauge,
     rejected_files: Gauge,
     stuck_deliveries: Gauge,
+    /// How long a delivery may be owed before it counts as stuck.
+    stuck_after: Duration,
     /// Set while the store can't be written (nothing is delivered then).
     store_failing: std::sync::atomic::AtomicBool,
     last_tick_age: Gauge<f64, AtomicU64>,
@@ -56,6 +58,13 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(Duration::from_secs(300))
+    }
+}
+
+impl Metrics {
+    /// Metrics whose stuck deliveries are those owed longer than `stuck_after`.
+    pub fn new(stuck_after: Duration) -> Self {
         let mut registry = Registry::with_prefix("esalert");
         let m = Metrics {
             runs: Family::default(),
@@ -70,6 +79,7 @@ impl Default for Metrics {
             alerts_loaded: Gauge::default(),
             rejected_files: Gauge::default(),
             stuck_deliveries: Gauge::default(),
+            stuck_after,
             store_failing: std::sync::atomic::AtomicBool::new(false),
             last_tick_age: Gauge::default(),
             last_tick_ms: AtomicI64::new(0),
@@ -124,7 +134,7 @@ impl Default for Metrics {
         );
         registry.register(
             "stuck_deliveries",
-            "Deliveries owed for longer than five minutes",
+            "Deliveries owed for longer than --stuck-after (default 5 minutes)",
             m.stuck_deliveries.clone(),
         );
         registry.register(
@@ -275,7 +285,10 @@ async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
         ),
         Some(_) if stuck > 0 => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("deliveries_stuck: {stuck} owed for more than 5 minutes {detail}\n"),
+            format!(
+                "deliveries_stuck: {stuck} owed for more than {} {detail}\n",
+                humantime::format_duration(m.stuck_after)
+            ),
         ),
         Some(_) => {
             let ms = m.last_tick_ms.load(Ordering::Relaxed);

@@ -62,6 +62,8 @@ pub struct DaemonConfig {
     /// fixed offset from its name), to spare the cluster a thundering herd.
     /// Windows still end exactly at the tick.
     pub tick_spread: Duration,
+    /// A delivery owed for longer than this is stuck (`/healthz` 503).
+    pub stuck_after: Duration,
     /// Delivery settings.
     pub settings: Settings,
 }
@@ -198,7 +200,7 @@ pub async fn run_with_clock(
         &sem,
         &clock,
     )?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(cfg.stuck_after));
 
     std::fs::read_dir(&cfg.queries).map_err(|source| DaemonError::Queries {
         path: cfg.queries.clone(),
@@ -271,11 +273,15 @@ pub async fn run_with_clock(
         metrics.set_store_failing(store.write_failing());
         let now = clock.now();
         if next_stuck_check <= tokio::time::Instant::now() {
-            next_stuck_check = tokio::time::Instant::now() + Duration::from_secs(5);
+            // Often enough that a short --stuck-after is seen in time.
+            next_stuck_check = tokio::time::Instant::now()
+                + cfg
+                    .stuck_after
+                    .clamp(Duration::from_secs(1), Duration::from_secs(5));
             metrics.set_stuck(crate::throttle::StateBackend::stuck_deliveries(
                 store.as_ref(),
                 now,
-                crate::throttle::STUCK_AFTER,
+                chrono::Duration::from_std(cfg.stuck_after).unwrap_or(crate::throttle::STUCK_AFTER),
             ));
         }
         if let Some(delta) = steps.observe(clock_step::boottime(), now) {

@@ -321,6 +321,30 @@ impl EsClient {
         body: &Value,
         max_response_size: Option<ByteSize>,
     ) -> Result<SearchResult, SearchError> {
+        self.search_retrying(None, indices, body, max_response_size)
+            .await
+    }
+
+    /// [`search_limited`](Self::search_limited) for the alert `alert`: its
+    /// `search_retry` lines name it, since a retry is the alert's news.
+    pub async fn search_for(
+        &self,
+        alert: &str,
+        indices: &[String],
+        body: &Value,
+        max_response_size: Option<ByteSize>,
+    ) -> Result<SearchResult, SearchError> {
+        self.search_retrying(Some(alert), indices, body, max_response_size)
+            .await
+    }
+
+    async fn search_retrying(
+        &self,
+        alert: Option<&str>,
+        indices: &[String],
+        body: &Value,
+        max_response_size: Option<ByteSize>,
+    ) -> Result<SearchResult, SearchError> {
         use backon::Retryable;
         let (tries, delay) = self.retry;
         let cap = max_response_size.unwrap_or(self.max_response);
@@ -334,10 +358,22 @@ impl EsClient {
             )
             .when(|e| {
                 matches!(e, SearchError::TooManyRequests { .. })
-                    || matches!(e, SearchError::Server { status: 502..=504, .. })
+                    || matches!(
+                        e,
+                        SearchError::Server {
+                            status: 502..=504,
+                            ..
+                        }
+                    )
             })
             .notify(|e, d| {
-                tracing::warn!(event = "search_retry", error = %e, retry_in_ms = d.as_millis() as u64);
+                let retry_in_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                match alert {
+                    Some(alert) => {
+                        tracing::warn!(alert, event = "search_retry", error = %e, retry_in_ms)
+                    }
+                    None => tracing::warn!(event = "search_retry", error = %e, retry_in_ms),
+                }
             })
             .await
     }

@@ -170,3 +170,88 @@ pub fn log_lines(dir: &Path) -> Vec<std::collections::BTreeMap<String, String>> 
         .map(logfmt)
         .collect()
 }
+
+/// How long fault tests wait for something that should happen.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Polls `f` every 100 ms until it holds, failing after [`WAIT`].
+pub fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// An alert searching `logs-*` over its window, throttled 1h, whose message
+/// names the window; `extra` keys are merged over it.
+pub fn windowed(schedule: &str, extra: serde_json::Value) -> String {
+    let mut a = serde_json::json!({"index": "logs-*", "schedule": schedule, "throttle_period": "1h",
+        "body": {"query": {"range": {"@timestamp": {"gte": "{{ window.start }}", "lt": "{{ window.end }}"}}}},
+        "message": "{{ hits.total.value }} hits between {{ window.start }} and {{ window.end }}"});
+    if let (serde_json::Value::Object(m), serde_json::Value::Object(e)) = (&mut a, extra) {
+        m.extend(e);
+    }
+    a.to_string()
+}
+
+/// The `(gte, lt)` of a search made by a [`windowed`] alert.
+pub fn range(r: &es::Recorded) -> (String, String) {
+    let t = &r.body["query"]["range"]["@timestamp"];
+    (
+        t["gte"].as_str().unwrap().to_owned(),
+        t["lt"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A port of 127.0.0.1 that nothing listens on (until someone binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on 127.0.0.1:`port` over plain HTTP/1.0: status and body,
+/// or status 0 when nothing answers.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (code, body)
+}
+
+/// An address that accepts TCP connections and never says a word (on its
+/// own thread and runtime); it holds every connection until the test ends.
+pub fn silent_peer() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}

@@ -117,6 +117,11 @@ impl SlackStandIn {
         self.state.lock().unwrap().queue.push_back(r);
     }
 
+    /// Drops the queued replies: every post is accepted from now on.
+    pub fn clear_queue(&self) {
+        self.state.lock().unwrap().queue.clear();
+    }
+
     /// Every post received, accepted or not.
     pub fn all_posts(&self) -> Vec<Post> {
         self.state.lock().unwrap().posts.clone()
