@@ -132,8 +132,15 @@ impl SharedStore {
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
-        if let Err(e) = &result {
-            tracing::error!(event = "store_write_failed", error = %e);
+        // Said when writes start failing and when they work again, not at
+        // every retry (each second).
+        let was_failing = self.flushed.borrow().1.is_some();
+        match &result {
+            Err(e) if !was_failing => {
+                tracing::error!(event = "store_write_failed", error = %e, "nothing is delivered until the store can be written; retrying every second")
+            }
+            Ok(()) if was_failing => tracing::warn!(event = "store_write_recovered"),
+            _ => {}
         }
         self.flushed.send_replace((target, result.err()));
     }

@@ -146,6 +146,18 @@ impl Ownership {
             Ok(now) if same_file(&now, &held) => return Ok(()),
             Ok(_) | Err(_) => {}
         }
+        // A missing directory is a failed write, said once by the writer;
+        // the lock is taken again when the directory is back.
+        if self
+            .lock_path
+            .parent()
+            .is_some_and(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
+            return Err(io(&self.lock_path, "cannot lock")(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the store's directory is missing",
+            )));
+        }
         tracing::warn!(
             event = "lock_file_replaced",
             lock = %self.lock_path.display(),
