@@ -410,3 +410,61 @@ fn kill_9_during_delivery_never_loses_a_notification() {
     }
     assert!(extra <= kills, "{extra} duplicates for {kills} kills");
 }
+
+#[test]
+fn rejected_credentials_give_one_notice_for_all_alerts() {
+    let es = EsStandIn::start();
+    es.set_default(Reply::unauthorized());
+    let slack = SlackStandIn::start();
+    let p = Project::new();
+    p.credentials_with(&es.url, Some(slack.webhook_credentials()), None);
+    for i in 0..5 {
+        p.alert(
+            &format!("a{i}"),
+            &windowed("1s", json!({"condition": {"never": {}}})),
+        );
+    }
+    let d = Daemon::start(p.path(), &["--error-alert-after", "2"], &[]);
+    d.wait_line(T, "cluster notice", |l| {
+        has(l, "event", "notice") && l["subject"].contains("rejects esalert's credentials")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let posts = slack.delivered();
+    // A rotated password is one notice, not one per alert and medium.
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    let text = posts[0].body["text"].as_str().unwrap();
+    assert!(text.contains("401"), "{text}");
+    es.set_default(Reply::total_v8(0, "eq"));
+    wait_until("accepted again notice", || slack.delivered().len() == 2);
+    assert!(
+        slack.delivered()[1].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("succeed again")
+    );
+}
+
+#[test]
+fn a_failing_alert_notice_says_its_reason_once() {
+    let es = EsStandIn::start();
+    es.set_default(Reply::error(
+        400,
+        "parsing_exception",
+        "unknown query [mtach]",
+    ));
+    let slack = SlackStandIn::start();
+    let p = Project::new();
+    p.credentials_with(&es.url, Some(slack.webhook_credentials()), None);
+    p.alert("bad", &windowed("1s", json!({})));
+    let d = Daemon::start(p.path(), &["--error-alert-after", "2"], &[]);
+    d.wait_line(T, "failing notice", |l| {
+        has(l, "event", "notice") && l["subject"].contains("is failing")
+    });
+    let posts = slack.delivered();
+    let text = posts[0].body["text"].as_str().unwrap();
+    assert!(
+        text.contains("esalert: alert bad is failing: search failed"),
+        "{text}"
+    );
+    assert_eq!(text.matches("alert bad").count(), 1, "{text}");
+}

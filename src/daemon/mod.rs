@@ -307,6 +307,7 @@ pub async fn run_with_clock(
                 continue;
             }
             let (runner, alert, running) = (runner.clone(), s.alert.clone(), s.running.clone());
+            let slots = sem.clone();
             let delay = spread_delay(name, cfg.tick_spread);
             inflight.spawn(async move {
                 // Whatever happens to the run, the rule is free to run again
@@ -315,13 +316,16 @@ pub async fn run_with_clock(
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                // Boxed: a run's full state exists only while it runs. The
-                // runner bounds concurrent searches with `sem` itself, and
-                // deliveries (which may wait on Slack) hold no slot.
-                let run = std::panic::AssertUnwindSafe(Box::pin(runner.run_scheduled(
+                // The search slot first, then the run: thousands of runs due
+                // at one tick wait as a few bytes each, and a run's full
+                // state exists only while it runs. The slot is released after
+                // the evaluation; deliveries (which may wait on Slack) hold none.
+                let slot = slots.acquire_owned().await.ok();
+                let run = std::panic::AssertUnwindSafe(Box::pin(runner.run_with_slot(
                     &alert,
                     Some(due),
                     running,
+                    slot,
                 )));
                 let r = match futures::FutureExt::catch_unwind(run).await {
                     Ok(r) => r,

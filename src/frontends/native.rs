@@ -174,6 +174,8 @@ pub(super) fn parse_native(
     // The body lives on as text in `NativeAlert::body`, not twice as a Value.
     let mut spec = spec;
     spec.body = serde_json::Map::new();
+    // Compiled above; the parsed form would only take memory.
+    spec.condition = crate::condition::ConditionSpec::compiled();
     let spec = Arc::new(spec);
     Ok(Alert {
         name: name.to_owned(),

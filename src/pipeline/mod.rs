@@ -282,6 +282,18 @@ impl Runner {
         due: Option<DateTime<Utc>>,
         release: G,
     ) -> Result<RunReport, RunError> {
+        self.run_with_slot(rule, due, release, None).await
+    }
+
+    /// [`run_scheduled`](Self::run_scheduled) with a search slot the caller
+    /// already holds (released once the evaluation is done).
+    pub async fn run_with_slot<G: Send>(
+        &self,
+        rule: &Alert,
+        due: Option<DateTime<Utc>>,
+        release: G,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<RunReport, RunError> {
         let now = self.clock.now();
         // A tick is never later than now: no window ends in the future.
         let tick = due.unwrap_or(now).min(now);
@@ -291,7 +303,10 @@ impl Runner {
         let suppressed = gate::Suppressed::snapshot(state, rule, now);
         let owed_before = gate::owed_scopes(state, rule);
         let result = {
-            let _slot = self.slot().await;
+            let _slot = match slot {
+                Some(s) => Some(s),
+                None => self.slot().await,
+            };
             let suppress = |scope: &str| suppressed.get(scope);
             let cx = EvalContext {
                 es: &self.es,
@@ -341,22 +356,27 @@ impl Runner {
         // anything is sent: if the store can't be written, nothing is.
         let owes = state.read_rule(&rule.name, |s| s.is_some_and(|s| s.pending()));
         if owes {
-            state.commit().await?;
+            Box::pin(state.commit()).await?;
         }
         drop(release);
 
-        let (retried, fired) = match self.delivery_lock(&rule.name).try_lock_owned() {
-            Ok(_delivering) => {
+        let (retried, fired) = match (owes || new_match.is_some())
+            .then(|| self.delivery_lock(&rule.name).try_lock_owned())
+        {
+            None => (None, None),
+            Some(Ok(_delivering)) => {
                 // Deliveries owed by earlier matches go first, with the
                 // messages rendered for those matches.
-                let retried = self.retry_owed(rule, new_match, now).await?;
+                let retried = Box::pin(self.retry_owed(rule, new_match, now)).await?;
                 let fired = match new_match {
-                    Some(seq) => Some(self.deliver(&rule.name, &|m| m.seq == seq, now).await?),
+                    Some(seq) => {
+                        Some(Box::pin(self.deliver(&rule.name, &|m| m.seq == seq, now)).await?)
+                    }
                     None => None,
                 };
                 (retried, fired)
             }
-            Err(_) => {
+            Some(Err(_)) => {
                 // An earlier run of this rule is still delivering; what this
                 // run added waits in the outbox for the next run.
                 tracing::warn!(
@@ -395,11 +415,12 @@ impl Runner {
         if rule.body.logs_actions() {
             history::log_actions(&rule.name, &action_lines);
         }
-        let notices = self
-            .record_run(rule, &report, failure.as_ref(), window, now)
-            .await?;
+        // Boxed, as the deliveries above: a run waiting for its search slot
+        // is small, and a tick starts thousands of them.
+        let notices =
+            Box::pin(self.record_run(rule, &report, failure.as_ref(), window, now)).await?;
         for n in notices {
-            self.send_notice(n).await;
+            Box::pin(self.send_notice(n)).await;
         }
         Ok(report)
     }

@@ -27,7 +27,9 @@ pub(super) fn for_run(state: &dyn StateBackend, rule: &Alert, tick: DateTime<Utc
     let last = state
         .update_rule(&rule.name, |st| *st.last_window_end.get_or_insert(first))
         .unwrap_or(first);
-    let mut start = last.min(end);
+    // A window that ended after this one (the wall clock was stepped back):
+    // search one period rather than nothing.
+    let mut start = if last > end { first } else { last };
     let cap = chrono_of(rule.max_catchup).max(period);
     if end.signed_duration_since(start) > cap {
         let gap = end
