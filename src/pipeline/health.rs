@@ -60,7 +60,7 @@ impl Runner {
                     notices.push(notice(
                         "esalert",
                         format!("esalert: cluster {url} is {} again", what.recovered()),
-                        format!("esalert: searches on {url} succeed again."),
+                        format!("Searches on {url} succeed again."),
                         now,
                     ));
                 }
@@ -71,7 +71,7 @@ impl Runner {
                     notices.push(notice(
                         "esalert",
                         format!("esalert: cluster {url} {}", what.describe()),
-                        format!("esalert: cluster {url} {}: {cause}", what.describe()),
+                        cause.clone(),
                         now,
                     ));
                 }
@@ -123,7 +123,7 @@ impl Runner {
                 notices.push(notice(
                     name,
                     format!("esalert: alert {name} recovered"),
-                    format!("esalert: alert {name} runs successfully again."),
+                    "It runs successfully again.".to_owned(),
                     now,
                 ));
             }
@@ -159,10 +159,8 @@ impl Runner {
                     notices.push(notice(
                         name,
                         format!("esalert: alert {name} is failing"),
-                        format!(
-                            "esalert: alert {name} is failing: {}",
-                            strip_rule(&reason, name)
-                        ),
+                        // The subject names the alert; the text is the reason.
+                        strip_rule(&reason, name).to_owned(),
                         now,
                     ));
                 }
