@@ -344,6 +344,22 @@ fn metrics_and_health_endpoints() {
                 && matches!(s.value, prometheus_parse::Value::Histogram(_))),
         "{text}"
     );
+    // A rejected file is counted and reported; a removed alert's series go.
+    std::fs::write(p.queries().join("broken.json"), "{").unwrap();
+    std::fs::remove_file(p.queries().join("m1.json")).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let (_, text) = get("/metrics");
+        let (_, health) = get("/healthz");
+        if text.contains("esalert_rejected_files 1")
+            && !text.contains("alert=\"m1\"")
+            && health.contains("rejected_files=1")
+        {
+            break;
+        }
+        assert!(start.elapsed() < T, "{text}\n{health}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Stalled scheduler: SIGSTOP freezes it; /healthz can't answer then, so
     // check the age grows instead after resuming is covered by the soak test.
     drop(d);
