@@ -106,6 +106,37 @@ pub enum Command {
         /// Action ids; all of them when none are given.
         actions: Vec<String>,
     },
+    /// Silence an alert (or one key of it) until a time: its matches are
+    /// logged `outcome=silenced`, not delivered, and start no throttle.
+    /// Works with or without a running daemon.
+    Silence {
+        /// The alert or watch; omit with `--list`.
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// Only this group key.
+        #[arg(long)]
+        key: Option<String>,
+        /// How long, e.g. `2h` (at most 365d).
+        #[arg(long = "for", value_parser = humantime::parse_duration, conflicts_with = "until")]
+        for_: Option<std::time::Duration>,
+        /// Until when, RFC 3339, e.g. `2026-12-01T08:00:00Z`.
+        #[arg(long)]
+        until: Option<String>,
+        /// Why, shown by `--list` and `status`.
+        #[arg(long)]
+        reason: Option<String>,
+        /// List the silences in force.
+        #[arg(long, conflicts_with_all = ["name", "key", "for_", "until", "reason"])]
+        list: bool,
+        /// With `--list`: JSON.
+        #[arg(long, requires = "list")]
+        json: bool,
+    },
+    /// End a silence early.
+    Unsilence {
+        /// The id `esalert silence` printed.
+        id: String,
+    },
     /// Show each alert's last run, outcome and throttle.
     Status {
         /// Print JSON instead of a table.
@@ -185,6 +216,9 @@ pub enum CliError {
     /// `esalert test` could not evaluate the rule.
     #[error("{0}")]
     Test(String),
+    /// A silence could not be made, listed or ended.
+    #[error("{0}")]
+    Silence(String),
     /// A saved response could not be read.
     #[error("{}{}: {message}", path.display(), pos.map(|p| format!(":{}:{}", p.line, p.column)).unwrap_or_default())]
     Response {
@@ -213,6 +247,29 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
         } => once(&g, concurrency, max_retry_age).await,
         Command::Status { json } => status(&g, json),
         Command::Ack { name, actions } => ack(&g, &name, &actions),
+        Command::Silence {
+            name,
+            key,
+            for_,
+            until,
+            reason,
+            list,
+            json,
+        } => {
+            if list {
+                silence_list(&g, json)
+            } else {
+                silence(
+                    &g,
+                    name.as_deref().unwrap_or_default(),
+                    key,
+                    for_,
+                    until,
+                    reason,
+                )
+            }
+        }
+        Command::Unsilence { id } => unsilence(&g, &id),
         Command::Run(args) => {
             let cfg = crate::daemon::DaemonConfig {
                 queries: g.queries.clone(),
@@ -447,6 +504,102 @@ async fn once(
     Ok(u8::from(failed > 0))
 }
 
+fn silence(
+    g: &Global,
+    name: &str,
+    key: Option<String>,
+    for_: Option<std::time::Duration>,
+    until: Option<String>,
+    reason: Option<String>,
+) -> Result<u8, CliError> {
+    let bad = |m: String| CliError::Silence(m);
+    // The rule must exist: a typo must not silence nothing and look fine.
+    load_named(&g.queries, name, &ScriptEngine::default())?;
+    let now = chrono::Utc::now();
+    let until = match (for_, until) {
+        (Some(d), None) => chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .ok_or_else(|| bad(format!("--for {}: too long", humantime::format_duration(d))))?,
+        (None, Some(t)) => chrono::DateTime::parse_from_rfc3339(&t)
+            .map_err(|e| {
+                bad(format!(
+                    "--until {t:?}: {e}; write it like 2026-12-01T08:00:00Z"
+                ))
+            })?
+            .with_timezone(&chrono::Utc),
+        _ => return Err(bad("give --for DURATION or --until TIME".into())),
+    };
+    if until <= now {
+        return Err(bad(format!(
+            "the silence would end at {}, which is not in the future",
+            fmt_time(&until)
+        )));
+    }
+    if until.signed_duration_since(now) > chrono::Duration::days(365) {
+        return Err(bad("a silence may last at most 365 days".into()));
+    }
+    let path = crate::silence::path_for(&g.state);
+    let id = crate::silence::edit(&path, now, |all| {
+        let id = crate::silence::new_id(all);
+        all.push(crate::silence::Silence {
+            id: id.clone(),
+            rule: name.to_owned(),
+            key,
+            until,
+            reason,
+            created: now,
+        });
+        id
+    })
+    .map_err(|e| bad(e.to_string()))?;
+    println!("{id}");
+    eprintln!("silenced {name} until {}", fmt_time(&until));
+    Ok(0)
+}
+
+fn silence_list(g: &Global, json: bool) -> Result<u8, CliError> {
+    let now = chrono::Utc::now();
+    let mut all = crate::silence::load(&crate::silence::path_for(&g.state))
+        .map_err(|e| CliError::Silence(e.to_string()))?;
+    all.retain(|s| s.until > now);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+        return Ok(0);
+    }
+    for s in &all {
+        println!(
+            "{}\t{}{}\tuntil {}\t{}",
+            s.id,
+            s.rule,
+            s.key
+                .as_deref()
+                .map(|k| format!(" [{k}]"))
+                .unwrap_or_default(),
+            fmt_time(&s.until),
+            s.reason.as_deref().unwrap_or("")
+        );
+    }
+    Ok(0)
+}
+
+fn unsilence(g: &Global, id: &str) -> Result<u8, CliError> {
+    let path = crate::silence::path_for(&g.state);
+    let found = crate::silence::edit(&path, chrono::Utc::now(), |all| {
+        let before = all.len();
+        all.retain(|s| s.id != id);
+        all.len() != before
+    })
+    .map_err(|e| CliError::Silence(e.to_string()))?;
+    if !found {
+        return Err(CliError::Silence(format!(
+            "no silence {id:?} in force; see `esalert silence --list`"
+        )));
+    }
+    eprintln!("silence {id} ended");
+    Ok(0)
+}
+
 fn ack(g: &Global, name: &str, actions: &[String]) -> Result<u8, CliError> {
     let scripts = ScriptEngine::default();
     let alert = load_named(&g.queries, name, &scripts)?;
@@ -524,6 +677,9 @@ struct StatusRow {
     last_error: Option<String>,
     throttled_until: Option<String>,
     owed: Vec<String>,
+    /// Silences in force.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    silences: Vec<crate::silence::Silence>,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     actions: std::collections::BTreeMap<String, crate::throttle::AckState>,
     /// Why the file is rejected, `path:line:col: message` per problem: the
@@ -636,6 +792,8 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
         }
     }
     let errors = last_errors(&g.log_dir);
+    // Silences are shown, never a reason to fail `status`.
+    let silences = crate::silence::load(&crate::silence::path_for(&g.state)).unwrap_or_default();
     let mut rows: Vec<StatusRow> = Vec::new();
     let mut names: std::collections::BTreeSet<String> = data.alerts.keys().cloned().collect();
     names.extend(report.alerts.iter().map(|a| a.name.clone()));
@@ -683,6 +841,11 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
                     owed
                 })
                 .unwrap_or_default(),
+            silences: silences
+                .iter()
+                .filter(|s| s.rule == name && s.until > now)
+                .cloned()
+                .collect(),
             actions: alert
                 .and_then(|a| a.watch())
                 .map(|w| {
@@ -720,6 +883,13 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
                 dash(&r.last_run),
                 {
                     let mut o = dash(&r.last_outcome);
+                    for si in &r.silences {
+                        o.push_str(&format!(
+                            " (silenced until {}, {})",
+                            fmt_time(&si.until),
+                            si.id
+                        ));
+                    }
                     if !r.owed.is_empty() {
                         o.push_str(&format!(" (owed: {})", r.owed.join(",")));
                     }

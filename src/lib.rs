@@ -36,6 +36,7 @@
 //! - [`throttle`]: the state behind [`throttle::StateBackend`]; the file
 //!   store, its format, migration, lock and atomic writes.
 //! - [`net`]: outbound HTTP clients (overall timeout, no redirects) and URL redaction.
+//! - [`silence`]: silences with an end time, beside the store.
 //! - [`daemon`]: `esalert run`: scheduler, live reload, clock steps, metrics, systemd.
 //! - [`config`]: `credentials.json`, with `${ENV}` secrets that never reach a log.
 //! - [`log`]: the logfmt `alerts.log` writer, lossless, mirrored to stderr.
@@ -60,6 +61,7 @@ pub mod pipeline;
 pub mod render;
 pub mod rule;
 pub mod search;
+pub mod silence;
 pub mod sinks;
 pub mod throttle;
 pub mod watcher;

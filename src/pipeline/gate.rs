@@ -110,6 +110,8 @@ pub(super) struct Decided {
     pub acked: bool,
     /// Some action was folded into a delivery still owed.
     pub folded: bool,
+    /// The silence that held an action back, if one did.
+    pub silenced: Option<crate::silence::Silence>,
 }
 
 pub(super) fn decide(
@@ -117,6 +119,7 @@ pub(super) fn decide(
     rule: &Alert,
     eval: &Evaluated,
     owed_before: &std::collections::BTreeSet<String>,
+    silences: &[crate::silence::Silence],
     now: DateTime<Utc>,
 ) -> Decided {
     let st = state.get(&rule.name).unwrap_or_default();
@@ -141,7 +144,22 @@ pub(super) fn decide(
                 }
             }
             Plan::Send(msgs) => {
-                if a.ackable && st.ack(WHOLE_RULE, &a.id) == AckState::Acked {
+                if let Some(si) = silences
+                    .iter()
+                    .find(|si| si.covers(&rule.name, WHOLE_RULE, now))
+                {
+                    // Not delivered and no throttle started: when the
+                    // silence ends, a match still there is delivered.
+                    line(
+                        "silenced",
+                        Some(format!(
+                            "silence {} until {}",
+                            si.id,
+                            crate::render::fmt_time(&si.until)
+                        )),
+                    );
+                    out.silenced.get_or_insert_with(|| si.clone());
+                } else if a.ackable && st.ack(WHOLE_RULE, &a.id) == AckState::Acked {
                     line("acked", None);
                     out.acked = true;
                 } else if !a.throttle.is_zero() && owed_before.contains(&a.scope) {

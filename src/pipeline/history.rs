@@ -21,6 +21,12 @@ pub(super) fn outcome(
         // Still being delivered as the earlier match.
         return still_owed.map_or(Outcome::Partial, |d| d.outcome.clone());
     }
+    if let Some(si) = &decided.silenced {
+        return Outcome::Silenced {
+            id: si.id.clone(),
+            until: si.until,
+        };
+    }
     if let Some(until) = decided.throttled_until {
         return Outcome::Throttled(until);
     }
@@ -106,6 +112,9 @@ fn log_report(r: &RunReport) {
         }
         Outcome::Throttled(until) => {
             tracing::info!(alert = name, outcome = "throttled", until = %fmt_time(until), hits, took_ms)
+        }
+        Outcome::Silenced { id, until } => {
+            tracing::info!(alert = name, outcome = "silenced", silence = id.as_str(), until = %fmt_time(until), hits, took_ms)
         }
         Outcome::Failed => {
             tracing::error!(

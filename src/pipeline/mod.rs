@@ -138,6 +138,8 @@ pub struct Runner {
     /// Deliveries don't hold a slot, so a slow sink can't stall other
     /// rules' searches.
     search_slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Silences, read again whenever `esalert silence` changed them.
+    silences: crate::silence::Silences,
     /// Per-rule delivery locks; see [`Runner::delivery_lock`].
     delivering: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -179,7 +181,9 @@ impl Runner {
         settings: Settings,
     ) -> Runner {
         let sinks = Sinks::new(&notifiers, &es);
+        let silences = crate::silence::Silences::beside(&state.location());
         Runner {
+            silences,
             es,
             scripts,
             notifiers,
@@ -343,7 +347,14 @@ impl Runner {
                 if !eval.matched {
                     gate::condition_false(state, rule);
                 } else {
-                    let d = gate::decide(state, rule, &eval, &owed_before, now);
+                    let d = gate::decide(
+                        state,
+                        rule,
+                        &eval,
+                        &owed_before,
+                        &self.silences.active(&rule.name, now),
+                        now,
+                    );
                     if !d.to_send.is_empty() {
                         new_match = Some(self.write_match(rule, &d.to_send, tick, window));
                     }

@@ -13,6 +13,13 @@ pub enum Outcome {
     Throttled(DateTime<Utc>),
     /// Matched, but every due action was acknowledged.
     Acked,
+    /// Matched, but a silence held the notification back.
+    Silenced {
+        /// The silence's id.
+        id: String,
+        /// When it ends.
+        until: DateTime<Utc>,
+    },
     /// Matched, but no action had anything to send (their own conditions).
     NoAction,
     /// Every owed delivery failed; the next run delivers again.
@@ -36,6 +43,7 @@ impl Outcome {
             Outcome::Fired(_) => "fired",
             Outcome::Throttled(_) => "throttled",
             Outcome::Acked => "acked",
+            Outcome::Silenced { .. } => "silenced",
             Outcome::NoAction => "no_action",
             Outcome::Failed => "failed",
             Outcome::Partial => "partial",
