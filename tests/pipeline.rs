@@ -246,3 +246,36 @@ fn watch_http_requests_have_no_silent_defaults() {
         "{text}"
     );
 }
+
+#[test]
+fn watch_typos_and_missing_index_are_check_errors() {
+    let p = Project::new();
+    p.alert(
+        "t",
+        &json!({
+            "trigger": {"schedule": {"interval": "1m"}},
+            "input": {"search": {"request": {"indices": ["logs"], "body": {}, "serch_type": "x"}, "extrct": ["a"]}},
+            "condition": {"always": {}},
+            "actions": {
+                "log": {"logging": {"text": "x", "levl": "error"}},
+                "save": {"index": {"doc_id": "1"}}
+            }
+        })
+        .to_string(),
+    );
+    let out = esalert(p.path())
+        .args(["check", "--queries-only"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + String::from_utf8_lossy(&out.stderr).as_ref();
+    for says in [
+        "unknown key \"serch_type\" in a search request",
+        "unknown key \"extrct\" in a search input",
+        "unknown key \"levl\" in a logging action",
+        "an index action needs `index`",
+    ] {
+        assert!(text.contains(says), "{says}: {text}");
+    }
+}

@@ -267,6 +267,21 @@ impl P<'_> {
     }
 }
 
+/// Reports every key of `obj` that is not in `keys`: a typo must be an
+/// error, not a setting that silently falls back to its default.
+fn only(p: &mut P, at: &[Seg], obj: &Value, keys: &[&str], what: &str) {
+    let Some(m) = obj.as_object() else { return };
+    for k in m.keys().filter(|k| !keys.contains(&k.as_str())) {
+        p.err(
+            &key(at, k),
+            format!(
+                "unknown key {k:?} in {what}; use one of {}",
+                keys.join(", ")
+            ),
+        );
+    }
+}
+
 fn key(path: &[Seg], k: &str) -> Vec<Seg> {
     let mut p = path.to_vec();
     p.push(Seg::key(k));
@@ -388,10 +403,32 @@ fn throttle(p: &mut P, at: &[Seg], obj: &Map<String, Value>) -> Option<Duration>
 fn search_request(p: &mut P, at: &[Seg], v: &Value) -> Option<SearchRequest> {
     let req = v.get("request").unwrap_or(v);
     let at_req = if v.get("request").is_some() {
+        only(
+            p,
+            at,
+            v,
+            &["request", "extract", "timeout"],
+            "a search input",
+        );
         key(at, "request")
     } else {
         at.to_vec()
     };
+    only(
+        p,
+        &at_req,
+        req,
+        &[
+            "indices",
+            "body",
+            "search_type",
+            "indices_options",
+            "rest_total_hits_as_int",
+            "template",
+            "types",
+        ],
+        "a search request",
+    );
     if req.get("template").is_some() {
         p.err(
             &key(&at_req, "template"),
@@ -699,6 +736,58 @@ fn action(p: &mut P, at: &[Seg], id: &str, v: &Value) -> Option<Action> {
     let body = &m[*kind];
     let here = key(at, kind);
     let obj = body.as_object().cloned().unwrap_or_default();
+    let keys: &[&str] = match kind.as_str() {
+        "logging" => &["text", "level", "category"],
+        "slack" => &["message", "account", "proxy"],
+        "email" => &[
+            "to",
+            "cc",
+            "bcc",
+            "reply_to",
+            "subject",
+            "body",
+            "priority",
+            "attachments",
+            "from",
+            "account",
+        ],
+        "index" => &[
+            "index",
+            "doc_id",
+            "execution_time_field",
+            "timeout",
+            "refresh",
+            "op_type",
+        ],
+        _ => &[],
+    };
+    if !keys.is_empty() {
+        only(p, &here, body, keys, &format!("a {kind} action"));
+    }
+    if kind.as_str() == "slack"
+        && let Some(msg) = body.get("message")
+    {
+        only(
+            p,
+            &key(&here, "message"),
+            msg,
+            &[
+                "to",
+                "from",
+                "text",
+                "icon",
+                "attachments",
+                "dynamic_attachments",
+            ],
+            "a slack message",
+        );
+    }
+    if kind.as_str() == "index" && body.get("index").and_then(Value::as_str).is_none() {
+        p.err(
+            &here,
+            "an index action needs `index`, the index to write to",
+        );
+    }
     let kind = match kind.as_str() {
         "logging" => ActionKind::Logging {
             level: obj
