@@ -163,11 +163,25 @@ pub fn new_id(taken: &[Silence]) -> String {
     }
 }
 
-/// The pipeline's view: the file, read again when it changed.
+/// How often the pipeline looks whether the file changed: every run would
+/// be a `stat` per alert per tick.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// When the file was last looked at.
+    checked: Option<std::time::Instant>,
+    /// Its modification time then.
+    mtime: Option<SystemTime>,
+    silences: Vec<Silence>,
+}
+
+/// The pipeline's view: the file, read again (at most each second) when it
+/// changed.
 #[derive(Debug)]
 pub struct Silences {
     path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, Vec<Silence>)>,
+    cache: Mutex<Cache>,
 }
 
 impl Silences {
@@ -175,30 +189,36 @@ impl Silences {
     pub fn beside(store: &Path) -> Silences {
         Silences {
             path: path_for(store),
-            cache: Mutex::new((None, Vec::new())),
+            cache: Mutex::new(Cache::default()),
         }
     }
 
     /// The silences of `rule` in force at `now`.
     pub fn active(&self, rule: &str, now: DateTime<Utc>) -> Vec<Silence> {
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
         let mut c = self
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if c.0 != mtime || mtime.is_none() {
-            match load(&self.path) {
-                Ok(all) => *c = (mtime, all),
-                // A bad file silences nothing: alerting goes on, loudly.
-                Err(e) => {
-                    tracing::error!(event = "silences_unreadable", error = %e);
-                    *c = (mtime, Vec::new());
-                }
+        if c.checked.is_none_or(|t| t.elapsed() >= RECHECK) {
+            c.checked = Some(std::time::Instant::now());
+            let mtime = std::fs::metadata(&self.path)
+                .and_then(|m| m.modified())
+                .ok();
+            if mtime != c.mtime {
+                c.mtime = mtime;
+                c.silences = match mtime.map(|_| load(&self.path)) {
+                    None => Vec::new(),
+                    Some(Ok(all)) => all,
+                    // A bad file silences nothing: alerting goes on, loudly.
+                    Some(Err(e)) => {
+                        tracing::error!(event = "silences_unreadable", error = %e);
+                        Vec::new()
+                    }
+                };
             }
         }
-        c.1.iter()
+        c.silences
+            .iter()
             .filter(|s| s.rule == rule && now < s.until)
             .cloned()
             .collect()

@@ -50,13 +50,7 @@ fn now_ms() -> DateTime<Utc> {
 }
 
 fn esalert(dir: &Path) -> assert_cmd::Command {
-    let mut c = assert_cmd::Command::cargo_bin("esalert").unwrap();
-    c.current_dir(dir)
-        .env_remove("ESALERT_QUERIES")
-        .env_remove("ESALERT_CREDENTIALS")
-        .env_remove("ESALERT_LOG_DIR")
-        .env_remove("ESALERT_STATE");
-    c
+    support::esalert_in(dir, "pw")
 }
 
 /// credentials.json for the engine, with optional Slack and email sections.

@@ -221,12 +221,7 @@ fn unreachable_cluster_gives_one_notice_for_all_alerts() {
     let slack = SlackStandIn::start();
     let p = Project::new();
     p.credentials_with(&es.url, Some(slack.webhook_credentials()), None);
-    for i in 0..5 {
-        p.alert(
-            &format!("a{i}"),
-            &windowed("1s", json!({"condition": {"never": {}}})),
-        );
-    }
+    quiet_alerts(&p, 5);
     let d = Daemon::start(p.path(), &["--error-alert-after", "2"], &[]);
     wait_until("first searches", || es.searches().len() >= 5);
     es.stop();
@@ -418,12 +413,7 @@ fn rejected_credentials_give_one_notice_for_all_alerts() {
     let slack = SlackStandIn::start();
     let p = Project::new();
     p.credentials_with(&es.url, Some(slack.webhook_credentials()), None);
-    for i in 0..5 {
-        p.alert(
-            &format!("a{i}"),
-            &windowed("1s", json!({"condition": {"never": {}}})),
-        );
-    }
+    quiet_alerts(&p, 5);
     let d = Daemon::start(p.path(), &["--error-alert-after", "2"], &[]);
     d.wait_line(T, "cluster notice", |l| {
         has(l, "event", "notice") && l["subject"].contains("rejects esalert's credentials")
@@ -468,4 +458,14 @@ fn a_failing_alert_notice_says_its_reason_once() {
         "{text}"
     );
     assert_eq!(text.matches("is failing").count(), 1, "{text}");
+}
+
+/// `n` alerts on a 1s schedule that never match: only their failures speak.
+fn quiet_alerts(p: &Project, n: usize) {
+    for i in 0..n {
+        p.alert(
+            &format!("a{i}"),
+            &windowed("1s", json!({"condition": {"never": {}}})),
+        );
+    }
 }

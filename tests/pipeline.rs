@@ -9,9 +9,19 @@ use support::daemon::has;
 use support::{EsStandIn, Project, Reply, SlackReply, SlackStandIn, SmtpServer, log_lines};
 
 fn esalert(dir: &std::path::Path) -> assert_cmd::Command {
-    let mut c = assert_cmd::Command::cargo_bin("esalert").unwrap();
-    c.current_dir(dir).env("ESALERT_TEST_PW", "pw");
-    c
+    support::esalert_in(dir, "pw")
+}
+
+/// `esalert check --queries-only` on a project that has problems: asserts
+/// it exits 1 and returns what it printed (stdout and stderr).
+fn check_problems(p: &Project) -> String {
+    let out = esalert(p.path())
+        .args(["check", "--queries-only"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+        + String::from_utf8_lossy(&out.stderr).as_ref()
 }
 
 fn store(p: &Project) -> Value {
@@ -201,16 +211,7 @@ fn date_math_far_in_the_past_is_an_error_not_a_crash() {
         })
         .to_string(),
     );
-    let out = esalert(p.path())
-        .args(["check", "--queries-only"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = check_problems(&p);
     assert!(err.contains("dm.json:") && err.contains("date"), "{err}");
 }
 
@@ -227,13 +228,7 @@ fn watch_http_requests_have_no_silent_defaults() {
         })
         .to_string(),
     );
-    let out = esalert(p.path())
-        .args(["check", "--queries-only"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + String::from_utf8_lossy(&out.stderr).as_ref();
+    let text = check_problems(&p);
     // A typo, a missing port and a port out of range: each named, with its place.
     assert!(text.contains("unknown key \"pth\""), "{text}");
     assert!(text.contains("needs `port`"), "{text}");
@@ -263,13 +258,7 @@ fn watch_typos_and_missing_index_are_check_errors() {
         })
         .to_string(),
     );
-    let out = esalert(p.path())
-        .args(["check", "--queries-only"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + String::from_utf8_lossy(&out.stderr).as_ref();
+    let text = check_problems(&p);
     for says in [
         "unknown key \"serch_type\" in a search request",
         "unknown key \"extrct\" in a search input",

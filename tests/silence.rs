@@ -8,9 +8,7 @@ use support::daemon::has;
 use support::{EsStandIn, Project, Reply, SlackStandIn, log_lines};
 
 fn esalert(dir: &std::path::Path) -> assert_cmd::Command {
-    let mut c = assert_cmd::Command::cargo_bin("esalert").unwrap();
-    c.current_dir(dir).env("ESALERT_TEST_PW", "pw");
-    c
+    support::esalert_in(dir, "pw")
 }
 
 fn project(es: &EsStandIn, slack: &SlackStandIn) -> Project {

@@ -113,7 +113,7 @@ fn build_runner(
     clock: &Arc<dyn Clock>,
 ) -> Result<Arc<Runner>, DaemonError> {
     Ok(Arc::new(
-        Runner::with_shared_store(
+        Runner::with_state(
             EsClient::new(&creds.elasticsearch)?,
             scripts,
             Notifiers::from_credentials(creds)?,

@@ -21,16 +21,7 @@ pub(super) fn owed_scopes(
     rule: &Alert,
 ) -> std::collections::BTreeSet<String> {
     state.read_rule(&rule.name, |st| {
-        st.map(|st| {
-            st.outbox
-                .iter()
-                .filter(|m| m.key == WHOLE_RULE)
-                .flat_map(|m| m.deliveries.values())
-                .filter(|d| d.status == crate::throttle::DeliveryStatus::Pending)
-                .map(|d| d.scope.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+        st.map(|st| st.owed_scopes(WHOLE_RULE)).unwrap_or_default()
     })
 }
 
@@ -114,15 +105,15 @@ pub(super) struct Decided {
     pub silenced: Option<crate::silence::Silence>,
 }
 
+/// What the gate lets through of an evaluation, given the rule's state.
 pub(super) fn decide(
-    state: &dyn StateBackend,
+    st: &AlertState,
     rule: &Alert,
     eval: &Evaluated,
     owed_before: &std::collections::BTreeSet<String>,
     silences: &[crate::silence::Silence],
     now: DateTime<Utc>,
 ) -> Decided {
-    let st = state.get(&rule.name).unwrap_or_default();
     let mut out = Decided::default();
     for a in &eval.actions {
         let mut line = |outcome: &'static str, reason: Option<String>| {

@@ -136,39 +136,32 @@ impl Runner {
         if failure.is_some() {
             tracing::error!(alert = name, outcome = "error", failures = st.consecutive_failures, error = %reason);
         }
+        // A search that worked (only deliveries failed) says the cluster is up.
+        let otherwise = if failure.is_none() {
+            Cluster::Up
+        } else {
+            Cluster::Quiet
+        };
         if st.consecutive_failures < self.settings.error_alert_after {
-            return if failure.is_none() {
-                Cluster::Up
-            } else {
-                Cluster::Quiet
-            };
+            return otherwise;
         }
         // A failure of the cluster itself fails every rule at once: one
         // notice for the cluster instead of one per rule.
+        let cause = strip_rule(&reason, name).to_owned();
         match search {
-            Some(se) if se.is_unreachable() => Cluster::Down(
-                ClusterDown::Unreachable,
-                strip_rule(&reason, name).to_owned(),
-            ),
-            Some(se) if se.is_auth() => {
-                Cluster::Down(ClusterDown::Rejected, strip_rule(&reason, name).to_owned())
-            }
+            Some(se) if se.is_unreachable() => Cluster::Down(ClusterDown::Unreachable, cause),
+            Some(se) if se.is_auth() => Cluster::Down(ClusterDown::Rejected, cause),
             _ => {
-                if !st.failing_notified {
-                    st.failing_notified = true;
+                if !std::mem::replace(&mut st.failing_notified, true) {
+                    // The subject names the alert; the text is the reason.
                     notices.push(notice(
                         name,
                         format!("esalert: alert {name} is failing"),
-                        // The subject names the alert; the text is the reason.
-                        strip_rule(&reason, name).to_owned(),
+                        cause,
                         now,
                     ));
                 }
-                if failure.is_none() {
-                    Cluster::Up
-                } else {
-                    Cluster::Quiet
-                }
+                otherwise
             }
         }
     }

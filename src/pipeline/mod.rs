@@ -155,23 +155,11 @@ impl Runner {
         settings: Settings,
     ) -> Runner {
         let store = SharedStore::new(store);
-        Self::with_shared_store(es, scripts, notifiers, store, clock, settings)
-    }
-
-    /// Builds a runner on a store that another runner may share (the
-    /// daemon builds a new runner when credentials are reloaded).
-    pub fn with_shared_store(
-        es: EsClient,
-        scripts: Arc<ScriptEngine>,
-        notifiers: Notifiers,
-        store: Arc<SharedStore>,
-        clock: Arc<dyn Clock>,
-        settings: Settings,
-    ) -> Runner {
         Self::with_state(es, scripts, notifiers, store, clock, settings)
     }
 
-    /// Builds a runner on any state backend.
+    /// Builds a runner on any state backend (the daemon shares one store
+    /// between the runners it builds when credentials are reloaded).
     pub fn with_state(
         es: EsClient,
         scripts: Arc<ScriptEngine>,
@@ -347,14 +335,18 @@ impl Runner {
                 if !eval.matched {
                     gate::condition_false(state, rule);
                 } else {
-                    let d = gate::decide(
-                        state,
-                        rule,
-                        &eval,
-                        &owed_before,
-                        &self.silences.active(&rule.name, now),
-                        now,
-                    );
+                    let silences = self.silences.active(&rule.name, now);
+                    let empty = crate::throttle::AlertState::default();
+                    let d = state.read_rule(&rule.name, |st| {
+                        gate::decide(
+                            st.unwrap_or(&empty),
+                            rule,
+                            &eval,
+                            &owed_before,
+                            &silences,
+                            now,
+                        )
+                    });
                     if !d.to_send.is_empty() {
                         new_match = Some(self.write_match(rule, &d.to_send, tick, window));
                     }

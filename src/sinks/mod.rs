@@ -61,11 +61,6 @@ impl Sinks {
         self.by_name.insert(sink.name(), sink);
     }
 
-    /// Whether a sink of that name is configured.
-    pub fn has(&self, name: &str) -> bool {
-        self.by_name.contains_key(name)
-    }
-
     /// Sends a message through its sink.
     pub async fn send(&self, m: &Message) -> Result<(), SinkError> {
         let name = m.sink();

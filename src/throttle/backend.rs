@@ -13,8 +13,15 @@ use super::{AlertState, ClusterDown, SharedStore, StoreError};
 
 /// A state backend.
 pub trait StateBackend: Send + Sync {
+    /// Lets `f` look at one rule's state, in place: the pipeline reads state
+    /// several times a run, and a copy would include the whole outbox.
+    fn read(&self, rule: &str, f: &mut dyn FnMut(Option<&AlertState>));
     /// A copy of one rule's state.
-    fn get(&self, rule: &str) -> Option<AlertState>;
+    fn get(&self, rule: &str) -> Option<AlertState> {
+        let mut out = None;
+        self.read(rule, &mut |st| out = st.cloned());
+        out
+    }
     /// Changes one rule's state (created empty if missing). Durable at the
     /// next [`commit`](Self::commit).
     fn update(&self, rule: &str, f: &mut dyn FnMut(&mut AlertState));
@@ -24,8 +31,6 @@ pub trait StateBackend: Send + Sync {
     fn retain(&self, keep: &mut dyn FnMut(&str, &mut AlertState) -> bool);
     /// Waits until every change so far is durable.
     fn commit(&self) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// Whether the last write failed (and is being retried).
-    fn write_failing(&self) -> bool;
     /// Deliveries owed since before `now - after`.
     fn stuck_deliveries(&self, now: DateTime<Utc>, after: chrono::Duration) -> usize;
     /// Where requests for a running daemon are queued (`esalert ack`).
@@ -33,9 +38,12 @@ pub trait StateBackend: Send + Sync {
 }
 
 impl dyn StateBackend + '_ {
-    /// Reads one rule's state.
-    pub fn read_rule<R>(&self, rule: &str, f: impl FnOnce(Option<&AlertState>) -> R) -> R {
-        f(self.get(rule).as_ref())
+    /// Reads one rule's state in place (as `None` if the backend never
+    /// called back).
+    pub fn read_rule<R>(&self, rule: &str, mut f: impl FnMut(Option<&AlertState>) -> R) -> R {
+        let mut out = None;
+        self.read(rule, &mut |st| out = Some(f(st)));
+        out.unwrap_or_else(|| f(None))
     }
 
     /// Changes one rule's state and returns what `f` returns (`None` only
@@ -53,8 +61,8 @@ impl dyn StateBackend + '_ {
 }
 
 impl StateBackend for SharedStore {
-    fn get(&self, rule: &str) -> Option<AlertState> {
-        self.read(|d| d.alerts.get(rule).cloned())
+    fn read(&self, rule: &str, f: &mut dyn FnMut(Option<&AlertState>)) {
+        SharedStore::read(self, |d| f(d.alerts.get(rule)));
     }
 
     fn update(&self, rule: &str, f: &mut dyn FnMut(&mut AlertState)) {
@@ -71,10 +79,6 @@ impl StateBackend for SharedStore {
 
     fn commit(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(SharedStore::commit(self))
-    }
-
-    fn write_failing(&self) -> bool {
-        SharedStore::write_failing(self)
     }
 
     fn stuck_deliveries(&self, now: DateTime<Utc>, after: chrono::Duration) -> usize {

@@ -183,14 +183,15 @@ impl AlertState {
         self.outbox.last()
     }
 
-    /// Whether some delivery of `scope` is still owed.
-    pub fn owes(&self, key: &str, scope: &str) -> bool {
-        self.outbox.iter().any(|m| {
-            m.key == key
-                && m.deliveries
-                    .values()
-                    .any(|d| d.scope == scope && d.status == DeliveryStatus::Pending)
-        })
+    /// The throttle scopes of `key` with a delivery still owed.
+    pub fn owed_scopes(&self, key: &str) -> std::collections::BTreeSet<String> {
+        self.outbox
+            .iter()
+            .filter(|m| m.key == key)
+            .flat_map(|m| m.deliveries.values())
+            .filter(|d| d.status == DeliveryStatus::Pending)
+            .map(|d| d.scope.clone())
+            .collect()
     }
 
     /// Whether any delivery is still owed.

@@ -86,6 +86,7 @@ pub fn esalert_in(dir: &Path, pw: &str) -> assert_cmd::Command {
         .env_remove("ESALERT_QUERIES")
         .env_remove("ESALERT_CREDENTIALS")
         .env_remove("ESALERT_LOG_DIR")
+        .env_remove("ESALERT_STATE")
         .env("ESALERT_TEST_PW", pw);
     c
 }
