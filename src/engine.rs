@@ -220,6 +220,8 @@ pub fn evaluate_shared(
             window,
             slack: alert.spec.media.contains(&crate::alert::Medium::Slack),
             html: alert.spec.media.contains(&crate::alert::Medium::Email),
+            group: None,
+            resolved: false,
         })?;
         if let Some(m) = verdict.message.filter(|m| !m.trim().is_empty()) {
             rendered = Rendered::from_data(rendered.subject, m);

@@ -31,7 +31,16 @@ pub const MEMORY: usize = 64 << 20;
 /// Variables visible to body templates.
 pub const BODY_VARS: &[&str] = &["alert", "now", "window"];
 /// Variables visible to subject and message templates.
-pub const MESSAGE_VARS: &[&str] = &["alert", "now", "window", "response", "hits", "aggregations"];
+pub const MESSAGE_VARS: &[&str] = &[
+    "alert",
+    "now",
+    "window",
+    "response",
+    "hits",
+    "aggregations",
+    "group",
+    "resolved",
+];
 /// Global functions minijinja provides, which look like variables to
 /// `undeclared_variables`.
 const GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
@@ -613,6 +622,15 @@ impl Templates {
             alert => TValue::from_serialize(vars.alert),
             now => fmt_time(&vars.now),
             window => TValue::from_serialize(vars.window),
+            group => match vars.group {
+                Some(g) => context! {
+                    key => g.key.as_str(),
+                    item => json_value(&g.item),
+                    count => g.count,
+                },
+                None => context! { key => "", item => TValue::from(()), count => 0 },
+            },
+            resolved => vars.resolved,
         };
         let subject = self.render("subject", &ctx)?;
         let text = self.render("message", &ctx)?;
@@ -795,6 +813,22 @@ pub struct MessageVars<'a> {
     pub slack: bool,
     /// Whether to render the HTML flavour.
     pub html: bool,
+    /// The entity this notification is about, for rules with `group_by`.
+    pub group: Option<&'a GroupVars>,
+    /// Whether this is the notice that a match is over (`notify_resolved`).
+    pub resolved: bool,
+}
+
+/// `group.*` in templates: the entity a grouped match is about.
+#[derive(Debug, Clone)]
+pub struct GroupVars {
+    /// The group key (composite keys joined with `|`).
+    pub key: String,
+    /// The first element of the key that met the condition.
+    pub item: Arc<Value>,
+    /// How many documents the key stands for (a bucket's `doc_count`, or
+    /// the number of matching elements).
+    pub count: u64,
 }
 
 fn pointer_mut<'v>(mut v: &'v mut Value, path: &[Seg]) -> Option<&'v mut Value> {

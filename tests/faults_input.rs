@@ -385,6 +385,8 @@ fn render(message: &str) -> Result<esalert::render::Rendered, esalert::render::R
         window,
         slack: true,
         html: true,
+        group: None,
+        resolved: false,
     })
 }
 
