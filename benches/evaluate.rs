@@ -149,7 +149,8 @@ fn cases() -> Vec<(&'static str, Alert, Vec<u8>)> {
 fn evaluate(a: &Alert, scripts: &ScriptEngine, bytes: &[u8]) -> engine::Evaluation {
     let v: std::sync::Arc<Value> = std::sync::Arc::new(serde_json::from_slice(bytes).unwrap());
     let now = chrono::Utc::now();
-    let e = engine::evaluate_shared(a, scripts, &v, now, engine::default_window(a, now)).unwrap();
+    let e = engine::evaluate_shared(a, scripts, &v, now, engine::default_window(a, now), false)
+        .unwrap();
     assert!(e.matched);
     e
 }
@@ -195,7 +196,15 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("evaluate_parsed", |b| {
         b.iter(|| {
-            engine::evaluate_shared(&a, &scripts, &v, now, engine::default_window(&a, now)).unwrap()
+            engine::evaluate_shared(
+                &a,
+                &scripts,
+                &v,
+                now,
+                engine::default_window(&a, now),
+                false,
+            )
+            .unwrap()
         })
     });
     g.finish();

@@ -10,9 +10,10 @@ use serde_json::Value;
 use crate::alert::Alert;
 use crate::alert::{AlertFile, Medium};
 use crate::condition::Condition;
-use crate::condition::{ScriptEngine, ScriptError, hits_total};
+use crate::condition::{Scope, ScriptEngine, ScriptError, hits_total};
 use crate::notify::Notification;
-use crate::render::{AlertInfo, Templates};
+use crate::pipeline::group::split;
+use crate::render::{AlertInfo, GroupVars, Templates};
 use crate::render::{MessageVars, RenderError, Rendered, Window};
 use crate::search::{EsClient, SearchError};
 
@@ -126,6 +127,7 @@ impl Notification {
                 .as_ref()
                 .map(|e| e.cc.clone())
                 .unwrap_or_default(),
+            resolved: false,
         }
     }
 }
@@ -140,19 +142,28 @@ fn native(rule: &Alert) -> Result<&NativeAlert, EngineError> {
 pub struct Evaluation {
     /// The alert's name.
     pub alert: String,
-    /// Whether the condition matched.
+    /// Whether the condition matched (for some key, with `group_by`).
     pub matched: bool,
     /// The response's hit count.
     pub hits: u64,
-    /// The rendered subject, when matched.
+    /// The rendered subject, when matched without `group_by`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    /// The rendered message, when matched.
+    /// The rendered message, when matched without `group_by`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Every flavour of the notification, when matched.
+    /// Every flavour of the notification, when matched without `group_by`.
     #[serde(skip)]
     pub rendered: Option<Rendered>,
+    /// With `group_by`: each matching key notified individually.
+    #[serde(skip)]
+    pub groups: Vec<(GroupVars, Rendered)>,
+    /// With `group_by`: matching keys beyond `max_groups`, with counts.
+    #[serde(skip)]
+    pub overflow: Vec<(String, u64)>,
+    /// Template errors that a fallback message stood in for.
+    #[serde(skip)]
+    pub template_errors: Vec<String>,
     /// Why the response was partial, if it was.
     #[serde(skip)]
     pub partial: Option<String>,
@@ -173,6 +184,7 @@ pub fn default_window(alert: &Alert, now: DateTime<Utc>) -> Window {
 }
 
 /// Evaluates a response that is already at hand (from a search or a file).
+/// A template that fails to render is an error.
 ///
 /// Copies the response once for the templates; [`evaluate_shared`] doesn't.
 pub fn evaluate(
@@ -182,64 +194,157 @@ pub fn evaluate(
     now: DateTime<Utc>,
     window: Window,
 ) -> Result<Evaluation, EngineError> {
-    evaluate_shared(alert, scripts, &Arc::new(response.clone()), now, window)
+    evaluate_shared(
+        alert,
+        scripts,
+        &Arc::new(response.clone()),
+        now,
+        window,
+        false,
+    )
+}
+
+/// What a match is sent with when its templates fail: the match is never
+/// lost to a template mistake.
+fn fallback(
+    alert: &NativeAlert,
+    hits: u64,
+    window: Window,
+    group: Option<&GroupVars>,
+    e: &RenderError,
+) -> Rendered {
+    let about = group.map(|g| format!(" for {}", g.key)).unwrap_or_default();
+    Rendered::from_data(
+        format!("[esalert] {}{about}: matched (template error)", alert.name),
+        format!(
+            "Alert {}{about} matched {hits} hits in the window {} – {}, but its message could not be rendered: {e}\n\nFix the template; `esalert check` shows where.",
+            alert.name,
+            crate::render::fmt_time(&window.start),
+            crate::render::fmt_time(&window.end),
+        ),
+    )
 }
 
 /// [`evaluate`] on a response that templates can share without a copy.
+/// With `lenient`, a template that fails to render is replaced by a
+/// fallback message naming the error (what the daemon sends).
 pub fn evaluate_shared(
     alert: &Alert,
     scripts: &ScriptEngine,
     response: &Arc<Value>,
     now: DateTime<Utc>,
     window: Window,
+    lenient: bool,
 ) -> Result<Evaluation, EngineError> {
+    let rule = alert;
     let alert = native(alert)?;
-    let verdict = alert
-        .condition
-        .evaluate(scripts, response)
-        .map_err(|source| EngineError::Condition {
-            alert: alert.name.clone(),
-            source,
-        })?;
+    let condition_error = |source| EngineError::Condition {
+        alert: alert.name.clone(),
+        source,
+    };
     let mut eval = Evaluation {
         alert: alert.name.clone(),
-        matched: verdict.matched,
+        matched: false,
         hits: hits_total(response),
         subject: None,
         message: None,
         rendered: None,
+        groups: Vec::new(),
+        overflow: Vec::new(),
+        template_errors: Vec::new(),
         partial: None,
-        missing: verdict.missing,
+        missing: None,
         took_ms: 0,
     };
-    if verdict.matched {
-        let mut rendered = alert.templates.render_message(&MessageVars {
+    let render = |group: Option<&GroupVars>,
+                  script_message: Option<String>,
+                  errors: &mut Vec<String>|
+     -> Result<Rendered, EngineError> {
+        let r = alert.templates.render_message(&MessageVars {
             response,
             alert: &alert.info,
             now,
             window,
             slack: alert.spec.media.contains(&crate::alert::Medium::Slack),
             html: alert.spec.media.contains(&crate::alert::Medium::Email),
-            group: None,
+            group,
             resolved: false,
-        })?;
-        if let Some(m) = verdict.message.filter(|m| !m.trim().is_empty()) {
-            rendered = Rendered::from_data(rendered.subject, m);
+        });
+        let rendered = match r {
+            Ok(r) => r,
+            Err(e) if lenient => {
+                errors.push(e.to_string());
+                fallback(
+                    alert,
+                    group.map_or(hits_total(response), |g| g.count),
+                    window,
+                    group,
+                    &e,
+                )
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match script_message.filter(|m| !m.trim().is_empty()) {
+            Some(m) => Rendered::from_data(rendered.subject, m),
+            None => rendered,
+        })
+    };
+    match &rule.policy.group_by {
+        None => {
+            let verdict = alert
+                .condition
+                .evaluate_at(scripts, response, now)
+                .map_err(condition_error)?;
+            eval.matched = verdict.matched;
+            eval.missing = verdict.missing;
+            if verdict.matched {
+                let rendered = render(None, verdict.message, &mut eval.template_errors)?;
+                eval.subject = Some(rendered.subject.clone());
+                eval.message = Some(rendered.text.clone());
+                eval.rendered = Some(rendered);
+            }
         }
-        eval.subject = Some(rendered.subject.clone());
-        eval.message = Some(rendered.text.clone());
-        eval.rendered = Some(rendered);
+        Some(spec) => {
+            let mut missing = None;
+            let mut messages = std::collections::HashMap::new();
+            let grouped = split(response, spec, |item, key| {
+                let v =
+                    alert
+                        .condition
+                        .evaluate_in(scripts, Scope::element(item, response), now)?;
+                if v.missing.is_some() && missing.is_none() {
+                    missing = v.missing.clone();
+                }
+                if v.matched
+                    && let Some(m) = v.message
+                {
+                    messages.entry(key.to_owned()).or_insert(m);
+                }
+                Ok(v.matched)
+            })
+            .map_err(condition_error)?;
+            eval.missing = grouped.missing.clone().or(missing);
+            eval.matched = !grouped.groups.is_empty() || !grouped.overflow.is_empty();
+            for g in grouped.groups {
+                let m = messages.remove(&g.key);
+                let rendered = render(Some(&g), m, &mut eval.template_errors)?;
+                eval.groups.push((g, rendered));
+            }
+            eval.overflow = grouped.overflow;
+        }
     }
     Ok(eval)
 }
 
-/// Renders the body, searches, and evaluates.
+/// Renders the body, searches, and evaluates ([`evaluate_shared`]'s
+/// `lenient`).
 pub async fn search_and_evaluate(
     alert: &Alert,
     es: &EsClient,
     scripts: &ScriptEngine,
     now: DateTime<Utc>,
     window: Window,
+    lenient: bool,
 ) -> Result<Evaluation, EngineError> {
     let rule = alert;
     let alert = native(rule)?;
@@ -259,7 +364,7 @@ pub async fn search_and_evaluate(
             source,
         })?;
     let response = Arc::new(result.response);
-    let mut eval = evaluate_shared(rule, scripts, &response, now, window)?;
+    let mut eval = evaluate_shared(rule, scripts, &response, now, window, lenient)?;
     eval.partial = result.partial;
     eval.took_ms = result.took_ms;
     Ok(eval)

@@ -39,8 +39,85 @@ pub struct Rule {
     pub query_delay: Duration,
     /// The longest window a catch-up search covers after an outage.
     pub max_catchup: Duration,
+    /// What the pipeline does with matches besides throttling them.
+    pub policy: Arc<Policy>,
     /// The front end's part.
     pub body: Arc<dyn RuleBody>,
+}
+
+/// The pipeline's settings of a rule, the same for every front end: native
+/// alerts write them at the top level, watches under `metadata.esalert`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Per-entity matches, throttles and resolutions.
+    #[serde(default)]
+    pub group_by: Option<crate::pipeline::group::GroupBy>,
+    /// Send a resolved notice when a key that fired stops matching.
+    #[serde(default)]
+    pub notify_resolved: bool,
+    /// How long a key must go unmatched to count as resolved; one schedule
+    /// period when absent.
+    #[serde(default)]
+    pub resolve_after: Option<crate::alert::HumanDuration>,
+    /// Merge matches into one notification per window.
+    #[serde(default)]
+    pub digest: Option<crate::pipeline::digest::Digest>,
+    /// Lengthen the throttle while a key keeps matching.
+    #[serde(default)]
+    pub throttle_backoff: Option<Backoff>,
+}
+
+/// `throttle_backoff`: each throttle period is the previous one times
+/// `factor`, up to `max`, until the key resolves (ElastAlert's
+/// `exponential_realert`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// The multiplier, from 1 to 100.
+    #[serde(deserialize_with = "factor")]
+    pub factor: f64,
+    /// The longest throttle period.
+    pub max: crate::alert::HumanDuration,
+}
+
+fn factor<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let f = <f64 as serde::Deserialize>::deserialize(d)?;
+    if (1.0..=100.0).contains(&f) {
+        Ok(f)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "`throttle_backoff.factor` must be between 1 and 100, found {f}"
+        )))
+    }
+}
+
+impl Backoff {
+    /// The period after `prev` seconds, given the base period.
+    pub fn next(&self, prev: Option<u64>, base: u64) -> u64 {
+        let max = self.max.value.as_secs().max(base);
+        match prev {
+            None => base,
+            Some(p) => {
+                let next = (p.max(1) as f64 * self.factor).round();
+                if next.is_finite() && next < max as f64 {
+                    (next as u64).max(base)
+                } else {
+                    max
+                }
+            }
+        }
+    }
+}
+
+impl Policy {
+    /// How long a key goes unmatched before it is resolved.
+    pub fn resolve_after(&self, period: chrono::Duration) -> chrono::Duration {
+        self.resolve_after
+            .as_ref()
+            .and_then(|d| chrono::Duration::from_std(d.value).ok())
+            .unwrap_or(period)
+    }
 }
 
 impl Rule {
@@ -72,9 +149,9 @@ pub struct EvalContext<'a> {
     pub window: Window,
     /// A saved response that stands for every search (`test --response`).
     pub saved: Option<&'a Value>,
-    /// Scopes whose actions won't be delivered this run (throttled,
-    /// acknowledged), so that the front end can skip their work.
-    pub suppressed: &'a (dyn Fn(&str) -> Option<&'static str> + Sync),
+    /// (Group key, scope) pairs whose actions won't be delivered this run
+    /// (throttled, acknowledged), so that the front end can skip their work.
+    pub suppressed: &'a (dyn Fn(&str, &str) -> Option<&'static str> + Sync),
 }
 
 /// An action a match asks for.
@@ -82,6 +159,9 @@ pub struct EvalContext<'a> {
 pub struct PlannedAction {
     /// The action's id (`slack`, `email`, a Watcher action id).
     pub id: String,
+    /// The group key it is about ([`crate::throttle::WHOLE_RULE`] without
+    /// `group_by`).
+    pub key: String,
     /// Its type, for logs (`slack`, `email`, `webhook`, …).
     pub kind: &'static str,
     /// The throttle scope: [`crate::throttle::RULE_SCOPE`] when the rule
@@ -93,6 +173,24 @@ pub struct PlannedAction {
     pub ackable: bool,
     /// What to send, or why nothing is.
     pub plan: Plan,
+}
+
+/// A notification the pipeline composes rather than the rule's templates.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// The group key it is about.
+    pub key: String,
+    /// One line.
+    pub subject: String,
+    /// Plain text.
+    pub text: String,
+    /// The hit count it stands for.
+    pub hits: u64,
+    /// When.
+    pub time: DateTime<Utc>,
+    /// A resolved notice: the rule's templates are tried first with
+    /// `resolved` set, and sinks mark it (green bar, ✅).
+    pub resolved: bool,
 }
 
 /// What an action will do.
@@ -121,6 +219,9 @@ pub struct Evaluated {
     pub took_ms: u64,
     /// The actions, when matched.
     pub actions: Vec<PlannedAction>,
+    /// Every key that matched (beyond `max_groups` too); `[""]` for a
+    /// matched rule without `group_by`.
+    pub keys: Vec<String>,
     /// What `esalert test` prints besides `alert`, `matched` and `hits`
     /// (the rendered notification, or Watcher's `watch_record`).
     pub detail: serde_json::Map<String, Value>,
@@ -168,12 +269,15 @@ pub trait RuleBody: Send + Sync + fmt::Debug + Any {
     fn logs_actions(&self) -> bool {
         false
     }
-    /// Query → transform → condition → render.
+    /// Query → transform → condition → group → render.
     fn evaluate<'a>(
         &'a self,
         rule: &'a Rule,
         cx: &'a EvalContext<'a>,
     ) -> BoxFuture<'a, Result<Evaluated, EvalError>>;
+    /// A notification of the pipeline's making (a resolved notice, a
+    /// digest, a summary of keys beyond `max_groups`) to the rule's media.
+    fn notice(&self, rule: &Rule, notice: &Notice) -> Vec<PlannedAction>;
     /// Itself, for [`Rule::body_as`].
     fn as_any(&self) -> &dyn Any;
 }

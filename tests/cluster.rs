@@ -435,7 +435,7 @@ async fn window_start_is_included_and_end_excluded() {
         .map(|(at, ip)| logon(at, code, "Administrator", ip))
         .collect();
         es.bulk(index, &docs);
-        let ev = engine::search_and_evaluate(&alert, &c, &scripts, now, window)
+        let ev = engine::search_and_evaluate(&alert, &c, &scripts, now, window, false)
             .await
             .unwrap();
         assert_eq!(ev.hits, 2, "{name}: the docs at start and at end - 1ms");
@@ -552,6 +552,7 @@ async fn every_condition_type_on_real_answers() {
         &scripts,
         now,
         window,
+        false,
     )
     .await
     .unwrap();

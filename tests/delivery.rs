@@ -212,6 +212,7 @@ async fn slack_long_message_is_split_into_ordered_posts() {
         slack_channel: None,
         email_to: vec![],
         email_cc: vec![],
+        resolved: false,
     };
     slack(s.webhook_credentials()).send(&n).await.unwrap();
     let posts = s.delivered();

@@ -67,6 +67,7 @@ async fn request_has_path_auth_and_rendered_body() {
         &ScriptEngine::default(),
         now,
         engine::default_window(&alert, now),
+        false,
     )
     .await
     .unwrap();

@@ -49,6 +49,7 @@ fn notification() -> Notification {
         slack_channel: None,
         email_to: vec![],
         email_cc: vec![],
+        resolved: false,
     }
 }
 

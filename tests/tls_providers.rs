@@ -37,6 +37,7 @@ async fn every_client_builds_and_handshakes_in_one_process() {
         slack_channel: None,
         email_to: vec![],
         email_cc: vec![],
+        resolved: false,
     };
     let slack: SlackConfig =
         serde_json::from_value(json!({"webhook_url": format!("{https}/hooks/x")})).unwrap();

@@ -143,6 +143,36 @@ pub struct AlertFile {
     /// `max_response_size` (default 10 MB) when absent.
     #[serde(default)]
     pub max_response_size: Option<ByteSize>,
+    /// Per-entity matches: the condition is evaluated per element of an
+    /// array in the response, and each key throttles and resolves alone.
+    #[serde(default)]
+    pub group_by: Option<crate::pipeline::group::GroupBy>,
+    /// Send a `[resolved]` notice when a key that fired stops matching.
+    #[serde(default)]
+    pub notify_resolved: bool,
+    /// How long a key goes unmatched before it is resolved; one schedule
+    /// period when absent.
+    #[serde(default)]
+    pub resolve_after: Option<HumanDuration>,
+    /// Merge matches into one notification per window.
+    #[serde(default)]
+    pub digest: Option<crate::pipeline::digest::Digest>,
+    /// Lengthen the throttle while a key keeps matching.
+    #[serde(default)]
+    pub throttle_backoff: Option<crate::rule::Backoff>,
+}
+
+impl AlertFile {
+    /// The pipeline's settings, the same for every front end.
+    pub fn policy(&self) -> crate::rule::Policy {
+        crate::rule::Policy {
+            group_by: self.group_by.clone(),
+            notify_resolved: self.notify_resolved,
+            resolve_after: self.resolve_after.clone(),
+            digest: self.digest.clone(),
+            throttle_backoff: self.throttle_backoff.clone(),
+        }
+    }
 }
 
 fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono_tz::Tz>, D::Error> {

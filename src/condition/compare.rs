@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::{Map, Value, json};
 
-use super::{Check, CompileError, Op, Path, ScriptEngine, ScriptError, Verdict, parse_op, single};
+use super::{
+    Check, CompileError, Op, Path, Scope, ScriptEngine, ScriptError, Verdict, parse_op, single,
+};
 
 /// The right-hand side of a comparison.
 #[derive(Debug, Clone)]
@@ -44,10 +46,10 @@ impl Operand {
     }
 
     /// The value to compare with, and whether it is epoch milliseconds.
-    fn resolve(&self, response: &Value, now: DateTime<Utc>) -> Result<(Value, bool), String> {
+    fn resolve(&self, response: Scope<'_>, now: DateTime<Utc>) -> Result<(Value, bool), String> {
         Ok(match self {
             Operand::Const(c) => (c.clone(), false),
-            Operand::Path(p) => (p.resolve(response).cloned().unwrap_or(Value::Null), false),
+            Operand::Path(p) => (response.resolve(p).cloned().unwrap_or(Value::Null), false),
             Operand::DateMath(s) => {
                 let t = crate::datemath::compare_value(s, now)
                     .unwrap_or_else(|| Err(format!("{s:?} is not date math")))?;
@@ -110,10 +112,10 @@ impl Check for Compare {
     fn check(
         &self,
         _: &ScriptEngine,
-        response: &Value,
+        response: Scope<'_>,
         now: DateTime<Utc>,
     ) -> Result<Verdict, ScriptError> {
-        let Some(left) = self.path.resolve(response) else {
+        let Some(left) = response.resolve(&self.path) else {
             return Ok(Verdict::missing(&self.path));
         };
         Ok(match self.value.resolve(response, now) {
@@ -198,10 +200,10 @@ impl Check for ArrayCompare {
     fn check(
         &self,
         _: &ScriptEngine,
-        response: &Value,
+        response: Scope<'_>,
         now: DateTime<Utc>,
     ) -> Result<Verdict, ScriptError> {
-        let Some(Value::Array(items)) = self.array.resolve(response) else {
+        let Some(Value::Array(items)) = response.resolve(&self.array) else {
             return Ok(Verdict::missing(&self.array));
         };
         let right = match self.value.resolve(response, now) {

@@ -13,7 +13,12 @@ use super::{Check, CompileError, ScriptEngine, ScriptError, Verdict};
 pub(super) struct Constant(pub bool);
 
 impl Check for Constant {
-    fn check(&self, _: &ScriptEngine, _: &Value, _: DateTime<Utc>) -> Result<Verdict, ScriptError> {
+    fn check(
+        &self,
+        _: &ScriptEngine,
+        _: super::Scope<'_>,
+        _: DateTime<Utc>,
+    ) -> Result<Verdict, ScriptError> {
         Ok(Verdict::of(self.0))
     }
 }

@@ -130,10 +130,16 @@ impl Path {
     /// (7.x with `rest_total_hits_as_int`) or `{"value": n, "relation": ..}`.
     /// `hits.total.value` works on both as well.
     pub fn resolve<'v>(&self, root: &'v Value) -> Option<&'v Value> {
+        resolve_segs(&self.segs, root)
+    }
+}
+
+fn resolve_segs<'v>(segs: &[String], root: &'v Value) -> Option<&'v Value> {
+    {
         let mut cur = root;
         let mut parent_is_hits = false;
-        for (i, seg) in self.segs.iter().enumerate() {
-            let at_root_hits_total = i == 1 && self.segs[0] == "hits" && seg == "total";
+        for (i, seg) in segs.iter().enumerate() {
+            let at_root_hits_total = i == 1 && segs[0] == "hits" && seg == "total";
             cur = match cur {
                 Value::Object(m) => m.get(seg)?,
                 Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
@@ -143,7 +149,7 @@ impl Path {
             };
             parent_is_hits = at_root_hits_total;
             if at_root_hits_total
-                && i + 1 == self.segs.len()
+                && i + 1 == segs.len()
                 && let Value::Object(m) = cur
             {
                 return m.get("value");
@@ -162,6 +168,43 @@ impl fmt::Display for Path {
 impl fmt::Debug for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Path({self})")
+    }
+}
+
+/// What a condition is evaluated against: the whole response, or (with
+/// `group_by`) one element of it, where paths are relative to the element
+/// and `response.` still reaches the whole response.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'v> {
+    /// The element (or the response itself).
+    pub item: &'v Value,
+    /// The whole response, when `item` is an element of it.
+    pub response: Option<&'v Value>,
+}
+
+impl<'v> Scope<'v> {
+    /// The whole response.
+    pub fn whole(response: &'v Value) -> Self {
+        Scope {
+            item: response,
+            response: None,
+        }
+    }
+
+    /// One element of `response`.
+    pub fn element(item: &'v Value, response: &'v Value) -> Self {
+        Scope {
+            item,
+            response: Some(response),
+        }
+    }
+
+    /// Resolves a path in this scope.
+    pub fn resolve(&self, p: &Path) -> Option<&'v Value> {
+        match (self.response, p.segs.split_first()) {
+            (Some(r), Some((first, rest))) if first == "response" => resolve_segs(rest, r),
+            _ => p.resolve(self.item),
+        }
     }
 }
 
@@ -202,11 +245,12 @@ impl Verdict {
 
 /// One kind of condition, compiled.
 pub trait Check: Send + Sync + fmt::Debug {
-    /// Evaluates against a response (or a watch's payload) at `now`.
+    /// Evaluates against a response (or a watch's payload, or one element
+    /// of either) at `now`.
     fn check(
         &self,
         scripts: &ScriptEngine,
-        response: &Value,
+        at: Scope<'_>,
         now: DateTime<Utc>,
     ) -> Result<Verdict, ScriptError>;
 }
@@ -362,7 +406,7 @@ impl Condition {
         engine: &ScriptEngine,
         response: &Value,
     ) -> Result<Verdict, ScriptError> {
-        self.0.check(engine, response, Utc::now())
+        self.0.check(engine, Scope::whole(response), Utc::now())
     }
 
     /// Evaluates the condition against a response at `now` (date math).
@@ -372,7 +416,17 @@ impl Condition {
         response: &Value,
         now: DateTime<Utc>,
     ) -> Result<Verdict, ScriptError> {
-        self.0.check(engine, response, now)
+        self.0.check(engine, Scope::whole(response), now)
+    }
+
+    /// Evaluates the condition in a scope (one element of a response) at `now`.
+    pub fn evaluate_in(
+        &self,
+        engine: &ScriptEngine,
+        at: Scope<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Verdict, ScriptError> {
+        self.0.check(engine, at, now)
     }
 }
 

@@ -89,6 +89,9 @@ const OUT_OF_MEMORY: &str = "esalert: memory budget spent";
 #[derive(Debug, Clone)]
 pub struct Script {
     ast: Arc<AST>,
+    /// Whether the source names `response` (per-element runs convert it
+    /// only then).
+    names_response: bool,
 }
 
 /// The shared, sandboxed Rhai engine.
@@ -143,7 +146,10 @@ impl ScriptEngine {
                 reason: e.err_type().to_string(),
             }
         })?;
-        Ok(Script { ast: Arc::new(ast) })
+        Ok(Script {
+            ast: Arc::new(ast),
+            names_response: source.contains("response"),
+        })
     }
 
     /// Runs a script with `response` in scope.
@@ -152,6 +158,29 @@ impl ScriptEngine {
             rhai::serde::to_dynamic(response).map_err(|e| ScriptError::Runtime(e.to_string()))?;
         let mut scope = Scope::new();
         scope.push_constant("response", response);
+        self.run_in(script, scope)
+    }
+
+    /// Runs a script on one element of a response (`group_by`): `item` is
+    /// the element and `response` the whole response, converted only when
+    /// the script names it (a large response is costly per element).
+    pub fn run_item(
+        &self,
+        script: &Script,
+        item: &Value,
+        response: &Value,
+    ) -> Result<Verdict, ScriptError> {
+        let to =
+            |v: &Value| rhai::serde::to_dynamic(v).map_err(|e| ScriptError::Runtime(e.to_string()));
+        let mut scope = Scope::new();
+        scope.push_constant("item", to(item)?);
+        if script.names_response {
+            scope.push_constant("response", to(response)?);
+        }
+        self.run_in(script, scope)
+    }
+
+    fn run_in(&self, script: &Script, mut scope: Scope<'_>) -> Result<Verdict, ScriptError> {
         // Opened after the response is converted: the budget is for what
         // the script itself builds.
         let budget = crate::alloc_budget::Budget::open(self.limits.max_memory);
@@ -213,10 +242,13 @@ impl super::Check for ScriptCheck {
     fn check(
         &self,
         scripts: &ScriptEngine,
-        response: &Value,
+        at: super::Scope<'_>,
         _now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Verdict, ScriptError> {
-        scripts.run(&self.0, response)
+        match at.response {
+            None => scripts.run(&self.0, at.item),
+            Some(whole) => scripts.run_item(&self.0, at.item, whole),
+        }
     }
 }
 
@@ -229,7 +261,7 @@ impl super::Check for Unchecked {
     fn check(
         &self,
         _: &ScriptEngine,
-        _: &Value,
+        _: super::Scope<'_>,
         _: chrono::DateTime<chrono::Utc>,
     ) -> Result<Verdict, ScriptError> {
         Err(ScriptError::Runtime("script was never compiled".into()))

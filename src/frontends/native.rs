@@ -19,9 +19,10 @@ use crate::condition::ScriptEngine;
 pub use crate::engine::NativeAlert;
 use crate::notify::Notification;
 use crate::render::{AlertInfo, Templates};
-use crate::rule::{EvalContext, EvalError, Evaluated, Plan, PlannedAction, Rule, RuleBody};
+use crate::render::{GroupVars, Rendered};
+use crate::rule::{EvalContext, EvalError, Evaluated, Notice, Plan, PlannedAction, Rule, RuleBody};
 use crate::sinks::Message;
-use crate::throttle::RULE_SCOPE;
+use crate::throttle::{RULE_SCOPE, WHOLE_RULE};
 
 /// Reads native alert files.
 pub struct NativeFrontEnd;
@@ -63,13 +64,26 @@ impl RuleBody for NativeAlert {
     ) -> BoxFuture<'a, Result<Evaluated, EvalError>> {
         Box::pin(async move {
             let eval = match cx.saved {
-                Some(resp) => crate::engine::evaluate(rule, cx.scripts, resp, cx.now, cx.window),
+                Some(resp) => crate::engine::evaluate_shared(
+                    rule,
+                    cx.scripts,
+                    &Arc::new(resp.clone()),
+                    cx.now,
+                    cx.window,
+                    true,
+                ),
                 None => {
-                    crate::engine::search_and_evaluate(rule, cx.es, cx.scripts, cx.now, cx.window)
-                        .await
+                    crate::engine::search_and_evaluate(
+                        rule, cx.es, cx.scripts, cx.now, cx.window, true,
+                    )
+                    .await
                 }
             }
             .map_err(EvalError::from)?;
+            for e in &eval.template_errors {
+                tracing::warn!(alert = rule.name.as_str(), event = "template_error", error = %e,
+                    "a match is sent with a fallback message");
+            }
             let mut detail = serde_json::Map::new();
             if let Some(s) = &eval.subject {
                 detail.insert("subject".into(), Value::String(s.clone()));
@@ -77,22 +91,53 @@ impl RuleBody for NativeAlert {
             if let Some(m) = &eval.message {
                 detail.insert("message".into(), Value::String(m.clone()));
             }
+            if !eval.template_errors.is_empty() {
+                detail.insert(
+                    "template_errors".into(),
+                    Value::from(eval.template_errors.clone()),
+                );
+            }
             let mut actions = Vec::new();
+            let mut keys = Vec::new();
             if let Some(rendered) = eval.rendered {
                 let n = Notification::new(self, rendered, eval.hits, cx.now);
-                for m in self.media() {
-                    actions.push(PlannedAction {
-                        id: m.as_str().to_owned(),
-                        kind: m.as_str(),
-                        scope: RULE_SCOPE.to_owned(),
-                        throttle: self.spec.throttle_period.value,
-                        ackable: false,
-                        plan: Plan::Send(vec![Message::Notification {
-                            sink: m.as_str().to_owned(),
-                            notification: n.clone(),
-                        }]),
-                    });
+                actions.extend(self.plan(WHOLE_RULE, &n));
+                keys.push(WHOLE_RULE.to_owned());
+            }
+            if rule.policy.group_by.is_some() {
+                let mut groups = Vec::new();
+                for (g, rendered) in eval.groups {
+                    groups.push(serde_json::json!({"key": g.key, "count": g.count,
+                        "subject": rendered.subject, "message": rendered.text}));
+                    let n = Notification::new(self, rendered, g.count, cx.now);
+                    actions.extend(self.plan(&g.key, &n));
+                    keys.push(g.key);
                 }
+                let grouped = crate::pipeline::group::Grouped {
+                    overflow: eval.overflow,
+                    ..Default::default()
+                };
+                if let Some(text) = grouped.overflow_text() {
+                    let total = grouped.overflow.iter().map(|(_, n)| *n).sum();
+                    detail.insert("overflow".into(), Value::String(text.clone()));
+                    actions.extend(self.notice(
+                        rule,
+                        &Notice {
+                            key: crate::pipeline::group::OVERFLOW_KEY.to_owned(),
+                            subject: format!(
+                                "[esalert] {}: {} more keys matched",
+                                self.name,
+                                grouped.overflow.len()
+                            ),
+                            text,
+                            hits: total,
+                            time: cx.now,
+                            resolved: false,
+                        },
+                    ));
+                    keys.extend(grouped.overflow.into_iter().map(|(k, _)| k));
+                }
+                detail.insert("groups".into(), Value::Array(groups));
             }
             Ok(Evaluated {
                 matched: eval.matched,
@@ -101,13 +146,77 @@ impl RuleBody for NativeAlert {
                 missing: eval.missing,
                 took_ms: eval.took_ms,
                 actions,
+                keys,
                 detail,
             })
         })
     }
 
+    fn notice(&self, rule: &Rule, notice: &Notice) -> Vec<PlannedAction> {
+        let mut rendered = Rendered::from_data(notice.subject.clone(), notice.text.clone());
+        if notice.resolved {
+            // The rule's own templates, with `resolved` set, when they
+            // render without a match's response.
+            let group = GroupVars {
+                key: notice.key.clone(),
+                item: Arc::new(Value::Null),
+                count: 0,
+            };
+            let empty = Arc::new(serde_json::json!({}));
+            if let Ok(r) = self.templates.render_message(&crate::render::MessageVars {
+                response: &empty,
+                alert: &self.info,
+                now: notice.time,
+                window: crate::render::Window {
+                    start: notice.time,
+                    end: notice.time,
+                },
+                slack: self.spec.media.contains(&crate::alert::Medium::Slack),
+                html: self.spec.media.contains(&crate::alert::Medium::Email),
+                group: rule.policy.group_by.as_ref().map(|_| &group),
+                resolved: true,
+            }) {
+                rendered = Rendered {
+                    subject: format!("[resolved] {}", r.subject),
+                    ..r
+                };
+            }
+        }
+        let mut n = Notification::new(self, rendered, notice.hits, notice.time);
+        n.resolved = notice.resolved;
+        self.plan(&notice.key, &n)
+            .into_iter()
+            .map(|mut a| {
+                // Pipeline notices never start or obey a throttle.
+                a.throttle = std::time::Duration::ZERO;
+                a
+            })
+            .collect()
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+impl NativeAlert {
+    /// One action per medium, all carrying notification `n` about `key`.
+    fn plan(&self, key: &str, n: &Notification) -> Vec<PlannedAction> {
+        self.media()
+            .into_iter()
+            .map(|m| PlannedAction {
+                id: m.as_str().to_owned(),
+                key: key.to_owned(),
+                kind: m.as_str(),
+                scope: RULE_SCOPE.to_owned(),
+                throttle: self.spec.throttle_period.value,
+                ackable: false,
+                plan: Plan::Send(vec![Message::Notification {
+                    sink: m.as_str().to_owned(),
+                    notification: n.clone(),
+                }]),
+            })
+            .collect()
     }
 }
 
@@ -176,8 +285,10 @@ pub(super) fn parse_native(
     spec.body = serde_json::Map::new();
     // Compiled above; the parsed form would only take memory.
     spec.condition = crate::condition::ConditionSpec::compiled();
+    let policy = Arc::new(spec.policy());
     let spec = Arc::new(spec);
     Ok(Alert {
+        policy,
         name: name.to_owned(),
         path: path.to_owned(),
         schedule: spec.schedule.clone(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::alert::{Alert, LoadError, Problem};
 use crate::condition::ScriptEngine;
-use crate::rule::{EvalContext, EvalError, Evaluated, Rule, RuleBody};
+use crate::rule::{EvalContext, EvalError, Evaluated, Notice, PlannedAction, Rule, RuleBody};
 use crate::watcher::{ActionKind, Watch};
 
 impl Rule {
@@ -69,10 +69,18 @@ impl RuleBody for Watch {
 
     fn evaluate<'a>(
         &'a self,
-        _rule: &'a Rule,
+        rule: &'a Rule,
         cx: &'a EvalContext<'a>,
     ) -> BoxFuture<'a, Result<Evaluated, EvalError>> {
-        Box::pin(async move { Ok(crate::watcher::exec::evaluate(self, cx).await?) })
+        Box::pin(async move { Ok(crate::watcher::exec::evaluate(self, rule, cx).await?) })
+    }
+
+    fn notice(&self, _rule: &Rule, notice: &Notice) -> Vec<PlannedAction> {
+        let mut n = notice.clone();
+        if n.resolved {
+            n.subject = format!("[resolved] {}", n.subject);
+        }
+        crate::watcher::exec::notice(self, &n, notice.time)
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -97,7 +105,9 @@ pub(super) fn parse_watch(
             })
             .collect(),
     })?;
+    let policy = policy(path, text, raw)?;
     Ok(Alert {
+        policy: Arc::new(policy),
         name: name.to_owned(),
         path: path.to_owned(),
         schedule: watch.schedule.clone(),
@@ -106,5 +116,38 @@ pub(super) fn parse_watch(
         query_delay: std::time::Duration::ZERO,
         max_catchup: std::time::Duration::from_secs(3600),
         body: Arc::new(watch),
+    })
+}
+
+/// The pipeline's settings of a watch, under `metadata.esalert` (where
+/// Elasticsearch keeps the watch valid): `group_by`, `notify_resolved`,
+/// `resolve_after`, `digest`, `throttle_backoff`.
+fn policy(path: &Path, text: &str, raw: &Value) -> Result<crate::rule::Policy, LoadError> {
+    let Some(v) = raw.pointer("/metadata/esalert") else {
+        return Ok(crate::rule::Policy::default());
+    };
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let mut segs = vec![
+            crate::alert::locate::Seg::key("metadata"),
+            crate::alert::locate::Seg::key("esalert"),
+        ];
+        for s in e.path().iter() {
+            match s {
+                serde_path_to_error::Segment::Map { key } => {
+                    segs.push(crate::alert::locate::Seg::key(key))
+                }
+                serde_path_to_error::Segment::Seq { index } => {
+                    segs.push(crate::alert::locate::Seg::Index(*index))
+                }
+                _ => {}
+            }
+        }
+        LoadError::Invalid {
+            problems: vec![Problem {
+                path: path.to_owned(),
+                position: crate::alert::locate::locate(text, &segs),
+                message: format!("metadata.esalert.{}: {}", e.path(), e.inner()),
+            }],
+        }
     })
 }

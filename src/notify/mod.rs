@@ -39,6 +39,9 @@ pub struct Notification {
     /// Per-alert `Cc`, replacing the default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub email_cc: Vec<String>,
+    /// The notice that an earlier match is over (`notify_resolved`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolved: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -498,7 +498,8 @@ pub fn build_posts(n: &Notification) -> Vec<SlackMessageContent> {
     let groups: Vec<&[String]> = sections.chunks(SECTIONS_PER_POST).collect();
     let total = groups.len();
     let context = format!(
-        "alert *{}* · hits {} · {}",
+        "{}alert *{}* · hits {} · {}",
+        if n.resolved { "✅ resolved · " } else { "" },
         n.alert,
         n.hits,
         fmt_time(&n.time)

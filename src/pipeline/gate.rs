@@ -14,20 +14,17 @@ use crate::alert::Alert;
 use crate::rule::{Evaluated, Plan, PlannedAction};
 use crate::throttle::{AckState, AlertState, StateBackend, WHOLE_RULE};
 
-/// Scopes with a delivery owed when the run started: a match is folded
-/// into the earlier one even if this run's retry just delivered it.
-pub(super) fn owed_scopes(
-    state: &dyn StateBackend,
-    rule: &Alert,
-) -> std::collections::BTreeSet<String> {
-    state.read_rule(&rule.name, |st| {
-        st.map(|st| st.owed_scopes(WHOLE_RULE)).unwrap_or_default()
-    })
+/// (Key, scope) pairs with a delivery owed when the run started: a match
+/// is folded into the earlier one even if this run's retry just delivered it.
+pub(super) type Owed = std::collections::BTreeSet<(String, String)>;
+
+pub(super) fn owed_scopes(state: &dyn StateBackend, rule: &Alert) -> Owed {
+    state.read_rule(&rule.name, |st| st.map(|st| st.owed()).unwrap_or_default())
 }
 
 /// Scopes that won't deliver this run, known before evaluation so that
 /// the front end can skip their work.
-pub(super) struct Suppressed(BTreeMap<String, &'static str>);
+pub(super) struct Suppressed(BTreeMap<(String, String), &'static str>);
 
 impl Suppressed {
     pub(super) fn snapshot(state: &dyn StateBackend, rule: &Alert, now: DateTime<Utc>) -> Self {
@@ -36,23 +33,26 @@ impl Suppressed {
 
     pub(super) fn of(state: Option<&AlertState>, now: DateTime<Utc>) -> Self {
         let mut m = BTreeMap::new();
-        if let Some(k) = state.and_then(|s| s.keys.get(WHOLE_RULE)) {
+        for (key, k) in state.iter().flat_map(|s| s.keys.iter()) {
             for (scope, until) in &k.throttled_until {
                 if now < *until {
-                    m.insert(scope.clone(), "throttled");
+                    m.insert((key.clone(), scope.clone()), "throttled");
                 }
             }
             for (action, ack) in &k.ack {
                 if *ack == AckState::Acked {
-                    m.insert(action.clone(), "acked");
+                    m.insert((key.clone(), action.clone()), "acked");
                 }
             }
         }
         Suppressed(m)
     }
 
-    pub(super) fn get(&self, scope: &str) -> Option<&'static str> {
-        self.0.get(scope).copied()
+    pub(super) fn get(&self, key: &str, scope: &str) -> Option<&'static str> {
+        if self.0.is_empty() {
+            return None;
+        }
+        self.0.get(&(key.to_owned(), scope.to_owned())).copied()
     }
 }
 
@@ -77,15 +77,66 @@ pub(super) fn apply_ack_requests(state: &dyn StateBackend, rule: &Alert) {
     );
 }
 
-/// A false condition resets acknowledgement (Watcher's rule).
-pub(super) fn condition_false(state: &dyn StateBackend, rule: &Alert) {
-    state.update_rule(&rule.name, |st| {
-        if let Some(k) = st.keys.get_mut(WHOLE_RULE) {
-            for a in k.ack.values_mut() {
-                *a = AckState::AwaitsSuccessfulExecution;
+/// A key that resolved in this run.
+#[derive(Debug, Clone)]
+pub(super) struct Resolved {
+    pub key: String,
+    /// Its last match.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The subject last delivered for it.
+    pub subject: Option<String>,
+}
+
+/// Records what a successful evaluation saw: the keys that matched (for
+/// resolution), acknowledgement reset for keys whose condition is false
+/// (Watcher's rule), and keys that resolved: they fired, and went
+/// unmatched for `resolve_after`. A partial response resolves nothing.
+/// Keys with nothing left to remember are forgotten.
+pub(super) fn observe(
+    state: &dyn StateBackend,
+    rule: &Alert,
+    eval: &Evaluated,
+    tick: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<Resolved> {
+    let matched: std::collections::BTreeSet<&str> = if eval.matched {
+        eval.keys.iter().map(String::as_str).collect()
+    } else {
+        Default::default()
+    };
+    let resolve_after = rule.policy.resolve_after(rule.period(tick));
+    let may_resolve = eval.partial.is_none();
+    state
+        .update_rule(&rule.name, |st| {
+            let mut resolved = Vec::new();
+            for k in &matched {
+                st.keys.entry((*k).to_owned()).or_default().last_seen = Some(tick);
             }
-        }
-    });
+            for (key, k) in st.keys.iter_mut() {
+                if matched.contains(key.as_str()) {
+                    continue;
+                }
+                for a in k.ack.values_mut() {
+                    *a = AckState::AwaitsSuccessfulExecution;
+                }
+                let quiet = k
+                    .last_seen
+                    .is_none_or(|seen| tick.signed_duration_since(seen) >= resolve_after);
+                if may_resolve && quiet && k.firing_since.is_some() {
+                    k.firing_since = None;
+                    k.period_secs = None;
+                    resolved.push(Resolved {
+                        key: key.clone(),
+                        last_seen: k.last_seen,
+                        subject: k.last_subject.take(),
+                    });
+                }
+            }
+            st.keys
+                .retain(|key, k| matched.contains(key.as_str()) || !k.idle(now));
+            resolved
+        })
+        .unwrap_or_default()
 }
 
 /// What the gate let through.
@@ -110,7 +161,7 @@ pub(super) fn decide(
     st: &AlertState,
     rule: &Alert,
     eval: &Evaluated,
-    owed_before: &std::collections::BTreeSet<String>,
+    owed_before: &Owed,
     silences: &[crate::silence::Silence],
     now: DateTime<Utc>,
 ) -> Decided {
@@ -128,7 +179,7 @@ pub(super) fn decide(
             Plan::Suppressed(s) => {
                 line(s, None);
                 if *s == "throttled" {
-                    let until = st.scope_throttle(WHOLE_RULE, &a.scope);
+                    let until = st.scope_throttle(&a.key, &a.scope);
                     out.throttled_until = min_time(out.throttled_until, until);
                 } else {
                     out.acked = true;
@@ -137,7 +188,7 @@ pub(super) fn decide(
             Plan::Send(msgs) => {
                 if let Some(si) = silences
                     .iter()
-                    .find(|si| si.covers(&rule.name, WHOLE_RULE, now))
+                    .find(|si| si.covers(&rule.name, &a.key, now))
                 {
                     // Not delivered and no throttle started: when the
                     // silence ends, a match still there is delivered.
@@ -150,16 +201,18 @@ pub(super) fn decide(
                         )),
                     );
                     out.silenced.get_or_insert_with(|| si.clone());
-                } else if a.ackable && st.ack(WHOLE_RULE, &a.id) == AckState::Acked {
+                } else if a.ackable && st.ack(&a.key, &a.id) == AckState::Acked {
                     line("acked", None);
                     out.acked = true;
-                } else if !a.throttle.is_zero() && owed_before.contains(&a.scope) {
+                } else if !a.throttle.is_zero()
+                    && owed_before.contains(&(a.key.clone(), a.scope.clone()))
+                {
                     line(
                         "pending",
                         Some("an earlier notification is still being delivered".into()),
                     );
                     out.folded = true;
-                } else if let Some(until) = st.throttled(WHOLE_RULE, &a.scope, now) {
+                } else if let Some(until) = st.throttled(&a.key, &a.scope, now) {
                     line(
                         "throttled",
                         Some(format!(

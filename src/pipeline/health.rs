@@ -20,6 +20,7 @@ fn notice(alert: &str, subject: String, text: String, now: DateTime<Utc>) -> Not
         slack_channel: None,
         email_to: Vec::new(),
         email_cc: Vec::new(),
+        resolved: false,
     }
 }
 

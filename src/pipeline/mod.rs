@@ -26,7 +26,9 @@
 //! searched and notified again.
 
 pub mod clock;
+pub mod digest;
 mod gate;
+pub mod group;
 mod health;
 mod history;
 mod outbox;
@@ -299,7 +301,7 @@ impl Runner {
                 Some(s) => Some(s),
                 None => self.slot().await,
             };
-            let suppress = |scope: &str| suppressed.get(scope);
+            let suppress = |key: &str, scope: &str| suppressed.get(key, scope);
             let cx = EvalContext {
                 es: &self.es,
                 http: &self.http,
@@ -323,7 +325,7 @@ impl Runner {
         };
         let mut failure = None;
         let mut decided = None;
-        let mut new_match = None;
+        let mut new_match: Vec<u64> = Vec::new();
         match result {
             Err(e) => {
                 report.outcome = Outcome::Error;
@@ -332,10 +334,9 @@ impl Runner {
             }
             Ok(eval) => {
                 history::evaluation_warnings(&rule.name, &eval);
-                if !eval.matched {
-                    gate::condition_false(state, rule);
-                } else {
-                    let silences = self.silences.active(&rule.name, now);
+                let resolved = gate::observe(state, rule, &eval, tick, now);
+                let silences = self.silences.active(&rule.name, now);
+                if eval.matched {
                     let empty = crate::throttle::AlertState::default();
                     let d = state.read_rule(&rule.name, |st| {
                         gate::decide(
@@ -348,34 +349,41 @@ impl Runner {
                         )
                     });
                     if !d.to_send.is_empty() {
-                        new_match = Some(self.write_match(rule, &d.to_send, tick, window));
+                        match &rule.policy.digest {
+                            Some(spec) => self.gather(rule, spec, &d.to_send, tick, window),
+                            None => new_match
+                                .extend(self.write_match(rule, &d.to_send, tick, window, None)),
+                        }
                     }
                     decided = Some(d);
                 }
+                new_match.extend(self.resolve(rule, &resolved, &silences, tick, window));
                 report.evaluation = Some(eval);
             }
         }
+        // A digest closes when its window is over, whatever this run found.
+        new_match.extend(self.close_digest(rule, tick, window));
         // Everything owed, the new match among it, is on disk before
         // anything is sent: if the store can't be written, nothing is.
         let owes = state.read_rule(&rule.name, |s| s.is_some_and(|s| s.pending()));
-        if owes {
+        if owes || rule.policy.digest.is_some() {
             Box::pin(state.commit()).await?;
         }
         drop(release);
 
-        let (retried, fired) = match (owes || new_match.is_some())
+        let (retried, fired) = match (owes || !new_match.is_empty())
             .then(|| self.delivery_lock(&rule.name).try_lock_owned())
         {
             None => (None, None),
             Some(Ok(_delivering)) => {
                 // Deliveries owed by earlier matches go first, with the
                 // messages rendered for those matches.
-                let retried = Box::pin(self.retry_owed(rule, new_match, now)).await?;
-                let fired = match new_match {
-                    Some(seq) => {
-                        Some(Box::pin(self.deliver(&rule.name, &|m| m.seq == seq, now)).await?)
-                    }
-                    None => None,
+                let retried = Box::pin(self.retry_owed(rule, &new_match, now)).await?;
+                let fired = if new_match.is_empty() {
+                    None
+                } else {
+                    let select = |m: &crate::throttle::Match| new_match.contains(&m.seq);
+                    Some(Box::pin(self.deliver(&rule.name, &select, now)).await?)
                 };
                 (retried, fired)
             }
@@ -396,8 +404,8 @@ impl Runner {
         let mut action_lines = Vec::new();
         if let Some(decided) = &decided {
             action_lines = decided.lines.clone();
-            report.outcome = match (&fired, new_match) {
-                (None, Some(_)) => Outcome::Queued,
+            report.outcome = match (&fired, new_match.is_empty()) {
+                (None, false) => Outcome::Queued,
                 _ => history::outcome(
                     fired.as_ref(),
                     decided,
@@ -428,6 +436,71 @@ impl Runner {
         Ok(report)
     }
 
+    /// Writes the resolved notices of keys that resolved in this run (with
+    /// `notify_resolved`) to the outbox; a silenced key's is logged, not sent.
+    fn resolve(
+        &self,
+        rule: &Alert,
+        resolved: &[gate::Resolved],
+        silences: &[crate::silence::Silence],
+        tick: DateTime<Utc>,
+        window: crate::render::Window,
+    ) -> Vec<u64> {
+        let mut actions = Vec::new();
+        for r in resolved {
+            let since = r.last_seen.as_ref().map(fmt_time).unwrap_or_default();
+            tracing::info!(
+                alert = rule.name.as_str(),
+                event = "resolved",
+                key = r.key.as_str(),
+                last_seen = since.as_str()
+            );
+            if !rule.policy.notify_resolved {
+                continue;
+            }
+            if let Some(si) = silences
+                .iter()
+                .find(|si| si.covers(&rule.name, &r.key, tick))
+            {
+                tracing::info!(
+                    alert = rule.name.as_str(),
+                    event = "resolved",
+                    key = r.key.as_str(),
+                    outcome = "silenced",
+                    silence = si.id.as_str()
+                );
+                continue;
+            }
+            let about = if r.key.is_empty() {
+                String::new()
+            } else {
+                format!(" for {}", r.key)
+            };
+            let subject = r
+                .subject
+                .clone()
+                .unwrap_or_else(|| format!("[esalert] {}{about}", rule.name));
+            actions.extend(rule.body.notice(
+                rule,
+                &crate::rule::Notice {
+                    key: r.key.clone(),
+                    subject,
+                    text: format!(
+                        "Alert {}{about} no longer matches: last matched at {since}, nothing since.",
+                        rule.name
+                    ),
+                    hits: 0,
+                    time: tick,
+                    resolved: true,
+                },
+            ));
+        }
+        if actions.is_empty() {
+            return Vec::new();
+        }
+        self.write_match(rule, &actions, tick, window, Some("resolved"))
+    }
+
     /// The lock a rule's deliveries hold, so that two runs never send the
     /// same owed delivery at once.
     fn delivery_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -456,7 +529,7 @@ pub async fn dry_run(
     now: DateTime<Utc>,
 ) -> Result<Evaluated, crate::rule::EvalError> {
     let suppressed = gate::Suppressed::of(state, now);
-    let suppress = |scope: &str| suppressed.get(scope);
+    let suppress = |key: &str, scope: &str| suppressed.get(key, scope);
     let http = crate::sinks::outbound_client().unwrap_or_default();
     let cx = EvalContext {
         es,

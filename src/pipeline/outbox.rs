@@ -19,7 +19,8 @@ use crate::render::{Window, fmt_time};
 use crate::rule::{Plan, PlannedAction};
 use crate::sinks::{Message, SinkError};
 use crate::throttle::{
-    AckState, AlertState, Delivery, DeliveryStatus, Match, OUTBOX_MAX, WHOLE_RULE,
+    AckState, AlertState, Delivery, DeliveryStatus, KeyState, Match, OUTBOX_MAX, OUTBOX_MAX_RULE,
+    WHOLE_RULE,
 };
 
 /// The longest one delivery attempt may take, whatever the sink: a peer
@@ -53,7 +54,8 @@ impl Delivered {
 }
 
 /// Keeps every match still owed and the newest one; beyond
-/// [`OUTBOX_MAX`] owed matches, the oldest are dropped.
+/// [`OUTBOX_MAX`] owed matches of one key, or [`OUTBOX_MAX_RULE`] of the
+/// rule, the oldest are dropped.
 fn trim(name: &str, st: &mut AlertState) {
     let last = st.outbox.len().saturating_sub(1);
     let mut i = 0;
@@ -62,29 +64,54 @@ fn trim(name: &str, st: &mut AlertState) {
         i += 1;
         keep
     });
-    let owed = st.outbox.iter().filter(|m| !m.settled()).count();
-    for m in st
-        .outbox
-        .iter_mut()
-        .filter(|m| !m.settled())
-        .take(owed.saturating_sub(OUTBOX_MAX))
-    {
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for m in st.outbox.iter().filter(|m| !m.settled()) {
+        *per_key.entry(m.key.clone()).or_default() += 1;
+    }
+    let mut owed = st.outbox.iter().filter(|m| !m.settled()).count();
+    for m in st.outbox.iter_mut().filter(|m| !m.settled()) {
+        let of_key = per_key.entry(m.key.clone()).or_default();
+        if *of_key <= OUTBOX_MAX && owed <= OUTBOX_MAX_RULE {
+            continue;
+        }
+        *of_key = of_key.saturating_sub(1);
+        owed = owed.saturating_sub(1);
         for d in m.deliveries.values_mut() {
             if d.status == DeliveryStatus::Pending {
                 d.status = DeliveryStatus::Dropped;
             }
         }
-        tracing::error!(alert = name, outcome = "dropped", matched_at = %fmt_time(&m.matched_at),
-            reason = format!("more than {OUTBOX_MAX} notifications owed; the oldest is given up"));
+        tracing::error!(alert = name, outcome = "dropped", key = m.key.as_str(), matched_at = %fmt_time(&m.matched_at),
+            reason = format!("more than {OUTBOX_MAX} notifications of one key (or {OUTBOX_MAX_RULE} of the alert) owed; the oldest is given up"));
+    }
+}
+
+/// Starts the throttle of `scope` of `key`: `secs` from `from`.
+fn start_throttle(k: &mut KeyState, scope: &str, from: DateTime<Utc>, secs: u64) {
+    let until = i64::try_from(secs)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|p| from.checked_add_signed(p));
+    if secs > 0
+        && let Some(u) = until
+    {
+        let e = k.throttled_until.entry(scope.to_owned()).or_insert(u);
+        *e = (*e).max(u);
+        k.period_secs = Some(secs);
     }
 }
 
 /// Starts the throttle of `scope` (and makes its Watcher actions ackable)
-/// once every delivery of the scope in match `mi` succeeded.
+/// once every delivery of the scope in match `mi` succeeded; a match (not a
+/// notice) opens its key's incident, for the resolved notice.
 fn settle(st: &mut AlertState, mi: usize, scope: &str, t: DateTime<Utc>) {
     let Some(m) = st.outbox.get(mi) else { return };
     let in_scope: Vec<&Delivery> = m.deliveries.values().filter(|d| d.scope == scope).collect();
     if in_scope.is_empty() || in_scope.iter().any(|d| d.status != DeliveryStatus::Sent) {
+        return;
+    }
+    st.last_fired = Some(t);
+    if m.notice.is_some() {
         return;
     }
     let secs = in_scope.iter().map(|d| d.throttle_secs).max().unwrap_or(0);
@@ -93,17 +120,14 @@ fn settle(st: &mut AlertState, mi: usize, scope: &str, t: DateTime<Utc>) {
         .filter(|d| d.ackable)
         .map(|d| d.action.clone())
         .collect();
-    // Counted from the tick that matched, not from when delivery ended.
-    let until = i64::try_from(secs)
-        .ok()
-        .and_then(chrono::Duration::try_seconds)
-        .and_then(|p| m.matched_at.checked_add_signed(p));
+    let subject = in_scope.iter().find_map(|d| d.message.subject());
+    let matched_at = m.matched_at;
     let key = st.keys.entry(m.key.clone()).or_default();
-    if secs > 0
-        && let Some(u) = until
-    {
-        let e = key.throttled_until.entry(scope.to_owned()).or_insert(u);
-        *e = (*e).max(u);
+    // Counted from the tick that matched, not from when delivery ended.
+    start_throttle(key, scope, matched_at, secs);
+    key.firing_since.get_or_insert(matched_at);
+    if subject.is_some() {
+        key.last_subject = subject;
     }
     for a in ackable {
         let s = key.ack.entry(a).or_default();
@@ -111,66 +135,184 @@ fn settle(st: &mut AlertState, mi: usize, scope: &str, t: DateTime<Utc>) {
             *s = AckState::Ackable;
         }
     }
-    st.last_fired = Some(t);
+}
+
+/// The throttle period of a new match of `key`: the rule's, or with
+/// `throttle_backoff` the previous one times the factor while the key's
+/// incident is open.
+fn period(rule: &Alert, k: Option<&KeyState>, base: Duration) -> u64 {
+    let base = base.as_secs();
+    match (&rule.policy.throttle_backoff, k) {
+        (Some(b), Some(k)) if base > 0 && k.firing_since.is_some() => b.next(k.period_secs, base),
+        _ => base,
+    }
+}
+
+/// A new match's deliveries, by id.
+fn deliveries(
+    rule: &Alert,
+    st: &AlertState,
+    actions: &[&PlannedAction],
+) -> BTreeMap<String, Delivery> {
+    let mut out = BTreeMap::new();
+    let mut order = 0u32;
+    for a in actions {
+        let Plan::Send(msgs) = &a.plan else { continue };
+        let throttle_secs = period(rule, st.keys.get(&a.key), a.throttle);
+        for (i, m) in msgs.iter().enumerate() {
+            let id = if msgs.len() == 1 {
+                a.id.clone()
+            } else {
+                format!("{}#{}", a.id, i + 1)
+            };
+            out.insert(
+                id,
+                Delivery {
+                    action: a.id.clone(),
+                    scope: a.scope.clone(),
+                    throttle_secs,
+                    ackable: a.ackable,
+                    message: m.clone(),
+                    order,
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    last_error: None,
+                    sent_at: None,
+                },
+            );
+            order = order.saturating_add(1);
+        }
+    }
+    out
+}
+
+/// The end of the window that produced a match or a digest item is done:
+/// from here on a crash delivers what is owed; it never notifies the
+/// window again.
+fn window_done(st: &mut AlertState, window: Window) {
+    st.last_window_end = Some(st.last_window_end.map_or(window.end, |e| e.max(window.end)));
 }
 
 impl Runner {
-    /// Writes a new match to the outbox, with the end of the window that
-    /// produced it (in memory; the caller commits before delivering).
-    /// Returns the match's number.
+    /// Writes new matches to the outbox, one per group key, with the end of
+    /// the window that produced them (in memory; the caller commits before
+    /// delivering). `notice` marks notices of the pipeline's making.
+    /// Returns the matches' numbers.
     pub(super) fn write_match(
         &self,
         rule: &Alert,
         actions: &[PlannedAction],
         tick: DateTime<Utc>,
         window: Window,
-    ) -> u64 {
-        let mut deliveries = BTreeMap::new();
-        let mut order = 0u32;
+        notice: Option<&str>,
+    ) -> Vec<u64> {
+        let mut by_key: Vec<(&str, Vec<&PlannedAction>)> = Vec::new();
         for a in actions {
-            let Plan::Send(msgs) = &a.plan else { continue };
-            for (i, m) in msgs.iter().enumerate() {
-                let id = if msgs.len() == 1 {
-                    a.id.clone()
-                } else {
-                    format!("{}#{}", a.id, i + 1)
-                };
-                deliveries.insert(
-                    id,
-                    Delivery {
-                        action: a.id.clone(),
-                        scope: a.scope.clone(),
-                        throttle_secs: a.throttle.as_secs(),
-                        ackable: a.ackable,
-                        message: m.clone(),
-                        order,
-                        status: DeliveryStatus::Pending,
-                        attempts: 0,
-                        last_error: None,
-                        sent_at: None,
-                    },
-                );
-                order = order.saturating_add(1);
+            match by_key.iter_mut().find(|(k, _)| *k == a.key) {
+                Some((_, v)) => v.push(a),
+                None => by_key.push((&a.key, vec![a])),
             }
         }
         self.state
             .update_rule(&rule.name, |st| {
-                let seq = st.outbox.last().map_or(1, |m| m.seq.saturating_add(1));
-                st.outbox.push(Match {
-                    seq,
-                    matched_at: tick,
-                    key: WHOLE_RULE.to_owned(),
-                    deliveries,
-                });
-                // The window that produced this match is done: from here on a
-                // crash delivers what is owed; it never notifies the window again.
-                st.last_window_end =
-                    Some(st.last_window_end.map_or(window.end, |e| e.max(window.end)));
+                let mut seqs = Vec::new();
+                for (key, actions) in &by_key {
+                    let deliveries = deliveries(rule, st, actions);
+                    let seq = st.outbox.last().map_or(1, |m| m.seq.saturating_add(1));
+                    st.outbox.push(Match {
+                        seq,
+                        matched_at: tick,
+                        key: (*key).to_owned(),
+                        notice: notice.map(str::to_owned),
+                        deliveries,
+                    });
+                    seqs.push(seq);
+                }
+                window_done(st, window);
                 trim(&rule.name, st);
-                seq
+                seqs
             })
             // Only a backend that never ran the change: no match, nothing sent.
-            .unwrap_or(0)
+            .unwrap_or_default()
+    }
+
+    /// Adds matches to the rule's open digest instead of the outbox. Their
+    /// throttles start now (there is no delivery of their own to wait for),
+    /// in the same write as the window's end.
+    pub(super) fn gather(
+        &self,
+        rule: &Alert,
+        spec: &super::digest::Digest,
+        actions: &[PlannedAction],
+        tick: DateTime<Utc>,
+        window: Window,
+    ) {
+        self.state.update_rule(&rule.name, |st| {
+            let mut seen: Vec<&str> = Vec::new();
+            for a in actions {
+                let Plan::Send(msgs) = &a.plan else { continue };
+                let secs = period(rule, st.keys.get(&a.key), a.throttle);
+                let subject = msgs.iter().find_map(Message::subject);
+                let k = st.keys.entry(a.key.clone()).or_default();
+                start_throttle(k, &a.scope, tick, secs);
+                k.firing_since.get_or_insert(tick);
+                if subject.is_some() {
+                    k.last_subject = subject.clone();
+                }
+                if !seen.contains(&a.key.as_str()) {
+                    seen.push(&a.key);
+                    let line = subject.unwrap_or_else(|| format!("{} {}", rule.name, a.key));
+                    st.digest.get_or_insert_with(Default::default).add(
+                        &a.key,
+                        tick,
+                        line,
+                        spec.max_items,
+                    );
+                }
+            }
+            window_done(st, window);
+        });
+    }
+
+    /// Closes the rule's digest if its window is over, writing its one
+    /// notification to the outbox. Returns the match's number.
+    pub(super) fn close_digest(
+        &self,
+        rule: &Alert,
+        tick: DateTime<Utc>,
+        window: Window,
+    ) -> Option<u64> {
+        let spec = rule.policy.digest.as_ref()?;
+        let digest = self
+            .state
+            .read_rule(&rule.name, |st| st.and_then(|s| s.digest.clone()))?;
+        if !digest.due(spec, tick) {
+            return None;
+        }
+        let (subject, text) = digest.render(&rule.name, spec);
+        let actions = rule.body.notice(
+            rule,
+            &crate::rule::Notice {
+                key: WHOLE_RULE.to_owned(),
+                subject,
+                text,
+                hits: digest.total,
+                time: tick,
+                resolved: false,
+            },
+        );
+        self.state.update_rule(&rule.name, |st| st.digest = None);
+        if actions.is_empty() {
+            tracing::warn!(
+                alert = rule.name.as_str(),
+                event = "digest_dropped",
+                reason = "none of the rule's actions can carry a digest"
+            );
+            return None;
+        }
+        self.write_match(rule, &actions, tick, window, Some("digest"))
+            .first()
+            .copied()
     }
 
     /// Retries deliveries owed by earlier matches, or drops matches that
@@ -178,7 +320,7 @@ impl Runner {
     pub(super) async fn retry_owed(
         &self,
         rule: &Alert,
-        except: Option<u64>,
+        except: &[u64],
         now: DateTime<Utc>,
     ) -> Result<Option<Delivered>, RunError> {
         let max_age = chrono::Duration::from_std(self.settings.max_retry_age)
@@ -190,7 +332,7 @@ impl Runner {
                 for m in st
                     .outbox
                     .iter_mut()
-                    .filter(|m| !m.settled() && Some(m.seq) != except)
+                    .filter(|m| !m.settled() && !except.contains(&m.seq))
                 {
                     if now.signed_duration_since(m.matched_at) <= max_age {
                         continue;
@@ -210,7 +352,7 @@ impl Runner {
                 let oldest = st
                     .outbox
                     .iter()
-                    .find(|m| !m.settled() && Some(m.seq) != except)
+                    .find(|m| !m.settled() && !except.contains(&m.seq))
                     .map(|m| m.matched_at);
                 (dropped, oldest)
             })
@@ -236,7 +378,7 @@ impl Runner {
         tracing::info!(alert = rule.name.as_str(), event = "redeliver", matched_at = %fmt_time(&oldest));
         self.deliver(
             &rule.name,
-            &|m: &Match| !m.settled() && Some(m.seq) != except,
+            &|m: &Match| !m.settled() && !except.contains(&m.seq),
             now,
         )
         .await

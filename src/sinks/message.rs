@@ -74,6 +74,25 @@ impl Message {
             Message::Log { .. } => "logging",
         }
     }
+
+    /// A one-line summary a person would recognise the message by (for
+    /// digests and resolved notices), when it has one.
+    pub fn subject(&self) -> Option<String> {
+        let first = |t: &str| {
+            t.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_owned)
+        };
+        match self {
+            Message::Notification { notification, .. } => {
+                Some(notification.rendered.subject.clone())
+            }
+            Message::Email(e) => Some(e.subject.clone()),
+            Message::Slack { text, .. } | Message::Log { text, .. } => first(text),
+            Message::Webhook(_) | Message::Index { .. } => None,
+        }
+    }
 }
 
 /// A failed delivery. Opaque: ask [`is_transient`](Self::is_transient).

@@ -29,8 +29,8 @@ pub const VERSION: u32 = 2;
 /// How long the entry of an alert whose file was deleted is kept.
 pub const PRUNE_AFTER: chrono::Duration = chrono::Duration::days(7);
 
-/// Matches kept per rule in the outbox; beyond this the oldest owed ones
-/// are dropped (and logged), so a long outage can't grow the store forever.
+/// Owed matches kept per group key in the outbox; beyond this (or
+/// [`OUTBOX_MAX_RULE`] for the rule) the oldest owed ones are dropped (and logged), so a long outage can't grow the store forever.
 pub const OUTBOX_MAX: usize = 50;
 
 /// A delivery owed for longer than this counts as stuck (`/healthz`).
@@ -38,6 +38,9 @@ pub const STUCK_AFTER: chrono::Duration = chrono::Duration::minutes(5);
 
 /// The group key of rules that don't group: one key for the whole rule.
 pub const WHOLE_RULE: &str = "";
+
+/// Owed matches kept per rule, all keys together.
+pub const OUTBOX_MAX_RULE: usize = 1000;
 
 /// The throttle scope shared by all of a rule's actions (native alerts
 /// throttle as a whole; Watcher actions each have their own scope).
@@ -131,6 +134,9 @@ pub struct AlertState {
     /// [`PRUNE_AFTER`] later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<DateTime<Utc>>,
+    /// What the open digest gathered (`digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<crate::pipeline::digest::DigestState>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -148,6 +154,32 @@ pub struct KeyState {
     /// Watcher acknowledgement per action.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ack: BTreeMap<String, AckState>,
+    /// The last tick at which the key matched (throttled or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Set when a notification of the key was delivered, until the key
+    /// resolves: what a resolved notice is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firing_since: Option<DateTime<Utc>>,
+    /// The throttle period last applied, in seconds (`throttle_backoff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_secs: Option<u64>,
+    /// The subject last delivered, for the resolved notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_subject: Option<String>,
+}
+
+impl KeyState {
+    /// Whether the key holds nothing worth keeping at `now`: no open
+    /// incident, no throttle running, no acknowledgement.
+    pub fn idle(&self, now: DateTime<Utc>) -> bool {
+        self.firing_since.is_none()
+            && self.throttled_until.values().all(|u| *u <= now)
+            && self
+                .ack
+                .values()
+                .all(|a| *a == AckState::AwaitsSuccessfulExecution)
+    }
 }
 
 impl AlertState {
@@ -183,14 +215,13 @@ impl AlertState {
         self.outbox.last()
     }
 
-    /// The throttle scopes of `key` with a delivery still owed.
-    pub fn owed_scopes(&self, key: &str) -> std::collections::BTreeSet<String> {
+    /// The (key, scope) pairs with a delivery still owed.
+    pub fn owed(&self) -> std::collections::BTreeSet<(String, String)> {
         self.outbox
             .iter()
-            .filter(|m| m.key == key)
-            .flat_map(|m| m.deliveries.values())
-            .filter(|d| d.status == DeliveryStatus::Pending)
-            .map(|d| d.scope.clone())
+            .flat_map(|m| m.deliveries.values().map(move |d| (m, d)))
+            .filter(|(_, d)| d.status == DeliveryStatus::Pending)
+            .map(|(m, d)| (m.key.clone(), d.scope.clone()))
             .collect()
     }
 
@@ -212,6 +243,10 @@ pub struct Match {
     /// The group key.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key: String,
+    /// Set for a notice of the pipeline's making (`resolved`, `digest`,
+    /// `more`): it starts no throttle and opens no incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
     /// Deliveries by id: the action (`slack`, `email`, a Watcher action id),
     /// with `/n` appended for each further message of the same action.
     pub deliveries: BTreeMap<String, Delivery>,

@@ -9,12 +9,13 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::{Action, ActionKind, HttpRequest, Input, SearchRequest, Tmpl, Transform, Watch};
-use crate::condition::Path;
+use crate::condition::{Path, Scope};
 use crate::datemath;
-use crate::render::fmt_time;
-use crate::rule::{EvalContext, EvalError, Evaluated, Plan, PlannedAction};
+use crate::render::{GroupVars, fmt_time};
+use crate::rule::{EvalContext, EvalError, Evaluated, Notice, Plan, PlannedAction};
 use crate::search::SearchError;
 use crate::sinks::{EmailAttachment, EmailMessage, Message, WebhookRequest};
+use crate::throttle::WHOLE_RULE;
 
 /// Watcher's default action throttle period.
 pub const DEFAULT_THROTTLE: Duration = Duration::from_secs(5);
@@ -59,15 +60,25 @@ impl From<ExecError> for EvalError {
     }
 }
 
-fn model(watch: &Watch, payload: &Value, now: DateTime<Utc>, scheduled: DateTime<Utc>) -> Value {
-    json!({"ctx": {
+fn model(
+    watch: &Watch,
+    payload: &Value,
+    now: DateTime<Utc>,
+    scheduled: DateTime<Utc>,
+    group: Option<&GroupVars>,
+) -> Value {
+    let mut m = json!({"ctx": {
         "watch_id": watch.id,
         "execution_time": fmt_time(&now),
         "trigger": {"triggered_time": fmt_time(&now), "scheduled_time": fmt_time(&scheduled)},
         "metadata": watch.metadata,
         "payload": payload,
         "vars": {},
-    }})
+    }});
+    if let Some(g) = group {
+        m["group"] = json!({"key": g.key, "item": *g.item, "count": g.count});
+    }
+    m
 }
 
 fn raw(s: &str) -> String {
@@ -257,7 +268,7 @@ fn run_input<'a>(
     scheduled: DateTime<Utc>,
 ) -> futures::future::BoxFuture<'a, Result<Value, ExecError>> {
     Box::pin(async move {
-        let m = model(watch, &base, now, scheduled);
+        let m = model(watch, &base, now, scheduled, None);
         match input {
             Input::None => Ok(json!({})),
             Input::Simple(v) => Ok(v.clone()),
@@ -314,10 +325,10 @@ fn run_input<'a>(
 fn check(
     c: &crate::condition::Condition,
     cx: &EvalContext<'_>,
-    payload: &Value,
+    at: Scope<'_>,
 ) -> Result<bool, String> {
     let v = c
-        .evaluate_at(cx.scripts, payload, cx.now)
+        .evaluate_in(cx.scripts, at, cx.now)
         .map_err(|e| e.to_string())?;
     Ok(v.matched)
 }
@@ -338,7 +349,14 @@ async fn apply_transform(
     for t in items {
         p = match t {
             Transform::Search(req) => {
-                search(watch, env, req, &model(watch, &p, now, scheduled), now).await?
+                search(
+                    watch,
+                    env,
+                    req,
+                    &model(watch, &p, now, scheduled, None),
+                    now,
+                )
+                .await?
             }
             Transform::Chain(_) => {
                 Box::pin(apply_transform(watch, env, t, p, now, scheduled)).await?
@@ -570,7 +588,11 @@ pub fn to_yaml(v: &Value) -> String {
 /// A watch's part of one run: input, condition, transform, and each
 /// action's condition, transform, `foreach` and rendering. Actions whose
 /// scope the pipeline suppressed (throttled, acked) are not worked on.
-pub async fn evaluate(watch: &Watch, cx: &EvalContext<'_>) -> Result<Evaluated, ExecError> {
+pub async fn evaluate(
+    watch: &Watch,
+    rule: &crate::rule::Rule,
+    cx: &EvalContext<'_>,
+) -> Result<Evaluated, ExecError> {
     let (now, scheduled) = (cx.now, cx.scheduled);
     // A saved response stands for the input, whatever its type.
     let payload = match cx.saved {
@@ -578,26 +600,59 @@ pub async fn evaluate(watch: &Watch, cx: &EvalContext<'_>) -> Result<Evaluated, 
         None => run_input(watch, cx, &watch.input, json!({}), now, scheduled).await?,
     };
     let input_payload = payload.clone();
-    let met = check(&watch.condition, cx, &payload).map_err(|reason| ExecError::Invalid {
-        watch: watch.id.clone(),
-        reason,
-    })?;
     let hits = crate::condition::hits_total(&payload);
-    let mut payload = payload;
+    // Without `group_by` the whole payload is one group (key "").
+    let mut groups: Vec<(String, Option<GroupVars>, Value)> = Vec::new();
+    let mut overflow = Vec::new();
+    let mut missing = None;
+    match &rule.policy.group_by {
+        None => {
+            if check(&watch.condition, cx, Scope::whole(&payload)).map_err(|reason| {
+                ExecError::Invalid {
+                    watch: watch.id.clone(),
+                    reason,
+                }
+            })? {
+                groups.push((WHOLE_RULE.to_owned(), None, payload.clone()));
+            }
+        }
+        Some(spec) => {
+            let grouped = crate::pipeline::group::split(&payload, spec, |item, _| {
+                check(&watch.condition, cx, Scope::element(item, &payload))
+            })
+            .map_err(|reason| ExecError::Invalid {
+                watch: watch.id.clone(),
+                reason,
+            })?;
+            missing = grouped.missing.clone();
+            overflow = grouped.overflow.clone();
+            for g in grouped.groups {
+                let el = (*g.item).clone();
+                groups.push((g.key.clone(), Some(g), el));
+            }
+        }
+    }
+    let met = !groups.is_empty() || !overflow.is_empty();
     let mut actions = Vec::new();
     let mut records = Vec::new();
-    if met {
+    let mut keys = Vec::new();
+    let mut payload = payload;
+    for (key, group, el) in groups {
+        let mut el = el;
         if let Some(t) = &watch.transform {
-            payload = apply_transform(watch, cx, t, payload, now, scheduled).await?;
+            el = apply_transform(watch, cx, t, el, now, scheduled).await?;
         }
         for a in &watch.actions {
-            let (planned, content) = plan_action(watch, cx, a, &payload).await?;
+            let (planned, content) = plan_action(watch, cx, a, &el, &key, group.as_ref()).await?;
             let status = match &planned.plan {
                 Plan::Send(_) => "simulated",
                 Plan::ConditionFailed => "condition_failed",
                 Plan::Suppressed(s) => s,
             };
             let mut o = json!({"id": a.id, "type": planned.kind, "status": status});
+            if group.is_some() {
+                o["group_key"] = json!(key);
+            }
             if !content.is_null() {
                 o[planned.kind] = content;
             }
@@ -610,6 +665,35 @@ pub async fn evaluate(watch: &Watch, cx: &EvalContext<'_>) -> Result<Evaluated, 
             records.push(o);
             actions.push(planned);
         }
+        if group.is_none() {
+            payload = el;
+        }
+        keys.push(key);
+    }
+    if !overflow.is_empty() {
+        let grouped = crate::pipeline::group::Grouped {
+            overflow,
+            ..Default::default()
+        };
+        if let Some(text) = grouped.overflow_text() {
+            actions.extend(notice(
+                watch,
+                &Notice {
+                    key: crate::pipeline::group::OVERFLOW_KEY.to_owned(),
+                    subject: format!(
+                        "[esalert] {}: {} more keys matched",
+                        watch.id,
+                        grouped.overflow.len()
+                    ),
+                    text,
+                    hits: grouped.overflow.iter().map(|(_, n)| *n).sum(),
+                    time: now,
+                    resolved: false,
+                },
+                now,
+            ));
+        }
+        keys.extend(grouped.overflow.into_iter().map(|(k, _)| k));
     }
     let record = json!({
         "watch_id": watch.id,
@@ -630,9 +714,10 @@ pub async fn evaluate(watch: &Watch, cx: &EvalContext<'_>) -> Result<Evaluated, 
         matched: met,
         hits,
         partial: None,
-        missing: None,
+        missing,
         took_ms: 0,
         actions,
+        keys,
         detail,
     })
 }
@@ -642,21 +727,24 @@ async fn plan_action(
     cx: &EvalContext<'_>,
     a: &Action,
     payload: &Value,
+    key: &str,
+    group: Option<&GroupVars>,
 ) -> Result<(PlannedAction, Value), ExecError> {
     let throttle = a.throttle.or(watch.throttle).unwrap_or(DEFAULT_THROTTLE);
     let planned = |plan| PlannedAction {
         id: a.id.clone(),
+        key: key.to_owned(),
         kind: a.kind.type_name(),
         scope: a.id.clone(),
         throttle,
         ackable: true,
         plan,
     };
-    if let Some(s) = (cx.suppressed)(&a.id) {
+    if let Some(s) = (cx.suppressed)(key, &a.id) {
         return Ok((planned(Plan::Suppressed(s)), Value::Null));
     }
     if let Some(c) = &a.condition
-        && !check(c, cx, payload).map_err(|reason| ExecError::Invalid {
+        && !check(c, cx, Scope::whole(payload)).map_err(|reason| ExecError::Invalid {
             watch: watch.id.clone(),
             reason,
         })?
@@ -678,7 +766,7 @@ async fn plan_action(
     let mut messages = Vec::new();
     let mut contents = Vec::new();
     for el in &elements {
-        let m = model(watch, el, cx.now, cx.scheduled);
+        let m = model(watch, el, cx.now, cx.scheduled, group);
         let (msgs, content) = render_action(watch, &a.kind, &m, el);
         if let Some(reason) = take_cut() {
             return Err(ExecError::Invalid {
@@ -695,4 +783,75 @@ async fn plan_action(
         contents.pop().unwrap_or(Value::Null)
     };
     Ok((planned(Plan::Send(messages)), content))
+}
+
+/// A notification of the pipeline's making (resolved, digest, overflow)
+/// through the watch's Slack, email and logging actions; webhooks and
+/// index actions are machine interfaces and get none.
+pub fn notice(watch: &Watch, n: &Notice, now: DateTime<Utc>) -> Vec<PlannedAction> {
+    let m = model(watch, &json!({}), now, now, None);
+    let mark = if n.resolved { "✅ " } else { "" };
+    let mut out = Vec::new();
+    for a in &watch.actions {
+        let msg = match &a.kind {
+            ActionKind::Slack { to, .. } => {
+                let text = format!(
+                    "{mark}*{}*\n{}",
+                    crate::render::slack_escape(&n.subject),
+                    crate::render::slack_escape(&n.text)
+                );
+                let channels = render_list(to, &m);
+                if channels.is_empty() {
+                    vec![Message::Slack {
+                        channel: None,
+                        text,
+                        attachments: Vec::new(),
+                    }]
+                } else {
+                    channels
+                        .into_iter()
+                        .map(|c| Message::Slack {
+                            channel: Some(c),
+                            text: text.clone(),
+                            attachments: Vec::new(),
+                        })
+                        .collect()
+                }
+            }
+            ActionKind::Email {
+                to,
+                cc,
+                bcc,
+                reply_to,
+                ..
+            } => vec![Message::Email(EmailMessage {
+                alert: watch.id.clone(),
+                to: render_list(to, &m),
+                cc: render_list(cc, &m),
+                bcc: render_list(bcc, &m),
+                reply_to: render_list(reply_to, &m),
+                subject: crate::render::one_line(&n.subject),
+                text: n.text.clone(),
+                html: None,
+                priority: None,
+                attachments: Vec::new(),
+            })],
+            ActionKind::Logging { level, .. } => vec![Message::Log {
+                alert: watch.id.clone(),
+                level: level.clone(),
+                text: format!("{} {}", n.subject, n.text),
+            }],
+            _ => continue,
+        };
+        out.push(PlannedAction {
+            id: a.id.clone(),
+            key: n.key.clone(),
+            kind: a.kind.type_name(),
+            scope: a.id.clone(),
+            throttle: std::time::Duration::ZERO,
+            ackable: false,
+            plan: Plan::Send(msg),
+        });
+    }
+    out
 }
