@@ -158,7 +158,12 @@ fn test_dry_runs_each_shipped_example_against_its_saved_response() {
         );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(keys, ["alert", "matched", "hits", "subject", "message"]);
+        if name == "failed_login_burst" {
+            // Grouped by source address: one message per entity.
+            assert_eq!(keys, ["alert", "matched", "hits", "groups"]);
+        } else {
+            assert_eq!(keys, ["alert", "matched", "hits", "subject", "message"]);
+        }
         assert_eq!(v["alert"], name);
         assert_eq!(v["matched"], true);
         assert!(v["hits"].as_u64().unwrap() > 0);
@@ -191,11 +196,14 @@ fn test_dry_runs_each_shipped_example_against_its_saved_response() {
             .stdout,
     )
     .unwrap();
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "only 203.0.113.45 is over 20: {v}");
+    assert_eq!(groups[0]["key"], "203.0.113.45");
     assert!(
-        v["message"]
+        groups[0]["message"]
             .as_str()
             .unwrap()
-            .contains("203.0.113.45: 48 failures"),
+            .starts_with("48 failed logons from 203.0.113.45 against 31 account(s)"),
         "{v}"
     );
     // Nothing changed on disk.

@@ -293,7 +293,11 @@ fn shipped_examples_load_and_match_their_fixtures() {
         let now = chrono::Utc::now();
         let ev = engine::evaluate(a, &e, &resp, now, engine::default_window(a, now)).unwrap();
         assert!(ev.matched, "{} should match its fixture", a.name);
-        assert!(!ev.message.unwrap().trim().is_empty());
+        // One message, or one per entity with `group_by`.
+        let mut messages: Vec<String> = ev.message.into_iter().collect();
+        messages.extend(ev.groups.into_iter().map(|(_, r)| r.text));
+        assert!(!messages.is_empty(), "{}", a.name);
+        assert!(messages.iter().all(|m| !m.trim().is_empty()), "{}", a.name);
         // Examples filter on the window, not on now-1m.
         let body = a.native().unwrap().body.to_string();
         assert!(

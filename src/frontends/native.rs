@@ -153,7 +153,14 @@ impl RuleBody for NativeAlert {
     }
 
     fn notice(&self, rule: &Rule, notice: &Notice) -> Vec<PlannedAction> {
-        let mut rendered = Rendered::from_data(notice.subject.clone(), notice.text.clone());
+        let mut rendered = Rendered::from_data(
+            if notice.resolved {
+                format!("[resolved] {}", notice.subject)
+            } else {
+                notice.subject.clone()
+            },
+            notice.text.clone(),
+        );
         if notice.resolved {
             // The rule's own templates, with `resolved` set, when they
             // render without a match's response.

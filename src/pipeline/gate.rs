@@ -154,6 +154,40 @@ pub(super) struct Decided {
     pub folded: bool,
     /// The silence that held an action back, if one did.
     pub silenced: Option<crate::silence::Silence>,
+    /// Per group key, in order: what became of it (`fired` when some
+    /// action of it goes out) and why.
+    pub keys: Vec<KeyFate>,
+}
+
+/// What became of one group key in a run.
+#[derive(Debug, Clone)]
+pub(super) struct KeyFate {
+    pub key: String,
+    pub outcome: &'static str,
+    pub reason: Option<String>,
+    pub silence: Option<crate::silence::Silence>,
+}
+
+impl Decided {
+    fn key(&mut self, key: &str, outcome: &'static str, reason: Option<&String>) {
+        let silence = (outcome == "silenced")
+            .then(|| self.silenced.clone())
+            .flatten();
+        match self.keys.iter_mut().find(|k| k.key == key) {
+            Some(e) if outcome == "fired" => {
+                e.outcome = outcome;
+                e.reason = None;
+                e.silence = None;
+            }
+            Some(_) => {}
+            None => self.keys.push(KeyFate {
+                key: key.to_owned(),
+                outcome,
+                reason: reason.cloned(),
+                silence,
+            }),
+        }
+    }
 }
 
 /// What the gate lets through of an evaluation, given the rule's state.
@@ -167,23 +201,16 @@ pub(super) fn decide(
 ) -> Decided {
     let mut out = Decided::default();
     for a in &eval.actions {
-        let mut line = |outcome: &'static str, reason: Option<String>| {
-            out.lines.push(ActionLine {
-                id: a.id.clone(),
-                outcome,
-                reason,
-            })
-        };
-        match &a.plan {
-            Plan::ConditionFailed => line("condition_failed", None),
+        let (outcome, reason): (&'static str, Option<String>) = match &a.plan {
+            Plan::ConditionFailed => ("condition_failed", None),
             Plan::Suppressed(s) => {
-                line(s, None);
                 if *s == "throttled" {
                     let until = st.scope_throttle(&a.key, &a.scope);
                     out.throttled_until = min_time(out.throttled_until, until);
                 } else {
                     out.acked = true;
                 }
+                (s, None)
             }
             Plan::Send(msgs) => {
                 if let Some(si) = silences
@@ -192,39 +219,51 @@ pub(super) fn decide(
                 {
                     // Not delivered and no throttle started: when the
                     // silence ends, a match still there is delivered.
-                    line(
+                    out.silenced = Some(si.clone());
+                    (
                         "silenced",
                         Some(format!(
                             "silence {} until {}",
                             si.id,
                             crate::render::fmt_time(&si.until)
                         )),
-                    );
-                    out.silenced.get_or_insert_with(|| si.clone());
+                    )
                 } else if a.ackable && st.ack(&a.key, &a.id) == AckState::Acked {
-                    line("acked", None);
                     out.acked = true;
+                    ("acked", None)
                 } else if !a.throttle.is_zero()
                     && owed_before.contains(&(a.key.clone(), a.scope.clone()))
                 {
-                    line(
+                    out.folded = true;
+                    (
                         "pending",
                         Some("an earlier notification is still being delivered".into()),
-                    );
-                    out.folded = true;
+                    )
                 } else if let Some(until) = st.throttled(&a.key, &a.scope, now) {
-                    line(
+                    out.throttled_until = min_time(out.throttled_until, Some(until));
+                    (
                         "throttled",
                         Some(format!(
                             "throttle_period {}",
                             humantime::format_duration(a.throttle)
                         )),
-                    );
-                    out.throttled_until = min_time(out.throttled_until, Some(until));
+                    )
                 } else if !msgs.is_empty() {
                     out.to_send.push(a.clone());
+                    ("fired", None)
+                } else {
+                    continue;
                 }
             }
+        };
+        out.key(&a.key, outcome, reason.as_ref());
+        // Delivered actions get their line once their result is known.
+        if outcome != "fired" {
+            out.lines.push(ActionLine {
+                id: a.id.clone(),
+                outcome,
+                reason,
+            });
         }
     }
     out

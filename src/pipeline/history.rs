@@ -137,6 +137,27 @@ fn log_report(r: &RunReport) {
     }
 }
 
+/// One line per group key of a grouped rule: which entity fired, which
+/// was throttled or silenced, and why.
+pub(super) fn log_keys(name: &str, decided: &Decided, run: &Outcome) {
+    for k in &decided.keys {
+        let key = k.key.as_str();
+        // A key handed to the outbox shares the run's delivery outcome.
+        let outcome = match (k.outcome, run) {
+            ("fired", Outcome::Fired(_)) => "fired",
+            ("fired", other) => other.as_str(),
+            (o, _) => o,
+        };
+        match (&k.silence, &k.reason) {
+            (Some(si), _) => {
+                tracing::info!(alert = name, key, outcome, silence = si.id.as_str(), until = %fmt_time(&si.until))
+            }
+            (None, Some(r)) => tracing::info!(alert = name, key, outcome, reason = r.as_str()),
+            (None, None) => tracing::info!(alert = name, key, outcome),
+        }
+    }
+}
+
 fn log_retry(name: &str, d: &Delivered) {
     match &d.outcome {
         Outcome::Fired(ids) => {

@@ -423,6 +423,11 @@ impl Runner {
             }
         }
         history::log_run(&report, retried.as_ref());
+        if rule.policy.group_by.is_some()
+            && let Some(d) = &decided
+        {
+            history::log_keys(&rule.name, d, &report.outcome);
+        }
         if rule.body.logs_actions() {
             history::log_actions(&rule.name, &action_lines);
         }
