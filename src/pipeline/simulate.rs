@@ -148,6 +148,11 @@ fn last_ticks(
     })
 }
 
+/// Times as esalert writes every time ([`fmt_time`]).
+fn as_fmt_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fmt_time(t))
+}
+
 /// One notification a window would have sent: one match of one key.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Notified {
@@ -163,6 +168,7 @@ pub struct Notified {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WindowRun {
     /// The tick.
+    #[serde(serialize_with = "as_fmt_time")]
     pub due: DateTime<Utc>,
     /// The time range searched.
     pub window: Window,
