@@ -75,16 +75,30 @@ pub enum Command {
         #[arg(long)]
         queries_only: bool,
     },
-    /// Run one alert now and print the result as JSON; sends nothing.
+    /// Run one alert now and show what it would send: as text on a
+    /// terminal, as JSON with `--json` or when piped. Sends nothing.
+    /// Exit code: 0 matched, 3 not matched, 1 error.
     Test {
         /// The alert's name (its file stem in the queries directory).
         name: String,
-        /// A saved search response to evaluate instead of searching.
+        /// A saved search response to evaluate instead of searching (the
+        /// body is still rendered, so its template mistakes show).
         #[arg(long)]
         response: Option<PathBuf>,
         /// Deliver the notification for real (ignores and keeps the throttle store).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "since")]
         send: bool,
+        /// Replay the past: run the alert window by window over this range,
+        /// as the daemon would have, simulating throttles without touching
+        /// the store. A duration back from now (`24h`) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// With `--since`: the end of the range (default now), the same forms.
+        #[arg(long, requires = "since")]
+        until: Option<String>,
+        /// Print JSON (the default when stdout is not a terminal).
+        #[arg(long)]
+        json: bool,
     },
     /// Run every active alert once, now, and log each outcome.
     Once {
@@ -240,7 +254,32 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
             name,
             response,
             send,
-        } => test(&g, &name, response.as_deref(), send).await,
+            since,
+            until,
+            json,
+        } => {
+            use std::io::IsTerminal;
+            let json = json || !std::io::stdout().is_terminal();
+            let result = match since {
+                Some(since) => {
+                    let range = TestRange {
+                        since,
+                        until: until.as_deref(),
+                    };
+                    test_since(&g, &name, response.as_deref(), &range, json).await
+                }
+                None => test(&g, &name, response.as_deref(), send, json).await,
+            };
+            if json && let Err(e) = &result {
+                // A script reads the error where it reads the result; the
+                // exit code (1) and stderr say it too.
+                emit(&format!(
+                    "{}\n",
+                    serde_json::json!({"alert": name, "error": e.to_string()})
+                ));
+            }
+            result
+        }
         Command::Once {
             concurrency,
             max_retry_age,
@@ -401,7 +440,84 @@ fn read_response(path: &Path) -> Result<Value, CliError> {
     })
 }
 
-async fn test(g: &Global, name: &str, response: Option<&Path>, send: bool) -> Result<u8, CliError> {
+/// Writes to stdout; a reader that went away (`| head`) ends the output
+/// quietly instead of panicking.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// [`emit`]s pretty JSON and a newline.
+fn emit_json(v: &Value) {
+    emit(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    ));
+}
+
+/// Exit code of `test` when the alert did not match.
+const NOT_MATCHED: u8 = 3;
+
+/// The search request a native alert or a watch's search input sends at
+/// `now` for `window`. A native alert's body is rendered, so that its
+/// template mistakes show even with a saved response; a watch's body is
+/// shown as written (its Mustache templates are rendered in the run).
+fn request_of(
+    rule: &crate::alert::Alert,
+    now: chrono::DateTime<chrono::Utc>,
+    window: crate::render::Window,
+) -> Result<Option<Value>, CliError> {
+    if let Some(n) = rule.native() {
+        let body = n
+            .templates
+            .render_body(&n.body, &n.info, now, window)
+            .map_err(|e| CliError::Test(EngineError::from(e).to_string()))?;
+        return Ok(Some(
+            serde_json::json!({"index": n.spec.index.0, "body": body}),
+        ));
+    }
+    fn search(input: &crate::watcher::Input, now: chrono::DateTime<chrono::Utc>) -> Vec<Value> {
+        use crate::watcher::Input;
+        match input {
+            Input::Search(req) => {
+                let index: Vec<String> = req
+                    .indices
+                    .iter()
+                    .map(|i| crate::datemath::index_name(i, now).unwrap_or_else(|_| i.clone()))
+                    .collect();
+                vec![serde_json::json!({"index": index, "body": req.body})]
+            }
+            Input::Chain(items) => items
+                .iter()
+                .flat_map(|(name, i)| {
+                    search(i, now).into_iter().map(move |mut r| {
+                        r["input"] = Value::String(name.clone());
+                        r
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+    let Some(w) = rule.watch() else {
+        return Ok(None);
+    };
+    let mut all = search(&w.input, now);
+    Ok(match all.len() {
+        0 => None,
+        1 => all.pop(),
+        _ => Some(Value::Array(all)),
+    })
+}
+
+async fn test(
+    g: &Global,
+    name: &str,
+    response: Option<&Path>,
+    send: bool,
+    json: bool,
+) -> Result<u8, CliError> {
     let scripts = ScriptEngine::default();
     let rule = load_named(&g.queries, name, &scripts)?;
     let saved = response.map(read_response).transpose()?;
@@ -413,18 +529,15 @@ async fn test(g: &Global, name: &str, response: Option<&Path>, send: bool) -> Re
     let es = match &creds {
         Some(c) => EsClient::new(&c.elasticsearch)?,
         // A saved response answers every search: nothing is contacted.
-        None => {
-            let local: crate::config::EsConfig =
-                serde_json::from_value(serde_json::json!({"url": "http://127.0.0.1:9200"}))
-                    .map_err(|e| CliError::Test(e.to_string()))?;
-            EsClient::new(&local)?
-        }
+        None => local_client("http://127.0.0.1:9200")?,
     };
     // Throttle and ack state are read, never written.
     let state = Store::read_only(&g.state)
         .ok()
         .and_then(|d| d.alerts.get(name).cloned());
     let now = chrono::Utc::now();
+    let window = crate::engine::default_window(&rule, now);
+    let request = request_of(&rule, now, window)?;
     let eval = crate::pipeline::dry_run(&rule, &es, &scripts, saved.as_ref(), state.as_ref(), now)
         .await
         .map_err(|e| CliError::Test(e.to_string()))?;
@@ -435,7 +548,10 @@ async fn test(g: &Global, name: &str, response: Option<&Path>, send: bool) -> Re
     for (k, v) in &eval.detail {
         out[k] = v.clone();
     }
-    let mut code = 0;
+    if let Some(r) = request {
+        out["request"] = r;
+    }
+    let mut code = if eval.matched { 0 } else { NOT_MATCHED };
     if send && eval.matched {
         let notifiers = Notifiers::from_credentials(
             creds
@@ -457,7 +573,390 @@ async fn test(g: &Global, name: &str, response: Option<&Path>, send: bool) -> Re
         }
         out["delivered"] = Value::Object(sent);
     }
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    if json {
+        emit_json(&out);
+    } else {
+        let silences =
+            crate::silence::load(&crate::silence::path_for(&g.state)).unwrap_or_default();
+        emit(&test_text(
+            &eval,
+            &out,
+            window,
+            state.as_ref(),
+            &silences,
+            now,
+        ));
+    }
+    Ok(code)
+}
+
+/// `test`'s result as a person reads it on a terminal.
+fn test_text(
+    eval: &crate::rule::Evaluated,
+    out: &Value,
+    window: crate::render::Window,
+    state: Option<&crate::throttle::AlertState>,
+    silences: &[crate::silence::Silence],
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let name = out["alert"].as_str().unwrap_or_default();
+    let _ = writeln!(t, "alert:    {name}");
+    let _ = writeln!(
+        t,
+        "matched:  {} ({} hit{})",
+        if eval.matched { "yes" } else { "no" },
+        eval.hits,
+        if eval.hits == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        t,
+        "window:   {} to {}",
+        fmt_time(&window.start),
+        fmt_time(&window.end)
+    );
+    if let Some(p) = &eval.partial {
+        let _ = writeln!(t, "partial:  {p}");
+    }
+    if let Some(m) = &eval.missing {
+        let _ = writeln!(t, "missing:  {m} is not in the response");
+    }
+    let requests = match &out["request"] {
+        Value::Array(a) => a.clone(),
+        Value::Null => Vec::new(),
+        r => vec![r.clone()],
+    };
+    for r in &requests {
+        let index = match &r["index"] {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.as_str().unwrap_or_default().to_owned(),
+        };
+        let _ = writeln!(t, "request:  POST /{index}/_search {}", r["body"]);
+    }
+    if let Some(subject) = out["subject"].as_str() {
+        let _ = writeln!(t, "subject:  {subject}");
+    }
+    if let Some(message) = out["message"].as_str() {
+        let _ = writeln!(t, "message:");
+        for l in message.lines() {
+            let _ = writeln!(t, "  {l}");
+        }
+    }
+    for a in &eval.actions {
+        let what = match &a.plan {
+            crate::rule::Plan::Send(m) => format!("would send {} message(s)", m.len()),
+            crate::rule::Plan::ConditionFailed => "its condition is false".to_owned(),
+            crate::rule::Plan::Suppressed(why) => {
+                let until = state
+                    .and_then(|s| s.throttled(WHOLE_RULE, &a.scope, now))
+                    .filter(|_| *why == "throttled")
+                    .map(|u| format!(" until {}", fmt_time(&u)))
+                    .unwrap_or_default();
+                format!("{why}{until}: not sent")
+            }
+        };
+        let _ = writeln!(t, "action:   {} ({}): {what}", a.id, a.kind);
+    }
+    for s in silences.iter().filter(|s| s.rule == name && s.until > now) {
+        let key = s
+            .key
+            .as_deref()
+            .map(|k| format!(" key {k}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            t,
+            "silenced:{key} until {} ({}): matches are not sent",
+            fmt_time(&s.until),
+            s.id
+        );
+    }
+    if let Some(Value::Object(d)) = out.get("delivered") {
+        for (id, r) in d {
+            let _ = writeln!(t, "delivered: {id}: {}", r.as_str().unwrap_or_default());
+        }
+    }
+    t
+}
+
+/// A client for a cluster at `url` with default settings.
+fn local_client(url: &str) -> Result<EsClient, CliError> {
+    let cfg: crate::config::EsConfig = serde_json::from_value(serde_json::json!({ "url": url }))
+        .map_err(|e| CliError::Test(e.to_string()))?;
+    Ok(EsClient::new(&cfg)?)
+}
+
+/// `--since` and `--until` as given.
+struct TestRange<'a> {
+    since: String,
+    until: Option<&'a str>,
+}
+
+/// A time as `--since`/`--until` take it: a duration back from `now`, or
+/// an RFC 3339 time.
+fn parse_when(
+    flag: &str,
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, CliError> {
+    let bad = || {
+        CliError::Test(format!(
+            "{flag} {text:?}: give a duration back from now (24h, 90m, 7d) or a time like 2026-12-01T08:00:00Z"
+        ))
+    };
+    if let Ok(d) = humantime::parse_duration(text.trim()) {
+        return chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .ok_or_else(bad);
+    }
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| bad())
+}
+
+/// A span as people write it: `24h`, `7d`, `90m`.
+fn short_span(d: chrono::Duration) -> String {
+    let s = d.num_seconds();
+    match s {
+        _ if s % 86_400 == 0 && s > 3 * 86_400 => format!("{}d", s / 86_400),
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => {
+            humantime::format_duration(std::time::Duration::from_secs(s.unsigned_abs())).to_string()
+        }
+    }
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// A group key as shown: the whole alert when it doesn't group.
+fn key_label(k: &str) -> &str {
+    if k.is_empty() { "whole alert" } else { k }
+}
+
+/// Serves `response` to every request on a local port: the simulation's
+/// searches go through the real client and pipeline, and each is answered
+/// with the saved response.
+async fn serve_saved(response: &Value) -> Result<(String, tokio::task::JoinHandle<()>), CliError> {
+    let body = response.to_string();
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move { ([("content-type", "application/json")], body) }
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| CliError::Test(format!("cannot serve the saved response locally: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Test(format!("cannot serve the saved response locally: {e}")))?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}"), task))
+}
+
+async fn test_since(
+    g: &Global,
+    name: &str,
+    response: Option<&Path>,
+    range: &TestRange<'_>,
+    json: bool,
+) -> Result<u8, CliError> {
+    use crate::pipeline::simulate;
+    let scripts = Arc::new(ScriptEngine::default());
+    let rule = load_named(&g.queries, name, &scripts)?;
+    let now = chrono::Utc::now();
+    let since = parse_when("--since", &range.since, now)?;
+    let until = match range.until {
+        Some(u) => parse_when("--until", u, now)?,
+        None => now,
+    };
+    if until > now {
+        return Err(CliError::Test(format!(
+            "--until {} is in the future; a dry run replays the past",
+            fmt_time(&until)
+        )));
+    }
+    if since >= until {
+        return Err(CliError::Test(format!(
+            "--since {} is not before --until {}",
+            fmt_time(&since),
+            fmt_time(&until)
+        )));
+    }
+    let ticks = simulate::ticks(&rule, since, until).map_err(|e| CliError::Test(e.to_string()))?;
+    if ticks.truncated {
+        eprintln!(
+            "esalert: the range holds more than {} windows of {}; simulating the last {}, from {}",
+            simulate::MAX_WINDOWS,
+            rule.schedule,
+            ticks.due.len(),
+            fmt_time(&ticks.start)
+        );
+    }
+    let saved = response.map(read_response).transpose()?;
+    let creds = if saved.is_none() {
+        Some(Credentials::load(&g.credentials)?)
+    } else {
+        Credentials::load(&g.credentials).ok()
+    };
+    // Notices go where the daemon would send them (captured, like the rest).
+    let notifiers = match &creds {
+        Some(c) => Notifiers::from_credentials(c)?,
+        None => Notifiers::default(),
+    };
+    let (es, server) = match &saved {
+        Some(v) => {
+            let (url, task) = serve_saved(v).await?;
+            (local_client(&url)?, Some(task))
+        }
+        None => match &creds {
+            Some(c) => (EsClient::new(&c.elasticsearch)?, None),
+            None => return Err(CliError::Test("no credentials".into())),
+        },
+    };
+    let sim = simulate::run(&rule, es, scripts, notifiers, &ticks)
+        .await
+        .map_err(|e| CliError::Test(e.to_string()))?;
+    if let Some(s) = server {
+        s.abort();
+    }
+
+    let notifications = sim.notifications();
+    let keys = sim.keys();
+    let matched = sim.runs.iter().filter(|r| r.matched).count();
+    let failed = sim.runs.iter().filter(|r| r.error.is_some()).count();
+    let notices: usize = sim.runs.iter().map(|r| r.notices.len()).sum();
+    let over = short_span(until.signed_duration_since(since));
+    let summary = match (
+        notifications,
+        keys.iter().copied().collect::<Vec<_>>().as_slice(),
+    ) {
+        (0, _) => format!("would have sent no notifications over {over}"),
+        // A rule that doesn't group: its one key is the whole alert.
+        (n, [""]) => {
+            format!("would have sent {} over {over}", plural(n, "notification"))
+        }
+        (n, _) => format!(
+            "would have sent {} for {} over {over}",
+            plural(n, "notification"),
+            plural(keys.len(), "key")
+        ),
+    };
+    let code = if failed > 0 {
+        1
+    } else if matched > 0 {
+        0
+    } else {
+        NOT_MATCHED
+    };
+    if json {
+        let windows: Vec<&simulate::WindowRun> = sim
+            .runs
+            .iter()
+            .filter(|r| {
+                r.matched
+                    || r.error.is_some()
+                    || !r.notifications.is_empty()
+                    || !r.notices.is_empty()
+            })
+            .collect();
+        let out = serde_json::json!({
+            "alert": name,
+            "since": fmt_time(&since),
+            "until": fmt_time(&until),
+            "schedule": rule.schedule.to_string(),
+            "first_window_start": fmt_time(&sim.start),
+            "truncated": sim.truncated,
+            "windows_searched": sim.runs.len(),
+            "windows_matched": matched,
+            "windows_failed": failed,
+            "notifications": notifications,
+            "keys": keys,
+            "notices": notices,
+            "summary": summary,
+            "windows": windows,
+        });
+        emit_json(&out);
+        return Ok(code);
+    }
+    // One line per window that would have notified (or failed), then the summary.
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    const ERROR_LINES: usize = 10;
+    let mut errors_shown = 0;
+    for r in &sim.runs {
+        if !r.notifications.is_empty() {
+            let mut by_key: Vec<(&str, usize)> = Vec::new();
+            for n in &r.notifications {
+                match by_key.iter_mut().find(|(k, _)| *k == n.key) {
+                    Some((_, c)) => *c += 1,
+                    None => by_key.push((&n.key, 1)),
+                }
+            }
+            let keys: Vec<String> = by_key
+                .iter()
+                .map(|(k, c)| format!("{} ×{c}", key_label(k)))
+                .collect();
+            let mut sinks: Vec<&str> = r
+                .notifications
+                .iter()
+                .flat_map(|n| n.sinks.iter().map(String::as_str))
+                .collect();
+            sinks.sort_unstable();
+            sinks.dedup();
+            let _ = writeln!(
+                t,
+                "{}  hits={}  {}  to {}  {:?}",
+                fmt_time(&r.due),
+                r.hits,
+                keys.join(", "),
+                sinks.join(","),
+                r.notifications
+                    .first()
+                    .map(|n| n.subject.as_str())
+                    .unwrap_or_default()
+            );
+        }
+        for n in &r.notices {
+            let _ = writeln!(t, "{}  notice: {n}", fmt_time(&r.due));
+        }
+        if let Some(e) = &r.error {
+            errors_shown += 1;
+            if errors_shown <= ERROR_LINES {
+                let _ = writeln!(t, "{}  error: {e}", fmt_time(&r.due));
+            }
+        }
+    }
+    if errors_shown > ERROR_LINES {
+        let _ = writeln!(
+            t,
+            "… and {} more failed windows",
+            errors_shown - ERROR_LINES
+        );
+    }
+    let _ = writeln!(
+        t,
+        "{} of {} from {}: {} matched, {} failed",
+        plural(sim.runs.len(), "window"),
+        rule.schedule,
+        fmt_time(&sim.start),
+        matched,
+        failed
+    );
+    let _ = writeln!(t, "{summary}");
+    emit(&t);
     Ok(code)
 }
 

@@ -160,9 +160,12 @@ fn test_dry_runs_each_shipped_example_against_its_saved_response() {
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         if name == "failed_login_burst" {
             // Grouped by source address: one message per entity.
-            assert_eq!(keys, ["alert", "matched", "hits", "groups"]);
+            assert_eq!(keys, ["alert", "matched", "hits", "groups", "request"]);
         } else {
-            assert_eq!(keys, ["alert", "matched", "hits", "subject", "message"]);
+            assert_eq!(
+                keys,
+                ["alert", "matched", "hits", "subject", "message", "request"]
+            );
         }
         assert_eq!(v["alert"], name);
         assert_eq!(v["matched"], true);
@@ -226,9 +229,14 @@ fn test_reports_no_match_and_errors() {
         .args(["test", "quiet", "--response", "empty.json"])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    // Not matched: exit code 3.
+    assert_eq!(out.status.code(), Some(3));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v, json!({"alert": "quiet", "matched": false, "hits": 0}));
+    assert_eq!(
+        v,
+        json!({"alert": "quiet", "matched": false, "hits": 0,
+               "request": {"index": ["a"], "body": {}}})
+    );
     // No alerts.log from a dry run.
     assert!(!p.path().join("alerts.log").exists());
 

@@ -183,10 +183,8 @@ fn test_searches_one_schedule_period_of_a_cron_alert() {
             "body": {"query": {"range": {"@timestamp": {"gte": "{{ window.start }}", "lt": "{{ window.end }}"}}}}})
         .to_string(),
     );
-    esalert(p.path())
-        .args(["test", "hourly"])
-        .assert()
-        .success();
+    // No hits: not matched, exit code 3.
+    esalert(p.path()).args(["test", "hourly"]).assert().code(3);
     let r = &es.searches()[0].body["query"]["range"]["@timestamp"];
     let start = chrono::DateTime::parse_from_rfc3339(r["gte"].as_str().unwrap()).unwrap();
     let end = chrono::DateTime::parse_from_rfc3339(r["lt"].as_str().unwrap()).unwrap();

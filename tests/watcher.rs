@@ -634,8 +634,10 @@ fn compare_with_date_math_and_path_values() {
             .args(["test", &name, "--response", "r.json"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
+        // 0 matched, 3 not matched.
+        assert_eq!(
+            out.status.code(),
+            Some(if want { 0 } else { 3 }),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );

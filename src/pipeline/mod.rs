@@ -33,6 +33,7 @@ mod health;
 mod history;
 mod outbox;
 mod outcome;
+pub mod simulate;
 mod window;
 
 use std::collections::BTreeMap;
@@ -191,6 +192,13 @@ impl Runner {
     /// Bounds concurrent evaluations with `slots`.
     pub fn with_search_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Runner {
         self.search_slots = Some(slots);
+        self
+    }
+
+    /// Sends through `sinks` instead of the configured ones (`esalert
+    /// test --since` captures what would have been sent).
+    pub fn with_sinks(mut self, sinks: Sinks) -> Runner {
+        self.sinks = sinks;
         self
     }
 

@@ -8,6 +8,7 @@
 //! The transports themselves (HTTP and SMTP clients, Slack's layout and
 //! rate limits) live in [`crate::notify`]; a sink adapts a message to one.
 
+mod capture;
 mod email;
 mod index;
 mod logging;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use crate::notify::Notifiers;
 use crate::search::EsClient;
 
+pub use capture::Captured;
 pub use message::{EmailAttachment, EmailMessage, Message, Sink, SinkError, WebhookRequest};
 pub use webhook::outbound_client;
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
-use super::{AlertState, ClusterDown, SharedStore, StoreError};
+use super::{AlertState, ClusterDown, SharedStore, StoreError, StoreFile};
 
 /// A state backend.
 pub trait StateBackend: Send + Sync {
@@ -60,6 +60,18 @@ impl dyn StateBackend + '_ {
     }
 }
 
+/// Deliveries of `data` owed since before `now - after` (shared by the
+/// backends that hold a whole [`StoreFile`]).
+pub(super) fn stuck_in(data: &StoreFile, now: DateTime<Utc>, after: chrono::Duration) -> usize {
+    data.alerts
+        .values()
+        .flat_map(|st| &st.outbox)
+        .filter(|m| now.signed_duration_since(m.matched_at) > after)
+        .flat_map(|m| m.deliveries.values())
+        .filter(|x| x.status == super::DeliveryStatus::Pending)
+        .count()
+}
+
 impl StateBackend for SharedStore {
     fn read(&self, rule: &str, f: &mut dyn FnMut(Option<&AlertState>)) {
         SharedStore::read(self, |d| f(d.alerts.get(rule)));
@@ -82,15 +94,7 @@ impl StateBackend for SharedStore {
     }
 
     fn stuck_deliveries(&self, now: DateTime<Utc>, after: chrono::Duration) -> usize {
-        self.read(|d| {
-            d.alerts
-                .values()
-                .flat_map(|st| &st.outbox)
-                .filter(|m| now.signed_duration_since(m.matched_at) > after)
-                .flat_map(|m| m.deliveries.values())
-                .filter(|x| x.status == super::DeliveryStatus::Pending)
-                .count()
-        })
+        self.read(|d| stuck_in(d, now, after))
     }
 
     fn location(&self) -> PathBuf {

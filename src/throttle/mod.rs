@@ -6,6 +6,7 @@
 //! recorded as it arrives, and `throttled_until` survives restarts.
 
 mod backend;
+mod memory;
 mod migrate;
 mod shared;
 mod store;
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use backend::StateBackend;
+pub use memory::MemoryState;
 pub use migrate::migrate;
 pub use shared::SharedStore;
 pub use store::{Store, StoreError, StoreWriter, write_atomic};

@@ -165,12 +165,17 @@ pub struct Recorded {
     pub at: std::time::SystemTime,
 }
 
+/// Answers a request from what it asks (its body's time range, say), or
+/// passes it on to the queue and the default.
+type Responder = Arc<dyn Fn(&Recorded) -> Option<Reply> + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     in_flight: usize,
     max_in_flight: usize,
     queue: VecDeque<Reply>,
     default: Option<Reply>,
+    responder: Option<Responder>,
     requests: Vec<Recorded>,
     connections: usize,
 }
@@ -263,7 +268,7 @@ async fn handle(
 ) -> Response {
     let reply = {
         let mut s = state.lock().unwrap();
-        s.requests.push(Recorded {
+        let recorded = Recorded {
             method: method.to_string(),
             path: uri
                 .path_and_query()
@@ -273,8 +278,12 @@ async fn handle(
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             raw: String::from_utf8_lossy(&body).into_owned(),
             at: std::time::SystemTime::now(),
-        });
-        if method == Method::GET && uri.path() == "/" {
+        };
+        let answered = s.responder.clone().and_then(|r| r(&recorded));
+        s.requests.push(recorded);
+        if let Some(r) = answered {
+            Some(r)
+        } else if method == Method::GET && uri.path() == "/" {
             Some(Reply::json(
                 200,
                 json!({"name": "standin", "cluster_name": "esalert-test",
@@ -330,6 +339,12 @@ impl EsStandIn {
     /// Queues a reply for the next search (before the default).
     pub fn push(&self, r: Reply) {
         self.state.lock().unwrap().queue.push_back(r);
+    }
+
+    /// Answers each request `f` has an answer for (e.g. by the time range
+    /// its body searches), before the queue and the default.
+    pub fn respond_with(&self, f: impl Fn(&Recorded) -> Option<Reply> + Send + Sync + 'static) {
+        self.state.lock().unwrap().responder = Some(Arc::new(f));
     }
 
     /// The reply when nothing is queued.
