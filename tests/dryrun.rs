@@ -352,3 +352,84 @@ fn since_rejects_a_range_it_cannot_replay() {
         assert!(v["error"].as_str().unwrap().contains(want), "{args:?}: {v}");
     }
 }
+
+#[test]
+fn since_counts_keys_of_a_grouped_alert_and_its_resolved_notices() {
+    let es = EsStandIn::start();
+    // 10.0.0.1 attacks from 01:00 to 03:00, 10.0.0.2 at 02:00 only,
+    // 10.0.0.3 at 05:00 only (by the window's start).
+    es.respond_with(|r| {
+        let hour = gte(&r.body).get(11..13).unwrap_or("").to_owned();
+        let mut b = Vec::new();
+        if ["01", "02", "03"].contains(&hour.as_str()) {
+            b.push(json!({"key": "10.0.0.1", "doc_count": 30}));
+        }
+        if hour == "02" {
+            b.push(json!({"key": "10.0.0.2", "doc_count": 25}));
+        }
+        if hour == "05" {
+            b.push(json!({"key": "10.0.0.3", "doc_count": 40}));
+        }
+        Some(Reply::with(
+            b.len() as u64,
+            json!({"aggregations": {"ips": {"buckets": b}}}),
+        ))
+    });
+    let p = Project::new();
+    p.credentials(&es.url);
+    p.alert(
+        "burst",
+        &json!({"index": "auth-*", "schedule": "1h", "throttle_period": "6h", "media": ["slack"],
+            "body": {"query": {"range": {"@timestamp": {"gte": "{{ window.start }}", "lt": "{{ window.end }}"}}}},
+            "group_by": {"path": "aggregations.ips.buckets", "key": "key"},
+            "condition": {"compare": {"doc_count": {"gte": 20}}},
+            "notify_resolved": true,
+            "subject": "burst from {{ group.key }}", "message": "{{ group.count }} failures"})
+        .to_string(),
+    );
+    let (code, v, stderr) = run(esalert(p.path()).args([
+        "test",
+        "burst",
+        "--since",
+        "2025-03-01T00:00:00Z",
+        "--until",
+        "2025-03-01T08:00:00Z",
+        "--json",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let sent: Vec<(String, String, Option<String>)> = v["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| {
+            w["notifications"].as_array().unwrap().iter().map(|n| {
+                (
+                    w["due"].as_str().unwrap()[11..13].to_owned(),
+                    n["key"].as_str().unwrap().to_owned(),
+                    n["kind"].as_str().map(str::to_owned),
+                )
+            })
+        })
+        .collect();
+    let want = |h: &str, k: &str, kind: Option<&str>| {
+        (h.to_owned(), k.to_owned(), kind.map(str::to_owned))
+    };
+    // Each key fires once (a 6h throttle, per key) and resolves once, the
+    // run after it is last seen.
+    assert_eq!(
+        sent,
+        [
+            want("02", "10.0.0.1", None),
+            want("03", "10.0.0.2", None),
+            want("04", "10.0.0.2", Some("resolved")),
+            want("05", "10.0.0.1", Some("resolved")),
+            want("06", "10.0.0.3", None),
+            want("07", "10.0.0.3", Some("resolved")),
+        ],
+        "{v:#}"
+    );
+    assert_eq!(
+        v["summary"], "would have sent 6 notifications for 3 keys over 8h",
+        "{v:#}"
+    );
+}

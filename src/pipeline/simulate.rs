@@ -158,6 +158,9 @@ fn as_fmt_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S
 pub struct Notified {
     /// The group key (`""`: the whole rule).
     pub key: String,
+    /// `resolved`, `digest` or `more` for a notice of the pipeline's making.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// Its subject, as the first of its messages says it.
     pub subject: String,
     /// Where its messages would have gone, one entry per message.
@@ -218,14 +221,10 @@ impl Simulation {
 
 /// The subject a message would carry, for a summary line.
 fn subject_of(m: &Message) -> String {
-    let first_line = |s: &str| s.lines().next().unwrap_or("").to_owned();
     match m {
-        Message::Notification { notification, .. } => notification.rendered.subject.clone(),
-        Message::Email(e) => e.subject.clone(),
-        Message::Slack { text, .. } => first_line(text),
-        Message::Log { text, .. } => first_line(text),
         Message::Webhook(w) => format!("{} {}", w.method, w.url),
         Message::Index { index, docs, .. } => format!("{} document(s) to {index}", docs.len()),
+        other => other.subject().unwrap_or_default(),
     }
 }
 
@@ -313,6 +312,7 @@ async fn run_one(
                 }
                 Notified {
                     key: m.key.clone(),
+                    kind: m.notice.clone(),
                     subject: ds
                         .first()
                         .map(|d| subject_of(&d.message))
