@@ -396,3 +396,22 @@ fn group_by_mistakes_are_check_errors() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("max_groups") && s.contains("burst.json:"), "{s}");
 }
+
+#[test]
+fn the_example_files_of_the_readme_pass_check() {
+    let p = Project::new();
+    let dir = support::repo().join("examples/alerts");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        p.alert(&name, &std::fs::read_to_string(&path).unwrap());
+        n += 1;
+    }
+    assert!(n >= 5);
+    let out = esalert(p.path())
+        .args(["check", "--queries-only"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
