@@ -41,6 +41,17 @@ pub const MESSAGE_VARS: &[&str] = &[
     "group",
     "resolved",
 ];
+/// The attributes of the variables whose shape esalert fixes; the others
+/// (`response`, `hits`, `aggregations`) are the cluster's answer, free-form.
+/// `group.item` is free-form below its name.
+const ATTRIBUTES: &[(&str, &[&str])] = &[
+    ("alert", &["name", "description", "index"]),
+    ("window", &["start", "end"]),
+    ("group", &["key", "item", "count"]),
+    ("now", &[]),
+    ("resolved", &[]),
+];
+
 /// Global functions minijinja provides, which look like variables to
 /// `undeclared_variables`.
 const GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
@@ -68,6 +79,29 @@ pub enum RenderError {
         var: String,
         /// The variables this template may use.
         known: &'static [&'static str],
+    },
+    /// The template names an attribute that will never exist, e.g. `window.begin`.
+    #[error("template {template} uses `{name}`, which never exists: {hint}")]
+    UnknownAttribute {
+        /// Which template.
+        template: String,
+        /// The dotted name, e.g. `alert.nmae`.
+        name: String,
+        /// What exists instead.
+        hint: String,
+    },
+    /// An expression met a value that is not there, e.g. a field the
+    /// response lacks.
+    #[error("alert {alert}: rendering {template} failed: {expr} is undefined")]
+    Undefined {
+        /// The alert.
+        alert: String,
+        /// Which template.
+        template: String,
+        /// The expression as written in the template.
+        expr: String,
+        /// Where the expression starts in the template's text (bytes).
+        offset: Option<usize>,
     },
     /// Rendering failed at run time.
     #[error("alert {alert}: rendering {template} failed: {reason}")]
@@ -163,7 +197,8 @@ pub struct Templates {
 #[derive(Debug, Clone)]
 enum Piece {
     Text(String),
-    Var(Vec<String>),
+    /// A dotted name, and where its `{{` starts in the template's text.
+    Var(Vec<String>, usize),
 }
 
 /// Splits `text {{ a.b }} text` into pieces; `None` when the template uses
@@ -175,6 +210,7 @@ fn simple_pieces(src: &str) -> Option<Vec<Piece>> {
     let mut out = Vec::new();
     let mut rest = src;
     while let Some(open) = rest.find("{{") {
+        let at = src.len().saturating_sub(rest.len()).saturating_add(open);
         if open > 0 {
             out.push(Piece::Text(rest[..open].to_owned()));
         }
@@ -194,7 +230,7 @@ fn simple_pieces(src: &str) -> Option<Vec<Piece>> {
         if path.is_empty() || !path.iter().all(ident) {
             return None;
         }
-        out.push(Piece::Var(path));
+        out.push(Piece::Var(path, at));
         rest = &after[close + 2..];
     }
     if rest.contains("}}") {
@@ -344,6 +380,9 @@ impl minijinja::value::Object for BudgetedRange {
 fn new_env() -> Environment<'static> {
     use minijinja::AutoEscape;
     let mut env = Environment::new();
+    // The `debug` feature is on for error spans (which expression failed);
+    // its debug info would copy values into errors, so it stays off.
+    env.set_debug(false);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
     env.add_function(
@@ -389,7 +428,7 @@ impl Templates {
         subject: &str,
         message: &str,
         body: &Value,
-    ) -> Result<Templates, Vec<(Vec<Seg>, RenderError)>> {
+    ) -> Result<Templates, Vec<TemplateError>> {
         let mut env = new_env();
         let mut errors = Vec::new();
         let mut body_paths = Vec::new();
@@ -418,32 +457,19 @@ impl Templates {
                         env.add_template_owned(format!("{}{flavour}", src.name), src.text.clone());
                 }
             }
-            if let Err(e) = env.add_template_owned(src.name.clone(), src.text) {
-                errors.push((
-                    src.path,
-                    RenderError::Syntax {
+            if let Err(e) = env.add_template_owned(src.name.clone(), src.text.clone()) {
+                errors.push(TemplateError {
+                    at: src.path,
+                    offset: e.range().map(|r| r.start),
+                    error: RenderError::Syntax {
                         template: src.name,
                         reason: e.to_string(),
                     },
-                ));
+                });
                 continue;
             }
             let tmpl = env.get_template(&src.name).expect("just added");
-            let mut undeclared: Vec<_> = tmpl.undeclared_variables(false).into_iter().collect();
-            undeclared.sort();
-            if let Some(var) = undeclared
-                .into_iter()
-                .find(|v| !known.contains(&v.as_str()) && !GLOBALS.contains(&v.as_str()))
-            {
-                errors.push((
-                    src.path.clone(),
-                    RenderError::UndefinedVariable {
-                        template: src.name.clone(),
-                        var,
-                        known,
-                    },
-                ));
-            }
+            errors.extend(unknown_names(&tmpl, &src, known));
             if src.path.first() == Some(&Seg::key("body")) {
                 body_paths.push((src.path[1..].to_vec(), src.name));
             }
@@ -538,21 +564,19 @@ impl Templates {
         for p in pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Var(path) => {
+                Piece::Var(path, at) => {
                     let mut v = ctx.clone();
                     for seg in path {
                         v = v.get_attr(seg).unwrap_or_default();
                         if v.is_undefined() {
-                            return Err(RenderError::Render {
+                            return Err(RenderError::Undefined {
                                 alert: self.alert.clone(),
                                 template: name
                                     .trim_end_matches(".slack")
                                     .trim_end_matches(".html")
                                     .to_owned(),
-                                reason: format!(
-                                    "undefined value: `{}` has no `{seg}` (strict undefined)",
-                                    path.join(".")
-                                ),
+                                expr: path.join("."),
+                                offset: Some(*at),
                             });
                         }
                     }
@@ -573,6 +597,25 @@ impl Templates {
     }
 
     fn err(&self, template: &str, e: minijinja::Error) -> RenderError {
+        if e.kind() == minijinja::ErrorKind::UndefinedError
+            && let Some(range) = e.range()
+            && let Some(expr) = self.env().get_template(template).ok().and_then(|t| {
+                let src = t.source();
+                let start = expr_start(src, range.start);
+                src.get(start..range.end)
+                    .map(|e| (start, e.trim().to_owned()))
+            })
+        {
+            return RenderError::Undefined {
+                alert: self.alert.clone(),
+                template: template
+                    .trim_end_matches(".slack")
+                    .trim_end_matches(".html")
+                    .to_owned(),
+                expr: expr.1,
+                offset: Some(expr.0),
+            };
+        }
         let mut reason = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
@@ -658,6 +701,128 @@ impl Templates {
             text,
         })
     }
+}
+
+/// Where the expression whose part starts at `at` begins: minijinja's span
+/// of a failed lookup starts at the attribute (`.host.name`), the reader
+/// wants the whole path (`hits.hits[0]._source.host.name`).
+fn expr_start(src: &str, mut at: usize) -> usize {
+    let b = src.as_bytes();
+    while let Some(prev) = at.checked_sub(1).and_then(|i| b.get(i)) {
+        match prev {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => at -= 1,
+            b']' => match src.get(..at).and_then(|s| s.rfind('[')) {
+                Some(open) => at = open,
+                None => break,
+            },
+            _ => break,
+        }
+    }
+    at
+}
+
+/// A template that will fail, with where it sits in the alert file.
+#[derive(Debug)]
+pub struct TemplateError {
+    /// The template's place in the alert file.
+    pub at: Vec<Seg>,
+    /// Where the mistake starts in the template's text (bytes), when known.
+    pub offset: Option<usize>,
+    /// What is wrong.
+    pub error: RenderError,
+}
+
+/// Variables and attributes `tmpl` uses that can never exist: every one,
+/// each with where it is first used.
+fn unknown_names(
+    tmpl: &minijinja::Template<'_, '_>,
+    src: &Source,
+    known: &'static [&'static str],
+) -> Vec<TemplateError> {
+    let mut out = Vec::new();
+    let mut vars: Vec<_> = tmpl.undeclared_variables(false).into_iter().collect();
+    vars.sort();
+    for var in vars {
+        if !known.contains(&var.as_str()) && !GLOBALS.contains(&var.as_str()) {
+            out.push(TemplateError {
+                at: src.path.clone(),
+                offset: find_name(&src.text, &var),
+                error: RenderError::UndefinedVariable {
+                    template: src.name.clone(),
+                    var,
+                    known,
+                },
+            });
+        }
+    }
+    let mut names: Vec<_> = tmpl.undeclared_variables(true).into_iter().collect();
+    names.sort();
+    for name in names {
+        let mut parts = name.split('.');
+        let (Some(var), Some(attr)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some((_, attrs)) = ATTRIBUTES.iter().find(|(v, _)| *v == var) else {
+            continue;
+        };
+        if !known.contains(&var) || attrs.contains(&attr) {
+            continue;
+        }
+        let hint = if attrs.is_empty() {
+            format!("`{var}` has no attributes")
+        } else {
+            format!("`{var}` has {}", attrs.join(", "))
+        };
+        let written = format!("{var}.{attr}");
+        out.push(TemplateError {
+            at: src.path.clone(),
+            offset: find_name(&src.text, &written),
+            error: RenderError::UnknownAttribute {
+                template: src.name.clone(),
+                name: written,
+                hint,
+            },
+        });
+    }
+    out
+}
+
+/// Where `name` (a variable or `var.attr`) is first used inside a tag of
+/// `src`: the byte offset, for an error's column.
+fn find_name(src: &str, name: &str) -> Option<usize> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut from = 0;
+    while let Some(open) = src.get(from..).and_then(|r| r.find(['{'])) {
+        let start = from.saturating_add(open);
+        let tag = src.get(start..start.saturating_add(2));
+        let close = match tag {
+            Some("{{") => "}}",
+            Some("{%") => "%}",
+            _ => {
+                from = start.saturating_add(1);
+                continue;
+            }
+        };
+        let end = src
+            .get(start..)
+            .and_then(|r| r.find(close))
+            .map_or(src.len(), |e| start.saturating_add(e));
+        let inside = src.get(start..end).unwrap_or("");
+        let mut at = 0;
+        while let Some(i) = inside.get(at..).and_then(|r| r.find(name)) {
+            let i = at.saturating_add(i);
+            let before = inside.get(..i).and_then(|b| b.chars().next_back());
+            let after = inside
+                .get(i.saturating_add(name.len())..)
+                .and_then(|a| a.chars().next());
+            if !before.is_some_and(|c| ident(c) || c == '.') && !after.is_some_and(ident) {
+                return Some(start.saturating_add(i));
+            }
+            at = i.saturating_add(1);
+        }
+        from = end.max(start.saturating_add(1));
+    }
+    None
 }
 
 /// Collects a render's output, refusing to grow past [`OUTPUT_CAP`] or to
@@ -840,4 +1005,117 @@ fn pointer_mut<'v>(mut v: &'v mut Value, path: &[Seg]) -> Option<&'v mut Value> 
         };
     }
     Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(subject: &str, message: &str, body: Value) -> Vec<(Option<usize>, String)> {
+        match Templates::compile("a", subject, message, &body) {
+            Ok(_) => Vec::new(),
+            Err(es) => es
+                .into_iter()
+                .map(|e| (e.offset, e.error.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn names_that_never_exist_are_errors_at_their_place() {
+        let msg = "x {{ alert.name }} {% if hits.total %}{{ window.begin }}{% endif %} {{ alert.nmae | upper }}";
+        let es = errors("s", msg, serde_json::json!({}));
+        assert_eq!(es.len(), 2, "{es:?}");
+        let at = |n: &str| msg.find(n);
+        assert!(
+            es.contains(&(
+                at("window.begin"),
+                "template message uses `window.begin`, which never exists: `window` has start, end"
+                    .into()
+            )),
+            "{es:?}"
+        );
+        assert!(
+            es.iter().any(|(o, m)| *o == at("alert.nmae")
+                && m.contains("`alert` has name, description, index")),
+            "{es:?}"
+        );
+        // Free-form names and loop variables are not checked.
+        let ok = "{{ group.item.x.y }}{{ hits.hits[0]._source.z }}{% for h in hits.hits %}{{ h.a }}{{ loop.index }}{% endfor %}{{ group.key }}";
+        assert!(errors("s", ok, serde_json::json!({})).is_empty());
+        // Bodies see alert, now and window only; `now` has no attributes.
+        let es = errors(
+            "s",
+            "m",
+            serde_json::json!({"q": "{{ now.x }} {{ group.key }}"}),
+        );
+        assert_eq!(es.len(), 2, "{es:?}");
+        assert!(
+            es.iter()
+                .any(|(o, m)| *o == Some(3) && m.contains("`now` has no attributes")),
+            "{es:?}"
+        );
+        assert!(
+            es.iter()
+                .any(|(o, m)| *o == Some(15) && m.contains("undefined variable `group`")),
+            "{es:?}"
+        );
+    }
+
+    #[test]
+    fn undefined_values_are_named_by_expression() {
+        let response =
+            Arc::new(serde_json::json!({"hits": {"total": 1, "hits": [{"_source": {}}]}}));
+        let info = AlertInfo {
+            name: "a".into(),
+            description: String::new(),
+            index: "i".into(),
+        };
+        let now = Utc::now();
+        for (msg, expr) in [
+            (
+                "n={{ hits.total }} {{ hits.hits[0]._source.host.name }}",
+                "hits.hits[0]._source.host.name",
+            ),
+            ("{{ hits.nope.deeper }}", "hits.nope.deeper"),
+            (
+                "{% for h in hits.hits %}{{ h._source.user }}{% endfor %}",
+                "h._source.user",
+            ),
+        ] {
+            let t = Templates::compile("a", "s", msg, &serde_json::json!({})).unwrap();
+            let vars = MessageVars {
+                response: &response,
+                alert: &info,
+                now,
+                window: Window {
+                    start: now,
+                    end: now,
+                },
+                slack: true,
+                html: true,
+                group: None,
+                resolved: false,
+            };
+            match t.render_message(&vars) {
+                Err(RenderError::Undefined {
+                    expr: e,
+                    offset,
+                    template,
+                    ..
+                }) => {
+                    assert_eq!(e, expr);
+                    assert_eq!(template, "message");
+                    assert_eq!(
+                        offset
+                            .and_then(|o| msg.get(o..))
+                            .map(|r| r.starts_with(expr) || r.starts_with("{{")),
+                        Some(true),
+                        "{msg}: {offset:?}"
+                    );
+                }
+                other => panic!("{msg}: {other:?}"),
+            }
+        }
+    }
 }
