@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
-use crate::alert::locate::Position;
+use crate::alert::locate::{Position, Seg};
 use crate::alert::{LoadError, load_dir, load_named};
 use crate::condition::ScriptEngine;
 use crate::config::{ConfigError, Credentials};
@@ -74,6 +74,11 @@ pub enum Command {
         /// Skip the credentials file.
         #[arg(long)]
         queries_only: bool,
+        /// Saved search responses, `<alert name>.json` each: every native
+        /// alert with one has its subject and message rendered against it.
+        /// The default directory is skipped when absent.
+        #[arg(long, value_name = "DIR")]
+        responses: Option<PathBuf>,
     },
     /// Run one alert now and print the result as JSON; sends nothing.
     Test {
@@ -235,7 +240,10 @@ pub enum CliError {
 pub async fn execute(cli: Cli) -> Result<u8, CliError> {
     let g = cli.global;
     match cli.command {
-        Command::Check { queries_only } => Ok(check(&g, queries_only)),
+        Command::Check {
+            queries_only,
+            responses,
+        } => Ok(check(&g, queries_only, responses.as_deref())),
         Command::Test {
             name,
             response,
@@ -315,7 +323,10 @@ async fn terminated() {
     }
 }
 
-fn check(g: &Global, queries_only: bool) -> u8 {
+/// Where `check` looks for saved responses when `--responses` is not given.
+const DEFAULT_RESPONSES: &str = "tests/fixtures/responses";
+
+fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
     let scripts = ScriptEngine::default();
     let mut problems = Vec::new();
     let mut alerts = Vec::new();
@@ -328,15 +339,59 @@ fn check(g: &Global, queries_only: bool) -> u8 {
         }
         Err(e) => problems.push(e.to_string()),
     }
+    // Alert files again, for positions of what is found after loading.
+    let texts: Vec<Option<String>> = alerts
+        .iter()
+        .map(|a| {
+            crate::alert::read_regular(&a.path, crate::alert::MAX_FILE_SIZE)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+        })
+        .collect();
+    let at = |i: usize, segs: &[Seg]| {
+        texts
+            .get(i)
+            .and_then(Option::as_deref)
+            .and_then(|t| crate::alert::locate::locate(t, segs))
+            .map(|p| format!(":{}:{}", p.line, p.column))
+            .unwrap_or_default()
+    };
+    let dir = responses.unwrap_or(Path::new(DEFAULT_RESPONSES));
+    if dir.is_dir() {
+        for (i, a) in alerts.iter().enumerate() {
+            problems.extend(check_response(
+                a,
+                dir,
+                texts.get(i).and_then(Option::as_deref),
+            ));
+        }
+    } else if responses.is_some() {
+        problems.push(format!(
+            "{}: --responses: not a directory of saved responses",
+            dir.display()
+        ));
+    }
     if !queries_only {
         match Credentials::load(&g.credentials) {
             Err(e) => problems.push(e.to_string()),
             Ok(creds) => {
-                if let Err(e) = Notifiers::from_credentials(&creds) {
-                    problems.push(format!("{}: {e}", g.credentials.display()));
+                let lint = std::fs::read_to_string(&g.credentials)
+                    .map(|text| crate::config::lint(&g.credentials, &text, &creds))
+                    .unwrap_or_default();
+                let slack_linted = lint.iter().any(|p| p.message.starts_with("`slack."));
+                problems.extend(lint.iter().map(ToString::to_string));
+                match Notifiers::from_credentials(&creds) {
+                    // Said already, with its position.
+                    Err(crate::notify::SetupError::Slack(_)) if slack_linted => {}
+                    Err(e) => problems.push(format!("{}: {e}", g.credentials.display())),
+                    Ok(_) => {}
                 }
-                // An alert whose medium has no settings would fail every delivery.
-                for a in &alerts {
+                let webhook = creds
+                    .slack
+                    .as_ref()
+                    .is_some_and(crate::config::SlackConfig::uses_webhook);
+                for (i, a) in alerts.iter().enumerate() {
+                    // An alert whose medium has no settings would fail every delivery.
                     for m in a.body.sinks() {
                         let configured = match m.as_str() {
                             "slack" => creds.slack.is_some(),
@@ -344,26 +399,25 @@ fn check(g: &Global, queries_only: bool) -> u8 {
                             _ => true,
                         };
                         if !configured {
-                            let pos =
-                                crate::alert::read_regular(&a.path, crate::alert::MAX_FILE_SIZE)
-                                    .ok()
-                                    .and_then(|b| String::from_utf8(b).ok())
-                                    .filter(|t| t.contains("\"media\""))
-                                    .and_then(|t| {
-                                        crate::alert::locate::locate(
-                                            &t,
-                                            &[crate::alert::locate::Seg::key("media")],
-                                        )
-                                    });
-                            let at = pos
-                                .map(|p| format!(":{}:{}", p.line, p.column))
-                                .unwrap_or_default();
                             problems.push(format!(
-                                "{}{at}: medium \"{m}\" is not configured in {}; add a \"{m}\" section there or remove it from `media`",
+                                "{}{}: medium \"{m}\" is not configured in {}; add a \"{m}\" section there or remove it from `media`",
                                 a.path.display(),
+                                at(i, &[Seg::key("media")]),
                                 g.credentials.display(),
                             ));
                         }
+                    }
+                    let channel = a
+                        .body_as::<crate::engine::NativeAlert>()
+                        .and_then(|n| n.spec.slack.as_ref())
+                        .is_some_and(|s| s.channel.is_some());
+                    if webhook && channel {
+                        problems.push(format!(
+                            "{}{}: `slack.channel` is ignored: {} posts to Slack through an incoming webhook, which always posts to its own channel; remove it, or use a bot `token` there",
+                            a.path.display(),
+                            at(i, &[Seg::key("slack"), Seg::key("channel")]),
+                            g.credentials.display(),
+                        ));
                     }
                 }
             }
@@ -383,6 +437,72 @@ fn check(g: &Global, queries_only: bool) -> u8 {
         eprintln!("check: {} problem(s) found", problems.len());
         1
     }
+}
+
+/// Renders a native alert's subject and message against its saved response
+/// `dir/<name>.json`, if there is one: the names the response lacks, each
+/// at its expression in the alert file.
+fn check_response(a: &crate::alert::Alert, dir: &Path, text: Option<&str>) -> Vec<String> {
+    let Some(native) = a.body_as::<crate::engine::NativeAlert>() else {
+        return Vec::new();
+    };
+    let path = dir.join(format!("{}.json", a.name));
+    if !path.is_file() {
+        return Vec::new();
+    }
+    let response = match read_response(&path) {
+        Ok(v) => Arc::new(v),
+        Err(e) => return vec![e.to_string()],
+    };
+    let now = chrono::Utc::now();
+    let vars = crate::render::MessageVars {
+        response: &response,
+        alert: &native.info,
+        now,
+        window: crate::render::Window {
+            start: now.checked_sub_signed(a.period(now)).unwrap_or(now),
+            end: now,
+        },
+        slack: false,
+        html: false,
+        group: None,
+        resolved: false,
+    };
+    native
+        .templates
+        .check_message(&vars)
+        .into_iter()
+        .map(|e| {
+            let (template, message, offset) = match &e {
+                crate::render::RenderError::Undefined {
+                    template,
+                    expr,
+                    offset,
+                    ..
+                } => (
+                    template.clone(),
+                    format!("{template}: {expr} is undefined in {}", path.display()),
+                    *offset,
+                ),
+                other => (
+                    other.template().unwrap_or("message").to_owned(),
+                    format!("{other} (with {})", path.display()),
+                    None,
+                ),
+            };
+            let segs = [Seg::key(template)];
+            let pos = text.and_then(|t| match offset {
+                Some(o) => crate::alert::locate::locate_in_string(t, &segs, o),
+                None => crate::alert::locate::locate(t, &segs),
+            });
+            crate::alert::Problem {
+                path: a.path.clone(),
+                position: pos,
+                message,
+            }
+            .to_string()
+        })
+        .collect()
 }
 
 fn read_response(path: &Path) -> Result<Value, CliError> {

@@ -145,6 +145,22 @@ pub enum RenderError {
     },
 }
 
+impl RenderError {
+    /// Which template failed (`subject`, `message`, a body path).
+    pub fn template(&self) -> Option<&str> {
+        match self {
+            RenderError::Syntax { template, .. }
+            | RenderError::UndefinedVariable { template, .. }
+            | RenderError::UnknownAttribute { template, .. }
+            | RenderError::Undefined { template, .. }
+            | RenderError::Render { template, .. }
+            | RenderError::TooLarge { template, .. }
+            | RenderError::TooMuchMemory { template, .. }
+            | RenderError::Empty { template, .. } => Some(template),
+        }
+    }
+}
+
 /// The search window of one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Window {
@@ -197,7 +213,7 @@ pub struct Templates {
 #[derive(Debug, Clone)]
 enum Piece {
     Text(String),
-    /// A dotted name, and where its `{{` starts in the template's text.
+    /// A dotted name, and where it starts in the template's text.
     Var(Vec<String>, usize),
 }
 
@@ -210,7 +226,12 @@ fn simple_pieces(src: &str) -> Option<Vec<Piece>> {
     let mut out = Vec::new();
     let mut rest = src;
     while let Some(open) = rest.find("{{") {
-        let at = src.len().saturating_sub(rest.len()).saturating_add(open);
+        // Where the name starts, past `{{` and blanks.
+        let blanks = rest[open + 2..].len() - rest[open + 2..].trim_start().len();
+        let at = src
+            .len()
+            .saturating_sub(rest.len())
+            .saturating_add(open + 2 + blanks);
         if open > 0 {
             out.push(Piece::Text(rest[..open].to_owned()));
         }
@@ -656,25 +677,7 @@ impl Templates {
 
     /// Renders subject and message, in every flavour, for a matched response.
     pub fn render_message(&self, vars: &MessageVars<'_>) -> Result<Rendered, RenderError> {
-        // The response is wrapped, not copied: templates read only what they use.
-        let response = json_value(vars.response);
-        let ctx = context! {
-            hits => response.get_attr("hits").unwrap_or_default(),
-            aggregations => response.get_attr("aggregations").unwrap_or_default(),
-            response,
-            alert => TValue::from_serialize(vars.alert),
-            now => fmt_time(&vars.now),
-            window => TValue::from_serialize(vars.window),
-            group => match vars.group {
-                Some(g) => context! {
-                    key => g.key.as_str(),
-                    item => json_value(&g.item),
-                    count => g.count,
-                },
-                None => context! { key => "", item => TValue::from(()), count => 0 },
-            },
-            resolved => vars.resolved,
-        };
+        let ctx = message_context(vars);
         let subject = self.render("subject", &ctx)?;
         let text = self.render("message", &ctx)?;
         for (name, t) in [("subject", &subject), ("message", &text)] {
@@ -823,6 +826,41 @@ fn find_name(src: &str, name: &str) -> Option<usize> {
         from = end.max(start.saturating_add(1));
     }
     None
+}
+
+impl Templates {
+    /// Renders subject and message (text) each on its own, as `check` does
+    /// against a saved response: every failing template, not only the first.
+    pub fn check_message(&self, vars: &MessageVars<'_>) -> Vec<RenderError> {
+        let ctx = message_context(vars);
+        ["subject", "message"]
+            .into_iter()
+            .filter_map(|name| self.render(name, &ctx).err())
+            .collect()
+    }
+}
+
+/// What subject and message templates see.
+fn message_context(vars: &MessageVars<'_>) -> TValue {
+    // The response is wrapped, not copied: templates read only what they use.
+    let response = json_value(vars.response);
+    context! {
+        hits => response.get_attr("hits").unwrap_or_default(),
+        aggregations => response.get_attr("aggregations").unwrap_or_default(),
+        response,
+        alert => TValue::from_serialize(vars.alert),
+        now => fmt_time(&vars.now),
+        window => TValue::from_serialize(vars.window),
+        group => match vars.group {
+            Some(g) => context! {
+                key => g.key.as_str(),
+                item => json_value(&g.item),
+                count => g.count,
+            },
+            None => context! { key => "", item => TValue::from(()), count => 0 },
+        },
+        resolved => vars.resolved,
+    }
 }
 
 /// Collects a render's output, refusing to grow past [`OUTPUT_CAP`] or to
@@ -1109,7 +1147,7 @@ mod tests {
                     assert_eq!(
                         offset
                             .and_then(|o| msg.get(o..))
-                            .map(|r| r.starts_with(expr) || r.starts_with("{{")),
+                            .map(|r| r.starts_with(expr)),
                         Some(true),
                         "{msg}: {offset:?}"
                     );
