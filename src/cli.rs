@@ -348,10 +348,17 @@ fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
                 .and_then(|b| String::from_utf8(b).ok())
         })
         .collect();
+    // A key the file lacks (a default) has no position.
     let at = |i: usize, segs: &[Seg]| {
         texts
             .get(i)
             .and_then(Option::as_deref)
+            .filter(|t| {
+                segs.iter().all(|s| match s {
+                    Seg::Key(k) => t.contains(&format!("\"{k}\"")),
+                    Seg::Index(_) => true,
+                })
+            })
             .and_then(|t| crate::alert::locate::locate(t, segs))
             .map(|p| format!(":{}:{}", p.line, p.column))
             .unwrap_or_default()
