@@ -369,7 +369,7 @@ const TEMPLATE_BOMB: &str = r#"{% set ns = namespace(s="xxxxxxxx") %}{% for i in
 
 fn render(message: &str) -> Result<esalert::render::Rendered, esalert::render::RenderError> {
     let t = esalert::render::Templates::compile("bomb", "s", message, &Value::Null)
-        .map_err(|e| e.into_iter().next().unwrap().1)?;
+        .map_err(|e| e.into_iter().next().unwrap().error)?;
     let window = esalert::render::Window {
         start: Utc::now(),
         end: Utc::now(),
