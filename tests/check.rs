@@ -227,3 +227,30 @@ fn credentials_that_would_fail_at_run_time_are_reported_with_positions() {
     let (code, lines) = check(p.path(), &[]);
     assert_eq!((code, lines.len()), (0, 0), "{lines:#?}");
 }
+
+#[test]
+fn a_watch_reports_every_problem_too() {
+    let p = Project::new();
+    p.alert(
+        "w",
+        "{\n  \"trigger\": {\"schedule\": {\"interval\": \"5m\"}},\n  \"input\": {\"simple\": {}},\n  \"condtion\": {\"always\": {}},\n  \"actions\": {\n    \"log\": {\"logging\": {\"text\": \"{{ctx.payload}}\"}, \"throttle_perod\": \"5m\"},\n    \"page\": {\"pagerduty\": {}}\n  }\n}",
+    );
+    let (code, lines) = check(p.path(), &["--queries-only"]);
+    assert_eq!(code, 1);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("queries/w.json:4:3: unknown watch key `condtion`"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("queries/w.json:6:53: ")
+            && l.contains("`throttle_perod` is not an action key")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("queries/w.json:7:14: ") && l.contains("\"pagerduty\"")),
+        "{lines:#?}"
+    );
+}
