@@ -328,13 +328,15 @@ const DEFAULT_RESPONSES: &str = "tests/fixtures/responses";
 
 fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
     let scripts = ScriptEngine::default();
+    // Problems in alert files, printed by file and position; then the others.
+    let mut in_alerts: Vec<crate::alert::Problem> = Vec::new();
     let mut problems = Vec::new();
     let mut alerts = Vec::new();
     match load_dir(&g.queries, &scripts) {
         Ok(report) => {
             alerts = report.alerts;
             for e in report.errors {
-                problems.extend(e.problems().into_iter().map(|p| p.to_string()));
+                in_alerts.extend(e.problems());
             }
         }
         Err(e) => problems.push(e.to_string()),
@@ -360,13 +362,11 @@ fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
                 })
             })
             .and_then(|t| crate::alert::locate::locate(t, segs))
-            .map(|p| format!(":{}:{}", p.line, p.column))
-            .unwrap_or_default()
     };
     let dir = responses.unwrap_or(Path::new(DEFAULT_RESPONSES));
     if dir.is_dir() {
         for (i, a) in alerts.iter().enumerate() {
-            problems.extend(check_response(
+            in_alerts.extend(check_response(
                 a,
                 dir,
                 texts.get(i).and_then(Option::as_deref),
@@ -406,12 +406,14 @@ fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
                             _ => true,
                         };
                         if !configured {
-                            problems.push(format!(
-                                "{}{}: medium \"{m}\" is not configured in {}; add a \"{m}\" section there or remove it from `media`",
-                                a.path.display(),
-                                at(i, &[Seg::key("media")]),
-                                g.credentials.display(),
-                            ));
+                            in_alerts.push(crate::alert::Problem {
+                                path: a.path.clone(),
+                                position: at(i, &[Seg::key("media")]),
+                                message: format!(
+                                    "medium \"{m}\" is not configured in {}; add a \"{m}\" section there or remove it from `media`",
+                                    g.credentials.display()
+                                ),
+                            });
                         }
                     }
                     let channel = a
@@ -419,17 +421,28 @@ fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
                         .and_then(|n| n.spec.slack.as_ref())
                         .is_some_and(|s| s.channel.is_some());
                     if webhook && channel {
-                        problems.push(format!(
-                            "{}{}: `slack.channel` is ignored: {} posts to Slack through an incoming webhook, which always posts to its own channel; remove it, or use a bot `token` there",
-                            a.path.display(),
-                            at(i, &[Seg::key("slack"), Seg::key("channel")]),
-                            g.credentials.display(),
-                        ));
+                        in_alerts.push(crate::alert::Problem {
+                            path: a.path.clone(),
+                            position: at(i, &[Seg::key("slack"), Seg::key("channel")]),
+                            message: format!(
+                                "`slack.channel` is ignored: {} posts to Slack through an incoming webhook, which always posts to its own channel; remove it, or use a bot `token` there",
+                                g.credentials.display()
+                            ),
+                        });
                     }
                 }
             }
         }
     }
+    in_alerts.sort_by(|a, b| {
+        let at = |p: &crate::alert::Problem| p.position.map(|p| (p.line, p.column));
+        a.path.cmp(&b.path).then(at(a).cmp(&at(b)))
+    });
+    let problems: Vec<String> = in_alerts
+        .iter()
+        .map(ToString::to_string)
+        .chain(problems)
+        .collect();
     for p in &problems {
         println!("{p}");
     }
@@ -449,7 +462,11 @@ fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
 /// Renders a native alert's subject and message against its saved response
 /// `dir/<name>.json`, if there is one: the names the response lacks, each
 /// at its expression in the alert file.
-fn check_response(a: &crate::alert::Alert, dir: &Path, text: Option<&str>) -> Vec<String> {
+fn check_response(
+    a: &crate::alert::Alert,
+    dir: &Path,
+    text: Option<&str>,
+) -> Vec<crate::alert::Problem> {
     let Some(native) = a.body_as::<crate::engine::NativeAlert>() else {
         return Vec::new();
     };
@@ -459,7 +476,13 @@ fn check_response(a: &crate::alert::Alert, dir: &Path, text: Option<&str>) -> Ve
     }
     let response = match read_response(&path) {
         Ok(v) => Arc::new(v),
-        Err(e) => return vec![e.to_string()],
+        Err(e) => {
+            return vec![crate::alert::Problem {
+                path: a.path.clone(),
+                position: None,
+                message: e.to_string(),
+            }];
+        }
     };
     let now = chrono::Utc::now();
     let vars = crate::render::MessageVars {
@@ -507,7 +530,6 @@ fn check_response(a: &crate::alert::Alert, dir: &Path, text: Option<&str>) -> Ve
                 position: pos,
                 message,
             }
-            .to_string()
         })
         .collect()
 }

@@ -163,6 +163,8 @@ pub(super) fn parse_native(
     }
     let (Some(templates), Some(condition), true) = (templates, condition, problems.is_empty())
     else {
+        // In the order a reader meets them in the file.
+        problems.sort_by_key(|p| p.position.map(|p| (p.line, p.column)));
         return Err(LoadError::Invalid { problems });
     };
     let info = AlertInfo {
