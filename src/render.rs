@@ -12,7 +12,7 @@ use minijinja::{Environment, UndefinedBehavior, Value as TValue, context};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::alert::locate::Seg;
+use crate::alert::locate::{Seg, pointer_mut};
 
 /// Instructions a single render may execute.
 pub const FUEL: u64 = 5_000_000;
@@ -1032,17 +1032,6 @@ pub struct GroupVars {
     /// How many documents the key stands for (a bucket's `doc_count`, or
     /// the number of matching elements).
     pub count: u64,
-}
-
-fn pointer_mut<'v>(mut v: &'v mut Value, path: &[Seg]) -> Option<&'v mut Value> {
-    for seg in path {
-        v = match (v, seg) {
-            (Value::Object(m), Seg::Key(k)) => m.get_mut(k)?,
-            (Value::Array(a), Seg::Index(i)) => a.get_mut(*i)?,
-            _ => return None,
-        };
-    }
-    Some(v)
 }
 
 #[cfg(test)]

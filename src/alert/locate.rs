@@ -97,6 +97,22 @@ fn raw_offset(lit: &str, decoded: usize) -> Option<usize> {
     Some(i)
 }
 
+/// The value that `path` names inside `v`, to change it.
+pub fn pointer_mut<'v>(
+    mut v: &'v mut serde_json::Value,
+    path: &[Seg],
+) -> Option<&'v mut serde_json::Value> {
+    use serde_json::Value;
+    for seg in path {
+        v = match (v, seg) {
+            (Value::Object(m), Seg::Key(k)) => m.get_mut(k)?,
+            (Value::Array(a), Seg::Index(i)) => a.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
 /// Converts a byte offset into a 1-based line and column.
 pub fn position_of(text: &str, offset: usize) -> Position {
     let offset = offset.min(text.len());

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{Problem, json_problem};
-use super::locate::{Seg, locate};
+use super::locate::{Seg, locate, pointer_mut};
 
 /// Deserializations of one file at most: one per problem found.
 pub const MAX_ROUNDS: usize = 50;
@@ -174,7 +174,7 @@ fn remove(value: &mut Value, at: &[Seg]) -> bool {
     let Some(Seg::Key(k)) = at.get(last_key) else {
         return false;
     };
-    match get_mut(value, &at[..last_key]) {
+    match pointer_mut(value, &at[..last_key]) {
         Some(Value::Object(m)) => m.shift_remove(k).is_some(),
         _ => false,
     }
@@ -185,24 +185,13 @@ fn set(value: &mut Value, at: &[Seg], v: Value) -> bool {
     let Some((Seg::Key(k), parent)) = at.split_last() else {
         return false;
     };
-    match get_mut(value, parent) {
+    match pointer_mut(value, parent) {
         Some(Value::Object(m)) => {
             m.insert(k.clone(), v);
             true
         }
         _ => false,
     }
-}
-
-fn get_mut<'v>(mut v: &'v mut Value, at: &[Seg]) -> Option<&'v mut Value> {
-    for seg in at {
-        v = match (v, seg) {
-            (Value::Object(m), Seg::Key(k)) => m.get_mut(k)?,
-            (Value::Array(a), Seg::Index(i)) => a.get_mut(*i)?,
-            _ => return None,
-        };
-    }
-    Some(v)
 }
 
 #[cfg(test)]
