@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
-use crate::alert::locate::Position;
+use crate::alert::locate::{Position, Seg};
 use crate::alert::{LoadError, load_dir, load_named};
 use crate::condition::ScriptEngine;
 use crate::config::{ConfigError, Credentials};
@@ -74,6 +74,11 @@ pub enum Command {
         /// Skip the credentials file.
         #[arg(long)]
         queries_only: bool,
+        /// Saved search responses, `<alert name>.json` each: every native
+        /// alert with one has its subject and message rendered against it.
+        /// The default directory is skipped when absent.
+        #[arg(long, value_name = "DIR")]
+        responses: Option<PathBuf>,
     },
     /// Run one alert now and show what it would send: as text on a
     /// terminal, as JSON with `--json` or when piped. Sends nothing.
@@ -249,7 +254,10 @@ pub enum CliError {
 pub async fn execute(cli: Cli) -> Result<u8, CliError> {
     let g = cli.global;
     match cli.command {
-        Command::Check { queries_only } => Ok(check(&g, queries_only)),
+        Command::Check {
+            queries_only,
+            responses,
+        } => Ok(check(&g, queries_only, responses.as_deref())),
         Command::Test {
             name,
             response,
@@ -354,28 +362,82 @@ async fn terminated() {
     }
 }
 
-fn check(g: &Global, queries_only: bool) -> u8 {
+/// Where `check` looks for saved responses when `--responses` is not given.
+const DEFAULT_RESPONSES: &str = "tests/fixtures/responses";
+
+fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
     let scripts = ScriptEngine::default();
+    // Problems in alert files, printed by file and position; then the others.
+    let mut in_alerts: Vec<crate::alert::Problem> = Vec::new();
     let mut problems = Vec::new();
     let mut alerts = Vec::new();
     match load_dir(&g.queries, &scripts) {
         Ok(report) => {
             alerts = report.alerts;
             for e in report.errors {
-                problems.extend(e.problems().into_iter().map(|p| p.to_string()));
+                in_alerts.extend(e.problems());
             }
         }
         Err(e) => problems.push(e.to_string()),
+    }
+    // Alert files again, for positions of what is found after loading.
+    let texts: Vec<Option<String>> = alerts
+        .iter()
+        .map(|a| {
+            crate::alert::read_regular(&a.path, crate::alert::MAX_FILE_SIZE)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+        })
+        .collect();
+    // A key the file lacks (a default) has no position.
+    let at = |i: usize, segs: &[Seg]| {
+        texts
+            .get(i)
+            .and_then(Option::as_deref)
+            .filter(|t| {
+                segs.iter().all(|s| match s {
+                    Seg::Key(k) => t.contains(&format!("\"{k}\"")),
+                    Seg::Index(_) => true,
+                })
+            })
+            .and_then(|t| crate::alert::locate::locate(t, segs))
+    };
+    let dir = responses.unwrap_or(Path::new(DEFAULT_RESPONSES));
+    if dir.is_dir() {
+        for (i, a) in alerts.iter().enumerate() {
+            in_alerts.extend(check_response(
+                a,
+                dir,
+                texts.get(i).and_then(Option::as_deref),
+            ));
+        }
+    } else if responses.is_some() {
+        problems.push(format!(
+            "{}: --responses: not a directory of saved responses",
+            dir.display()
+        ));
     }
     if !queries_only {
         match Credentials::load(&g.credentials) {
             Err(e) => problems.push(e.to_string()),
             Ok(creds) => {
-                if let Err(e) = Notifiers::from_credentials(&creds) {
-                    problems.push(format!("{}: {e}", g.credentials.display()));
+                let lint = std::fs::read_to_string(&g.credentials)
+                    .map(|text| crate::config::lint(&g.credentials, &text, &creds))
+                    .unwrap_or_default();
+                let slack_linted = lint.iter().any(|p| p.message.starts_with("`slack."));
+                problems.extend(lint.iter().map(ToString::to_string));
+                match Notifiers::from_credentials(&creds) {
+                    // Said already, with its position.
+                    Err(crate::notify::SetupError::Slack(_)) if slack_linted => {}
+                    Err(e) => problems.push(format!("{}: {e}", g.credentials.display())),
+                    Ok(_) => {}
                 }
-                // An alert whose medium has no settings would fail every delivery.
-                for a in &alerts {
+                let webhook = creds
+                    .slack
+                    .as_ref()
+                    .is_some_and(crate::config::SlackConfig::uses_webhook);
+                for (i, a) in alerts.iter().enumerate() {
+                    // An alert whose medium has no settings would fail every delivery.
                     for m in a.body.sinks() {
                         let configured = match m.as_str() {
                             "slack" => creds.slack.is_some(),
@@ -383,31 +445,43 @@ fn check(g: &Global, queries_only: bool) -> u8 {
                             _ => true,
                         };
                         if !configured {
-                            let pos =
-                                crate::alert::read_regular(&a.path, crate::alert::MAX_FILE_SIZE)
-                                    .ok()
-                                    .and_then(|b| String::from_utf8(b).ok())
-                                    .filter(|t| t.contains("\"media\""))
-                                    .and_then(|t| {
-                                        crate::alert::locate::locate(
-                                            &t,
-                                            &[crate::alert::locate::Seg::key("media")],
-                                        )
-                                    });
-                            let at = pos
-                                .map(|p| format!(":{}:{}", p.line, p.column))
-                                .unwrap_or_default();
-                            problems.push(format!(
-                                "{}{at}: medium \"{m}\" is not configured in {}; add a \"{m}\" section there or remove it from `media`",
-                                a.path.display(),
-                                g.credentials.display(),
-                            ));
+                            in_alerts.push(crate::alert::Problem {
+                                path: a.path.clone(),
+                                position: at(i, &[Seg::key("media")]),
+                                message: format!(
+                                    "medium \"{m}\" is not configured in {}; add a \"{m}\" section there or remove it from `media`",
+                                    g.credentials.display()
+                                ),
+                            });
                         }
+                    }
+                    let channel = a
+                        .body_as::<crate::engine::NativeAlert>()
+                        .and_then(|n| n.spec.slack.as_ref())
+                        .is_some_and(|s| s.channel.is_some());
+                    if webhook && channel {
+                        in_alerts.push(crate::alert::Problem {
+                            path: a.path.clone(),
+                            position: at(i, &[Seg::key("slack"), Seg::key("channel")]),
+                            message: format!(
+                                "`slack.channel` is ignored: {} posts to Slack through an incoming webhook, which always posts to its own channel; remove it, or use a bot `token` there",
+                                g.credentials.display()
+                            ),
+                        });
                     }
                 }
             }
         }
     }
+    in_alerts.sort_by(|a, b| {
+        let at = |p: &crate::alert::Problem| p.position.map(|p| (p.line, p.column));
+        a.path.cmp(&b.path).then(at(a).cmp(&at(b)))
+    });
+    let problems: Vec<String> = in_alerts
+        .iter()
+        .map(ToString::to_string)
+        .chain(problems)
+        .collect();
     for p in &problems {
         println!("{p}");
     }
@@ -422,6 +496,87 @@ fn check(g: &Global, queries_only: bool) -> u8 {
         eprintln!("check: {} problem(s) found", problems.len());
         1
     }
+}
+
+/// Renders a native alert's subject and message against its saved response
+/// `dir/<name>.json`, if there is one: the names the response lacks, each
+/// at its expression in the alert file.
+fn check_response(
+    a: &crate::alert::Alert,
+    dir: &Path,
+    text: Option<&str>,
+) -> Vec<crate::alert::Problem> {
+    let Some(native) = a.body_as::<crate::engine::NativeAlert>() else {
+        return Vec::new();
+    };
+    let path = dir.join(format!("{}.json", a.name));
+    if !path.is_file() {
+        return Vec::new();
+    }
+    let response = match read_response(&path) {
+        Ok(v) => Arc::new(v),
+        Err(e) => {
+            return vec![crate::alert::Problem {
+                path: a.path.clone(),
+                position: None,
+                message: e.to_string(),
+            }];
+        }
+    };
+    let now = chrono::Utc::now();
+    // With `group_by`, rendered as the first entity of the response would be.
+    let group = a.policy.group_by.as_ref().and_then(|spec| {
+        crate::pipeline::group::split(&response, spec, |_, _| Ok::<_, ()>(true))
+            .ok()
+            .and_then(|g| g.groups.into_iter().next())
+    });
+    let vars = crate::render::MessageVars {
+        response: &response,
+        alert: &native.info,
+        now,
+        window: crate::render::Window {
+            start: now.checked_sub_signed(a.period(now)).unwrap_or(now),
+            end: now,
+        },
+        slack: false,
+        html: false,
+        group: group.as_ref(),
+        resolved: false,
+    };
+    native
+        .templates
+        .check_message(&vars)
+        .into_iter()
+        .map(|e| {
+            let (template, message, offset) = match &e {
+                crate::render::RenderError::Undefined {
+                    template,
+                    expr,
+                    offset,
+                    ..
+                } => (
+                    template.clone(),
+                    format!("{template}: {expr} is undefined in {}", path.display()),
+                    *offset,
+                ),
+                other => (
+                    other.template().unwrap_or("message").to_owned(),
+                    format!("{other} (with {})", path.display()),
+                    None,
+                ),
+            };
+            let segs = [Seg::key(template)];
+            let pos = text.and_then(|t| match offset {
+                Some(o) => crate::alert::locate::locate_in_string(t, &segs, o),
+                None => crate::alert::locate::locate(t, &segs),
+            });
+            crate::alert::Problem {
+                path: a.path.clone(),
+                position: pos,
+                message,
+            }
+        })
+        .collect()
 }
 
 fn read_response(path: &Path) -> Result<Value, CliError> {

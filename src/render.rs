@@ -12,7 +12,7 @@ use minijinja::{Environment, UndefinedBehavior, Value as TValue, context};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::alert::locate::Seg;
+use crate::alert::locate::{Seg, pointer_mut};
 
 /// Instructions a single render may execute.
 pub const FUEL: u64 = 5_000_000;
@@ -41,6 +41,17 @@ pub const MESSAGE_VARS: &[&str] = &[
     "group",
     "resolved",
 ];
+/// The attributes of the variables whose shape esalert fixes; the others
+/// (`response`, `hits`, `aggregations`) are the cluster's answer, free-form.
+/// `group.item` is free-form below its name.
+const ATTRIBUTES: &[(&str, &[&str])] = &[
+    ("alert", &["name", "description", "index"]),
+    ("window", &["start", "end"]),
+    ("group", &["key", "item", "count"]),
+    ("now", &[]),
+    ("resolved", &[]),
+];
+
 /// Global functions minijinja provides, which look like variables to
 /// `undeclared_variables`.
 const GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
@@ -68,6 +79,29 @@ pub enum RenderError {
         var: String,
         /// The variables this template may use.
         known: &'static [&'static str],
+    },
+    /// The template names an attribute that will never exist, e.g. `window.begin`.
+    #[error("template {template} uses `{name}`, which never exists: {hint}")]
+    UnknownAttribute {
+        /// Which template.
+        template: String,
+        /// The dotted name, e.g. `alert.nmae`.
+        name: String,
+        /// What exists instead.
+        hint: String,
+    },
+    /// An expression met a value that is not there, e.g. a field the
+    /// response lacks.
+    #[error("alert {alert}: rendering {template} failed: {expr} is undefined")]
+    Undefined {
+        /// The alert.
+        alert: String,
+        /// Which template.
+        template: String,
+        /// The expression as written in the template.
+        expr: String,
+        /// Where the expression starts in the template's text (bytes).
+        offset: Option<usize>,
     },
     /// Rendering failed at run time.
     #[error("alert {alert}: rendering {template} failed: {reason}")]
@@ -109,6 +143,22 @@ pub enum RenderError {
         /// Which template.
         template: String,
     },
+}
+
+impl RenderError {
+    /// Which template failed (`subject`, `message`, a body path).
+    pub fn template(&self) -> Option<&str> {
+        match self {
+            RenderError::Syntax { template, .. }
+            | RenderError::UndefinedVariable { template, .. }
+            | RenderError::UnknownAttribute { template, .. }
+            | RenderError::Undefined { template, .. }
+            | RenderError::Render { template, .. }
+            | RenderError::TooLarge { template, .. }
+            | RenderError::TooMuchMemory { template, .. }
+            | RenderError::Empty { template, .. } => Some(template),
+        }
+    }
 }
 
 /// The search window of one run.
@@ -163,7 +213,8 @@ pub struct Templates {
 #[derive(Debug, Clone)]
 enum Piece {
     Text(String),
-    Var(Vec<String>),
+    /// A dotted name, and where it starts in the template's text.
+    Var(Vec<String>, usize),
 }
 
 /// Splits `text {{ a.b }} text` into pieces; `None` when the template uses
@@ -175,6 +226,12 @@ fn simple_pieces(src: &str) -> Option<Vec<Piece>> {
     let mut out = Vec::new();
     let mut rest = src;
     while let Some(open) = rest.find("{{") {
+        // Where the name starts, past `{{` and blanks.
+        let blanks = rest[open + 2..].len() - rest[open + 2..].trim_start().len();
+        let at = src
+            .len()
+            .saturating_sub(rest.len())
+            .saturating_add(open + 2 + blanks);
         if open > 0 {
             out.push(Piece::Text(rest[..open].to_owned()));
         }
@@ -194,7 +251,7 @@ fn simple_pieces(src: &str) -> Option<Vec<Piece>> {
         if path.is_empty() || !path.iter().all(ident) {
             return None;
         }
-        out.push(Piece::Var(path));
+        out.push(Piece::Var(path, at));
         rest = &after[close + 2..];
     }
     if rest.contains("}}") {
@@ -344,6 +401,9 @@ impl minijinja::value::Object for BudgetedRange {
 fn new_env() -> Environment<'static> {
     use minijinja::AutoEscape;
     let mut env = Environment::new();
+    // The `debug` feature is on for error spans (which expression failed);
+    // its debug info would copy values into errors, so it stays off.
+    env.set_debug(false);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
     env.add_function(
@@ -389,7 +449,7 @@ impl Templates {
         subject: &str,
         message: &str,
         body: &Value,
-    ) -> Result<Templates, Vec<(Vec<Seg>, RenderError)>> {
+    ) -> Result<Templates, Vec<TemplateError>> {
         let mut env = new_env();
         let mut errors = Vec::new();
         let mut body_paths = Vec::new();
@@ -418,32 +478,19 @@ impl Templates {
                         env.add_template_owned(format!("{}{flavour}", src.name), src.text.clone());
                 }
             }
-            if let Err(e) = env.add_template_owned(src.name.clone(), src.text) {
-                errors.push((
-                    src.path,
-                    RenderError::Syntax {
+            if let Err(e) = env.add_template_owned(src.name.clone(), src.text.clone()) {
+                errors.push(TemplateError {
+                    at: src.path,
+                    offset: e.range().map(|r| r.start),
+                    error: RenderError::Syntax {
                         template: src.name,
                         reason: e.to_string(),
                     },
-                ));
+                });
                 continue;
             }
             let tmpl = env.get_template(&src.name).expect("just added");
-            let mut undeclared: Vec<_> = tmpl.undeclared_variables(false).into_iter().collect();
-            undeclared.sort();
-            if let Some(var) = undeclared
-                .into_iter()
-                .find(|v| !known.contains(&v.as_str()) && !GLOBALS.contains(&v.as_str()))
-            {
-                errors.push((
-                    src.path.clone(),
-                    RenderError::UndefinedVariable {
-                        template: src.name.clone(),
-                        var,
-                        known,
-                    },
-                ));
-            }
+            errors.extend(unknown_names(&tmpl, &src, known));
             if src.path.first() == Some(&Seg::key("body")) {
                 body_paths.push((src.path[1..].to_vec(), src.name));
             }
@@ -538,21 +585,19 @@ impl Templates {
         for p in pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Var(path) => {
+                Piece::Var(path, at) => {
                     let mut v = ctx.clone();
                     for seg in path {
                         v = v.get_attr(seg).unwrap_or_default();
                         if v.is_undefined() {
-                            return Err(RenderError::Render {
+                            return Err(RenderError::Undefined {
                                 alert: self.alert.clone(),
                                 template: name
                                     .trim_end_matches(".slack")
                                     .trim_end_matches(".html")
                                     .to_owned(),
-                                reason: format!(
-                                    "undefined value: `{}` has no `{seg}` (strict undefined)",
-                                    path.join(".")
-                                ),
+                                expr: path.join("."),
+                                offset: Some(*at),
                             });
                         }
                     }
@@ -573,6 +618,25 @@ impl Templates {
     }
 
     fn err(&self, template: &str, e: minijinja::Error) -> RenderError {
+        if e.kind() == minijinja::ErrorKind::UndefinedError
+            && let Some(range) = e.range()
+            && let Some(expr) = self.env().get_template(template).ok().and_then(|t| {
+                let src = t.source();
+                let start = expr_start(src, range.start);
+                src.get(start..range.end)
+                    .map(|e| (start, e.trim().to_owned()))
+            })
+        {
+            return RenderError::Undefined {
+                alert: self.alert.clone(),
+                template: template
+                    .trim_end_matches(".slack")
+                    .trim_end_matches(".html")
+                    .to_owned(),
+                expr: expr.1,
+                offset: Some(expr.0),
+            };
+        }
         let mut reason = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
@@ -613,25 +677,7 @@ impl Templates {
 
     /// Renders subject and message, in every flavour, for a matched response.
     pub fn render_message(&self, vars: &MessageVars<'_>) -> Result<Rendered, RenderError> {
-        // The response is wrapped, not copied: templates read only what they use.
-        let response = json_value(vars.response);
-        let ctx = context! {
-            hits => response.get_attr("hits").unwrap_or_default(),
-            aggregations => response.get_attr("aggregations").unwrap_or_default(),
-            response,
-            alert => TValue::from_serialize(vars.alert),
-            now => fmt_time(&vars.now),
-            window => TValue::from_serialize(vars.window),
-            group => match vars.group {
-                Some(g) => context! {
-                    key => g.key.as_str(),
-                    item => json_value(&g.item),
-                    count => g.count,
-                },
-                None => context! { key => "", item => TValue::from(()), count => 0 },
-            },
-            resolved => vars.resolved,
-        };
+        let ctx = message_context(vars);
         let subject = self.render("subject", &ctx)?;
         let text = self.render("message", &ctx)?;
         for (name, t) in [("subject", &subject), ("message", &text)] {
@@ -657,6 +703,163 @@ impl Templates {
             },
             text,
         })
+    }
+}
+
+/// Where the expression whose part starts at `at` begins: minijinja's span
+/// of a failed lookup starts at the attribute (`.host.name`), the reader
+/// wants the whole path (`hits.hits[0]._source.host.name`).
+fn expr_start(src: &str, mut at: usize) -> usize {
+    let b = src.as_bytes();
+    while let Some(prev) = at.checked_sub(1).and_then(|i| b.get(i)) {
+        match prev {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => at -= 1,
+            b']' => match src.get(..at).and_then(|s| s.rfind('[')) {
+                Some(open) => at = open,
+                None => break,
+            },
+            _ => break,
+        }
+    }
+    at
+}
+
+/// A template that will fail, with where it sits in the alert file.
+#[derive(Debug)]
+pub struct TemplateError {
+    /// The template's place in the alert file.
+    pub at: Vec<Seg>,
+    /// Where the mistake starts in the template's text (bytes), when known.
+    pub offset: Option<usize>,
+    /// What is wrong.
+    pub error: RenderError,
+}
+
+/// Variables and attributes `tmpl` uses that can never exist: every one,
+/// each with where it is first used.
+fn unknown_names(
+    tmpl: &minijinja::Template<'_, '_>,
+    src: &Source,
+    known: &'static [&'static str],
+) -> Vec<TemplateError> {
+    let mut out = Vec::new();
+    let mut vars: Vec<_> = tmpl.undeclared_variables(false).into_iter().collect();
+    vars.sort();
+    for var in vars {
+        if !known.contains(&var.as_str()) && !GLOBALS.contains(&var.as_str()) {
+            out.push(TemplateError {
+                at: src.path.clone(),
+                offset: find_name(&src.text, &var),
+                error: RenderError::UndefinedVariable {
+                    template: src.name.clone(),
+                    var,
+                    known,
+                },
+            });
+        }
+    }
+    let mut names: Vec<_> = tmpl.undeclared_variables(true).into_iter().collect();
+    names.sort();
+    for name in names {
+        let mut parts = name.split('.');
+        let (Some(var), Some(attr)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some((_, attrs)) = ATTRIBUTES.iter().find(|(v, _)| *v == var) else {
+            continue;
+        };
+        if !known.contains(&var) || attrs.contains(&attr) {
+            continue;
+        }
+        let hint = if attrs.is_empty() {
+            format!("`{var}` has no attributes")
+        } else {
+            format!("`{var}` has {}", attrs.join(", "))
+        };
+        let written = format!("{var}.{attr}");
+        out.push(TemplateError {
+            at: src.path.clone(),
+            offset: find_name(&src.text, &written),
+            error: RenderError::UnknownAttribute {
+                template: src.name.clone(),
+                name: written,
+                hint,
+            },
+        });
+    }
+    out
+}
+
+/// Where `name` (a variable or `var.attr`) is first used inside a tag of
+/// `src`: the byte offset, for an error's column.
+fn find_name(src: &str, name: &str) -> Option<usize> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut from = 0;
+    while let Some(open) = src.get(from..).and_then(|r| r.find(['{'])) {
+        let start = from.saturating_add(open);
+        let tag = src.get(start..start.saturating_add(2));
+        let close = match tag {
+            Some("{{") => "}}",
+            Some("{%") => "%}",
+            _ => {
+                from = start.saturating_add(1);
+                continue;
+            }
+        };
+        let end = src
+            .get(start..)
+            .and_then(|r| r.find(close))
+            .map_or(src.len(), |e| start.saturating_add(e));
+        let inside = src.get(start..end).unwrap_or("");
+        let mut at = 0;
+        while let Some(i) = inside.get(at..).and_then(|r| r.find(name)) {
+            let i = at.saturating_add(i);
+            let before = inside.get(..i).and_then(|b| b.chars().next_back());
+            let after = inside
+                .get(i.saturating_add(name.len())..)
+                .and_then(|a| a.chars().next());
+            if !before.is_some_and(|c| ident(c) || c == '.') && !after.is_some_and(ident) {
+                return Some(start.saturating_add(i));
+            }
+            at = i.saturating_add(1);
+        }
+        from = end.max(start.saturating_add(1));
+    }
+    None
+}
+
+impl Templates {
+    /// Renders subject and message (text) each on its own, as `check` does
+    /// against a saved response: every failing template, not only the first.
+    pub fn check_message(&self, vars: &MessageVars<'_>) -> Vec<RenderError> {
+        let ctx = message_context(vars);
+        ["subject", "message"]
+            .into_iter()
+            .filter_map(|name| self.render(name, &ctx).err())
+            .collect()
+    }
+}
+
+/// What subject and message templates see.
+fn message_context(vars: &MessageVars<'_>) -> TValue {
+    // The response is wrapped, not copied: templates read only what they use.
+    let response = json_value(vars.response);
+    context! {
+        hits => response.get_attr("hits").unwrap_or_default(),
+        aggregations => response.get_attr("aggregations").unwrap_or_default(),
+        response,
+        alert => TValue::from_serialize(vars.alert),
+        now => fmt_time(&vars.now),
+        window => TValue::from_serialize(vars.window),
+        group => match vars.group {
+            Some(g) => context! {
+                key => g.key.as_str(),
+                item => json_value(&g.item),
+                count => g.count,
+            },
+            None => context! { key => "", item => TValue::from(()), count => 0 },
+        },
+        resolved => vars.resolved,
     }
 }
 
@@ -831,13 +1034,115 @@ pub struct GroupVars {
     pub count: u64,
 }
 
-fn pointer_mut<'v>(mut v: &'v mut Value, path: &[Seg]) -> Option<&'v mut Value> {
-    for seg in path {
-        v = match (v, seg) {
-            (Value::Object(m), Seg::Key(k)) => m.get_mut(k)?,
-            (Value::Array(a), Seg::Index(i)) => a.get_mut(*i)?,
-            _ => return None,
-        };
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(subject: &str, message: &str, body: Value) -> Vec<(Option<usize>, String)> {
+        match Templates::compile("a", subject, message, &body) {
+            Ok(_) => Vec::new(),
+            Err(es) => es
+                .into_iter()
+                .map(|e| (e.offset, e.error.to_string()))
+                .collect(),
+        }
     }
-    Some(v)
+
+    #[test]
+    fn names_that_never_exist_are_errors_at_their_place() {
+        let msg = "x {{ alert.name }} {% if hits.total %}{{ window.begin }}{% endif %} {{ alert.nmae | upper }}";
+        let es = errors("s", msg, serde_json::json!({}));
+        assert_eq!(es.len(), 2, "{es:?}");
+        let at = |n: &str| msg.find(n);
+        assert!(
+            es.contains(&(
+                at("window.begin"),
+                "template message uses `window.begin`, which never exists: `window` has start, end"
+                    .into()
+            )),
+            "{es:?}"
+        );
+        assert!(
+            es.iter().any(|(o, m)| *o == at("alert.nmae")
+                && m.contains("`alert` has name, description, index")),
+            "{es:?}"
+        );
+        // Free-form names and loop variables are not checked.
+        let ok = "{{ group.item.x.y }}{{ hits.hits[0]._source.z }}{% for h in hits.hits %}{{ h.a }}{{ loop.index }}{% endfor %}{{ group.key }}";
+        assert!(errors("s", ok, serde_json::json!({})).is_empty());
+        // Bodies see alert, now and window only; `now` has no attributes.
+        let es = errors(
+            "s",
+            "m",
+            serde_json::json!({"q": "{{ now.x }} {{ group.key }}"}),
+        );
+        assert_eq!(es.len(), 2, "{es:?}");
+        assert!(
+            es.iter()
+                .any(|(o, m)| *o == Some(3) && m.contains("`now` has no attributes")),
+            "{es:?}"
+        );
+        assert!(
+            es.iter()
+                .any(|(o, m)| *o == Some(15) && m.contains("undefined variable `group`")),
+            "{es:?}"
+        );
+    }
+
+    #[test]
+    fn undefined_values_are_named_by_expression() {
+        let response =
+            Arc::new(serde_json::json!({"hits": {"total": 1, "hits": [{"_source": {}}]}}));
+        let info = AlertInfo {
+            name: "a".into(),
+            description: String::new(),
+            index: "i".into(),
+        };
+        let now = Utc::now();
+        for (msg, expr) in [
+            (
+                "n={{ hits.total }} {{ hits.hits[0]._source.host.name }}",
+                "hits.hits[0]._source.host.name",
+            ),
+            ("{{ hits.nope.deeper }}", "hits.nope.deeper"),
+            (
+                "{% for h in hits.hits %}{{ h._source.user }}{% endfor %}",
+                "h._source.user",
+            ),
+        ] {
+            let t = Templates::compile("a", "s", msg, &serde_json::json!({})).unwrap();
+            let vars = MessageVars {
+                response: &response,
+                alert: &info,
+                now,
+                window: Window {
+                    start: now,
+                    end: now,
+                },
+                slack: true,
+                html: true,
+                group: None,
+                resolved: false,
+            };
+            match t.render_message(&vars) {
+                Err(RenderError::Undefined {
+                    expr: e,
+                    offset,
+                    template,
+                    ..
+                }) => {
+                    assert_eq!(e, expr);
+                    assert_eq!(template, "message");
+                    assert_eq!(
+                        offset
+                            .and_then(|o| msg.get(o..))
+                            .map(|r| r.starts_with(expr)),
+                        Some(true),
+                        "{msg}: {offset:?}"
+                    );
+                }
+                other => panic!("{msg}: {other:?}"),
+            }
+        }
+    }
 }

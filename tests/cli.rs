@@ -77,7 +77,7 @@ fn check_reports_every_problem_with_positions() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("queries/tmpl.json:3:2: ")
+            .any(|l| l.starts_with("queries/tmpl.json:3:17: ")
                 && l.contains("undefined variable `nope`")),
         "{stdout}"
     );

@@ -89,17 +89,17 @@ fn bad_files_point_at_the_mistake() {
         ),
         (
             "{\"index\": \"a\",\n \"body\": {},\n \"message\": \"{{ hits.total \"}",
-            "queries/x.json:3:2",
+            "queries/x.json:3:22:",
             "template syntax error in message",
         ),
         (
             "{\"index\": \"a\",\n \"body\": {},\n \"message\": \"ok\",\n \"subject\": \"{{ hitz }}\"}",
-            "queries/x.json:4:2",
+            "queries/x.json:4:17:",
             "undefined variable `hitz`",
         ),
         (
             "{\"index\": \"a\",\n \"body\": {\"query\": {\"range\": {\"t\": {\"gte\": \"{{ window.begin\"}}}},\n \"message\": \"ok\"}",
-            "queries/x.json:2:37",
+            "queries/x.json:2:55:",
             "template syntax error in body.query.range.t.gte",
         ),
         (

@@ -36,10 +36,81 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<Position> {
     let mut s = Scanner {
         b: text.as_bytes(),
         i: 0,
+        values: false,
     };
     s.ws();
     let offset = s.find(path, None)?;
     Some(position_of(text, offset))
+}
+
+/// The position of character `offset` (a byte offset into the decoded
+/// string) inside the JSON string value that `path` names: where a template
+/// expression sits in the file. Falls back to [`locate`] when `path` does
+/// not name a string.
+pub fn locate_in_string(text: &str, path: &[Seg], offset: usize) -> Option<Position> {
+    let mut s = Scanner {
+        b: text.as_bytes(),
+        i: 0,
+        values: true,
+    };
+    s.ws();
+    let Some(start) = s.find(path, None).filter(|&i| s.b.get(i) == Some(&b'"')) else {
+        return locate(text, path);
+    };
+    let raw = raw_offset(&text[start..], offset)?;
+    Some(position_of(text, start.saturating_add(raw)))
+}
+
+/// Maps a byte offset into the decoded value of the JSON string literal
+/// at the start of `lit` to a byte offset into `lit`.
+fn raw_offset(lit: &str, decoded: usize) -> Option<usize> {
+    let b = lit.as_bytes();
+    let mut i = 1; // past the opening quote
+    let mut n = 0;
+    while n < decoded {
+        match *b.get(i)? {
+            b'"' => return Some(i),
+            b'\\' => {
+                if b.get(i + 1)? == &b'u' {
+                    let code = lit.get(i + 2..i + 6)?;
+                    let c = u32::from_str_radix(code, 16).ok()?;
+                    // A surrogate pair is one 4-byte character.
+                    if (0xD800..0xDC00).contains(&c) && lit.get(i + 6..i + 8) == Some("\\u") {
+                        n += 4;
+                        i += 12;
+                    } else {
+                        n += char::from_u32(c).map_or(3, char::len_utf8);
+                        i += 6;
+                    }
+                } else {
+                    n += 1;
+                    i += 2;
+                }
+            }
+            _ => {
+                let c = lit.get(i..)?.chars().next()?;
+                n += c.len_utf8();
+                i += c.len_utf8();
+            }
+        }
+    }
+    Some(i)
+}
+
+/// The value that `path` names inside `v`, to change it.
+pub fn pointer_mut<'v>(
+    mut v: &'v mut serde_json::Value,
+    path: &[Seg],
+) -> Option<&'v mut serde_json::Value> {
+    use serde_json::Value;
+    for seg in path {
+        v = match (v, seg) {
+            (Value::Object(m), Seg::Key(k)) => m.get_mut(k)?,
+            (Value::Array(a), Seg::Index(i)) => a.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(v)
 }
 
 /// Converts a byte offset into a 1-based line and column.
@@ -62,6 +133,8 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
+    /// Find the value of an object member rather than its key.
+    values: bool,
 }
 
 impl Scanner<'_> {
@@ -92,7 +165,8 @@ impl Scanner<'_> {
                     self.i += 1; // ':'
                     self.ws();
                     if &key == want {
-                        return self.find(&path[1..], Some(key_at));
+                        let here = (!self.values).then_some(key_at);
+                        return self.find(&path[1..], here);
                     }
                     self.skip()?;
                     self.ws();
@@ -196,6 +270,17 @@ mod tests {
         // A missing tail falls back to the deepest part found.
         let p = locate(text, &[Seg::key("b"), Seg::key("zz")]).unwrap();
         assert_eq!((p.line, p.column), (3, 3));
+    }
+
+    #[test]
+    fn finds_offsets_inside_strings() {
+        let text = "{\"m\": \"a\\n\\u00e9{{ x }}\"}";
+        // Decoded "a\né{{ x }}": `x` is at byte 7.
+        let p = locate_in_string(text, &[Seg::key("m")], 7).unwrap();
+        assert_eq!(&text[p.column - 1..p.column], "x");
+        // Not a string: the key.
+        let p = locate_in_string("{\"m\": 1}", &[Seg::key("m")], 3).unwrap();
+        assert_eq!(p.column, 2);
     }
 
     #[test]

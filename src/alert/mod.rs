@@ -6,6 +6,7 @@
 pub mod error;
 mod loader;
 pub mod locate;
+pub mod problems;
 pub mod schedule;
 mod size;
 

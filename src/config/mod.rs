@@ -342,6 +342,80 @@ impl Credentials {
     }
 }
 
+/// Settings that parse but will fail or be ignored at run time, each with
+/// its position in `text`: for `esalert check`. Values are not shown (URLs
+/// may carry secrets).
+pub fn lint(path: &Path, text: &str, creds: &Credentials) -> Vec<crate::alert::Problem> {
+    let mut out = Vec::new();
+    let mut at = |segs: &[&str], message: String| {
+        let segs: Vec<Seg> = segs.iter().map(|s| Seg::key(*s)).collect();
+        out.push(crate::alert::Problem {
+            path: path.to_owned(),
+            position: locate(text, &segs),
+            message,
+        });
+    };
+    let mut url = |segs: &[&str], value: Option<&str>, example: &str| {
+        if value.is_some_and(|v| !has_http_scheme(v)) {
+            at(
+                segs,
+                format!(
+                    "`{}` must start with http:// or https://, e.g. \"{example}\"",
+                    segs.join(".")
+                ),
+            );
+        }
+    };
+    let es = &creds.elasticsearch;
+    url(
+        &["elasticsearch", "url"],
+        Some(&es.url),
+        "https://localhost:9200",
+    );
+    if let Some(slack) = &creds.slack {
+        use secrecy::ExposeSecret;
+        url(
+            &["slack", "webhook_url"],
+            slack.webhook_url.as_ref().map(|s| s.expose_secret()),
+            "https://hooks.slack.com/services/…",
+        );
+        url(
+            &["slack", "api_url"],
+            slack.api_url.as_deref(),
+            "https://slack.com/api",
+        );
+    }
+    if let Some(ca) = &es.ca_cert
+        && let Err(e) = crate::search::read_ca_cert(ca)
+    {
+        at(&["elasticsearch", "ca_cert"], e);
+    }
+    if let Some(slack) = &creds.slack
+        && slack.uses_webhook()
+        && slack.channel.is_some()
+    {
+        at(
+            &["slack", "channel"],
+            "`slack.channel` is ignored: an incoming webhook always posts to the channel it was created for; remove `channel`, or use a bot `token` to choose the channel".into(),
+        );
+    }
+    out
+}
+
+/// Whether `url` starts with `http://` or `https://` (any case).
+fn has_http_scheme(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+impl SlackConfig {
+    /// Whether posts go to an incoming webhook (a `token` wins over it),
+    /// where the channel is the webhook's and `channel` settings are ignored.
+    pub fn uses_webhook(&self) -> bool {
+        self.token.is_none() && self.webhook_url.is_some()
+    }
+}
+
 /// Segments of a serde path such as `email.to[0]`, for [`locate`].
 fn path_segs(path: &str) -> Vec<Seg> {
     let mut segs = Vec::new();

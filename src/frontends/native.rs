@@ -11,8 +11,8 @@ use serde_json::Value;
 use super::FrontEnd;
 use std::sync::Arc;
 
-use crate::alert::error::json_problem;
-use crate::alert::locate::{Seg, locate};
+use crate::alert::locate::{Seg, locate, locate_in_string};
+use crate::alert::problems::deserialize_all;
 use crate::alert::{Alert, AlertFile, LoadError, Problem};
 use crate::condition::Condition;
 use crate::condition::ScriptEngine;
@@ -234,27 +234,26 @@ pub(super) fn parse_native(
     text: &str,
     engine: &ScriptEngine,
 ) -> Result<Alert, LoadError> {
-    // Pass 2: the schema, streaming from text so errors keep their position.
-    let mut de = serde_json::Deserializer::from_str(text);
-    let spec: AlertFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let at = e.path().to_string();
-        LoadError::Invalid {
-            problems: vec![json_problem(path, e.inner(), Some(&at))],
-        }
-    })?;
+    // Pass 2: the schema; every problem, each with its position.
+    let (spec, mut problems) = deserialize_all::<AlertFile>(path, text);
+    let Some(spec) = spec else {
+        return Err(LoadError::Invalid { problems });
+    };
 
-    // Pass 3: what serde cannot see; collect every problem.
-    let mut problems = Vec::new();
+    // Pass 3: what serde cannot see, on whatever parsed; collect every problem.
     let here = |segs: &[Seg]| locate(text, segs);
     let body = Value::Object(spec.body.clone());
     let templates = match Templates::compile(name, &spec.subject, &spec.message, &body) {
         Ok(t) => Some(t),
         Err(errs) => {
-            for (segs, e) in errs {
+            for e in errs {
                 problems.push(Problem {
                     path: path.to_owned(),
-                    position: here(&segs),
-                    message: e.to_string(),
+                    position: match e.offset {
+                        Some(at) => locate_in_string(text, &e.at, at),
+                        None => here(&e.at),
+                    },
+                    message: e.error.to_string(),
                 });
             }
             None
@@ -280,6 +279,8 @@ pub(super) fn parse_native(
     }
     let (Some(templates), Some(condition), true) = (templates, condition, problems.is_empty())
     else {
+        // In the order a reader meets them in the file.
+        problems.sort_by_key(|p| p.position.map(|p| (p.line, p.column)));
         return Err(LoadError::Invalid { problems });
     };
     let info = AlertInfo {

@@ -224,6 +224,26 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// The most a CA file may hold: a bundle of a few hundred certificates.
+const CA_CERT_MAX: u64 = 4 << 20;
+
+/// Reads `ca_cert`: a PEM file with at least one certificate (a file with
+/// none, e.g. a key or a DER file, would only fail later, at every TLS
+/// handshake). Used by the client and by `esalert check`.
+pub fn read_ca_cert(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = crate::alert::read_regular(path, CA_CERT_MAX)
+        .map_err(|e| format!("cannot read ca_cert {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("ca_cert {} is not PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "ca_cert {} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the CA's certificate in PEM form",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
 impl EsClient {
     /// Builds the client. Logs a warning when TLS verification is off, and
     /// when the URL carried a user and password.
@@ -241,13 +261,7 @@ impl EsClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64);
         if let Some(ca) = &cfg.ca_cert {
-            let pem = std::fs::read(ca).map_err(|e| {
-                SearchError::Config(format!("cannot read ca_cert {}: {e}", ca.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                SearchError::Config(format!("ca_cert {} is not PEM: {e}", ca.display()))
-            })?;
-            for c in certs {
+            for c in read_ca_cert(ca).map_err(SearchError::Config)? {
                 b = b.add_root_certificate(c);
             }
         }

@@ -733,6 +733,17 @@ fn action(p: &mut P, at: &[Seg], id: &str, v: &Value) -> Option<Action> {
         );
         return None;
     };
+    // An action has one type; a second "type" is a misspelt key that
+    // Watcher would refuse and that would otherwise be ignored here.
+    for extra in kinds.iter().skip(1) {
+        p.err(
+            &key(at, extra),
+            format!(
+                "action {id:?} has a `{kind}` type already; `{extra}` is not an action key ({})",
+                KNOWN_ACTION_KEYS.join(", ")
+            ),
+        );
+    }
     let body = &m[*kind];
     let here = key(at, kind);
     let obj = body.as_object().cloned().unwrap_or_default();
