@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::alert::Alert;
-use crate::alert::{AlertFile, Medium};
+use crate::alert::AlertFile;
 use crate::condition::Condition;
 use crate::condition::{Scope, ScriptEngine, ScriptError, hits_total};
 use crate::notify::Notification;
@@ -90,8 +90,34 @@ pub struct NativeAlert {
 }
 
 impl NativeAlert {
-    /// The media a match goes to, each once, in a stable order.
-    pub fn media(&self) -> Vec<Medium> {
+    /// The alert's settings for destination `name`: `outputs.<name>`, and
+    /// for the destinations named `slack` and `email` the older `slack` and
+    /// `email` sections.
+    pub fn settings_for(&self, name: &str) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = self.spec.outputs.get(name).cloned().unwrap_or_default();
+        match name {
+            "slack" => {
+                if let Some(c) = self.spec.slack.as_ref().and_then(|s| s.channel.clone()) {
+                    m.entry("channel").or_insert(c.into());
+                }
+            }
+            "email" => {
+                if let Some(e) = &self.spec.email {
+                    if !e.to.is_empty() {
+                        m.entry("to").or_insert(e.to.clone().into());
+                    }
+                    if !e.cc.is_empty() {
+                        m.entry("cc").or_insert(e.cc.clone().into());
+                    }
+                }
+            }
+            _ => {}
+        }
+        m
+    }
+
+    /// The destinations a match goes to, each once, in a stable order.
+    pub fn media(&self) -> Vec<String> {
         let mut m = self.spec.media.clone();
         m.sort();
         m.dedup();
@@ -114,20 +140,14 @@ impl Notification {
             rendered,
             hits,
             time,
-            slack_channel: alert.spec.slack.as_ref().and_then(|s| s.channel.clone()),
-            email_to: alert
-                .spec
-                .email
-                .as_ref()
-                .map(|e| e.to.clone())
-                .unwrap_or_default(),
-            email_cc: alert
-                .spec
-                .email
-                .as_ref()
-                .map(|e| e.cc.clone())
-                .unwrap_or_default(),
+            // Set per destination, from its settings (NativeAlert::plan).
+            slack_channel: None,
+            email_to: Vec::new(),
+            email_cc: Vec::new(),
             resolved: false,
+            key: String::new(),
+            window: None,
+            settings: Default::default(),
         }
     }
 }
@@ -265,8 +285,10 @@ pub fn evaluate_shared(
             alert: &alert.info,
             now,
             window,
-            slack: alert.spec.media.contains(&crate::alert::Medium::Slack),
-            html: alert.spec.media.contains(&crate::alert::Medium::Email),
+            // Destinations are named, their types known only with the
+            // credentials: every flavour is rendered.
+            slack: true,
+            html: true,
             group,
             resolved: false,
         });

@@ -162,7 +162,7 @@ impl RenderError {
 }
 
 /// The search window of one run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Window {
     /// Inclusive start.
     #[serde(serialize_with = "rfc3339")]

@@ -213,6 +213,9 @@ async fn slack_long_message_is_split_into_ordered_posts() {
         email_to: vec![],
         email_cc: vec![],
         resolved: false,
+        key: String::new(),
+        window: None,
+        settings: Default::default(),
     };
     slack(s.webhook_credentials()).send(&n).await.unwrap();
     let posts = s.delivered();

@@ -50,6 +50,9 @@ fn notification() -> Notification {
         email_to: vec![],
         email_cc: vec![],
         resolved: false,
+        key: String::new(),
+        window: None,
+        settings: Default::default(),
     }
 }
 

@@ -230,7 +230,7 @@ fn defaults_and_body_rendering() {
     assert_eq!(n.spec.schedule.to_string(), "1m");
     assert_eq!(n.spec.throttle_period.to_string(), "15m");
     assert!(n.spec.active);
-    assert_eq!(n.spec.media, [esalert::alert::Medium::Slack]);
+    assert_eq!(n.spec.media, ["slack"]);
     assert_eq!(n.spec.subject, "[esalert] {{ alert.name }}");
     let now = chrono::Utc
         .with_ymd_and_hms(2026, 11, 21, 20, 41, 0)

@@ -38,6 +38,9 @@ async fn every_client_builds_and_handshakes_in_one_process() {
         email_to: vec![],
         email_cc: vec![],
         resolved: false,
+        key: String::new(),
+        window: None,
+        settings: Default::default(),
     };
     let slack: SlackConfig =
         serde_json::from_value(json!({"webhook_url": format!("{https}/hooks/x")})).unwrap();

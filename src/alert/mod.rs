@@ -29,27 +29,36 @@ pub struct Indices(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for Indices {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum OneOrMany {
-            One(String),
-            Many(Vec<String>),
-        }
-        let v = match OneOrMany::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "`index` must be a string or an array of strings, e.g. \"winlogbeat-*\"",
-            )
-        })? {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        };
-        if v.is_empty() || v.iter().any(|s| s.trim().is_empty()) {
-            return Err(serde::de::Error::custom(
-                "`index` must name at least one non-empty index pattern",
-            ));
-        }
-        Ok(Indices(v))
+        one_or_many(
+            d,
+            "`index` must be a string or an array of strings, e.g. \"winlogbeat-*\"",
+            "`index` must name at least one non-empty index pattern",
+        )
+        .map(Indices)
     }
+}
+
+/// A string or a non-empty array of non-empty strings, as one list;
+/// `wrong_type` and `empty` are the errors a user reads.
+pub fn one_or_many<'de, D: Deserializer<'de>>(
+    d: D,
+    wrong_type: &str,
+    empty: &str,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let v = match OneOrMany::deserialize(d).map_err(|_| serde::de::Error::custom(wrong_type))? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    if v.is_empty() || v.iter().any(|s| s.trim().is_empty()) {
+        return Err(serde::de::Error::custom(empty));
+    }
+    Ok(v)
 }
 
 /// Where a notification can go.
@@ -119,9 +128,15 @@ pub struct AlertFile {
     /// Inactive alerts are validated but never run.
     #[serde(default = "yes")]
     pub active: bool,
-    /// Where matches are sent.
-    #[serde(default = "default_media")]
-    pub media: Vec<Medium>,
+    /// Where matches are sent: destination names from credentials.json
+    /// (`slack` and `email` are its top-level sections; `outputs` names the rest).
+    #[serde(default = "default_media", deserialize_with = "destination_names")]
+    pub media: Vec<String>,
+    /// The alert's own settings per destination, e.g.
+    /// `{"oncall": {"severity": "warning"}}`; which keys a destination
+    /// accepts depends on its type (`esalert check` says).
+    #[serde(default)]
+    pub outputs: std::collections::BTreeMap<String, Map<String, Value>>,
     /// Slack settings for this alert.
     #[serde(default)]
     pub slack: Option<SlackOverride>,
@@ -205,8 +220,18 @@ fn yes() -> bool {
     true
 }
 
-fn default_media() -> Vec<Medium> {
-    vec![Medium::Slack]
+fn default_media() -> Vec<String> {
+    vec!["slack".to_owned()]
+}
+
+fn destination_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    if let Some(bad) = v.iter().find(|n| !valid_name(n)) {
+        return Err(serde::de::Error::custom(format!(
+            "`media` names destinations of credentials.json (`slack`, `email`, or a name under `outputs`); {bad:?} is not a valid name: use a-z, 0-9, _ and -"
+        )));
+    }
+    Ok(v)
 }
 
 /// Every front end's files load into the one rule type.

@@ -65,6 +65,16 @@ pub struct Credentials {
     /// Email delivery settings.
     #[serde(default)]
     pub email: Option<EmailConfig>,
+    /// Named destinations, by name: `{"type": "pagerduty", …}`; each
+    /// type's settings are checked when the destinations are built
+    /// (see [`crate::sinks::destinations`]).
+    #[serde(default)]
+    pub outputs: std::collections::BTreeMap<String, Value>,
+    /// Where esalert's notices about itself go ("alert is failing", "the
+    /// cluster is unreachable"); by default every destination people read
+    /// (chat and email).
+    #[serde(default)]
+    pub notices: Option<Vec<String>>,
 }
 
 /// How to reach Elasticsearch or OpenSearch.
@@ -202,10 +212,18 @@ impl EsConfig {
 }
 
 /// Keys whose values are secrets: errors name them, never show their values.
-const SECRET_KEYS: [&str; 4] = ["password", "api_key", "token", "webhook_url"];
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "api_key",
+    "token",
+    "webhook_url",
+    "routing_key",
+    "bot_token",
+    "api_token",
+];
 
 /// Whether a serde path (`elasticsearch.password`) ends at a secret.
-fn is_secret_path(path: &str) -> bool {
+pub fn is_secret_path(path: &str) -> bool {
     path.rsplit('.')
         .next()
         .is_some_and(|last| SECRET_KEYS.contains(&last))

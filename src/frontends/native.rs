@@ -54,7 +54,7 @@ impl RuleBody for NativeAlert {
     }
 
     fn sinks(&self) -> Vec<String> {
-        self.media().iter().map(|m| m.as_str().to_owned()).collect()
+        self.media()
     }
 
     fn evaluate<'a>(
@@ -100,7 +100,8 @@ impl RuleBody for NativeAlert {
             let mut actions = Vec::new();
             let mut keys = Vec::new();
             if let Some(rendered) = eval.rendered {
-                let n = Notification::new(self, rendered, eval.hits, cx.now);
+                let mut n = Notification::new(self, rendered, eval.hits, cx.now);
+                n.window = Some(cx.window);
                 actions.extend(self.plan(WHOLE_RULE, &n));
                 keys.push(WHOLE_RULE.to_owned());
             }
@@ -109,7 +110,8 @@ impl RuleBody for NativeAlert {
                 for (g, rendered) in eval.groups {
                     groups.push(serde_json::json!({"key": g.key, "count": g.count,
                         "subject": rendered.subject, "message": rendered.text}));
-                    let n = Notification::new(self, rendered, g.count, cx.now);
+                    let mut n = Notification::new(self, rendered, g.count, cx.now);
+                    n.window = Some(cx.window);
                     actions.extend(self.plan(&g.key, &n));
                     keys.push(g.key);
                 }
@@ -178,8 +180,8 @@ impl RuleBody for NativeAlert {
                     start: notice.time,
                     end: notice.time,
                 },
-                slack: self.spec.media.contains(&crate::alert::Medium::Slack),
-                html: self.spec.media.contains(&crate::alert::Medium::Email),
+                slack: true,
+                html: true,
                 group: rule.policy.group_by.as_ref().map(|_| &group),
                 resolved: true,
             }) {
@@ -208,20 +210,30 @@ impl RuleBody for NativeAlert {
 
 impl NativeAlert {
     /// One action per medium, all carrying notification `n` about `key`.
+    /// One action per destination, each with the alert's settings for it.
     fn plan(&self, key: &str, n: &Notification) -> Vec<PlannedAction> {
         self.media()
             .into_iter()
-            .map(|m| PlannedAction {
-                id: m.as_str().to_owned(),
-                key: key.to_owned(),
-                kind: m.as_str(),
-                scope: RULE_SCOPE.to_owned(),
-                throttle: self.spec.throttle_period.value,
-                ackable: false,
-                plan: Plan::Send(vec![Message::Notification {
-                    sink: m.as_str().to_owned(),
-                    notification: n.clone(),
-                }]),
+            .map(|m| {
+                let mut n = n.clone();
+                n.key = key.to_owned();
+                n.settings = self.settings_for(&m);
+                // What the Slack and email transports read.
+                n.slack_channel = n.setting("channel").map(str::to_owned);
+                n.email_to = n.setting_list("to").unwrap_or_default();
+                n.email_cc = n.setting_list("cc").unwrap_or_default();
+                PlannedAction {
+                    id: m.clone(),
+                    key: key.to_owned(),
+                    kind: "notification",
+                    scope: RULE_SCOPE.to_owned(),
+                    throttle: self.spec.throttle_period.value,
+                    ackable: false,
+                    plan: Plan::Send(vec![Message::Notification {
+                        sink: m,
+                        notification: n,
+                    }]),
+                }
             })
             .collect()
     }

@@ -42,6 +42,56 @@ pub struct Notification {
     /// The notice that an earlier match is over (`notify_resolved`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resolved: bool,
+    /// The group key it is about (`""` for the whole alert).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// The searched window, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::render::Window>,
+    /// The alert's own settings for the destination this copy goes to
+    /// (`outputs.<name>` in the alert file: `channel`, `to`, `severity`, …).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Notification {
+    /// A string setting of the alert's for this destination.
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.get(name).and_then(serde_json::Value::as_str)
+    }
+
+    /// A list setting (`to`, `tags`): a string counts as a list of one.
+    pub fn setting_list(&self, name: &str) -> Option<Vec<String>> {
+        match self.settings.get(name)? {
+            serde_json::Value::String(s) => Some(vec![s.clone()]),
+            serde_json::Value::Array(a) => Some(
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// A stable identifier of the incident this notification is about:
+    /// the same for every repeat and the resolution of one (alert, key),
+    /// so providers merge them (PagerDuty `dedup_key`, Opsgenie `alias`).
+    pub fn incident_key(&self) -> String {
+        incident_key(&self.alert, &self.key)
+    }
+}
+
+/// [`Notification::incident_key`] of (alert, key): `esalert-<alert>-<hash>`,
+/// at most 64 characters whatever the key.
+pub fn incident_key(alert: &str, key: &str) -> String {
+    let mut input = Vec::with_capacity(alert.len() + key.len() + 1);
+    input.extend_from_slice(alert.as_bytes());
+    input.push(0);
+    input.extend_from_slice(key.as_bytes());
+    let d = ring::digest::digest(&ring::digest::SHA256, &input);
+    let hex: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let alert: String = alert.chars().take(38).collect();
+    format!("esalert-{alert}-{hex}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +176,21 @@ pub enum SetupError {
     /// Email settings are unusable.
     #[error("credentials.json email: {0}")]
     Email(String),
+    /// A destination under `outputs` is unusable.
+    #[error("credentials.json outputs.{name}{}: {message}", if at.is_empty() { String::new() } else { format!(".{}", at.join(".")) })]
+    Output {
+        /// The destination's name.
+        name: String,
+        /// The setting, inside the destination.
+        at: Vec<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// `notices` names a destination that doesn't exist.
+    #[error(
+        "credentials.json notices: no destination named {0:?}; name `slack`, `email` or one under `outputs`"
+    )]
+    Notices(String),
 }
 
 /// The configured media.
@@ -137,7 +202,18 @@ pub struct Notifiers {
     /// [`Notification`] (attachments, bcc, several channels).
     slack_client: Option<Arc<slack::SlackNotifier>>,
     email_client: Option<Arc<email::EmailNotifier>>,
+    /// The named destinations of `outputs`.
+    destinations: Vec<Destination>,
+    /// `notices`, when set.
+    notices: Option<Vec<String>>,
 }
+
+/// A built destination: its name, type and sink.
+pub type Destination = (
+    String,
+    &'static crate::sinks::destinations::DestinationType,
+    Arc<dyn crate::sinks::Sink>,
+);
 
 impl fmt::Debug for Notifiers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -159,12 +235,37 @@ impl Notifiers {
             Some(e) => Some(Arc::new(email::EmailNotifier::new(e)?)),
             None => None,
         };
+        let destinations =
+            crate::sinks::destinations::build_all(c).map_err(|(name, e)| SetupError::Output {
+                name,
+                at: e.at,
+                message: e.message,
+            })?;
+        if let Some(n) = c.notices.iter().flatten().find(|n| {
+            !((n.as_str() == "slack" && c.slack.is_some())
+                || (n.as_str() == "email" && c.email.is_some())
+                || destinations.iter().any(|d| &d.0 == *n))
+        }) {
+            return Err(SetupError::Notices(n.clone()));
+        }
         Ok(Notifiers {
             slack: slack_client.clone().map(|x| x as Arc<dyn Notifier>),
             email: email_client.clone().map(|x| x as Arc<dyn Notifier>),
             slack_client,
             email_client,
+            destinations,
+            notices: c.notices.clone(),
         })
+    }
+
+    /// The named destinations of `outputs`.
+    pub fn destinations(&self) -> &[Destination] {
+        &self.destinations
+    }
+
+    /// `notices`, when credentials.json sets it.
+    pub fn notice_targets(&self) -> Option<&[String]> {
+        self.notices.as_deref()
     }
 
     /// Uses the given notifiers (tests, embedding).

@@ -45,26 +45,11 @@ fn default_max_groups() -> usize {
 }
 
 fn key_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    let v = match OneOrMany::deserialize(d).map_err(|_| {
-        serde::de::Error::custom(
-            "`group_by.key` must be a path such as \"key\" or \"_source.source.ip\", or an array of paths",
-        )
-    })? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    };
-    if v.is_empty() || v.iter().any(|s| s.trim().is_empty()) {
-        return Err(serde::de::Error::custom(
-            "`group_by.key` must name at least one non-empty path",
-        ));
-    }
-    Ok(v)
+    crate::alert::one_or_many(
+        d,
+        "`group_by.key` must be a path such as \"key\" or \"_source.source.ip\", or an array of paths",
+        "`group_by.key` must name at least one non-empty path",
+    )
 }
 
 fn max_groups<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {

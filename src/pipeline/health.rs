@@ -21,6 +21,9 @@ fn notice(alert: &str, subject: String, text: String, now: DateTime<Utc>) -> Not
         email_to: Vec::new(),
         email_cc: Vec::new(),
         resolved: false,
+        key: String::new(),
+        window: None,
+        settings: Default::default(),
     }
 }
 

@@ -130,7 +130,6 @@ pub struct RunReport {
 pub struct Runner {
     es: EsClient,
     scripts: Arc<ScriptEngine>,
-    notifiers: Notifiers,
     sinks: Sinks,
     state: Arc<dyn StateBackend>,
     clock: Arc<dyn Clock>,
@@ -177,7 +176,6 @@ impl Runner {
             silences,
             es,
             scripts,
-            notifiers,
             sinks,
             state,
             clock,
@@ -198,7 +196,9 @@ impl Runner {
     /// Sends through `sinks` instead of the configured ones (`esalert
     /// test --since` captures what would have been sent).
     pub fn with_sinks(mut self, sinks: Sinks) -> Runner {
-        self.sinks = sinks;
+        // Notices still go where credentials.json says, now through these.
+        let notices = self.sinks.notice_targets().to_vec();
+        self.sinks = sinks.with_notice_targets(notices);
         self
     }
 

@@ -571,20 +571,21 @@ impl Runner {
         (result, tries.load(Ordering::Relaxed))
     }
 
-    /// Sends a notice about alerting itself to every configured medium.
+    /// Sends a notice about alerting itself to every destination that
+    /// takes notices (`notices` in credentials.json).
     pub(super) async fn send_notice(&self, n: Notification) {
-        for medium in self.notifiers.configured() {
+        for name in self.sinks.notice_targets() {
             let m = Message::Notification {
-                sink: medium.as_str().to_owned(),
+                sink: name.clone(),
                 notification: n.clone(),
             };
             let (r, _) = self.send_with_retries(&m, &n.alert).await;
             match r {
                 Ok(()) => {
-                    tracing::warn!(event = "notice", medium = medium.as_str(), subject = %n.rendered.subject)
+                    tracing::warn!(event = "notice", medium = name.as_str(), subject = %n.rendered.subject)
                 }
                 Err(e) => {
-                    tracing::error!(event = "notice_failed", medium = medium.as_str(), subject = %n.rendered.subject, error = %e)
+                    tracing::error!(event = "notice_failed", medium = name.as_str(), subject = %n.rendered.subject, error = %e)
                 }
             }
         }

@@ -18,7 +18,7 @@ struct CaptureSink {
 }
 
 impl Sink for CaptureSink {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         self.name
     }
 
@@ -49,6 +49,11 @@ impl Sinks {
                 into: into.clone(),
             }));
         }
+        // Named destinations too, whatever their names.
+        s.fallback = Some(Arc::new(CaptureSink {
+            name: "destination",
+            into: into.clone(),
+        }));
         (s, into)
     }
 }

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use super::destinations::{DestinationType, SettingError, settings};
 use super::{EmailMessage, Message, Sink, SinkError};
 use crate::alert::Medium;
+use crate::config::EmailConfig;
 use crate::notify::email::EmailNotifier;
 use crate::notify::{Notifier, Notifiers};
 use futures::future::BoxFuture;
@@ -85,6 +87,8 @@ impl EmailMessage {
 }
 
 pub(super) struct EmailSink {
+    /// The destination's name (`email` for the top-level section).
+    name: String,
     notifier: Arc<dyn Notifier>,
     client: Option<Arc<EmailNotifier>>,
 }
@@ -93,15 +97,35 @@ impl EmailSink {
     pub(super) fn build(n: &Notifiers) -> Option<EmailSink> {
         let notifier = n.get(Medium::Email).ok()?.clone();
         Some(EmailSink {
+            name: "email".into(),
             notifier,
             client: n.email_client().cloned(),
         })
     }
 }
 
+/// `{"type": "email", …}`: the settings of the top-level `email` section,
+/// so that alerts can go to different SMTP relays or recipients.
+pub(super) static TYPE: DestinationType = DestinationType {
+    name: "email",
+    overridable: &["to", "cc"],
+    build: |name, v, _| {
+        let cfg: EmailConfig = settings(v)?;
+        let client =
+            Arc::new(EmailNotifier::new(&cfg).map_err(|e| SettingError::at("", e.to_string()))?);
+        Ok(Arc::new(EmailSink {
+            name: name.to_owned(),
+            notifier: client.clone(),
+            client: Some(client),
+        }))
+    },
+    lint: super::destinations::no_lint,
+    notices: true,
+};
+
 impl Sink for EmailSink {
-    fn name(&self) -> &'static str {
-        "email"
+    fn name(&self) -> &str {
+        &self.name
     }
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), SinkError>> {

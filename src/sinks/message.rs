@@ -125,6 +125,12 @@ impl SinkError {
         }
     }
 
+    /// The same error, with how long the peer asked us to wait.
+    pub fn with_retry_after(mut self, d: Option<Duration>) -> Self {
+        self.retry_after = d;
+        self
+    }
+
     /// Whether retrying later may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         self.transient
@@ -165,10 +171,17 @@ impl std::error::Error for SinkError {}
 
 /// An output.
 pub trait Sink: Send + Sync {
-    /// The name messages use to reach it (`slack`, `email`, …).
-    fn name(&self) -> &'static str;
+    /// The name messages use to reach it (`slack`, `email`, a destination
+    /// named in credentials.json, …).
+    fn name(&self) -> &str;
     /// Delivers one message.
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), SinkError>>;
+    /// Checks, without notifying anyone, that the destination accepts
+    /// esalert's credentials (`esalert check --online`); `Ok` where the
+    /// provider has no way to ask.
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A file attached to an email.
