@@ -196,6 +196,13 @@ fn keys_beyond_max_groups_go_in_one_summary() {
         assert!(summary.contains(&format!("{k}\\t{n}")), "{k}: {summary}");
     }
     assert!(!summary.contains("a\\t50"), "{summary}");
+    // The summary opens no incident of its own (nothing to resolve later).
+    let st = store(&p);
+    assert!(
+        st["alerts"]["burst"]["keys"].get("(more)").is_none(),
+        "{st:#}"
+    );
+    assert!(st["alerts"]["burst"]["keys"]["a"]["firing_since"].is_string());
 }
 
 #[test]

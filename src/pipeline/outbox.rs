@@ -223,7 +223,11 @@ impl Runner {
                         seq,
                         matched_at: tick,
                         key: (*key).to_owned(),
-                        notice: notice.map(str::to_owned),
+                        // The summary of keys beyond max_groups is a notice:
+                        // it opens no incident of its own.
+                        notice: notice.map(str::to_owned).or_else(|| {
+                            (*key == super::group::OVERFLOW_KEY).then(|| "more".to_owned())
+                        }),
                         deliveries,
                     });
                     seqs.push(seq);
