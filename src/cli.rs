@@ -1334,6 +1334,12 @@ struct StatusRow {
     /// Silences in force.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     silences: Vec<crate::silence::Silence>,
+    /// Group keys whose incident is open (fired, not resolved yet).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    incidents: Vec<String>,
+    /// Matches gathered by an open digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<u64>,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     actions: std::collections::BTreeMap<String, crate::throttle::AckState>,
     /// Why the file is rejected, `path:line:col: message` per problem: the
@@ -1500,6 +1506,16 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
                 .filter(|s| s.rule == name && s.until > now)
                 .cloned()
                 .collect(),
+            incidents: st
+                .map(|s| {
+                    s.keys
+                        .iter()
+                        .filter(|(k, v)| !k.is_empty() && v.firing_since.is_some())
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            digest: st.and_then(|s| s.digest.as_ref()).map(|d| d.total),
             actions: alert
                 .and_then(|a| a.watch())
                 .map(|w| {
@@ -1546,6 +1562,12 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
                     }
                     if !r.owed.is_empty() {
                         o.push_str(&format!(" (owed: {})", r.owed.join(",")));
+                    }
+                    if !r.incidents.is_empty() {
+                        o.push_str(&format!(" (open: {})", r.incidents.join(",")));
+                    }
+                    if let Some(n) = r.digest {
+                        o.push_str(&format!(" (digest: {n} gathered)"));
                     }
                     if !r.actions.is_empty() {
                         let acks: Vec<String> = r

@@ -137,6 +137,13 @@ fn an_entity_that_goes_away_gets_one_resolved_notice() {
             .any(|l| has(l, "event", "resolved") && has(l, "key", "192.0.2.200")),
         "resolution is logged"
     );
+    // `status` lists the incidents still open.
+    let out = esalert(p.path())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["incidents"], json!(["198.51.100.77"]), "{rows:#}");
     // It comes back: a new incident, but its throttle still runs.
     es.push(buckets(&[("192.0.2.200", 9), ("198.51.100.77", 41)]));
     esalert(p.path()).arg("once").assert().success();
