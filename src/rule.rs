@@ -149,6 +149,9 @@ pub struct EvalContext<'a> {
     pub window: Window,
     /// A saved response that stands for every search (`test --response`).
     pub saved: Option<&'a Value>,
+    /// What the rule body asked to remember at its last successful run
+    /// (stateful rule types: known terms, previous counts).
+    pub memory: Option<&'a Value>,
     /// (Group key, scope) pairs whose actions won't be delivered this run
     /// (throttled, acknowledged), so that the front end can skip their work.
     pub suppressed: &'a (dyn Fn(&str, &str) -> Option<&'static str> + Sync),
@@ -222,6 +225,9 @@ pub struct Evaluated {
     /// Every key that matched (beyond `max_groups` too); `[""]` for a
     /// matched rule without `group_by`.
     pub keys: Vec<String>,
+    /// What to remember for the next run, stored with the run's outcome
+    /// (`None` keeps what was remembered).
+    pub memory: Option<Value>,
     /// What `esalert test` prints besides `alert`, `matched` and `hits`
     /// (the rendered notification, or Watcher's `watch_record`).
     pub detail: serde_json::Map<String, Value>,

@@ -88,3 +88,54 @@ fn a_broken_destination_stops_esalert_with_its_setting_named() {
         "{err}"
     );
 }
+
+/// A destination a rule configures itself (`Message::Inline`) is built from
+/// the same registry on first use and delivers like a named one.
+#[tokio::test]
+async fn a_destination_a_rule_configures_itself_is_built_on_first_use() {
+    esalert::install_crypto_provider();
+    let slack = SlackStandIn::start();
+    let creds = esalert::config::Credentials::parse(
+        std::path::Path::new("credentials.json"),
+        &json!({"elasticsearch": {"url": "http://127.0.0.1:1"}}).to_string(),
+        &|_| None,
+    )
+    .unwrap();
+    let notifiers = esalert::notify::Notifiers::from_credentials(&creds).unwrap();
+    let es = esalert::search::EsClient::new(&creds.elasticsearch).unwrap();
+    let sinks = esalert::sinks::Sinks::new(&notifiers, &es);
+    let n = esalert::notify::Notification {
+        alert: "rule".into(),
+        rendered: esalert::render::Rendered::from_data("subject".into(), "inline text".into()),
+        hits: 1,
+        time: chrono::Utc::now(),
+        slack_channel: None,
+        email_to: vec![],
+        email_cc: vec![],
+        resolved: false,
+        key: String::new(),
+        window: None,
+        settings: Default::default(),
+    };
+    let m = esalert::sinks::Message::Inline {
+        destination: json!({"type": "slack", "webhook_url": slack.webhook_url()}),
+        notification: n.clone(),
+    };
+    sinks.send(&m).await.unwrap();
+    sinks.send(&m).await.unwrap();
+    assert_eq!(slack.delivered().len(), 2);
+    assert!(
+        slack.delivered()[0]
+            .body
+            .to_string()
+            .contains("inline text")
+    );
+    // A broken one is a permanent error naming the setting.
+    let bad = esalert::sinks::Message::Inline {
+        destination: json!({"type": "slack", "webhok_url": "x"}),
+        notification: n,
+    };
+    let e = sinks.send(&bad).await.unwrap_err();
+    assert!(!e.is_transient());
+    assert!(e.to_string().contains("webhok_url"), "{e}");
+}

@@ -149,6 +149,7 @@ impl RuleBody for NativeAlert {
                 took_ms: eval.took_ms,
                 actions,
                 keys,
+                memory: None,
                 detail,
             })
         })

@@ -206,6 +206,8 @@ pub struct Notifiers {
     destinations: Vec<Destination>,
     /// `notices`, when set.
     notices: Option<Vec<String>>,
+    /// The file, for destinations rules configure themselves.
+    credentials: Option<Arc<Credentials>>,
 }
 
 /// A built destination: its name, type and sink.
@@ -255,7 +257,13 @@ impl Notifiers {
             email_client,
             destinations,
             notices: c.notices.clone(),
+            credentials: Some(Arc::new(c.clone())),
         })
+    }
+
+    /// The credentials these were built from.
+    pub fn credentials(&self) -> Option<&Arc<Credentials>> {
+        self.credentials.as_ref()
     }
 
     /// The named destinations of `outputs`.

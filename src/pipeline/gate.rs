@@ -108,6 +108,9 @@ pub(super) fn observe(
     let may_resolve = eval.partial.is_none();
     state
         .update_rule(&rule.name, |st| {
+            if let Some(m) = &eval.memory {
+                st.memory = Some(m.clone());
+            }
             let mut resolved = Vec::new();
             for k in &matched {
                 st.keys.entry((*k).to_owned()).or_default().last_seen = Some(tick);

@@ -304,6 +304,7 @@ impl Runner {
         let window = window::for_run(state, rule, tick);
         let suppressed = gate::Suppressed::snapshot(state, rule, now);
         let owed_before = gate::owed_scopes(state, rule);
+        let memory = state.read_rule(&rule.name, |st| st.and_then(|s| s.memory.clone()));
         let result = {
             let _slot = match slot {
                 Some(s) => Some(s),
@@ -318,6 +319,7 @@ impl Runner {
                 scheduled: tick,
                 window,
                 saved: None,
+                memory: memory.as_ref(),
                 suppressed: &suppress,
             };
             rule.body.evaluate(rule, &cx).await
@@ -552,6 +554,7 @@ pub async fn dry_run(
         scheduled: now,
         window: crate::engine::default_window(rule, now),
         saved,
+        memory: state.and_then(|s| s.memory.as_ref()),
         suppressed: &suppress,
     };
     rule.body.evaluate(rule, &cx).await

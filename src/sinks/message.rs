@@ -23,6 +23,16 @@ pub enum Message {
         /// What to send.
         notification: Notification,
     },
+    /// A notification to a destination the rule itself configures (an
+    /// ElastAlert rule's `slack_webhook_url`, say) rather than one named in
+    /// credentials.json: `destination` is `{"type": …, settings…}` as under
+    /// `outputs`, built on first use.
+    Inline {
+        /// The destination's type and settings.
+        destination: Value,
+        /// What to send.
+        notification: Notification,
+    },
     /// A Slack message as a Watcher action writes it.
     Slack {
         /// The channel (bot-token mode); the webhook's own channel when absent.
@@ -67,6 +77,10 @@ impl Message {
     pub fn sink(&self) -> &str {
         match self {
             Message::Notification { sink, .. } => sink,
+            Message::Inline { destination, .. } => destination
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("inline"),
             Message::Slack { .. } => "slack",
             Message::Email(_) => "email",
             Message::Webhook(_) => "webhook",
@@ -85,7 +99,7 @@ impl Message {
                 .map(str::to_owned)
         };
         match self {
-            Message::Notification { notification, .. } => {
+            Message::Notification { notification, .. } | Message::Inline { notification, .. } => {
                 Some(notification.rendered.subject.clone())
             }
             Message::Email(e) => Some(e.subject.clone()),

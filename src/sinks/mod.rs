@@ -37,6 +37,10 @@ pub struct Sinks {
     fallback: Option<Arc<dyn Sink>>,
     /// Where notices about esalert itself go.
     notices: Vec<String>,
+    /// For destinations that rules configure themselves ([`Message::Inline`]).
+    credentials: Option<Arc<crate::config::Credentials>>,
+    /// Those destinations, built once per distinct configuration.
+    inline: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<dyn Sink>>>>,
 }
 
 impl fmt::Debug for Sinks {
@@ -51,7 +55,10 @@ impl Sinks {
     /// destinations of credentials.json. Adding a kind of destination is a
     /// file and a line in [`destinations::TYPES`].
     pub fn new(notifiers: &Notifiers, es: &EsClient) -> Sinks {
-        let mut s = Sinks::default();
+        let mut s = Sinks {
+            credentials: notifiers.credentials().cloned(),
+            ..Sinks::default()
+        };
         if let Some(x) = slack::SlackSink::build(notifiers) {
             s.register(Arc::new(x));
             s.notices.push("slack".into());
@@ -103,8 +110,55 @@ impl Sinks {
         self.by_name.contains_key(name)
     }
 
+    /// The sink of a destination a rule configures itself, built on first use.
+    fn inline(&self, destination: &serde_json::Value) -> Result<Arc<dyn Sink>, SinkError> {
+        let id = destination.to_string();
+        let mut cache = self
+            .inline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = cache.get(&id) {
+            return Ok(s.clone());
+        }
+        let t = destinations::type_of(destination)
+            .map_err(|e| SinkError::permanent("inline", e.message))?;
+        let creds = self.credentials.as_ref().ok_or_else(|| {
+            SinkError::permanent(t.name, "no credentials.json to build this destination with")
+        })?;
+        let cx = destinations::Context { credentials: creds };
+        let sink = (t.build)(t.name, destination, &cx).map_err(|e| {
+            SinkError::permanent(
+                t.name,
+                format!("{}: {}", e.at.join("."), e.message)
+                    .trim_start_matches(": ")
+                    .to_owned(),
+            )
+        })?;
+        // Rules are few and their destinations fewer; a bound all the same.
+        if cache.len() >= 1024 {
+            cache.clear();
+        }
+        cache.insert(id, sink.clone());
+        Ok(sink)
+    }
+
     /// Sends a message through its sink.
     pub async fn send(&self, m: &Message) -> Result<(), SinkError> {
+        if let Message::Inline {
+            destination,
+            notification,
+        } = m
+        {
+            if let Some(f) = &self.fallback {
+                return f.send(m).await;
+            }
+            let sink = self.inline(destination)?;
+            let m = Message::Notification {
+                sink: sink.name().to_owned(),
+                notification: notification.clone(),
+            };
+            return sink.send(&m).await;
+        }
         let name = m.sink();
         match self.by_name.get(name).or(self.fallback.as_ref()) {
             Some(s) => s.send(m).await,

@@ -136,6 +136,9 @@ pub struct AlertState {
     /// [`PRUNE_AFTER`] later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<DateTime<Utc>>,
+    /// What the rule's body remembers between runs (stateful rule types).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<serde_json::Value>,
     /// What the open digest gathered (`digest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<crate::pipeline::digest::DigestState>,

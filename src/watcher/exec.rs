@@ -718,6 +718,7 @@ pub async fn evaluate(
         took_ms: 0,
         actions,
         keys,
+        memory: None,
         detail,
     })
 }
