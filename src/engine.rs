@@ -116,11 +116,14 @@ impl NativeAlert {
         m
     }
 
-    /// The destinations a match goes to, each once, in a stable order.
+    /// The destinations a match goes to, each once, in the file's order.
     pub fn media(&self) -> Vec<String> {
-        let mut m = self.spec.media.clone();
-        m.sort();
-        m.dedup();
+        let mut m: Vec<String> = Vec::new();
+        for d in &self.spec.media {
+            if !m.contains(d) {
+                m.push(d.clone());
+            }
+        }
         m
     }
 }

@@ -73,9 +73,11 @@ fn bad_files_point_at_the_mistake() {
             "invalid duration",
         ),
         (
-            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"media\": [\"pager\"]}",
+            // A name that can't be a destination's (which destinations
+            // exist is `check`'s to say, with credentials.json).
+            "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"media\": [\"Pager Duty\"]}",
             "queries/x.json:1:",
-            "unknown variant `pager`",
+            "\"Pager Duty\" is not a valid name",
         ),
         (
             "{\"index\": \"a\", \"body\": {}, \"message\": \"m\", \"media\": []}",
