@@ -42,12 +42,22 @@ pub async fn send(
     req: reqwest::RequestBuilder,
     timeout: Duration,
 ) -> Result<Answer, SinkError> {
+    let no_answer = || {
+        SinkError::transient(
+            sink,
+            format!("no answer within {}", humantime::format_duration(timeout)),
+        )
+    };
+    // reqwest's own timeout says only "error sending request".
+    let failed = |e: reqwest::Error| {
+        if e.is_timeout() {
+            no_answer()
+        } else {
+            SinkError::transient(sink, e.without_url().to_string())
+        }
+    };
     let call = async {
-        let resp = req
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| SinkError::transient(sink, e.without_url().to_string()))?;
+        let resp = req.timeout(timeout).send().await.map_err(failed)?;
         let status = resp.status().as_u16();
         if resp.status().is_redirection() {
             return Err(SinkError::permanent(
@@ -66,9 +76,7 @@ pub async fn send(
                     sink,
                     format!("the answer is larger than {cap} bytes and was not read further"),
                 ),
-                crate::net::ReadError::Transport(e) => {
-                    SinkError::transient(sink, e.without_url().to_string())
-                }
+                crate::net::ReadError::Transport(e) => failed(e),
             })?;
         Ok(Answer {
             status,
@@ -77,10 +85,7 @@ pub async fn send(
         })
     };
     match tokio::time::timeout(timeout, call).await {
-        Err(_) => Err(SinkError::transient(
-            sink,
-            format!("no answer within {}", humantime::format_duration(timeout)),
-        )),
+        Err(_) => Err(no_answer()),
         Ok(r) => r,
     }
 }
