@@ -10,6 +10,9 @@
 pub mod daemon;
 pub mod es;
 pub mod opensearch;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod provider;
 pub mod slack;
 pub mod smtp;
 
