@@ -188,3 +188,25 @@ pub fn build_all(
     }
     Ok(out)
 }
+
+/// Builds one destination of type `t` named `name` from `v`, with
+/// credentials that have only a cluster: for a type's unit tests.
+#[cfg(test)]
+pub fn build_for_test(
+    t: &DestinationType,
+    name: &str,
+    v: &Value,
+) -> Result<Arc<dyn Sink>, SettingError> {
+    crate::install_crypto_provider();
+    let creds: Credentials = serde_json::from_value(
+        serde_json::json!({"elasticsearch": {"url": "http://localhost:9200"}}),
+    )
+    .map_err(|e| SettingError::at("", e.to_string()))?;
+    (t.build)(
+        name,
+        v,
+        &Context {
+            credentials: &creds,
+        },
+    )
+}

@@ -126,6 +126,11 @@ pub fn json(req: reqwest::RequestBuilder, body: &serde_json::Value) -> reqwest::
         .body(body.to_string())
 }
 
+/// A destination's `timeout` when it sets none.
+pub fn default_timeout() -> crate::alert::HumanDuration {
+    crate::alert::HumanDuration::parse("30s").expect("literal")
+}
+
 /// An HTTP destination's base address (its `api_url`, or the provider's
 /// `default`; no trailing `/`) and a client with `timeout` overall: the
 /// checks every provider's settings need before anything is sent.

@@ -155,12 +155,8 @@ struct OpsgenieConfig {
     #[serde(default, alias = "url")]
     api_url: Option<String>,
     /// Overall time for one request.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "http::default_timeout")]
     timeout: HumanDuration,
-}
-
-fn default_timeout() -> HumanDuration {
-    HumanDuration::parse("30s").expect("literal")
 }
 
 struct OpsgenieSink {
@@ -360,21 +356,10 @@ impl Sink for OpsgenieSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::destinations::Context;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn build(v: Value) -> Result<Arc<dyn Sink>, SettingError> {
-        crate::install_crypto_provider();
-        let creds: crate::config::Credentials =
-            serde_json::from_value(json!({"elasticsearch": {"url": "http://localhost:9200"}}))
-                .unwrap();
-        (TYPE.build)(
-            "genie",
-            &v,
-            &Context {
-                credentials: &creds,
-            },
-        )
+        crate::sinks::destinations::build_for_test(&TYPE, "genie", &v)
     }
 
     /// A peer answering one request with `status` and `body`; hands back

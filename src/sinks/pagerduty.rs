@@ -100,12 +100,8 @@ struct PagerDutyConfig {
     #[serde(default, alias = "url")]
     api_url: Option<String>,
     /// Overall time for one event.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "http::default_timeout")]
     timeout: HumanDuration,
-}
-
-fn default_timeout() -> HumanDuration {
-    HumanDuration::parse("30s").expect("literal")
 }
 
 struct PagerDutySink {
@@ -299,20 +295,9 @@ impl Sink for PagerDutySink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::destinations::Context;
 
     fn build(v: Value) -> Result<Arc<dyn Sink>, SettingError> {
-        crate::install_crypto_provider();
-        let creds: crate::config::Credentials =
-            serde_json::from_value(json!({"elasticsearch": {"url": "http://localhost:9200"}}))
-                .unwrap();
-        (TYPE.build)(
-            "oncall",
-            &v,
-            &Context {
-                credentials: &creds,
-            },
-        )
+        crate::sinks::destinations::build_for_test(&TYPE, "oncall", &v)
     }
 
     #[tokio::test]
