@@ -10,25 +10,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::provider::{Peer, Request, Told};
-use support::{EsStandIn, Project, Reply, opsgenie, pagerduty};
+use support::{EsStandIn, Project, buckets, grouped_alert, opsgenie, pagerduty};
 
 fn esalert(dir: &std::path::Path) -> assert_cmd::Command {
     support::esalert_in(dir, "pw")
 }
 
-/// A response whose `sources` aggregation has one bucket per `(ip, count)`.
-fn buckets(b: &[(&str, u64)]) -> Reply {
-    let total = b.iter().map(|(_, n)| n).sum();
-    Reply::with(
-        total,
-        json!({"aggregations": {"sources": {"buckets":
-            b.iter().map(|(k, n)| json!({"key": k, "doc_count": n})).collect::<Vec<_>>()}}}),
-    )
-}
-
-/// A project whose `burst` alert groups failed logins by source address,
-/// is never throttled (so a repeat is sent), resolves a key as soon as it
-/// stops matching, and goes to `media`; `extra` is merged over the alert.
+/// A project whose `burst` alert ([`grouped_alert`]) is never throttled
+/// (so a repeat is sent), resolves a key as soon as it stops matching, and
+/// goes to `media`; `extra` is merged over the alert.
 fn project(es: &EsStandIn, outputs: Value, media: &[&str], extra: Value) -> Project {
     let p = Project::new();
     std::fs::write(
@@ -36,22 +26,12 @@ fn project(es: &EsStandIn, outputs: Value, media: &[&str], extra: Value) -> Proj
         json!({"elasticsearch": {"url": es.url}, "outputs": outputs}).to_string(),
     )
     .unwrap();
-    let mut a = json!({
-        "index": "auth",
-        "body": {"size": 0, "aggs": {"sources": {"terms": {"field": "source.ip"}}}},
-        "group_by": {"path": "aggregations.sources.buckets", "key": "key"},
-        "condition": {"compare": {"doc_count": {"gte": 5}}},
-        "subject": "failed logins from {{ group.key }}",
-        "message": "{{ group.count }} failed logins from {{ group.key }}",
-        "throttle_period": "0s",
-        "notify_resolved": true,
-        "resolve_after": "0s",
-        "media": media,
-    });
+    let mut a = json!({"throttle_period": "0s", "notify_resolved": true,
+        "resolve_after": "0s", "media": media});
     if let (Value::Object(a), Value::Object(e)) = (&mut a, extra) {
         a.extend(e);
     }
-    p.alert("burst", &a.to_string());
+    p.alert("burst", &grouped_alert(a));
     p
 }
 
@@ -76,19 +56,36 @@ fn about<'a>(reqs: &'a [Request], field: &str, key: &str) -> Vec<&'a Request> {
         .collect()
 }
 
+const A: &str = "198.51.100.77";
+const B: &str = "192.0.2.200";
+
+/// Runs `once` three times for an alert going to destination `name`: A
+/// and B match, both again, then only A (so B resolves); the requests
+/// `peer` accepted in each run, two in each.
+fn trigger_repeat_resolve(peer: &Peer, name: &str, output: Value) -> (Project, [Vec<Request>; 3]) {
+    let es = EsStandIn::start();
+    let p = project(&es, json!({name: output}), &[name], json!({}));
+    let runs: Vec<Vec<Request>> = [&[(A, 40), (B, 90)][..], &[(A, 41), (B, 91)], &[(A, 42)]]
+        .iter()
+        .map(|b| {
+            let before = peer.accepted().len();
+            es.push(buckets(b));
+            esalert(p.path()).arg("once").assert().success();
+            let run = peer.accepted()[before..].to_vec();
+            assert_eq!(run.len(), 2, "{run:#?}");
+            run
+        })
+        .collect();
+    (p, runs.try_into().unwrap())
+}
+
 #[test]
 fn pagerduty_triggers_repeats_and_resolves_each_key_by_its_dedup_key() {
-    let es = EsStandIn::start();
     let pd = pagerduty::start();
-    let p = project(&es, json!({"oncall": oncall(&pd)}), &["oncall"], json!({}));
-
-    es.push(buckets(&[("198.51.100.77", 40), ("192.0.2.200", 90)]));
-    esalert(p.path()).arg("once").assert().success();
-    let first = pd.accepted();
-    assert_eq!(first.len(), 2, "{first:#?}");
-    let a = about(&first, "/payload/custom_details/key", "198.51.100.77")[0];
-    let b = about(&first, "/payload/custom_details/key", "192.0.2.200")[0];
-    for (r, key, n) in [(a, "198.51.100.77", 40), (b, "192.0.2.200", 90)] {
+    let (p, [first, again, last]) = trigger_repeat_resolve(&pd, "oncall", oncall(&pd));
+    let key = "/payload/custom_details/key";
+    let (a, b) = (about(&first, key, A)[0], about(&first, key, B)[0]);
+    for (r, key, n) in [(a, A, 40), (b, B, 90)] {
         let e = &r.body;
         assert_eq!(e["event_action"], "trigger");
         assert_eq!(e["routing_key"], pagerduty::ROUTING_KEY);
@@ -100,7 +97,7 @@ fn pagerduty_triggers_repeats_and_resolves_each_key_by_its_dedup_key() {
         assert_eq!(d["alert"], "burst");
         assert_eq!(
             d["message"].as_str().unwrap(),
-            format!("{n} failed logins from {key}")
+            format!("{n} failed logins from {key} (130 in all)")
         );
         assert_eq!(d["hits"], n, "the key's own count");
         assert!(
@@ -112,30 +109,15 @@ fn pagerduty_triggers_repeats_and_resolves_each_key_by_its_dedup_key() {
     assert_ne!(ka, kb, "two keys are two incidents");
 
     // The same two again: sent (throttle 0s), merged into the same incidents.
-    es.push(buckets(&[("198.51.100.77", 41), ("192.0.2.200", 91)]));
-    esalert(p.path()).arg("once").assert().success();
-    let all = pd.accepted();
-    assert_eq!(all.len(), 4, "{all:#?}");
-    let again = &all[2..];
-    assert_eq!(
-        about(again, "/payload/custom_details/key", "198.51.100.77")[0].body["dedup_key"],
-        *ka
-    );
-    assert_eq!(
-        about(again, "/payload/custom_details/key", "192.0.2.200")[0].body["dedup_key"],
-        *kb
-    );
+    assert_eq!(about(&again, key, A)[0].body["dedup_key"], *ka);
+    assert_eq!(about(&again, key, B)[0].body["dedup_key"], *kb);
 
-    // 192.0.2.200 stops: its incident is resolved, by its dedup_key only.
-    es.push(buckets(&[("198.51.100.77", 42)]));
-    esalert(p.path()).arg("once").assert().success();
-    let all = pd.accepted();
-    assert_eq!(all.len(), 6, "{all:#?}");
-    let resolve: Vec<_> = all[4..]
+    // B stops: its incident is resolved, by its dedup_key only.
+    let resolve: Vec<_> = last
         .iter()
         .filter(|r| r.body["event_action"] == "resolve")
         .collect();
-    assert_eq!(resolve.len(), 1, "{all:#?}");
+    assert_eq!(resolve.len(), 1, "{last:#?}");
     assert_eq!(resolve[0].body["dedup_key"], *kb);
     assert!(
         resolve[0].body.get("payload").is_none(),
@@ -143,8 +125,7 @@ fn pagerduty_triggers_repeats_and_resolves_each_key_by_its_dedup_key() {
         resolve[0].body
     );
     assert!(
-        all[4..]
-            .iter()
+        last.iter()
             .any(|r| r.body["event_action"] == "trigger" && r.body["dedup_key"] == *ka)
     );
     assert!(!alerts_log(&p).contains(pagerduty::ROUTING_KEY));
@@ -152,17 +133,11 @@ fn pagerduty_triggers_repeats_and_resolves_each_key_by_its_dedup_key() {
 
 #[test]
 fn opsgenie_creates_repeats_and_closes_each_key_by_its_alias() {
-    let es = EsStandIn::start();
     let og = opsgenie::start();
-    let p = project(&es, json!({"genie": genie(&og)}), &["genie"], json!({}));
-
-    es.push(buckets(&[("198.51.100.77", 40), ("192.0.2.200", 90)]));
-    esalert(p.path()).arg("once").assert().success();
-    let first = og.accepted();
-    assert_eq!(first.len(), 2, "{first:#?}");
-    let a = about(&first, "/details/key", "198.51.100.77")[0];
-    let b = about(&first, "/details/key", "192.0.2.200")[0];
-    for (r, key, n) in [(a, "198.51.100.77", 40), (b, "192.0.2.200", 90)] {
+    let (p, [first, again, last]) = trigger_repeat_resolve(&og, "genie", genie(&og));
+    let key = "/details/key";
+    let (a, b) = (about(&first, key, A)[0], about(&first, key, B)[0]);
+    for (r, key, n) in [(a, A, 40), (b, B, 90)] {
         assert_eq!(r.path, "/v2/alerts");
         assert_eq!(
             r.header("authorization"),
@@ -170,7 +145,10 @@ fn opsgenie_creates_repeats_and_closes_each_key_by_its_alias() {
         );
         let e = &r.body;
         assert_eq!(e["message"], format!("failed logins from {key}"));
-        assert_eq!(e["description"], format!("{n} failed logins from {key}"));
+        assert_eq!(
+            e["description"],
+            format!("{n} failed logins from {key} (130 in all)")
+        );
         assert_eq!(e["priority"], "P3", "the default");
         assert_eq!(e["tags"], json!(["auth"]));
         assert_eq!(e["responders"], json!([{"type": "team", "name": "SOC"}]));
@@ -184,54 +162,41 @@ fn opsgenie_creates_repeats_and_closes_each_key_by_its_alias() {
     );
     assert_ne!(ka, kb);
 
-    es.push(buckets(&[("198.51.100.77", 41), ("192.0.2.200", 91)]));
-    esalert(p.path()).arg("once").assert().success();
-    let all = og.accepted();
-    assert_eq!(all.len(), 4, "{all:#?}");
-    assert_eq!(
-        about(&all[2..], "/details/key", "198.51.100.77")[0].body["alias"],
-        ka
-    );
-    assert_eq!(
-        about(&all[2..], "/details/key", "192.0.2.200")[0].body["alias"],
-        kb
-    );
+    assert_eq!(about(&again, key, A)[0].body["alias"], ka);
+    assert_eq!(about(&again, key, B)[0].body["alias"], kb);
 
-    es.push(buckets(&[("198.51.100.77", 42)]));
-    esalert(p.path()).arg("once").assert().success();
-    let all = og.accepted();
-    assert_eq!(all.len(), 6, "{all:#?}");
-    let close: Vec<_> = all[4..]
-        .iter()
-        .filter(|r| r.path.ends_with("/close"))
-        .collect();
-    assert_eq!(close.len(), 1, "{all:#?}");
+    let close: Vec<_> = last.iter().filter(|r| r.path.ends_with("/close")).collect();
+    assert_eq!(close.len(), 1, "{last:#?}");
     assert_eq!(close[0].path, format!("/v2/alerts/{kb}/close"));
     assert_eq!(close[0].query.as_deref(), Some("identifierType=alias"));
     assert_eq!(close[0].body["source"], "esalert");
     assert!(
-        close[0].body["note"]
-            .as_str()
-            .unwrap()
-            .contains("192.0.2.200"),
+        close[0].body["note"].as_str().unwrap().contains(B),
         "{:#}",
         close[0].body
     );
-    assert!(all[4..].iter().any(|r| r.body["alias"] == ka));
+    assert!(last.iter().any(|r| r.body["alias"] == ka));
     assert!(!alerts_log(&p).contains(opsgenie::API_KEY));
 }
 
-#[test]
-fn a_rejection_is_logged_in_the_providers_words_and_not_retried() {
+/// A cluster where A matches, both stand-ins, and a project whose alert
+/// goes to both (`extra` merged over it).
+fn both(extra: Value) -> (EsStandIn, Peer, Peer, Project) {
     let es = EsStandIn::start();
-    es.set_default(buckets(&[("198.51.100.77", 40)]));
+    es.set_default(buckets(&[(A, 40)]));
     let (pd, og) = (pagerduty::start(), opsgenie::start());
     let p = project(
         &es,
         json!({"oncall": oncall(&pd), "genie": genie(&og)}),
         &["oncall", "genie"],
-        json!({}),
+        extra,
     );
+    (es, pd, og, p)
+}
+
+#[test]
+fn a_rejection_is_logged_in_the_providers_words_and_not_retried() {
+    let (_es, pd, og, p) = both(json!({}));
     pd.tell(Told::Reject);
     og.tell(Told::Reject);
     let _ = esalert(p.path()).arg("once").output().unwrap();
@@ -294,15 +259,7 @@ fn a_refused_opsgenie_key_names_the_setting_never_the_key() {
 
 #[test]
 fn a_429_is_waited_out_and_a_hang_given_up_on_then_both_deliver() {
-    let es = EsStandIn::start();
-    es.set_default(buckets(&[("198.51.100.77", 40)]));
-    let (pd, og) = (pagerduty::start(), opsgenie::start());
-    let p = project(
-        &es,
-        json!({"oncall": oncall(&pd), "genie": genie(&og)}),
-        &["oncall", "genie"],
-        json!({}),
-    );
+    let (_es, pd, og, p) = both(json!({}));
     pd.tell(Told::RateLimited(1));
     og.tell(Told::Hang);
     esalert(p.path()).arg("once").assert().success();
@@ -326,16 +283,8 @@ fn a_429_is_waited_out_and_a_hang_given_up_on_then_both_deliver() {
 
 #[test]
 fn an_alert_gives_its_own_severity_priority_and_tags() {
-    let es = EsStandIn::start();
-    es.set_default(buckets(&[("198.51.100.77", 40)]));
-    let (pd, og) = (pagerduty::start(), opsgenie::start());
-    let p = project(
-        &es,
-        json!({"oncall": oncall(&pd), "genie": genie(&og)}),
-        &["oncall", "genie"],
-        json!({"outputs": {"oncall": {"severity": "critical"},
-            "genie": {"priority": "P1", "tags": ["brute-force", "ssh"]}}}),
-    );
+    let (_es, pd, og, p) = both(json!({"outputs": {"oncall": {"severity": "critical"},
+            "genie": {"priority": "P1", "tags": ["brute-force", "ssh"]}}}));
     esalert(p.path()).arg("once").assert().success();
     let (pr, or) = (pd.accepted(), og.accepted());
     assert_eq!(pr.len(), 1);
@@ -347,15 +296,8 @@ fn an_alert_gives_its_own_severity_priority_and_tags() {
 
 #[test]
 fn long_subjects_are_cut_to_the_providers_limits() {
-    let es = EsStandIn::start();
-    es.set_default(buckets(&[("198.51.100.77", 40)]));
-    let (pd, og) = (pagerduty::start(), opsgenie::start());
-    let p = project(
-        &es,
-        json!({"oncall": oncall(&pd), "genie": genie(&og)}),
-        &["oncall", "genie"],
-        json!({"subject": "{% for i in range(300) %}too long {% endfor %}{{ group.key }}"}),
-    );
+    let (_es, pd, og, p) =
+        both(json!({"subject": "{% for i in range(300) %}too long {% endfor %}{{ group.key }}"}));
     esalert(p.path()).arg("once").assert().success();
     let (pr, or) = (pd.accepted(), og.accepted());
     assert_eq!(
