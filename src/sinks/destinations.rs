@@ -81,7 +81,12 @@ pub fn no_lint(_: &Value) -> Vec<SettingError> {
 }
 
 /// Every destination type; adding one is a file and a line here.
-pub static TYPES: &[&DestinationType] = &[&super::slack::TYPE, &super::email::TYPE];
+pub static TYPES: &[&DestinationType] = &[
+    &super::slack::TYPE,
+    &super::email::TYPE,
+    &super::pagerduty::TYPE,
+    &super::opsgenie::TYPE,
+];
 
 /// The type named `name`.
 pub fn of_type(name: &str) -> Option<&'static DestinationType> {
@@ -182,4 +187,26 @@ pub fn build_all(
         out.push((name.clone(), t, sink));
     }
     Ok(out)
+}
+
+/// Builds one destination of type `t` named `name` from `v`, with
+/// credentials that have only a cluster: for a type's unit tests.
+#[cfg(test)]
+pub fn build_for_test(
+    t: &DestinationType,
+    name: &str,
+    v: &Value,
+) -> Result<Arc<dyn Sink>, SettingError> {
+    crate::install_crypto_provider();
+    let creds: Credentials = serde_json::from_value(
+        serde_json::json!({"elasticsearch": {"url": "http://localhost:9200"}}),
+    )
+    .map_err(|e| SettingError::at("", e.to_string()))?;
+    (t.build)(
+        name,
+        v,
+        &Context {
+            credentials: &creds,
+        },
+    )
 }

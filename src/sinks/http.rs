@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use super::SinkError;
+use super::destinations::SettingError;
 
 /// The most of a provider's answer that is read.
 pub const MAX_ANSWER: u64 = 1 << 20;
@@ -41,12 +42,22 @@ pub async fn send(
     req: reqwest::RequestBuilder,
     timeout: Duration,
 ) -> Result<Answer, SinkError> {
+    let no_answer = || {
+        SinkError::transient(
+            sink,
+            format!("no answer within {}", humantime::format_duration(timeout)),
+        )
+    };
+    // reqwest's own timeout says only "error sending request".
+    let failed = |e: reqwest::Error| {
+        if e.is_timeout() {
+            no_answer()
+        } else {
+            SinkError::transient(sink, e.without_url().to_string())
+        }
+    };
     let call = async {
-        let resp = req
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| SinkError::transient(sink, e.without_url().to_string()))?;
+        let resp = req.timeout(timeout).send().await.map_err(failed)?;
         let status = resp.status().as_u16();
         if resp.status().is_redirection() {
             return Err(SinkError::permanent(
@@ -65,9 +76,7 @@ pub async fn send(
                     sink,
                     format!("the answer is larger than {cap} bytes and was not read further"),
                 ),
-                crate::net::ReadError::Transport(e) => {
-                    SinkError::transient(sink, e.without_url().to_string())
-                }
+                crate::net::ReadError::Transport(e) => failed(e),
             })?;
         Ok(Answer {
             status,
@@ -76,10 +85,7 @@ pub async fn send(
         })
     };
     match tokio::time::timeout(timeout, call).await {
-        Err(_) => Err(SinkError::transient(
-            sink,
-            format!("no answer within {}", humantime::format_duration(timeout)),
-        )),
+        Err(_) => Err(no_answer()),
         Ok(r) => r,
     }
 }
@@ -112,6 +118,47 @@ pub async fn call(
     timeout: Duration,
 ) -> Result<Answer, SinkError> {
     check(sink, send(sink, req, timeout).await?)
+}
+
+/// `req` with `body` as its JSON body (reqwest's `json` feature is off).
+pub fn json(req: reqwest::RequestBuilder, body: &serde_json::Value) -> reqwest::RequestBuilder {
+    req.header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+}
+
+/// A destination's `timeout` when it sets none.
+pub fn default_timeout() -> crate::alert::HumanDuration {
+    crate::alert::HumanDuration::parse("30s").expect("literal")
+}
+
+/// An HTTP destination's base address (its `api_url`, or the provider's
+/// `default`; no trailing `/`) and a client with `timeout` overall: the
+/// checks every provider's settings need before anything is sent.
+pub fn endpoint(
+    api_url: Option<&str>,
+    default: &str,
+    timeout: Duration,
+) -> Result<(String, reqwest::Client), SettingError> {
+    let base = api_url.unwrap_or(default).trim().trim_end_matches('/');
+    match url::Url::parse(base) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+        // The value is not shown: an address may carry credentials.
+        _ => {
+            return Err(SettingError::at(
+                "api_url",
+                format!("`api_url` must be an http:// or https:// address, e.g. \"{default}\""),
+            ));
+        }
+    }
+    if timeout.is_zero() {
+        return Err(SettingError::at(
+            "timeout",
+            "`timeout` must be more than 0s, e.g. \"30s\"",
+        ));
+    }
+    let client = crate::net::client(timeout)
+        .map_err(|e| SettingError::at("", format!("cannot set up HTTPS: {e}")))?;
+    Ok((base.to_owned(), client))
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from APIs and

@@ -15,6 +15,8 @@ pub mod http;
 mod index;
 mod logging;
 mod message;
+mod opsgenie;
+mod pagerduty;
 mod slack;
 mod webhook;
 

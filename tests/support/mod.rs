@@ -10,6 +10,9 @@
 pub mod daemon;
 pub mod es;
 pub mod opensearch;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod provider;
 pub mod slack;
 pub mod smtp;
 
@@ -182,6 +185,34 @@ pub fn wait_until(what: &str, f: impl Fn() -> bool) {
         assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// A response whose `sources` aggregation has one bucket per `(ip, count)`.
+pub fn buckets(b: &[(&str, u64)]) -> Reply {
+    let total = b.iter().map(|(_, n)| n).sum();
+    Reply::with(
+        total,
+        serde_json::json!({"aggregations": {"sources": {"buckets":
+            b.iter().map(|(k, n)| serde_json::json!({"key": k, "doc_count": n})).collect::<Vec<_>>()}}}),
+    )
+}
+
+/// An alert on failed logins per source address ([`buckets`]), firing at 5,
+/// throttled 1h; `extra` keys are merged over it.
+pub fn grouped_alert(extra: serde_json::Value) -> String {
+    let mut a = serde_json::json!({
+        "index": "auth",
+        "body": {"size": 0, "aggs": {"sources": {"terms": {"field": "source.ip"}}}},
+        "group_by": {"path": "aggregations.sources.buckets", "key": "key"},
+        "condition": {"compare": {"doc_count": {"gte": 5}}},
+        "subject": "failed logins from {{ group.key }}",
+        "message": "{{ group.count }} failed logins from {{ group.key }} ({{ response.hits.total.value }} in all)",
+        "throttle_period": "1h",
+    });
+    if let (serde_json::Value::Object(a), serde_json::Value::Object(e)) = (&mut a, extra) {
+        a.extend(e);
+    }
+    a.to_string()
 }
 
 /// An alert searching `logs-*` over its window, throttled 1h, whose message
