@@ -81,7 +81,14 @@ pub fn no_lint(_: &Value) -> Vec<SettingError> {
 }
 
 /// Every destination type; adding one is a file and a line here.
-pub static TYPES: &[&DestinationType] = &[&super::slack::TYPE, &super::email::TYPE];
+pub static TYPES: &[&DestinationType] = &[
+    &super::slack::TYPE,
+    &super::email::TYPE,
+    &super::webhook_dest::TYPE,
+    &super::teams::TYPE,
+    &super::telegram::TYPE,
+    &super::discord::TYPE,
+];
 
 /// The type named `name`.
 pub fn of_type(name: &str) -> Option<&'static DestinationType> {

@@ -9,14 +9,19 @@
 //! rate limits) live in [`crate::notify`]; a sink adapts a message to one.
 
 mod capture;
+mod chat;
 pub mod destinations;
+mod discord;
 mod email;
 pub mod http;
 mod index;
 mod logging;
 mod message;
 mod slack;
+mod teams;
+mod telegram;
 mod webhook;
+mod webhook_dest;
 
 use std::collections::BTreeMap;
 use std::fmt;
