@@ -82,10 +82,7 @@ pub(super) static TYPE: DestinationType = DestinationType {
 fn escape_markdown(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if matches!(
-            c,
-            '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '[' | ']'
-        ) {
+        if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']') {
             out.push('\\');
         }
         out.push(c);
