@@ -180,22 +180,17 @@ impl Parts {
 }
 
 /// A notification to try a layout or template on (when a destination
-/// is built, and in tests).
+/// is built, and in tests). Made from JSON: `Notification::new` (engine.rs)
+/// wants a whole native alert.
 pub(super) fn example() -> Notification {
-    let now = chrono::Utc::now();
-    Notification {
-        alert: "example".into(),
-        rendered: crate::render::Rendered::from_data("subject".into(), "message".into()),
-        hits: 1,
-        time: now,
-        slack_channel: None,
-        email_to: Vec::new(),
-        email_cc: Vec::new(),
-        resolved: false,
-        key: String::new(),
-        window: None,
-        settings: serde_json::Map::new(),
-    }
+    let text = "message";
+    serde_json::from_value(serde_json::json!({
+        "alert": "example",
+        "rendered": {"subject": "subject", "text": text, "slack": text, "html": text},
+        "hits": 1,
+        "time": chrono::Utc::now(),
+    }))
+    .expect("literal")
 }
 
 #[cfg(test)]
