@@ -48,12 +48,17 @@ pub(super) fn post_json(
         .body(body.to_string())
 }
 
+/// The longest title, in characters: it goes on every post of a message,
+/// so a huge subject must not eat the room for the message.
+const MAX_TITLE: usize = 256;
+
 /// The subject, marked when the notification says the match is over.
 pub(super) fn title(n: &Notification) -> String {
+    let subject = http::truncate(&n.rendered.subject, MAX_TITLE);
     if n.resolved {
-        format!("✅ Resolved: {}", n.rendered.subject)
+        format!("✅ Resolved: {subject}")
     } else {
-        n.rendered.subject.clone()
+        subject
     }
 }
 
@@ -211,6 +216,9 @@ mod tests {
         assert!(pieces[MAX_PARTS - 1].ends_with(CUT));
         assert!(pieces.iter().all(|p| p.chars().count() <= 50));
         assert_eq!(utf16_len("a😀"), 3);
+        let mut n = example();
+        n.rendered.subject = "s".repeat(10_000);
+        assert_eq!(title(&n).chars().count(), MAX_TITLE);
     }
 
     #[tokio::test]
