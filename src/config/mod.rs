@@ -180,7 +180,8 @@ pub struct EmailConfig {
     pub timeout: HumanDuration,
 }
 
-fn default_timeout() -> HumanDuration {
+/// The overall timeout of a request when the settings name none (30s).
+pub(crate) fn default_timeout() -> HumanDuration {
     HumanDuration::parse("30s").expect("literal")
 }
 
@@ -220,6 +221,7 @@ const SECRET_KEYS: &[&str] = &[
     "routing_key",
     "bot_token",
     "api_token",
+    "bearer",
 ];
 
 /// Whether a serde path (`elasticsearch.password`) ends at a secret.

@@ -86,6 +86,10 @@ pub static TYPES: &[&DestinationType] = &[
     &super::email::TYPE,
     &super::pagerduty::TYPE,
     &super::opsgenie::TYPE,
+    &super::webhook_dest::TYPE,
+    &super::teams::TYPE,
+    &super::telegram::TYPE,
+    &super::discord::TYPE,
 ];
 
 /// The type named `name`.

@@ -9,7 +9,9 @@
 //! rate limits) live in [`crate::notify`]; a sink adapts a message to one.
 
 mod capture;
+mod chat;
 pub mod destinations;
+mod discord;
 mod email;
 pub mod http;
 mod index;
@@ -18,7 +20,10 @@ mod message;
 mod opsgenie;
 mod pagerduty;
 mod slack;
+mod teams;
+mod telegram;
 mod webhook;
+mod webhook_dest;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -8,13 +8,18 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod daemon;
+pub mod discord;
 pub mod es;
 pub mod opensearch;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod provider;
+pub mod peer;
 pub mod slack;
 pub mod smtp;
+pub mod teams;
+pub mod telegram;
+pub mod webhook_peer;
 
 use std::path::{Path, PathBuf};
 
