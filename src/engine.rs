@@ -138,20 +138,9 @@ impl Alert {
 impl Notification {
     /// Builds the notification of a match of `alert`.
     pub fn new(alert: &NativeAlert, rendered: Rendered, hits: u64, time: DateTime<Utc>) -> Self {
-        Notification {
-            alert: alert.name.clone(),
-            rendered,
-            hits,
-            time,
-            // Set per destination, from its settings (NativeAlert::plan).
-            slack_channel: None,
-            email_to: Vec::new(),
-            email_cc: Vec::new(),
-            resolved: false,
-            key: String::new(),
-            window: None,
-            settings: Default::default(),
-        }
+        // Destination-specific parts are set per destination
+        // (NativeAlert::plan in the native front end).
+        Notification::of(&alert.name, rendered, hits, time)
     }
 }
 

@@ -204,19 +204,12 @@ async fn slack_long_message_is_split_into_ordered_posts() {
         lines.push_str(&format!("line {i:05} {}\n", "z".repeat(40)));
     }
     lines.push_str("```\n");
-    let n = Notification {
-        alert: "big".into(),
-        rendered: Rendered::from_data("Big one".into(), lines),
-        hits: 2500,
-        time: time(),
-        slack_channel: None,
-        email_to: vec![],
-        email_cc: vec![],
-        resolved: false,
-        key: String::new(),
-        window: None,
-        settings: Default::default(),
-    };
+    let n = Notification::of(
+        "big",
+        Rendered::from_data("Big one".into(), lines),
+        2500,
+        time(),
+    );
     slack(s.webhook_credentials()).send(&n).await.unwrap();
     let posts = s.delivered();
     assert!(posts.len() >= 3, "{} posts", posts.len());

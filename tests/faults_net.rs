@@ -41,19 +41,12 @@ fn chmod(path: &Path, mode: u32) {
 }
 
 fn notification() -> Notification {
-    Notification {
-        alert: "net".into(),
-        rendered: Rendered::from_data("subject".into(), "message".into()),
-        hits: 1,
-        time: chrono::Utc::now(),
-        slack_channel: None,
-        email_to: vec![],
-        email_cc: vec![],
-        resolved: false,
-        key: String::new(),
-        window: None,
-        settings: Default::default(),
-    }
+    Notification::of(
+        "net",
+        Rendered::from_data("subject".into(), "message".into()),
+        1,
+        chrono::Utc::now(),
+    )
 }
 
 fn slack(cfg: Value) -> SlackNotifier {

@@ -104,19 +104,12 @@ async fn a_destination_a_rule_configures_itself_is_built_on_first_use() {
     let notifiers = esalert::notify::Notifiers::from_credentials(&creds).unwrap();
     let es = esalert::search::EsClient::new(&creds.elasticsearch).unwrap();
     let sinks = esalert::sinks::Sinks::new(&notifiers, &es);
-    let n = esalert::notify::Notification {
-        alert: "rule".into(),
-        rendered: esalert::render::Rendered::from_data("subject".into(), "inline text".into()),
-        hits: 1,
-        time: chrono::Utc::now(),
-        slack_channel: None,
-        email_to: vec![],
-        email_cc: vec![],
-        resolved: false,
-        key: String::new(),
-        window: None,
-        settings: Default::default(),
-    };
+    let n = esalert::notify::Notification::of(
+        "rule",
+        esalert::render::Rendered::from_data("subject".into(), "inline text".into()),
+        1,
+        chrono::Utc::now(),
+    );
     let m = esalert::sinks::Message::Inline {
         destination: json!({"type": "slack", "webhook_url": slack.webhook_url()}),
         notification: n.clone(),

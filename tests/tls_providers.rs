@@ -29,19 +29,12 @@ async fn every_client_builds_and_handshakes_in_one_process() {
         .unwrap_err();
     assert!(matches!(e, SearchError::Tls { .. }), "{e}");
 
-    let n = Notification {
-        alert: "tls".into(),
-        rendered: Rendered::from_data("s".into(), "m".into()),
-        hits: 1,
-        time: chrono::Utc::now(),
-        slack_channel: None,
-        email_to: vec![],
-        email_cc: vec![],
-        resolved: false,
-        key: String::new(),
-        window: None,
-        settings: Default::default(),
-    };
+    let n = Notification::of(
+        "tls",
+        Rendered::from_data("s".into(), "m".into()),
+        1,
+        chrono::Utc::now(),
+    );
     let slack: SlackConfig =
         serde_json::from_value(json!({"webhook_url": format!("{https}/hooks/x")})).unwrap();
     let e = SlackNotifier::new(&slack)

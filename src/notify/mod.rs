@@ -55,6 +55,28 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// A notification of `alert` with nothing destination-specific yet.
+    pub fn of(
+        alert: &str,
+        rendered: crate::render::Rendered,
+        hits: u64,
+        time: DateTime<Utc>,
+    ) -> Self {
+        Notification {
+            alert: alert.to_owned(),
+            rendered,
+            hits,
+            time,
+            slack_channel: None,
+            email_to: Vec::new(),
+            email_cc: Vec::new(),
+            resolved: false,
+            key: String::new(),
+            window: None,
+            settings: Default::default(),
+        }
+    }
+
     /// A string setting of the alert's for this destination.
     pub fn setting(&self, name: &str) -> Option<&str> {
         self.settings.get(name).and_then(serde_json::Value::as_str)

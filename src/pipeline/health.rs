@@ -12,19 +12,7 @@ use crate::rule::EvalError;
 use crate::throttle::{AlertState, ClusterDown};
 
 fn notice(alert: &str, subject: String, text: String, now: DateTime<Utc>) -> Notification {
-    Notification {
-        alert: alert.to_owned(),
-        rendered: Rendered::from_data(subject, text),
-        hits: 0,
-        time: now,
-        slack_channel: None,
-        email_to: Vec::new(),
-        email_cc: Vec::new(),
-        resolved: false,
-        key: String::new(),
-        window: None,
-        settings: Default::default(),
-    }
+    Notification::of(alert, Rendered::from_data(subject, text), 0, now)
 }
 
 /// What a run means for the cluster-wide notice.

@@ -188,14 +188,12 @@ impl Parts {
 /// is built, and in tests). Made from JSON: `Notification::new` (engine.rs)
 /// wants a whole native alert.
 pub(super) fn example() -> Notification {
-    let text = "message";
-    serde_json::from_value(serde_json::json!({
-        "alert": "example",
-        "rendered": {"subject": "subject", "text": text, "slack": text, "html": text},
-        "hits": 1,
-        "time": chrono::Utc::now(),
-    }))
-    .expect("literal")
+    Notification::of(
+        "example",
+        crate::render::Rendered::from_data("subject".into(), "message".into()),
+        1,
+        chrono::Utc::now(),
+    )
 }
 
 #[cfg(test)]
