@@ -11,6 +11,7 @@
 mod capture;
 pub mod destinations;
 mod email;
+mod history;
 pub mod http;
 mod index;
 mod logging;
