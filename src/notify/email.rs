@@ -184,6 +184,31 @@ impl EmailNotifier {
     }
 }
 
+impl EmailNotifier {
+    /// Connects, says `NOOP` and quits, within the timeout: the relay is
+    /// reachable, TLS works and the credentials are accepted.
+    pub async fn healthcheck(&self) -> Result<(), NotifyError> {
+        match tokio::time::timeout(self.timeout, self.transport.test_connection()).await {
+            Err(_) => Err(NotifyError::transient(
+                Medium::Email,
+                format!(
+                    "no answer from the SMTP server within {}",
+                    humantime::format_duration(self.timeout)
+                ),
+            )),
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(NotifyError::transient(
+                Medium::Email,
+                "the SMTP server did not answer NOOP",
+            )),
+            Ok(Err(e)) if e.is_permanent() => {
+                Err(NotifyError::permanent(Medium::Email, format!("SMTP: {e}")))
+            }
+            Ok(Err(e)) => Err(NotifyError::transient(Medium::Email, format!("SMTP: {e}"))),
+        }
+    }
+}
+
 impl Notifier for EmailNotifier {
     fn medium(&self) -> Medium {
         Medium::Email
