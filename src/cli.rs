@@ -639,9 +639,10 @@ fn alert_destination_problems(
         }
         if let Some(sev) = settings.get("severity")
             && t.overridable.contains(&"severity")
-            && !sev
+            && sev
                 .as_str()
-                .is_some_and(|s| crate::notify::Severity::parse(s).is_some())
+                .and_then(crate::notify::Severity::parse)
+                .is_none()
         {
             problem(
                 at(&[

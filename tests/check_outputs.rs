@@ -6,23 +6,8 @@
 
 mod support;
 
-use std::path::Path;
-
 use serde_json::json;
-use support::{EsStandIn, Project, Reply, SlackStandIn, SmtpServer};
-
-fn check(dir: &Path, args: &[&str]) -> (i32, Vec<String>) {
-    let out = support::esalert_in(dir, "pw")
-        .arg("check")
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        stdout.lines().map(str::to_owned).collect(),
-    )
-}
+use support::{EsStandIn, Project, Reply, SlackStandIn, SmtpServer, check};
 
 fn write_credentials(p: &Project, text: &str) {
     std::fs::write(p.path().join("credentials.json"), text).unwrap();
@@ -34,22 +19,22 @@ fn write_credentials(p: &Project, text: &str) {
     }
 }
 
+/// credentials.json with a Slack webhook `chat` and a history `hist`.
+const CHAT_AND_HISTORY: &str = r#"{"elasticsearch": {"url": "http://127.0.0.1:9"},
+ "outputs": {"chat": {"type": "slack", "webhook_url": "https://hooks.example/1"},
+             "hist": {"type": "elasticsearch"}}}"#;
+
 #[test]
 fn a_media_entry_naming_no_destination_is_an_error_at_that_entry() {
     let p = Project::new();
-    write_credentials(
-        &p,
-        r#"{"elasticsearch": {"url": "http://127.0.0.1:9"},
- "outputs": {"soc-slack": {"type": "slack", "webhook_url": "https://hooks.example/1"},
-             "hist": {"type": "elasticsearch"}}}"#,
-    );
+    write_credentials(&p, CHAT_AND_HISTORY);
     p.alert(
         "intrusion",
         r#"{
   "index": "logs-*", "message": "m",
   "body": {},
-  "media": ["soc-slack",
-            "soc-slak", "email"]
+  "media": ["chat",
+            "caht", "email"]
 }"#,
     );
     let (code, lines) = check(p.path(), &[]);
@@ -57,8 +42,8 @@ fn a_media_entry_naming_no_destination_is_an_error_at_that_entry() {
     assert_eq!(
         lines,
         [
-            "queries/intrusion.json:5:13: no destination named \"soc-slak\" in credentials.json; the destinations are: hist, soc-slack",
-            "queries/intrusion.json:5:25: medium \"email\" is not configured in credentials.json; add a \"email\" section there or remove it from `media`",
+            "queries/intrusion.json:5:13: no destination named \"caht\" in credentials.json; the destinations are: chat, hist",
+            "queries/intrusion.json:5:21: medium \"email\" is not configured in credentials.json; add a \"email\" section there or remove it from `media`",
         ],
         "{lines:#?}"
     );
@@ -67,12 +52,7 @@ fn a_media_entry_naming_no_destination_is_an_error_at_that_entry() {
 #[test]
 fn alert_settings_are_checked_against_the_destinations_type_and_media() {
     let p = Project::new();
-    write_credentials(
-        &p,
-        r#"{"elasticsearch": {"url": "http://127.0.0.1:9"},
- "outputs": {"chat": {"type": "slack", "webhook_url": "https://hooks.example/1"},
-             "hist": {"type": "elasticsearch"}}}"#,
-    );
+    write_credentials(&p, CHAT_AND_HISTORY);
     p.alert(
         "intrusion",
         r##"{

@@ -38,6 +38,19 @@ fn alert(p: &Project, index: &str) {
     );
 }
 
+/// A project on the engine whose `intrusion` alert searches `src` and
+/// sends to a history destination writing to `index`.
+fn project(es: &Engine, src: &str, index: &str) -> Project {
+    let p = Project::new();
+    write_credentials(
+        &p,
+        &json!({"elasticsearch": es.credentials(),
+            "outputs": {"history": {"type": "elasticsearch", "index": index}}}),
+    );
+    alert(&p, src);
+    p
+}
+
 /// Every document of the indices `pattern` matches, oldest first.
 fn history(es: &Engine, pattern: &str) -> Vec<Value> {
     es.ok("POST", &format!("/{pattern}/_refresh"), None);
@@ -78,13 +91,7 @@ fn a_fired_and_a_resolved_document_land_in_the_daily_history_index() {
         "esalert-hist-src",
         &[json!({"msg": "x"}), json!({"msg": "y"})],
     );
-    let p = Project::new();
-    write_credentials(
-        &p,
-        &json!({"elasticsearch": es.credentials(),
-            "outputs": {"history": {"type": "elasticsearch", "index": "esalert-hist-a-%Y.%m.%d"}}}),
-    );
-    alert(&p, "esalert-hist-src");
+    let p = project(es, "esalert-hist-src", "esalert-hist-a-%Y.%m.%d");
     once(&p);
     // No more hits: the alert resolves.
     es.recreate(
@@ -141,13 +148,7 @@ fn documents_go_into_a_data_stream() {
         "/_index_template/esalert-hist-ds",
         Some(&json!({"index_patterns": ["esalert-hist-ds"], "data_stream": {}, "priority": 500})),
     );
-    let p = Project::new();
-    write_credentials(
-        &p,
-        &json!({"elasticsearch": es.credentials(),
-            "outputs": {"history": {"type": "elasticsearch", "index": "esalert-hist-ds"}}}),
-    );
-    alert(&p, "esalert-hist-ds-src");
+    let p = project(es, "esalert-hist-ds-src", "esalert-hist-ds");
     once(&p);
     let docs = history(es, "esalert-hist-ds");
     assert_eq!(docs.len(), 1, "{docs:#?}");
@@ -169,13 +170,7 @@ fn a_mapping_conflict_is_a_permanent_error_naming_the_items_error() {
         "esalert-hist-m",
         json!({"properties": {"alert": {"type": "long"}, "@timestamp": {"type": "date"}}}),
     );
-    let p = Project::new();
-    write_credentials(
-        &p,
-        &json!({"elasticsearch": es.credentials(),
-            "outputs": {"history": {"type": "elasticsearch", "index": "esalert-hist-m"}}}),
-    );
-    alert(&p, "esalert-hist-m-src");
+    let p = project(es, "esalert-hist-m-src", "esalert-hist-m");
     esalert(p.path()).arg("once").output().unwrap();
     let lines = log_lines(p.path());
     assert!(

@@ -17,14 +17,15 @@ fn bar(post: &Value) -> (Option<&str>, Vec<&str>) {
 }
 
 #[test]
-fn posts_carry_the_colour_of_their_severity_and_resolved_ones_are_green() {
+fn posts_carry_the_colour_of_their_severity_and_resolved_ones_are_green_and_others_none() {
     let es = EsStandIn::start();
     let slack = SlackStandIn::start();
     let p = Project::new();
     std::fs::write(
         p.path().join("credentials.json"),
         json!({"elasticsearch": {"url": es.url},
-            "slack": {"webhook_url": slack.webhook_url(), "severity": "warning"}})
+            "slack": {"webhook_url": slack.webhook_url(), "severity": "warning"},
+            "outputs": {"plain": {"type": "slack", "webhook_url": slack.webhook_url()}}})
         .to_string(),
     )
     .unwrap();
@@ -40,6 +41,11 @@ fn posts_carry_the_colour_of_their_severity_and_resolved_ones_are_green() {
             "outputs": {"slack": {"severity": "critical"}}})
         .to_string(),
     );
+    p.alert(
+        "plain",
+        &json!({"index": "plain", "body": {}, "media": ["plain"], "subject": "plain", "message": "m"})
+            .to_string(),
+    );
     es.set_default(Reply::total_v8(2, "eq"));
     support::esalert_in(p.path(), "pw")
         .arg("once")
@@ -52,7 +58,7 @@ fn posts_carry_the_colour_of_their_severity_and_resolved_ones_are_green() {
         .success();
 
     let posts: Vec<Value> = slack.delivered().into_iter().map(|p| p.body).collect();
-    assert_eq!(posts.len(), 3, "{posts:#?}");
+    assert_eq!(posts.len(), 4, "{posts:#?}");
     let by_subject = |s: &str, resolved: bool| {
         posts
             .iter()
@@ -71,29 +77,8 @@ fn posts_carry_the_colour_of_their_severity_and_resolved_ones_are_green() {
     assert!(disk["attachments"].to_string().contains("2 full"), "{disk}");
     assert_eq!(bar(by_subject("breach", false)).0, Some("#d00000"));
     assert_eq!(bar(by_subject("disk", true)).0, Some("#2eb67d"));
-}
-
-#[test]
-fn without_a_severity_posts_have_no_bar() {
-    let es = EsStandIn::start();
-    es.set_default(Reply::total_v8(1, "eq"));
-    let slack = SlackStandIn::start();
-    let p = Project::new();
-    p.credentials_with(&es.url, Some(slack.webhook_credentials()), None);
-    p.alert(
-        "a",
-        &json!({"index": "a", "body": {}, "message": "m"}).to_string(),
-    );
-    support::esalert_in(p.path(), "pw")
-        .arg("once")
-        .assert()
-        .success();
-    let posts = slack.delivered();
-    assert_eq!(posts.len(), 1);
-    assert!(
-        posts[0].body.get("attachments").is_none(),
-        "{:?}",
-        posts[0].body
-    );
-    assert_eq!(posts[0].body["blocks"][1]["type"], "section");
+    // A destination without a severity: no bar, the blocks as they were.
+    let plain = by_subject("plain", false);
+    assert!(plain.get("attachments").is_none(), "{plain}");
+    assert_eq!(plain["blocks"][1]["type"], "section");
 }
