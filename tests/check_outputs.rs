@@ -24,12 +24,20 @@ const CHAT_AND_HISTORY: &str = r#"{"elasticsearch": {"url": "http://127.0.0.1:9"
  "outputs": {"chat": {"type": "slack", "webhook_url": "https://hooks.example/1"},
              "hist": {"type": "elasticsearch"}}}"#;
 
-#[test]
-fn a_media_entry_naming_no_destination_is_an_error_at_that_entry() {
+/// `esalert check` of one alert file against [`CHAT_AND_HISTORY`]: it
+/// fails; the lines it printed.
+fn check_alert(alert: &str) -> Vec<String> {
     let p = Project::new();
     write_credentials(&p, CHAT_AND_HISTORY);
-    p.alert(
-        "intrusion",
+    p.alert("intrusion", alert);
+    let (code, lines) = check(p.path(), &[]);
+    assert_eq!(code, 1, "{lines:#?}");
+    lines
+}
+
+#[test]
+fn a_media_entry_naming_no_destination_is_an_error_at_that_entry() {
+    let lines = check_alert(
         r#"{
   "index": "logs-*", "message": "m",
   "body": {},
@@ -37,8 +45,6 @@ fn a_media_entry_naming_no_destination_is_an_error_at_that_entry() {
             "caht", "email"]
 }"#,
     );
-    let (code, lines) = check(p.path(), &[]);
-    assert_eq!(code, 1);
     assert_eq!(
         lines,
         [
@@ -51,10 +57,7 @@ fn a_media_entry_naming_no_destination_is_an_error_at_that_entry() {
 
 #[test]
 fn alert_settings_are_checked_against_the_destinations_type_and_media() {
-    let p = Project::new();
-    write_credentials(&p, CHAT_AND_HISTORY);
-    p.alert(
-        "intrusion",
+    let lines = check_alert(
         r##"{
   "index": "logs-*", "message": "m",
   "body": {},
@@ -66,8 +69,6 @@ fn alert_settings_are_checked_against_the_destinations_type_and_media() {
   }
 }"##,
     );
-    let (code, lines) = check(p.path(), &[]);
-    assert_eq!(code, 1);
     assert_eq!(
         lines,
         [

@@ -38,9 +38,12 @@ fn alert(p: &Project, index: &str) {
     );
 }
 
-/// A project on the engine whose `intrusion` alert searches `src` and
-/// sends to a history destination writing to `index`.
-fn project(es: &Engine, src: &str, index: &str) -> Project {
+/// A project on the engine whose `intrusion` alert searches `src` (made
+/// afresh with `docs` documents) and sends to a history destination
+/// writing to `index`.
+fn project(es: &Engine, src: &str, docs: usize, index: &str) -> Project {
+    es.recreate(src, json!({"properties": {"msg": {"type": "keyword"}}}));
+    es.bulk(src, &vec![json!({"msg": "x"}); docs]);
     let p = Project::new();
     write_credentials(
         &p,
@@ -81,17 +84,9 @@ fn once(p: &Project) {
 #[test]
 fn a_fired_and_a_resolved_document_land_in_the_daily_history_index() {
     let Some(es) = engine() else { return };
-    es.recreate(
-        "esalert-hist-src",
-        json!({"properties": {"msg": {"type": "keyword"}}}),
-    );
     let (s, v) = es.call("DELETE", "/esalert-hist-a-*", None).unwrap();
     assert!(s == 200 || s == 404, "{s} {v}");
-    es.bulk(
-        "esalert-hist-src",
-        &[json!({"msg": "x"}), json!({"msg": "y"})],
-    );
-    let p = project(es, "esalert-hist-src", "esalert-hist-a-%Y.%m.%d");
+    let p = project(es, "esalert-hist-src", 2, "esalert-hist-a-%Y.%m.%d");
     once(&p);
     // No more hits: the alert resolves.
     es.recreate(
@@ -134,11 +129,6 @@ fn a_fired_and_a_resolved_document_land_in_the_daily_history_index() {
 #[test]
 fn documents_go_into_a_data_stream() {
     let Some(es) = engine() else { return };
-    es.recreate(
-        "esalert-hist-ds-src",
-        json!({"properties": {"msg": {"type": "keyword"}}}),
-    );
-    es.bulk("esalert-hist-ds-src", &[json!({"msg": "x"})]);
     let (s, v) = es
         .call("DELETE", "/_data_stream/esalert-hist-ds", None)
         .unwrap();
@@ -148,7 +138,7 @@ fn documents_go_into_a_data_stream() {
         "/_index_template/esalert-hist-ds",
         Some(&json!({"index_patterns": ["esalert-hist-ds"], "data_stream": {}, "priority": 500})),
     );
-    let p = project(es, "esalert-hist-ds-src", "esalert-hist-ds");
+    let p = project(es, "esalert-hist-ds-src", 1, "esalert-hist-ds");
     once(&p);
     let docs = history(es, "esalert-hist-ds");
     assert_eq!(docs.len(), 1, "{docs:#?}");
@@ -160,17 +150,12 @@ fn documents_go_into_a_data_stream() {
 #[test]
 fn a_mapping_conflict_is_a_permanent_error_naming_the_items_error() {
     let Some(es) = engine() else { return };
-    es.recreate(
-        "esalert-hist-m-src",
-        json!({"properties": {"msg": {"type": "keyword"}}}),
-    );
-    es.bulk("esalert-hist-m-src", &[json!({"msg": "x"})]);
     // `alert` holds a name; a `long` field can't take it.
     es.recreate(
         "esalert-hist-m",
         json!({"properties": {"alert": {"type": "long"}, "@timestamp": {"type": "date"}}}),
     );
-    let p = project(es, "esalert-hist-m-src", "esalert-hist-m");
+    let p = project(es, "esalert-hist-m-src", 1, "esalert-hist-m");
     esalert(p.path()).arg("once").output().unwrap();
     let lines = log_lines(p.path());
     assert!(
@@ -179,10 +164,7 @@ fn a_mapping_conflict_is_a_permanent_error_naming_the_items_error() {
             .any(|l| l.get("event").map(String::as_str) == Some("delivery_retry")),
         "a mapping conflict was retried: {lines:#?}"
     );
-    let failed = lines
-        .iter()
-        .find(|l| l.get("outcome").map(String::as_str) == Some("failed"))
-        .unwrap_or_else(|| panic!("{lines:#?}"));
+    let failed = line(&lines, "outcome", "failed");
     let errors = &failed["errors"];
     assert!(
         errors.contains("history: document 0 refused by esalert-hist-m: HTTP 400")
@@ -191,6 +173,15 @@ fn a_mapping_conflict_is_a_permanent_error_naming_the_items_error() {
     );
     assert!(history(es, "esalert-hist-m").is_empty());
 }
+
+/// The first alerts.log line whose `key` is `value`.
+fn line<'a>(log: &'a [Line], key: &str, value: &str) -> &'a Line {
+    log.iter()
+        .find(|l| l.get(key).map(String::as_str) == Some(value))
+        .unwrap_or_else(|| panic!("no {key}={value} in {log:#?}"))
+}
+
+type Line = std::collections::BTreeMap<String, String>;
 
 /// A `_bulk` answer with one item.
 fn bulk_item(status: u16, error: Option<(&str, &str)>) -> Reply {
@@ -260,10 +251,7 @@ fn a_429_on_an_item_is_retried_and_the_retry_is_the_same_document() {
     assert_eq!(doc["hits"], 3);
     assert!(doc.get("_id").is_none(), "{doc}");
     let log = log_lines(p.path());
-    let retry = log
-        .iter()
-        .find(|l| l.get("event").map(String::as_str) == Some("delivery_retry"))
-        .unwrap_or_else(|| panic!("{log:#?}"));
+    let retry = line(&log, "event", "delivery_retry");
     assert!(
         retry["error"].contains("HTTP 429: es_rejected_execution_exception"),
         "{retry:?}"
@@ -287,10 +275,7 @@ fn a_refused_item_is_permanent_and_an_existing_one_is_done() {
     esalert(p.path()).arg("once").output().unwrap();
     assert_eq!(bulks(&es).len(), 1, "a refused document was sent again");
     let log = log_lines(p.path());
-    let failed = log
-        .iter()
-        .find(|l| l.get("outcome").map(String::as_str) == Some("failed"))
-        .unwrap_or_else(|| panic!("{log:#?}"));
+    let failed = line(&log, "outcome", "failed");
     assert!(
         failed["errors"].contains(
             "document 0 refused by h: HTTP 400: mapper_parsing_exception: failed to parse field [hits]"
