@@ -79,6 +79,11 @@ pub enum Command {
         /// The default directory is skipped when absent.
         #[arg(long, value_name = "DIR")]
         responses: Option<PathBuf>,
+        /// Then ask the cluster (`_cluster/health`) and every destination
+        /// (Slack `auth.test`, SMTP `NOOP`, …) whether they accept
+        /// esalert's credentials, without notifying anyone: one line each.
+        #[arg(long, conflicts_with = "queries_only")]
+        online: bool,
     },
     /// Run one alert now and show what it would send: as text on a
     /// terminal, as JSON with `--json` or when piped. Sends nothing.
@@ -257,7 +262,8 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
         Command::Check {
             queries_only,
             responses,
-        } => Ok(check(&g, queries_only, responses.as_deref())),
+            online,
+        } => Ok(check(&g, queries_only, responses.as_deref(), online).await),
         Command::Test {
             name,
             response,
@@ -365,7 +371,7 @@ async fn terminated() {
 /// Where `check` looks for saved responses when `--responses` is not given.
 const DEFAULT_RESPONSES: &str = "tests/fixtures/responses";
 
-fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
+async fn check(g: &Global, queries_only: bool, responses: Option<&Path>, online: bool) -> u8 {
     let scripts = ScriptEngine::default();
     // Problems in alert files, printed by file and position; then the others.
     let mut in_alerts: Vec<crate::alert::Problem> = Vec::new();
@@ -417,18 +423,20 @@ fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
             dir.display()
         ));
     }
+    let mut loaded = None;
     if !queries_only {
         match Credentials::load(&g.credentials) {
             Err(e) => problems.push(e.to_string()),
             Ok(creds) => {
-                let lint = std::fs::read_to_string(&g.credentials)
-                    .map(|text| crate::config::lint(&g.credentials, &text, &creds))
-                    .unwrap_or_default();
+                let text = std::fs::read_to_string(&g.credentials).unwrap_or_default();
+                let lint = crate::config::lint(&g.credentials, &text, &creds);
                 let slack_linted = lint.iter().any(|p| p.message.starts_with("`slack."));
                 problems.extend(lint.iter().map(ToString::to_string));
+                problems.extend(destination_problems(&g.credentials, &text, &creds));
                 match Notifiers::from_credentials(&creds) {
                     // Said already, with its position.
                     Err(crate::notify::SetupError::Slack(_)) if slack_linted => {}
+                    Err(crate::notify::SetupError::Output { .. }) => {}
                     Err(e) => problems.push(format!("{}: {e}", g.credentials.display())),
                     Ok(_) => {}
                 }
@@ -437,26 +445,32 @@ fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
                     .as_ref()
                     .is_some_and(crate::config::SlackConfig::uses_webhook);
                 for (i, a) in alerts.iter().enumerate() {
-                    // An alert whose medium has no settings would fail every delivery.
-                    for m in a.body.sinks() {
-                        let configured = match m.as_str() {
-                            "slack" => creds.slack.is_some(),
-                            "email" => creds.email.is_some(),
-                            _ => true,
-                        };
-                        if !configured {
-                            in_alerts.push(crate::alert::Problem {
-                                path: a.path.clone(),
-                                position: at(i, &[Seg::key("media")]),
-                                message: format!(
-                                    "medium \"{m}\" is not configured in {}; add a \"{m}\" section there or remove it from `media`",
-                                    g.credentials.display()
-                                ),
-                            });
+                    let native = a.body_as::<crate::engine::NativeAlert>();
+                    match native {
+                        Some(n) => in_alerts.extend(alert_destination_problems(
+                            a,
+                            &n.spec,
+                            &creds,
+                            &g.credentials,
+                            |segs| at(i, segs),
+                        )),
+                        None => {
+                            // Watcher actions: an output with no settings
+                            // would fail every delivery.
+                            for m in a.body.sinks() {
+                                if !destination_exists(&creds, &m)
+                                    && matches!(m.as_str(), "slack" | "email")
+                                {
+                                    in_alerts.push(crate::alert::Problem {
+                                        path: a.path.clone(),
+                                        position: None,
+                                        message: not_configured(&m, &g.credentials),
+                                    });
+                                }
+                            }
                         }
                     }
-                    let channel = a
-                        .body_as::<crate::engine::NativeAlert>()
+                    let channel = native
                         .and_then(|n| n.spec.slack.as_ref())
                         .is_some_and(|s| s.channel.is_some());
                     if webhook && channel {
@@ -470,6 +484,7 @@ fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
                         });
                     }
                 }
+                loaded = Some(creds);
             }
         }
     }
@@ -485,7 +500,7 @@ fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
     for p in &problems {
         println!("{p}");
     }
-    if problems.is_empty() {
+    let offline = if problems.is_empty() {
         eprintln!(
             "check: {} alert(s) OK in {}",
             alerts.len(),
@@ -495,7 +510,277 @@ fn check(g: &Global, queries_only: bool, responses: Option<&Path>) -> u8 {
     } else {
         eprintln!("check: {} problem(s) found", problems.len());
         1
+    };
+    match loaded {
+        Some(creds) if online => offline.max(check_online(&creds).await),
+        _ if online => {
+            println!("online: not run: {} can't be used", g.credentials.display());
+            1
+        }
+        _ => offline,
     }
+}
+
+/// Whether credentials.json has a destination named `name`.
+fn destination_exists(creds: &Credentials, name: &str) -> bool {
+    (name == "slack" && creds.slack.is_some())
+        || (name == "email" && creds.email.is_some())
+        || creds.outputs.contains_key(name)
+}
+
+/// Every destination's name in credentials.json.
+fn destination_names(creds: &Credentials) -> Vec<&str> {
+    let mut v = Vec::new();
+    if creds.slack.is_some() {
+        v.push("slack");
+    }
+    if creds.email.is_some() {
+        v.push("email");
+    }
+    v.extend(creds.outputs.keys().map(String::as_str));
+    v
+}
+
+fn not_configured(m: &str, credentials: &Path) -> String {
+    format!(
+        "medium \"{m}\" is not configured in {}; add a \"{m}\" section there or remove it from `media`",
+        credentials.display()
+    )
+}
+
+/// The type of destination `name`: its `type`, or `slack`/`email` for the
+/// top-level sections.
+fn type_of_destination(
+    creds: &Credentials,
+    name: &str,
+) -> Option<&'static crate::sinks::destinations::DestinationType> {
+    use crate::sinks::destinations;
+    match creds.outputs.get(name) {
+        Some(v) => destinations::type_of(v).ok(),
+        None if destination_exists(creds, name) => destinations::of_type(name),
+        None => None,
+    }
+}
+
+/// A native alert's `media` and `outputs` against credentials.json: each
+/// name a destination there, and each setting one its type lets an alert
+/// set. `at` locates a path in the alert file.
+fn alert_destination_problems(
+    a: &crate::alert::Alert,
+    spec: &crate::alert::AlertFile,
+    creds: &Credentials,
+    credentials: &Path,
+    at: impl Fn(&[Seg]) -> Option<Position>,
+) -> Vec<crate::alert::Problem> {
+    let mut out = Vec::new();
+    let mut problem = |position: Option<Position>, message: String| {
+        out.push(crate::alert::Problem {
+            path: a.path.clone(),
+            position,
+            message,
+        });
+    };
+    for (i, m) in spec.media.iter().enumerate() {
+        if destination_exists(creds, m) {
+            continue;
+        }
+        let here = at(&[Seg::key("media"), Seg::Index(i)]);
+        if matches!(m.as_str(), "slack" | "email") {
+            problem(here, not_configured(m, credentials));
+        } else {
+            let names = destination_names(creds);
+            problem(
+                here,
+                format!(
+                    "no destination named {m:?} in {}; the destinations are: {}",
+                    credentials.display(),
+                    if names.is_empty() {
+                        "none (add one under `outputs`)".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+    for (name, settings) in &spec.outputs {
+        if !spec.media.contains(name) {
+            problem(
+                at(&[Seg::key("outputs"), Seg::key(name.as_str())]),
+                format!(
+                    "`outputs.{name}` is for a destination this alert does not send to; add {name:?} to `media`, or remove it"
+                ),
+            );
+            continue;
+        }
+        let Some(t) = type_of_destination(creds, name) else {
+            continue;
+        };
+        for key in settings.keys() {
+            if t.overridable.contains(&key.as_str()) {
+                continue;
+            }
+            problem(
+                at(&[
+                    Seg::key("outputs"),
+                    Seg::key(name.as_str()),
+                    Seg::key(key.as_str()),
+                ]),
+                format!(
+                    "`{key}` can't be set by an alert for {name:?} (a {} destination); {}",
+                    t.name,
+                    if t.overridable.is_empty() {
+                        "it takes no settings from alerts".to_owned()
+                    } else {
+                        format!("an alert may set: {}", t.overridable.join(", "))
+                    }
+                ),
+            );
+        }
+        if let Some(sev) = settings.get("severity")
+            && t.overridable.contains(&"severity")
+            && sev
+                .as_str()
+                .and_then(crate::notify::Severity::parse)
+                .is_none()
+        {
+            problem(
+                at(&[
+                    Seg::key("outputs"),
+                    Seg::key(name.as_str()),
+                    Seg::key("severity"),
+                ]),
+                format!(
+                    "`severity` must be one of {}",
+                    crate::notify::Severity::NAMES
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// Every problem of credentials.json's `outputs`, each at its setting.
+fn destination_problems(path: &Path, text: &str, creds: &Credentials) -> Vec<String> {
+    crate::sinks::destinations::problems(creds)
+        .into_iter()
+        .map(|(name, e)| {
+            let mut at = e.at.clone();
+            // serde names an unknown key in its message, not its path.
+            if let Some(key) = e
+                .message
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                && at.last().map(String::as_str) != Some(key)
+            {
+                at.push(key.to_owned());
+            }
+            let mut segs = vec![Seg::key("outputs"), Seg::key(name.as_str())];
+            segs.extend(crate::config::path_segs(&at.join(".")));
+            let setting = std::iter::once(name.as_str())
+                .chain(at.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(".");
+            let problem = crate::alert::Problem {
+                path: path.to_owned(),
+                position: crate::alert::locate::locate(text, &segs),
+                message: format!("outputs.{setting}: {}", e.message),
+            };
+            problem.to_string()
+        })
+        .collect()
+}
+
+/// The longest a destination's or the cluster's health check may take.
+const ONLINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `check --online`: the cluster's `_cluster/health`, then every
+/// destination's health check, at once; one line each, in name order.
+/// Returns the exit code.
+async fn check_online(creds: &Credentials) -> u8 {
+    let mut failed = false;
+    let mut line = |name: &str, r: Result<String, String>| match r {
+        Ok(note) => println!("online: {name}: ok{note}"),
+        Err(e) => {
+            failed = true;
+            println!("online: {name}: {e}");
+        }
+    };
+    let es = match EsClient::new(&creds.elasticsearch) {
+        Ok(es) => es,
+        Err(e) => {
+            line("cluster", Err(e.to_string()));
+            return 1;
+        }
+    };
+    let notifiers = Notifiers::from_credentials(creds);
+    let sinks = notifiers
+        .as_ref()
+        .ok()
+        .map(|n| crate::sinks::Sinks::new(n, &es));
+    let cluster = async {
+        match tokio::time::timeout(ONLINE_TIMEOUT, es.cluster_health()).await {
+            Err(_) => Err(format!(
+                "no answer from {} within {ONLINE_TIMEOUT:?}",
+                es.url()
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Ok(h)) => match h["status"].as_str() {
+                Some("red") => Err(format!(
+                    "{} is red: some primary shards are unassigned",
+                    es.url()
+                )),
+                s => Ok(format!(
+                    " ({}, status {})",
+                    es.url(),
+                    s.unwrap_or("unknown")
+                )),
+            },
+        }
+    };
+    let reserved = crate::sinks::destinations::RESERVED;
+    let checks = sinks
+        .iter()
+        .flat_map(|s| s.all())
+        .filter(|(name, _)| !reserved.contains(name))
+        .map(|(name, sink)| async move {
+            let r = match tokio::time::timeout(ONLINE_TIMEOUT, sink.healthcheck()).await {
+                Err(_) => Err(format!("no answer within {ONLINE_TIMEOUT:?}")),
+                Ok(Err(e)) => {
+                    let text = e.to_string();
+                    let prefix = format!("{}: ", e.sink());
+                    Err(text.strip_prefix(&prefix).unwrap_or(&text).to_owned())
+                }
+                Ok(Ok(())) if slack_webhook(creds, name) => Ok(
+                    " (an incoming webhook: it can't be asked anything without posting, so it was not probed)"
+                        .to_owned(),
+                ),
+                Ok(Ok(())) => Ok(String::new()),
+            };
+            (name, r)
+        });
+    let (cluster, results) = futures::join!(cluster, futures::future::join_all(checks));
+    line("cluster", cluster);
+    if let Err(e) = &notifiers {
+        line("destinations", Err(format!("not checked: {e}")));
+    }
+    for (name, r) in results {
+        line(name, r);
+    }
+    u8::from(failed)
+}
+
+/// Whether destination `name` posts to a Slack incoming webhook.
+fn slack_webhook(creds: &Credentials, name: &str) -> bool {
+    let cfg = match creds.outputs.get(name) {
+        Some(v) if v.get("type").and_then(Value::as_str) == Some("slack") => {
+            crate::sinks::destinations::settings::<crate::config::SlackConfig>(v).ok()
+        }
+        Some(_) => None,
+        None if name == "slack" => creds.slack.clone(),
+        None => None,
+    };
+    cfg.is_some_and(|c| c.uses_webhook())
 }
 
 /// Renders a native alert's subject and message against its saved response

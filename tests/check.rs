@@ -3,23 +3,8 @@
 
 mod support;
 
-use std::path::Path;
-
 use serde_json::json;
-use support::Project;
-
-fn check(dir: &Path, args: &[&str]) -> (i32, Vec<String>) {
-    let out = support::esalert_in(dir, "pw")
-        .arg("check")
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        stdout.lines().map(str::to_owned).collect(),
-    )
-}
+use support::{Project, check};
 
 #[test]
 fn three_mistakes_in_one_file_are_three_lines_in_one_round() {

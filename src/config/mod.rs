@@ -127,6 +127,10 @@ pub struct SlackConfig {
     /// Slack API base URL; change only for tests or Slack-compatible servers.
     #[serde(default)]
     pub api_url: Option<String>,
+    /// The colour bar of posts: `critical`, `error`, `warning` or `info`
+    /// (an alert may set its own); no bar when absent.
+    #[serde(default)]
+    pub severity: Option<crate::notify::Severity>,
     /// Overall timeout of one post.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
@@ -437,7 +441,7 @@ impl SlackConfig {
 }
 
 /// Segments of a serde path such as `email.to[0]`, for [`locate`].
-fn path_segs(path: &str) -> Vec<Seg> {
+pub fn path_segs(path: &str) -> Vec<Seg> {
     let mut segs = Vec::new();
     for part in path.split('.').filter(|s| !s.is_empty() && *s != "?") {
         let mut pieces = part.split('[');

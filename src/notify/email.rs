@@ -167,19 +167,42 @@ impl EmailNotifier {
     /// Sends a message built elsewhere (Watcher's email action), with the
     /// same timeout and error classification.
     pub async fn send_message(&self, msg: Message) -> Result<(), NotifyError> {
-        match tokio::time::timeout(self.timeout, self.transport.send(msg)).await {
+        let r = tokio::time::timeout(self.timeout, self.transport.send(msg)).await;
+        self.verdict("SMTP send did not finish", r.map(|r| r.map(drop)))
+    }
+
+    /// An SMTP exchange's outcome within the timeout: a 5xx is permanent,
+    /// anything else (4xx, network, no answer) may pass.
+    fn verdict(
+        &self,
+        late: &str,
+        r: Result<Result<(), lettre::transport::smtp::Error>, tokio::time::error::Elapsed>,
+    ) -> Result<(), NotifyError> {
+        match r {
             Err(_) => Err(NotifyError::transient(
                 Medium::Email,
-                format!(
-                    "SMTP send did not finish within {}",
-                    humantime::format_duration(self.timeout)
-                ),
+                format!("{late} within {}", humantime::format_duration(self.timeout)),
             )),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) if e.is_permanent() => {
                 Err(NotifyError::permanent(Medium::Email, format!("SMTP: {e}")))
             }
             Ok(Err(e)) => Err(NotifyError::transient(Medium::Email, format!("SMTP: {e}"))),
+        }
+    }
+}
+
+impl EmailNotifier {
+    /// Connects, says `NOOP` and quits, within the timeout: the relay is
+    /// reachable, TLS works and the credentials are accepted.
+    pub async fn healthcheck(&self) -> Result<(), NotifyError> {
+        let r = tokio::time::timeout(self.timeout, self.transport.test_connection()).await;
+        match r {
+            Ok(Ok(false)) => Err(NotifyError::transient(
+                Medium::Email,
+                "the SMTP server did not answer NOOP",
+            )),
+            r => self.verdict("no answer from the SMTP server", r.map(|r| r.map(drop))),
         }
     }
 }

@@ -116,6 +116,37 @@ pub fn incident_key(alert: &str, key: &str) -> String {
     format!("esalert-{alert}-{hex}")
 }
 
+/// How bad a notification is, where a destination shows it (Slack's colour
+/// bar; a provider's severity field): `critical`, `error`, `warning`, `info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Someone must act now.
+    Critical,
+    /// Something failed.
+    Error,
+    /// Something may fail.
+    Warning,
+    /// For information.
+    Info,
+}
+
+impl Severity {
+    /// Every severity's name, for error messages.
+    pub const NAMES: &'static str = "critical, error, warning, info";
+
+    /// The severity named `s` (lower case), if any.
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "critical" => Some(Severity::Critical),
+            "error" => Some(Severity::Error),
+            "warning" => Some(Severity::Warning),
+            "info" => Some(Severity::Info),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Transient,

@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use slack_morphism::prelude::*;
 use tokio::time::Instant;
 
-use super::{Notification, Notifier, NotifyError, SetupError};
+use super::{Notification, Notifier, NotifyError, SetupError, Severity};
 use crate::alert::Medium;
 use crate::config::SlackConfig;
 use crate::render::fmt_time;
@@ -124,6 +124,8 @@ pub struct SlackNotifier {
     /// Posts in flight at once: a burst of matches trickles out instead of
     /// hammering Slack into more 429s.
     lanes: tokio::sync::Semaphore,
+    /// The colour bar when the alert sets none.
+    severity: Option<Severity>,
 }
 
 impl SlackNotifier {
@@ -178,7 +180,60 @@ impl SlackNotifier {
             timeout,
             pause: pause_for(destination),
             lanes: tokio::sync::Semaphore::new(LANES),
+            severity: cfg.severity,
         })
+    }
+
+    /// Checks the bot token with `auth.test` (nothing is posted); `Ok` for
+    /// a webhook, which has no such call.
+    pub async fn healthcheck(&self) -> Result<(), NotifyError> {
+        let Mode::Bot { token, url, .. } = &self.mode else {
+            return Ok(());
+        };
+        let url = url.join("auth.test").map_err(|e| {
+            NotifyError::permanent(Medium::Slack, format!("api_url is not a URL: {e}"))
+        })?;
+        let req = self
+            .http
+            .post(url)
+            .bearer_auth(token.expose_secret())
+            .send();
+        let resp = match tokio::time::timeout(self.timeout, req).await {
+            Err(_) => return Err(self.no_answer()),
+            Ok(Err(e)) => return Err(self.transport_error(e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        let body = match crate::net::read_capped(resp, ANSWER_MAX).await {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(crate::net::ReadError::Transport(e)) => return Err(self.transport_error(e)),
+            Err(crate::net::ReadError::TooLarge(_)) => String::new(),
+        };
+        let snippet: String = body.trim().chars().take(200).collect();
+        if !status.is_success() {
+            return Err(NotifyError::permanent(
+                Medium::Slack,
+                format!("auth.test: HTTP {} {snippet}", status.as_u16()),
+            ));
+        }
+        match web_api_answer(&body, &snippet) {
+            Answer::Accepted => Ok(()),
+            Answer::RateLimited(_) => Err(NotifyError::transient(
+                Medium::Slack,
+                "auth.test: rate limited",
+            )),
+            Answer::Failed(e) => Err(e),
+        }
+    }
+
+    fn no_answer(&self) -> NotifyError {
+        NotifyError::transient(
+            Medium::Slack,
+            format!(
+                "no answer from Slack within {} (slack.timeout in credentials.json)",
+                humantime::format_duration(self.timeout)
+            ),
+        )
     }
 
     /// Posts one message as it is (Watcher's slack action), to `channel` in
@@ -334,13 +389,7 @@ impl SlackNotifier {
     /// path is its secret).
     fn transport_error(&self, e: reqwest::Error) -> NotifyError {
         if e.is_timeout() {
-            return NotifyError::transient(
-                Medium::Slack,
-                format!(
-                    "no answer from Slack within {} (slack.timeout in credentials.json)",
-                    humantime::format_duration(self.timeout)
-                ),
-            );
+            return self.no_answer();
         }
         let e = e.without_url();
         let mut parts = vec![e.to_string()];
@@ -417,7 +466,11 @@ impl Notifier for SlackNotifier {
 
     fn send<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move {
-            for post in build_posts(n) {
+            let severity = n
+                .setting("severity")
+                .and_then(Severity::parse)
+                .or(self.severity);
+            for post in build_posts(n, severity) {
                 self.post(post, n.slack_channel.as_deref()).await?;
             }
             Ok(())
@@ -492,8 +545,24 @@ pub fn split_mrkdwn(text: &str, max: usize) -> Vec<String> {
     chunks
 }
 
-/// The posts for one notification, in order.
-pub fn build_posts(n: &Notification) -> Vec<SlackMessageContent> {
+/// The colour bar of a post: by severity, green once resolved.
+fn colour(n: &Notification, severity: Option<Severity>) -> Option<&'static str> {
+    if n.resolved {
+        return Some("#2eb67d");
+    }
+    Some(match severity? {
+        Severity::Critical => "#d00000",
+        Severity::Error => "#e01e5a",
+        Severity::Warning => "#ecb22e",
+        Severity::Info => "#2eb67d",
+    })
+}
+
+/// The posts for one notification, in order. With a colour (a severity,
+/// or resolved), the header stays on top and the rest goes in one
+/// attachment carrying the colour bar.
+pub fn build_posts(n: &Notification, severity: Option<Severity>) -> Vec<SlackMessageContent> {
+    let colour = colour(n, severity);
     let sections = split_mrkdwn(&n.rendered.slack, SECTION_MAX);
     let groups: Vec<&[String]> = sections.chunks(SECTIONS_PER_POST).collect();
     let total = groups.len();
@@ -537,9 +606,18 @@ pub fn build_posts(n: &Notification) -> Vec<SlackMessageContent> {
                 &format!("{}: {}", crate::render::slack_escape(&title), first),
                 1000,
             );
-            SlackMessageContent::new()
-                .with_text(fallback)
-                .with_blocks(blocks)
+            let content = SlackMessageContent::new().with_text(fallback);
+            match colour {
+                None => content.with_blocks(blocks),
+                Some(c) => {
+                    let body = blocks.split_off(1);
+                    content.with_blocks(blocks).with_attachments(vec![
+                        SlackMessageAttachment::new()
+                            .with_color(c.to_owned())
+                            .with_blocks(body),
+                    ])
+                }
+            }
         })
         .collect()
 }

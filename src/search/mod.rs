@@ -443,11 +443,25 @@ impl EsClient {
 
     /// Indexes several documents with one `_bulk` request.
     pub async fn bulk_index(&self, index: &str, docs: &[Value]) -> Result<Value, SearchError> {
+        self.bulk("index", index, docs).await
+    }
+
+    /// Creates several documents with one `_bulk` request: `create`, the
+    /// only operation a data stream takes, and one that refuses a second
+    /// document with the same `_id` (409), so a retried send is not indexed
+    /// twice. The answer's `items` say how each document fared.
+    pub async fn bulk_create(&self, index: &str, docs: &[Value]) -> Result<Value, SearchError> {
+        self.bulk("create", index, docs).await
+    }
+
+    /// `_bulk` with operation `op` for every document of `docs`; a
+    /// document's `_id` key, if any, becomes its id.
+    async fn bulk(&self, op: &str, index: &str, docs: &[Value]) -> Result<Value, SearchError> {
         let mut nd = String::new();
         for d in docs {
-            let mut meta = serde_json::json!({"index": {"_index": index}});
+            let mut meta = serde_json::json!({op: {"_index": index}});
             if let Some(id) = d.get("_id").and_then(Value::as_str) {
-                meta["index"]["_id"] = Value::String(id.to_owned());
+                meta[op]["_id"] = Value::String(id.to_owned());
             }
             let mut doc = d.clone();
             if let Value::Object(m) = &mut doc {
@@ -466,6 +480,22 @@ impl EsClient {
             &[],
             nd.into_bytes(),
             "application/x-ndjson",
+            self.max_response,
+        )
+        .await
+        .map(|r| r.response)
+    }
+
+    /// `GET /_cluster/health`: whether the cluster answers, accepts the
+    /// credentials, and its status (`green`, `yellow`, `red`).
+    pub async fn cluster_health(&self) -> Result<Value, SearchError> {
+        let url = format!("{}/_cluster/health", self.base);
+        self.request_raw(
+            reqwest::Method::GET,
+            &url,
+            &[],
+            Vec::new(),
+            "application/json",
             self.max_response,
         )
         .await

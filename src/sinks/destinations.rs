@@ -90,6 +90,7 @@ pub static TYPES: &[&DestinationType] = &[
     &super::teams::TYPE,
     &super::telegram::TYPE,
     &super::discord::TYPE,
+    &super::history::TYPE,
 ];
 
 /// The type named `name`.
@@ -155,6 +156,28 @@ pub fn settings<T: DeserializeOwned>(v: &Value) -> Result<T, SettingError> {
     })
 }
 
+/// What is wrong with `name` as a destination's name, if anything.
+fn name_problem(creds: &Credentials, name: &str) -> Option<SettingError> {
+    if !crate::alert::valid_name(name) || RESERVED.contains(&name) {
+        return Some(SettingError::at(
+            "",
+            format!(
+                "{name:?} can't name a destination: use a-z, 0-9, _ and -, and none of {}",
+                RESERVED.join(", ")
+            ),
+        ));
+    }
+    if (name == "slack" && creds.slack.is_some()) || (name == "email" && creds.email.is_some()) {
+        return Some(SettingError::at(
+            "",
+            format!(
+                "{name:?} is already the top-level \"{name}\" section; give this destination another name"
+            ),
+        ));
+    }
+    None
+}
+
 /// Builds every destination of `outputs`.
 pub fn build_all(
     creds: &Credentials,
@@ -162,29 +185,8 @@ pub fn build_all(
     let cx = Context { credentials: creds };
     let mut out = Vec::new();
     for (name, v) in &creds.outputs {
-        if !crate::alert::valid_name(name) || RESERVED.contains(&name.as_str()) {
-            return Err((
-                name.clone(),
-                SettingError::at(
-                    "",
-                    format!(
-                        "{name:?} can't name a destination: use a-z, 0-9, _ and -, and none of {}",
-                        RESERVED.join(", ")
-                    ),
-                ),
-            ));
-        }
-        if (name == "slack" && creds.slack.is_some()) || (name == "email" && creds.email.is_some())
-        {
-            return Err((
-                name.clone(),
-                SettingError::at(
-                    "",
-                    format!(
-                        "{name:?} is already the top-level \"{name}\" section; give this destination another name"
-                    ),
-                ),
-            ));
+        if let Some(e) = name_problem(creds, name) {
+            return Err((name.clone(), e));
         }
         let t = type_of(v).map_err(|e| (name.clone(), e))?;
         let sink = (t.build)(name, v, &cx).map_err(|e| (name.clone(), e))?;
@@ -213,4 +215,31 @@ pub fn build_for_test(
             credentials: &creds,
         },
     )
+}
+
+/// Every problem of every destination of `outputs`, by destination name
+/// (for `esalert check`, which reports them all at once where
+/// [`build_all`] stops at the first): its name, its type, what building it
+/// says, and its type's lint.
+pub fn problems(creds: &Credentials) -> Vec<(String, SettingError)> {
+    let cx = Context { credentials: creds };
+    let mut out = Vec::new();
+    for (name, v) in &creds.outputs {
+        if let Some(e) = name_problem(creds, name) {
+            out.push((name.clone(), e));
+            continue;
+        }
+        let t = match type_of(v) {
+            Ok(t) => t,
+            Err(e) => {
+                out.push((name.clone(), e));
+                continue;
+            }
+        };
+        if let Err(e) = (t.build)(name, v, &cx) {
+            out.push((name.clone(), e));
+        }
+        out.extend((t.lint)(v).into_iter().map(|e| (name.clone(), e)));
+    }
+    out
 }

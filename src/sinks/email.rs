@@ -148,4 +148,14 @@ impl Sink for EmailSink {
             }
         })
     }
+
+    /// SMTP `NOOP` on a fresh connection (with TLS and login as configured).
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            match &self.client {
+                Some(c) => Ok(c.healthcheck().await?),
+                None => Ok(()),
+            }
+        })
+    }
 }

@@ -13,6 +13,7 @@ mod chat;
 pub mod destinations;
 mod discord;
 mod email;
+mod history;
 pub mod http;
 mod index;
 mod logging;

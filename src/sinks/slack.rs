@@ -37,7 +37,7 @@ impl SlackSink {
 /// different webhooks.
 pub(super) static TYPE: DestinationType = DestinationType {
     name: "slack",
-    overridable: &["channel"],
+    overridable: &["channel", "severity"],
     build: |name, v, _| {
         let cfg: SlackConfig = settings(v)?;
         let client =
@@ -91,6 +91,17 @@ impl Sink for SlackSink {
                     "slack",
                     format!("cannot send a {} message", other.sink()),
                 )),
+            }
+        })
+    }
+
+    /// Bot token: `auth.test`. A webhook can't be asked anything without
+    /// posting, so it passes unprobed (`check --online` says so).
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            match &self.client {
+                Some(c) => Ok(c.healthcheck().await?),
+                None => Ok(()),
             }
         })
     }

@@ -99,6 +99,20 @@ pub fn esalert_in(dir: &Path, pw: &str) -> assert_cmd::Command {
     c
 }
 
+/// `esalert check ARGS` in `dir`: the exit code and the lines printed.
+pub fn check(dir: &Path, args: &[&str]) -> (i32, Vec<String>) {
+    let out = esalert_in(dir, "pw")
+        .arg("check")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        stdout.lines().map(str::to_owned).collect(),
+    )
+}
+
 /// The repository root (for shipped examples and fixtures).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

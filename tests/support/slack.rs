@@ -40,6 +40,34 @@ struct State {
     delay: std::time::Duration,
     queue: VecDeque<SlackReply>,
     posts: Vec<Post>,
+    /// `auth.test` calls, by the token they carried.
+    auth_tests: Vec<String>,
+}
+
+/// The bot token the stand-in accepts.
+pub const BOT_TOKEN: &str = "xoxb-test-token";
+
+/// `auth.test` as Slack answers it: HTTP 200 either way, `ok` saying
+/// whether the bearer token is a valid one.
+fn auth_test(state: &Mutex<State>, headers: &HeaderMap) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    state
+        .lock()
+        .unwrap()
+        .auth_tests
+        .push(token.clone().unwrap_or_default());
+    match token.as_deref() {
+        None => axum::Json(json!({"ok": false, "error": "not_authed"})).into_response(),
+        Some(BOT_TOKEN) => axum::Json(json!({"ok": true, "url": "https://esalert-test.slack.com/",
+            "team": "esalert test", "user": "esalert", "team_id": "T000", "user_id": "U000",
+            "bot_id": "B123", "is_enterprise_install": false}))
+        .into_response(),
+        Some(_) => axum::Json(json!({"ok": false, "error": "invalid_auth"})).into_response(),
+    }
 }
 
 pub struct SlackStandIn {
@@ -49,6 +77,9 @@ pub struct SlackStandIn {
 }
 
 async fn handle(state: Arc<Mutex<State>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if uri.path() == "/api/auth.test" {
+        return auth_test(&state, &headers);
+    }
     let reply = {
         let mut s = state.lock().unwrap();
         let reply = s.queue.pop_front().unwrap_or(SlackReply::Ok);
@@ -135,6 +166,11 @@ impl SlackStandIn {
             .collect()
     }
 
+    /// The tokens of the `auth.test` calls so far.
+    pub fn auth_tests(&self) -> Vec<String> {
+        self.state.lock().unwrap().auth_tests.clone()
+    }
+
     /// A webhook URL on this server.
     pub fn webhook_url(&self) -> String {
         format!("{}/hooks/T000/B000/XXXX", self.url)
@@ -147,6 +183,6 @@ impl SlackStandIn {
 
     /// The `slack` section for bot-token mode.
     pub fn bot_credentials(&self, channel: &str) -> Value {
-        json!({"token": "xoxb-test-token", "channel": channel, "api_url": format!("{}/api", self.url)})
+        json!({"token": BOT_TOKEN, "channel": channel, "api_url": format!("{}/api", self.url)})
     }
 }
