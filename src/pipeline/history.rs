@@ -58,11 +58,9 @@ pub(super) fn evaluation_warnings(name: &str, eval: &Evaluated) {
 
 /// The run's line, and a redelivery's when one happened on a run that
 /// didn't fold it into its own outcome.
-pub(super) fn log_run(r: &RunReport, retried: Option<&Delivered>) {
+pub(super) fn log_run(r: &RunReport, retried: Option<&Delivered>, folded: bool) {
     log_report(r);
-    if matches!(r.outcome, Outcome::NoMatch | Outcome::Error)
-        && let Some(d) = retried
-    {
+    if !folded && let Some(d) = retried {
         log_retry(&r.alert, d);
     }
 }

@@ -432,7 +432,9 @@ impl Runner {
                 report.delivery_errors = d.errors.clone();
             }
         }
-        history::log_run(&report, retried.as_ref());
+        // A redelivery folded into this run's outcome is told by its line.
+        let folded = decided.as_ref().is_some_and(|d| d.folded);
+        history::log_run(&report, retried.as_ref(), folded);
         if rule.policy.group_by.is_some()
             && let Some(d) = &decided
         {
