@@ -180,7 +180,8 @@ pub struct EmailConfig {
     pub timeout: HumanDuration,
 }
 
-fn default_timeout() -> HumanDuration {
+/// 30 seconds: every destination's `timeout` when none is given.
+pub(crate) fn default_timeout() -> HumanDuration {
     HumanDuration::parse("30s").expect("literal")
 }
 

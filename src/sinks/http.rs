@@ -126,6 +126,28 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(|s| Duration::from_secs(s.min(3600)))
 }
 
+/// `req` with `body` as its JSON body (reqwest's `json` feature is off).
+pub fn json(req: reqwest::RequestBuilder, body: &serde_json::Value) -> reqwest::RequestBuilder {
+    req.header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+}
+
+/// A destination's `url` setting, checked (http or https, with a host)
+/// and without a trailing `/`, ready for paths to be appended.
+pub fn base_url(url: &str) -> Result<String, super::destinations::SettingError> {
+    let bad = |why: &str| {
+        super::destinations::SettingError::at(
+            "url",
+            format!("`url` {why}; write it like \"https://host:port\""),
+        )
+    };
+    let u = url::Url::parse(url.trim()).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(bad("must start with http:// or https:// and name a host"));
+    }
+    Ok(url.trim().trim_end_matches('/').to_owned())
+}
+
 /// The first `max` characters of `s` on one line.
 fn one_line(s: &str, max: usize) -> String {
     truncate(&s.split_whitespace().collect::<Vec<_>>().join(" "), max)
