@@ -13,9 +13,11 @@ pub mod destinations;
 mod email;
 pub mod http;
 mod index;
+mod jira;
 mod logging;
 mod message;
 mod slack;
+mod thehive;
 mod webhook;
 
 use std::collections::BTreeMap;
