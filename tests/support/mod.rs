@@ -9,9 +9,11 @@
 
 pub mod daemon;
 pub mod es;
+pub mod jira;
 pub mod opensearch;
 pub mod slack;
 pub mod smtp;
+pub mod thehive;
 
 use std::path::{Path, PathBuf};
 
