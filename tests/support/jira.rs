@@ -6,12 +6,11 @@
 //! 429 with `Retry-After`, 500, or a hang. Tests move an issue to Done.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
+
+use super::provider::{Peer, Provider, Request};
 
 pub const PROJECT: &str = "SOC";
 pub const USER: &str = "bot@example.com";
@@ -44,32 +43,17 @@ pub struct Issue {
     pub comments: Vec<String>,
 }
 
-/// A request received.
-#[derive(Clone, Debug)]
-pub struct JiraRequest {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub headers: HeaderMap,
-    pub body: Value,
-    pub status: u16,
-}
-
 #[derive(Default)]
-struct State {
+pub struct Jira {
     queue: VecDeque<JiraReply>,
-    requests: Vec<JiraRequest>,
+    requests: Vec<Request>,
     issues: Vec<Issue>,
     /// Answer `search` with 410, as Jira Cloud does since it moved to
     /// `search/jql`.
     cloud: bool,
 }
 
-pub struct JiraStandIn {
-    pub url: String,
-    state: Arc<Mutex<State>>,
-    _server: super::es::Server,
-}
+pub type JiraStandIn = Peer<Jira>;
 
 fn errors(status: StatusCode, messages: &[&str], fields: Value) -> (StatusCode, Value) {
     (status, json!({"errorMessages": messages, "errors": fields}))
@@ -187,41 +171,6 @@ fn validate(fields: &Value) -> Result<(), (StatusCode, Value)> {
     Ok(())
 }
 
-async fn handle(
-    state: Arc<Mutex<State>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let reply = state
-        .lock()
-        .unwrap()
-        .queue
-        .pop_front()
-        .unwrap_or(JiraReply::Ok);
-    if matches!(reply, JiraReply::Hang) {
-        std::future::pending::<()>().await;
-    }
-    let query = uri.query().unwrap_or_default().to_owned();
-    let (status, answer) = answer(&state, &method, uri.path(), &query, &headers, &body, reply);
-    let mut s = state.lock().unwrap();
-    s.requests.push(JiraRequest {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-        query,
-        headers,
-        body,
-        status: status.as_u16(),
-    });
-    let mut r = (status, axum::Json(answer)).into_response();
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        r.headers_mut().insert("retry-after", "1".parse().unwrap());
-    }
-    r
-}
-
 /// Standard base64 with padding, for the expected `Basic` credentials.
 fn base64(bytes: &[u8]) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -248,16 +197,36 @@ fn authorized(headers: &HeaderMap) -> bool {
     got == Some(&format!("Basic {basic}")) || got == Some(&format!("Bearer {PAT}"))
 }
 
-fn answer(
-    state: &Mutex<State>,
-    method: &Method,
-    path: &str,
-    query: &str,
-    headers: &HeaderMap,
-    body: &Value,
-    reply: JiraReply,
-) -> (StatusCode, Value) {
-    if !authorized(headers) || matches!(reply, JiraReply::Unauthorized) {
+impl Provider for Jira {
+    type Reply = JiraReply;
+
+    fn next_reply(&mut self) -> JiraReply {
+        self.queue.pop_front().unwrap_or(JiraReply::Ok)
+    }
+
+    fn hangs(r: &JiraReply) -> bool {
+        matches!(r, JiraReply::Hang)
+    }
+
+    fn retry_after(r: &JiraReply) -> u64 {
+        match r {
+            JiraReply::RateLimited(s) => *s,
+            _ => 0,
+        }
+    }
+
+    fn record(&mut self, req: Request) {
+        self.requests.push(req);
+    }
+
+    fn answer(&mut self, req: &Request, reply: JiraReply) -> (StatusCode, Value) {
+        answer(self, req, reply)
+    }
+}
+
+fn answer(s: &mut Jira, req: &Request, reply: JiraReply) -> (StatusCode, Value) {
+    let (query, body) = (req.query.as_str(), &req.body);
+    if !authorized(&req.headers) || matches!(reply, JiraReply::Unauthorized) {
         return errors(
             StatusCode::UNAUTHORIZED,
             &["You are not authenticated. Authentication required to perform this operation."],
@@ -282,9 +251,8 @@ fn answer(
         }
         _ => {}
     }
-    let mut s = state.lock().unwrap();
-    let path = path.strip_prefix("/rest/api/2/").unwrap_or("");
-    match (method.as_str(), path) {
+    let path = req.path.strip_prefix("/rest/api/2/").unwrap_or("");
+    match (req.method.as_str(), path) {
         ("GET", "myself") => (
             StatusCode::OK,
             json!({"accountId": "5b10a2844c20165700ede21g", "emailAddress": USER, "active": true}),
@@ -366,43 +334,30 @@ fn answer(
 }
 
 impl JiraStandIn {
-    pub fn start() -> JiraStandIn {
-        let state = Arc::new(Mutex::new(State::default()));
-        let st = state.clone();
-        let server = super::es::Server::start(0, move || {
-            let st = st.clone();
-            axum::Router::new().fallback(move |m, u, h, b| handle(st.clone(), m, u, h, b))
-        });
-        JiraStandIn {
-            url: format!("http://127.0.0.1:{}", server.port),
-            state,
-            _server: server,
-        }
-    }
-
     pub fn push(&self, r: JiraReply) {
-        self.state.lock().unwrap().queue.push_back(r);
+        self.with(|j| j.queue.push_back(r));
     }
 
     /// Answers `search` with 410 Gone, as Jira Cloud does now.
     pub fn retire_search(&self) {
-        self.state.lock().unwrap().cloud = true;
+        self.with(|j| j.cloud = true);
     }
 
     /// Moves an issue to `status` (`Done` closes it for searches).
     pub fn set_status(&self, key: &str, status: &str) {
-        let mut s = self.state.lock().unwrap();
-        let i = s.issues.iter_mut().find(|i| i.key == key).expect("issue");
-        i.status = status.to_owned();
+        self.with(|j| {
+            let i = j.issues.iter_mut().find(|i| i.key == key).expect("issue");
+            i.status = status.to_owned();
+        });
     }
 
     pub fn issues(&self) -> Vec<Issue> {
-        self.state.lock().unwrap().issues.clone()
+        self.with(|j| j.issues.clone())
     }
 
     /// Every request, in order, with the status it got.
-    pub fn requests(&self) -> Vec<JiraRequest> {
-        self.state.lock().unwrap().requests.clone()
+    pub fn requests(&self) -> Vec<Request> {
+        self.with(|j| j.requests.clone())
     }
 
     /// An `outputs` entry with basic auth (Jira Cloud).

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod es;
 pub mod jira;
 pub mod opensearch;
+pub mod provider;
 pub mod slack;
 pub mod smtp;
 pub mod thehive;
@@ -194,6 +195,37 @@ pub fn windowed(schedule: &str, extra: serde_json::Value) -> String {
         "message": "{{ hits.total.value }} hits between {{ window.start }} and {{ window.end }}"});
     if let (serde_json::Value::Object(m), serde_json::Value::Object(e)) = (&mut a, extra) {
         m.extend(e);
+    }
+    a.to_string()
+}
+
+/// A search response whose `sources` terms aggregation has one bucket per
+/// `(key, doc_count)`, for alerts grouped by
+/// `aggregations.sources.buckets`.
+pub fn buckets(b: &[(&str, u64)]) -> Reply {
+    let total = b.iter().map(|(_, n)| n).sum();
+    Reply::with(
+        total,
+        serde_json::json!({"aggregations": {"sources": {"buckets":
+            b.iter().map(|(k, n)| serde_json::json!({"key": k, "doc_count": n})).collect::<Vec<_>>()}}}),
+    )
+}
+
+/// An alert grouped by the source addresses of [`buckets`], matching those
+/// with 5 or more failed logins, throttled 1h; `extra` keys are merged
+/// over it.
+pub fn grouped_alert(extra: serde_json::Value) -> String {
+    let mut a = serde_json::json!({
+        "index": "auth",
+        "body": {"size": 0, "aggs": {"sources": {"terms": {"field": "source.ip"}}}},
+        "group_by": {"path": "aggregations.sources.buckets", "key": "key"},
+        "condition": {"compare": {"doc_count": {"gte": 5}}},
+        "subject": "failed logins from {{ group.key }}",
+        "message": "{{ group.count }} failed logins from {{ group.key }} ({{ response.hits.total.value }} in all)",
+        "throttle_period": "1h",
+    });
+    if let (serde_json::Value::Object(a), serde_json::Value::Object(e)) = (&mut a, extra) {
+        a.extend(e);
     }
     a.to_string()
 }

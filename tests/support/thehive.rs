@@ -6,12 +6,11 @@
 //! `Retry-After`, 500 (before or after storing the alert), or a hang.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
+
+use super::provider::{Peer, Provider, Request};
 
 pub const KEY: &str = "hive-secret-key-0123";
 
@@ -34,29 +33,15 @@ pub enum HiveReply {
     Hang,
 }
 
-/// A request received.
-#[derive(Clone, Debug)]
-pub struct HiveRequest {
-    pub method: String,
-    pub path: String,
-    pub headers: HeaderMap,
-    pub body: Value,
-    pub status: u16,
-}
-
 #[derive(Default)]
-struct State {
+pub struct Hive {
     queue: VecDeque<HiveReply>,
-    requests: Vec<HiveRequest>,
+    requests: Vec<Request>,
     alerts: Vec<Value>,
     organisation: Option<String>,
 }
 
-pub struct HiveStandIn {
-    pub url: String,
-    state: Arc<Mutex<State>>,
-    _server: super::es::Server,
-}
+pub type HiveStandIn = Peer<Hive>;
 
 fn error(status: StatusCode, kind: &str, message: &str) -> (StatusCode, Value) {
     (status, json!({"type": kind, "message": message}))
@@ -114,47 +99,35 @@ fn validate(b: &Value) -> Result<(), String> {
     Ok(())
 }
 
-async fn handle(
-    state: Arc<Mutex<State>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let reply = state
-        .lock()
-        .unwrap()
-        .queue
-        .pop_front()
-        .unwrap_or(HiveReply::Ok);
-    if matches!(reply, HiveReply::Hang) {
-        std::future::pending::<()>().await;
+impl Provider for Hive {
+    type Reply = HiveReply;
+
+    fn next_reply(&mut self) -> HiveReply {
+        self.queue.pop_front().unwrap_or(HiveReply::Ok)
     }
-    let (status, answer) = answer(&state, &method, uri.path(), &headers, &body, reply);
-    let mut s = state.lock().unwrap();
-    s.requests.push(HiveRequest {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-        headers,
-        body,
-        status: status.as_u16(),
-    });
-    let mut r = (status, axum::Json(answer)).into_response();
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        r.headers_mut().insert("retry-after", "1".parse().unwrap());
+
+    fn hangs(r: &HiveReply) -> bool {
+        matches!(r, HiveReply::Hang)
     }
-    r
+
+    fn retry_after(r: &HiveReply) -> u64 {
+        match r {
+            HiveReply::RateLimited(s) => *s,
+            _ => 0,
+        }
+    }
+
+    fn record(&mut self, req: Request) {
+        self.requests.push(req);
+    }
+
+    fn answer(&mut self, req: &Request, reply: HiveReply) -> (StatusCode, Value) {
+        answer(self, req, reply)
+    }
 }
 
-fn answer(
-    state: &Mutex<State>,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: &Value,
-    reply: HiveReply,
-) -> (StatusCode, Value) {
+fn answer(s: &mut Hive, req: &Request, reply: HiveReply) -> (StatusCode, Value) {
+    let (headers, body) = (&req.headers, &req.body);
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
     if auth != Some(&format!("Bearer {KEY}")) || matches!(reply, HiveReply::Unauthorized) {
         return error(
@@ -163,7 +136,6 @@ fn answer(
             "Authentication failure",
         );
     }
-    let mut s = state.lock().unwrap();
     if let Some(org) = &s.organisation {
         let got = headers.get("x-organisation").and_then(|v| v.to_str().ok());
         if got != Some(org.as_str()) {
@@ -184,7 +156,7 @@ fn answer(
         }
         _ => {}
     }
-    match (method.as_str(), path) {
+    match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/api/v1/user/current") => (
             StatusCode::OK,
             json!({"_id": "~1", "login": "esalert@example.com", "name": "esalert"}),
@@ -223,37 +195,23 @@ fn answer(
 }
 
 impl HiveStandIn {
-    pub fn start() -> HiveStandIn {
-        let state = Arc::new(Mutex::new(State::default()));
-        let st = state.clone();
-        let server = super::es::Server::start(0, move || {
-            let st = st.clone();
-            axum::Router::new().fallback(move |m, u, h, b| handle(st.clone(), m, u, h, b))
-        });
-        HiveStandIn {
-            url: format!("http://127.0.0.1:{}", server.port),
-            state,
-            _server: server,
-        }
-    }
-
     /// Requires `X-Organisation: org` from now on.
     pub fn require_organisation(&self, org: &str) {
-        self.state.lock().unwrap().organisation = Some(org.to_owned());
+        self.with(|h| h.organisation = Some(org.to_owned()));
     }
 
     pub fn push(&self, r: HiveReply) {
-        self.state.lock().unwrap().queue.push_back(r);
+        self.with(|h| h.queue.push_back(r));
     }
 
     /// Every request, in order, with the status it got.
-    pub fn requests(&self) -> Vec<HiveRequest> {
-        self.state.lock().unwrap().requests.clone()
+    pub fn requests(&self) -> Vec<Request> {
+        self.with(|h| h.requests.clone())
     }
 
     /// The alerts stored.
     pub fn alerts(&self) -> Vec<Value> {
-        self.state.lock().unwrap().alerts.clone()
+        self.with(|h| h.alerts.clone())
     }
 
     /// An `outputs` entry for this stand-in.
