@@ -7,7 +7,9 @@ mod support;
 
 use serde_json::{Value, json};
 use support::daemon::has;
-use support::{EsStandIn, Project, Reply, SlackStandIn, SmtpServer, log_lines};
+use support::{
+    EsStandIn, Project, Reply, SlackStandIn, SmtpServer, buckets, grouped_alert, log_lines,
+};
 
 fn esalert(dir: &std::path::Path) -> assert_cmd::Command {
     support::esalert_in(dir, "pw")
@@ -18,35 +20,9 @@ fn store(p: &Project) -> Value {
         .unwrap()
 }
 
-/// A response whose `sources` aggregation has one bucket per `(ip, count)`.
-fn buckets(b: &[(&str, u64)]) -> Reply {
-    let total = b.iter().map(|(_, n)| n).sum();
-    Reply::with(
-        total,
-        json!({"aggregations": {"sources": {"buckets":
-            b.iter().map(|(k, n)| json!({"key": k, "doc_count": n})).collect::<Vec<_>>()}}}),
-    )
-}
-
 /// The text of every block of a Slack post, joined.
 fn post_text(p: &support::slack::Post) -> String {
     p.body.to_string()
-}
-
-fn grouped_alert(extra: Value) -> String {
-    let mut a = json!({
-        "index": "auth",
-        "body": {"size": 0, "aggs": {"sources": {"terms": {"field": "source.ip"}}}},
-        "group_by": {"path": "aggregations.sources.buckets", "key": "key"},
-        "condition": {"compare": {"doc_count": {"gte": 5}}},
-        "subject": "failed logins from {{ group.key }}",
-        "message": "{{ group.count }} failed logins from {{ group.key }} ({{ response.hits.total.value }} in all)",
-        "throttle_period": "1h",
-    });
-    if let (Value::Object(a), Value::Object(e)) = (&mut a, extra) {
-        a.extend(e);
-    }
-    a.to_string()
 }
 
 fn project(es: &EsStandIn, slack: &SlackStandIn, alert: &str) -> Project {

@@ -10,31 +10,17 @@ use serde_json::{Value, json};
 use support::daemon::has;
 use support::jira::{JiraReply, JiraStandIn};
 use support::thehive::{HiveReply, HiveStandIn};
-use support::{EsStandIn, Project, Reply, log_lines};
+use support::{EsStandIn, Project, buckets, grouped_alert, log_lines};
 
 fn esalert(dir: &std::path::Path) -> assert_cmd::Command {
     support::esalert_in(dir, "pw")
 }
 
-/// A response whose `sources` aggregation has one bucket per `(ip, count)`.
-fn buckets(b: &[(&str, u64)]) -> Reply {
-    let total = b.iter().map(|(_, n)| n).sum();
-    Reply::with(
-        total,
-        json!({"aggregations": {"sources": {"buckets":
-            b.iter().map(|(k, n)| json!({"key": k, "doc_count": n})).collect::<Vec<_>>()}}}),
-    )
-}
-
-/// An alert grouped by source address, firing on every run, resolving as
-/// soon as a key is gone; `extra` keys are merged over it.
+/// [`grouped_alert`] firing on every run, resolving as soon as a key is
+/// gone, with response values that look like markup; `extra` keys are
+/// merged over it.
 fn burst(media: &str, extra: Value) -> String {
     let mut a = json!({
-        "index": "auth",
-        "body": {"size": 0, "aggs": {"sources": {"terms": {"field": "source.ip"}}}},
-        "group_by": {"path": "aggregations.sources.buckets", "key": "key"},
-        "condition": {"compare": {"doc_count": {"gte": 5}}},
-        "subject": "failed logins from {{ group.key }}",
         "message": "{{ group.count }} failed logins from {{ group.key }}\n[click](http://evil.example) *now*",
         "throttle_period": "0s",
         "notify_resolved": true,
@@ -44,7 +30,7 @@ fn burst(media: &str, extra: Value) -> String {
     if let (Value::Object(a), Value::Object(e)) = (&mut a, extra) {
         a.extend(e);
     }
-    a.to_string()
+    grouped_alert(a)
 }
 
 fn project(es: &EsStandIn, outputs: Value, alert: &str) -> Project {
@@ -67,6 +53,15 @@ fn project(es: &EsStandIn, outputs: Value, alert: &str) -> Project {
     p
 }
 
+/// A cluster where 192.0.2.200 is always over the limit, and a project
+/// whose `burst` alert sends to the destination `dest` named `name`.
+fn one_attacker(name: &str, dest: Value) -> (EsStandIn, Project) {
+    let es = EsStandIn::start();
+    es.set_default(buckets(&[("192.0.2.200", 90)]));
+    let p = project(&es, json!({ name: dest }), &burst(name, json!({})));
+    (es, p)
+}
+
 /// Waits for the wall clock to enter a later second than now, so the next
 /// run's window ends in another second (TheHive's sourceRef has seconds).
 fn next_second() {
@@ -82,7 +77,7 @@ fn assert_no_secrets(p: &Project, secrets: &[&str]) {
     }
 }
 
-fn posts(hive: &HiveStandIn) -> Vec<support::thehive::HiveRequest> {
+fn posts(hive: &HiveStandIn) -> Vec<support::provider::Request> {
     hive.requests()
         .into_iter()
         .filter(|r| r.path == "/api/v1/alert")
@@ -162,14 +157,8 @@ fn thehive_gets_one_alert_per_window_with_the_entity_as_observable() {
 
 #[test]
 fn a_thehive_retry_after_a_lost_answer_is_not_a_duplicate() {
-    let es = EsStandIn::start();
     let hive = HiveStandIn::start();
-    let p = project(
-        &es,
-        json!({"soc-hive": hive.destination(json!({}))}),
-        &burst("soc-hive", json!({})),
-    );
-    es.set_default(buckets(&[("192.0.2.200", 90)]));
+    let (_es, p) = one_attacker("soc-hive", hive.destination(json!({})));
     // TheHive stores the alert, then the answer is a 500.
     hive.push(HiveReply::StoreThenFail);
     esalert(p.path()).arg("once").assert().success();
@@ -194,14 +183,8 @@ fn a_thehive_retry_after_a_lost_answer_is_not_a_duplicate() {
 
 #[test]
 fn thehive_refusals_are_logged_with_its_message_and_not_retried() {
-    let es = EsStandIn::start();
     let hive = HiveStandIn::start();
-    let p = project(
-        &es,
-        json!({"soc-hive": hive.destination(json!({}))}),
-        &burst("soc-hive", json!({})),
-    );
-    es.set_default(buckets(&[("192.0.2.200", 90)]));
+    let (_es, p) = one_attacker("soc-hive", hive.destination(json!({})));
     hive.push(HiveReply::BadRequest("Invalid value for customFields"));
     esalert(p.path()).arg("once").assert().code(1);
     assert_eq!(posts(&hive).len(), 1, "a refusal is not retried");
@@ -305,14 +288,8 @@ fn jira_opens_one_issue_per_incident_and_comments_while_it_is_open() {
 
 #[test]
 fn jira_refusals_are_logged_with_its_messages_and_not_retried() {
-    let es = EsStandIn::start();
     let jira = JiraStandIn::start();
-    let p = project(
-        &es,
-        json!({"tickets": jira.destination(json!({}))}),
-        &burst("tickets", json!({})),
-    );
-    es.set_default(buckets(&[("192.0.2.200", 90)]));
+    let (es, p) = one_attacker("tickets", jira.destination(json!({})));
     // The search is answered; the new issue is refused.
     jira.push(JiraReply::Ok);
     jira.push(JiraReply::BadRequest(
@@ -348,16 +325,12 @@ fn jira_refusals_are_logged_with_its_messages_and_not_retried() {
 
 #[test]
 fn jira_cloud_without_the_old_search_and_a_data_center_token() {
-    let es = EsStandIn::start();
     let jira = JiraStandIn::start();
     jira.retire_search();
-    let p = project(
-        &es,
-        json!({"tickets": {"type": "jira", "url": jira.url, "project": "SOC",
-            "token": support::jira::PAT}}),
-        &burst("tickets", json!({})),
+    let (_es, p) = one_attacker(
+        "tickets",
+        json!({"type": "jira", "url": jira.url, "project": "SOC", "token": support::jira::PAT}),
     );
-    es.set_default(buckets(&[("192.0.2.200", 90)]));
     esalert(p.path()).arg("once").assert().success();
     esalert(p.path()).arg("once").assert().success();
     let issues = jira.issues();
@@ -373,14 +346,8 @@ fn jira_cloud_without_the_old_search_and_a_data_center_token() {
 
 #[test]
 fn a_rate_limit_is_waited_out_and_a_wrong_token_is_not_retried() {
-    let es = EsStandIn::start();
-    es.set_default(buckets(&[("192.0.2.200", 90)]));
     let hive = HiveStandIn::start();
-    let p = project(
-        &es,
-        json!({"soc-hive": hive.destination(json!({}))}),
-        &burst("soc-hive", json!({})),
-    );
+    let (_es, p) = one_attacker("soc-hive", hive.destination(json!({})));
     hive.push(HiveReply::RateLimited(1));
     esalert(p.path()).arg("once").assert().success();
     let tries = posts(&hive);
@@ -391,10 +358,9 @@ fn a_rate_limit_is_waited_out_and_a_wrong_token_is_not_retried() {
     assert_eq!(hive.alerts().len(), 1);
 
     let jira = JiraStandIn::start();
-    let p = project(
-        &es,
-        json!({"tickets": jira.destination(json!({"api_token": "not-the-token"}))}),
-        &burst("tickets", json!({})),
+    let (_es, p) = one_attacker(
+        "tickets",
+        jira.destination(json!({"api_token": "not-the-token"})),
     );
     esalert(p.path()).arg("once").assert().code(1);
     assert_eq!(jira.requests().len(), 1, "{:#?}", jira.requests());
