@@ -91,6 +91,8 @@ pub static TYPES: &[&DestinationType] = &[
     &super::telegram::TYPE,
     &super::discord::TYPE,
     &super::history::TYPE,
+    &super::thehive::TYPE,
+    &super::jira::TYPE,
 ];
 
 /// The type named `name`.

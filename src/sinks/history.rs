@@ -40,16 +40,12 @@ struct HistoryConfig {
     #[serde(default)]
     elasticsearch: Option<EsConfig>,
     /// Overall time for one write (default 30s).
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::config::default_timeout")]
     timeout: HumanDuration,
 }
 
 fn default_index() -> String {
     "esalert-history-%Y.%m.%d".into()
-}
-
-fn default_timeout() -> HumanDuration {
-    HumanDuration::parse("30s").expect("literal")
 }
 
 /// Characters an index or data stream name may not hold.

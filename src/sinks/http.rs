@@ -126,11 +126,6 @@ pub fn json(req: reqwest::RequestBuilder, body: &serde_json::Value) -> reqwest::
         .body(body.to_string())
 }
 
-/// A destination's `timeout` when it sets none.
-pub fn default_timeout() -> crate::alert::HumanDuration {
-    crate::alert::HumanDuration::parse("30s").expect("literal")
-}
-
 /// An HTTP destination's base address (its `api_url`, or the provider's
 /// `default`; no trailing `/`) and a client with `timeout` overall: the
 /// checks every provider's settings need before anything is sent.
@@ -139,17 +134,7 @@ pub fn endpoint(
     default: &str,
     timeout: Duration,
 ) -> Result<(String, reqwest::Client), SettingError> {
-    let base = api_url.unwrap_or(default).trim().trim_end_matches('/');
-    match url::Url::parse(base) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
-        // The value is not shown: an address may carry credentials.
-        _ => {
-            return Err(SettingError::at(
-                "api_url",
-                format!("`api_url` must be an http:// or https:// address, e.g. \"{default}\""),
-            ));
-        }
-    }
+    let base = base_url(api_url.unwrap_or(default), "api_url", default)?;
     if timeout.is_zero() {
         return Err(SettingError::at(
             "timeout",
@@ -158,7 +143,7 @@ pub fn endpoint(
     }
     let client = crate::net::client(timeout)
         .map_err(|e| SettingError::at("", format!("cannot set up HTTPS: {e}")))?;
-    Ok((base.to_owned(), client))
+    Ok((base, client))
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from APIs and
@@ -171,6 +156,25 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(|s| Duration::from_secs(s.min(3600)))
+}
+
+/// An address setting (`url`, `api_url`), checked (http or https, with a
+/// host) and without a trailing `/`, ready for paths to be appended. The
+/// value is never shown: an address may carry credentials.
+pub fn base_url(url: &str, setting: &str, example: &str) -> Result<String, SettingError> {
+    let bad = || {
+        SettingError::at(
+            setting,
+            format!(
+                "`{setting}` must be an http:// or https:// address with a host, e.g. \"{example}\""
+            ),
+        )
+    };
+    let u = url::Url::parse(url.trim()).map_err(|_| bad())?;
+    if !matches!(u.scheme(), "http" | "https") || !u.has_host() {
+        return Err(bad());
+    }
+    Ok(url.trim().trim_end_matches('/').to_owned())
 }
 
 /// The first `max` characters of `s` on one line.

@@ -16,6 +16,7 @@ mod email;
 mod history;
 pub mod http;
 mod index;
+mod jira;
 mod logging;
 mod message;
 mod opsgenie;
@@ -23,6 +24,7 @@ mod pagerduty;
 mod slack;
 mod teams;
 mod telegram;
+mod thehive;
 mod webhook;
 mod webhook_dest;
 

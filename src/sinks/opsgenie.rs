@@ -155,7 +155,7 @@ struct OpsgenieConfig {
     #[serde(default, alias = "url")]
     api_url: Option<String>,
     /// Overall time for one request.
-    #[serde(default = "http::default_timeout")]
+    #[serde(default = "crate::config::default_timeout")]
     timeout: HumanDuration,
 }
 

@@ -100,7 +100,7 @@ struct PagerDutyConfig {
     #[serde(default, alias = "url")]
     api_url: Option<String>,
     /// Overall time for one event.
-    #[serde(default = "http::default_timeout")]
+    #[serde(default = "crate::config::default_timeout")]
     timeout: HumanDuration,
 }
 

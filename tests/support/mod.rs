@@ -10,6 +10,7 @@
 pub mod daemon;
 pub mod discord;
 pub mod es;
+pub mod jira;
 pub mod opensearch;
 pub mod opsgenie;
 pub mod pagerduty;
@@ -17,8 +18,10 @@ pub mod peer;
 pub mod provider;
 pub mod slack;
 pub mod smtp;
+pub mod stateful_peer;
 pub mod teams;
 pub mod telegram;
+pub mod thehive;
 pub mod webhook_peer;
 
 use std::path::{Path, PathBuf};
