@@ -15,7 +15,6 @@ pub mod opensearch;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod peer;
-pub mod provider;
 pub mod slack;
 pub mod smtp;
 pub mod stateful_peer;
