@@ -17,7 +17,6 @@ pub mod pagerduty;
 pub mod peer;
 pub mod slack;
 pub mod smtp;
-pub mod stateful_peer;
 pub mod teams;
 pub mod telegram;
 pub mod thehive;
