@@ -9,8 +9,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::peer::{Answer, Peer, Request};
+use support::discord::Discord;
+use support::peer::{Peer, Request, Told};
+use support::telegram::Telegram;
 use support::{EsStandIn, Project, Reply};
+use support::{discord, teams, telegram, webhook_peer};
 
 const TG_TOKEN: &str = support::telegram::TOKEN;
 
@@ -110,7 +113,7 @@ fn logged(p: &Project, text: &str) -> bool {
 
 #[test]
 fn webhook_posts_the_documented_json_document_with_bearer_auth() {
-    let hook = Peer::webhook("POST", Some("Bearer s3cr3t-bearer".into()));
+    let hook = webhook_peer::start("POST", Some("Bearer s3cr3t-bearer".into()));
     let (p, _es) = project(
         json!({"hook": {"type": "webhook", "url": format!("{}/hook", hook.url),
         "auth": {"bearer": "${HOOK_TOKEN}"}, "headers": {"X-Source": "esalert"}}}),
@@ -141,7 +144,7 @@ fn webhook_posts_the_documented_json_document_with_bearer_auth() {
 
 #[test]
 fn webhook_renders_a_custom_body_template_with_json_values() {
-    let hook = Peer::webhook("PUT", Some("Basic dXNlcjpwYXNz".into()));
+    let hook = webhook_peer::start("PUT", Some("Basic dXNlcjpwYXNz".into()));
     let (p, _es) = project(
         json!({"hook": {"type": "webhook", "url": format!("{}/hook", hook.url),
         "method": "PUT", "auth": {"basic": {"username": "user", "password": "pass"}},
@@ -165,20 +168,20 @@ fn webhook_renders_a_custom_body_template_with_json_values() {
 #[test]
 fn webhook_400_is_permanent_with_the_answer_and_429_is_retried() {
     let setup = || {
-        let hook = Peer::webhook("POST", None);
+        let hook = webhook_peer::start("POST", None);
         let (p, es) =
             project(json!({"hook": {"type": "webhook", "url": format!("{}/hook", hook.url)}}));
         alert(&p, "hook", "m", json!({}));
         (hook, p, es)
     };
     let (hook, p, _es) = setup();
-    hook.push(Answer::BadRequest("field `team` is required"));
+    hook.tell(Told::Reject("field `team` is required"));
     once(&p);
     assert_eq!(hook.requests().len(), 1, "a 400 is not retried");
     assert!(logged(&p, "field `team` is required"), "{}", log(&p));
 
     let (hook, p, _es) = setup();
-    hook.push(Answer::RateLimited(1));
+    hook.tell(Told::RateLimited(1));
     let started = Instant::now();
     once(&p);
     let r = hook.requests();
@@ -195,7 +198,7 @@ fn webhook_400_is_permanent_with_the_answer_and_429_is_retried() {
 
 #[test]
 fn teams_posts_an_adaptive_card_with_title_facts_and_message() {
-    let teams = Peer::teams();
+    let teams = teams::start();
     let (p, _es) = project(json!({"chat": {"type": "teams", "webhook_url": teams.teams_url()}}));
     alert(
         &p,
@@ -221,7 +224,7 @@ fn teams_posts_an_adaptive_card_with_title_facts_and_message() {
 
 #[test]
 fn teams_splits_a_message_over_28_kb_into_valid_cards() {
-    let teams = Peer::teams();
+    let teams = teams::start();
     let (p, _es) = project(json!({"chat": {"type": "teams", "webhook_url": teams.teams_url()}}));
     alert(&p, "chat", &long_message(1200), json!({}));
     let out = once(&p);
@@ -261,7 +264,7 @@ fn teams_splits_a_message_over_28_kb_into_valid_cards() {
 
 #[test]
 fn teams_marks_a_resolved_notice() {
-    let teams = Peer::teams();
+    let teams = teams::start();
     let (p, es) = project(json!({"chat": {"type": "teams", "webhook_url": teams.teams_url()}}));
     alert(
         &p,
@@ -290,13 +293,13 @@ fn teams_marks_a_resolved_notice() {
 #[test]
 fn teams_400_is_permanent_with_the_workflows_error_and_429_is_retried() {
     let setup = || {
-        let teams = Peer::teams();
+        let teams = teams::start();
         let (p, es) = project(json!({"chat": {"type": "teams", "webhook_url": teams.teams_url()}}));
         alert(&p, "chat", "m", json!({}));
         (teams, p, es)
     };
     let (teams, p, _es) = setup();
-    teams.push(Answer::BadRequest(
+    teams.tell(Told::Reject(
         "The input body for trigger 'manual' of type 'Request' did not match",
     ));
     let out = once(&p);
@@ -309,7 +312,7 @@ fn teams_400_is_permanent_with_the_workflows_error_and_429_is_retried() {
     assert_no_secret(&p, &out, &["SECRETsig123"]);
 
     let (teams, p, _es) = setup();
-    teams.push(Answer::RateLimited(1));
+    teams.tell(Told::RateLimited(1));
     let out = once(&p);
     let r = teams.requests();
     assert_eq!(r.len(), 2, "{out}");
@@ -322,13 +325,13 @@ fn teams_400_is_permanent_with_the_workflows_error_and_429_is_retried() {
 
 // ---- Telegram ----
 
-fn telegram_outputs(tg: &Peer) -> Value {
+fn telegram_outputs(tg: &Peer<Telegram>) -> Value {
     json!({"tg": {"type": "telegram", "bot_token": "${TG_TOKEN}", "chat_id": -100123, "api_url": tg.url, "timeout": "2s"}})
 }
 
 #[test]
 fn telegram_sends_html_with_the_subject_bold_and_values_escaped() {
-    let tg = Peer::telegram();
+    let tg = telegram::start();
     let (p, _es) = project(telegram_outputs(&tg));
     alert(
         &p,
@@ -356,7 +359,7 @@ fn telegram_sends_html_with_the_subject_bold_and_values_escaped() {
 
 #[test]
 fn telegram_splits_at_4096_characters_outside_entities_and_an_alert_picks_its_chat() {
-    let tg = Peer::telegram();
+    let tg = telegram::start();
     let (p, _es) = project(telegram_outputs(&tg));
     alert(
         &p,
@@ -394,20 +397,20 @@ fn telegram_splits_at_4096_characters_outside_entities_and_an_alert_picks_its_ch
 #[test]
 fn telegram_400_is_permanent_with_its_description_and_429_waits_retry_after() {
     let setup = || {
-        let tg = Peer::telegram();
+        let tg = telegram::start();
         let (p, es) = project(telegram_outputs(&tg));
         alert(&p, "tg", "m", json!({}));
         (tg, p, es)
     };
     let (tg, p, _es) = setup();
-    tg.push(Answer::BadRequest("Bad Request: chat not found"));
+    tg.tell(Told::Reject("Bad Request: chat not found"));
     let out = once(&p);
     assert_eq!(tg.requests().len(), 1, "not retried");
     assert!(logged(&p, "Bad Request: chat not found"), "{}", log(&p));
     assert_no_secret(&p, &out, &[TG_TOKEN]);
 
     let (tg, p, _es) = setup();
-    tg.push(Answer::RateLimited(1));
+    tg.tell(Told::RateLimited(1));
     let out = once(&p);
     let r = tg.requests();
     assert_eq!(r.len(), 2, "{out}");
@@ -421,13 +424,13 @@ fn telegram_400_is_permanent_with_its_description_and_429_waits_retry_after() {
 
 // ---- Discord ----
 
-fn discord_outputs(d: &Peer) -> Value {
+fn discord_outputs(d: &Peer<Discord>) -> Value {
     json!({"dc": {"type": "discord", "webhook_url": d.discord_url(), "username": "esalert"}})
 }
 
 #[test]
 fn discord_posts_content_that_never_pings() {
-    let d = Peer::discord();
+    let d = discord::start();
     let (p, _es) = project(discord_outputs(&d));
     alert(
         &p,
@@ -450,7 +453,7 @@ fn discord_posts_content_that_never_pings() {
 
 #[test]
 fn discord_splits_content_at_2000_characters() {
-    let d = Peer::discord();
+    let d = discord::start();
     let (p, _es) = project(discord_outputs(&d));
     alert(&p, "dc", &long_message(150), json!({}));
     let out = once(&p);
@@ -476,13 +479,13 @@ fn discord_splits_content_at_2000_characters() {
 #[test]
 fn discord_400_is_permanent_and_429_waits_the_bodys_retry_after() {
     let setup = || {
-        let d = Peer::discord();
+        let d = discord::start();
         let (p, es) = project(discord_outputs(&d));
         alert(&p, "dc", "m", json!({}));
         (d, p, es)
     };
     let (d, p, _es) = setup();
-    d.push(Answer::BadRequest(
+    d.tell(Told::Reject(
         r#"{"message": "Unknown Webhook", "code": 10015}"#,
     ));
     let out = once(&p);
@@ -491,7 +494,7 @@ fn discord_400_is_permanent_and_429_waits_the_bodys_retry_after() {
     assert_no_secret(&p, &out, &["SECRETwebhookTOKEN"]);
 
     let (d, p, _es) = setup();
-    d.push(Answer::RateLimited(1));
+    d.tell(Told::RateLimited(1));
     let out = once(&p);
     let r = d.requests();
     assert_eq!(r.len(), 2, "{out}");
@@ -504,7 +507,7 @@ fn discord_400_is_permanent_and_429_waits_the_bodys_retry_after() {
 
 #[test]
 fn failures_keep_secrets_out_of_alerts_log() {
-    let (tg, d, teams) = (Peer::telegram(), Peer::discord(), Peer::teams());
+    let (tg, d, teams) = (telegram::start(), discord::start(), teams::start());
     let mut outputs = telegram_outputs(&tg);
     outputs["dc"] = discord_outputs(&d)["dc"].clone();
     outputs["dc"]["timeout"] = json!("1s");
@@ -516,9 +519,9 @@ fn failures_keep_secrets_out_of_alerts_log() {
             .to_string(),
     );
     for _ in 0..3 {
-        tg.push(Answer::Unauthorized);
-        d.push(Answer::Hang);
-        teams.push(Answer::ServerError);
+        tg.tell(Told::Unauthorized);
+        d.tell(Told::Hang);
+        teams.tell(Told::ServerError);
     }
     let out = once(&p);
     assert_eq!(tg.requests().len(), 1, "401 is permanent");
@@ -534,11 +537,11 @@ fn failures_keep_secrets_out_of_alerts_log() {
 
 #[test]
 fn a_429_in_the_middle_of_a_split_message_resends_only_the_rest() {
-    let d = Peer::discord();
+    let d = discord::start();
     let (p, _es) = project(discord_outputs(&d));
     alert(&p, "dc", &long_message(150), json!({}));
-    d.push(Answer::Ok);
-    d.push(Answer::RateLimited(1));
+    d.tell(Told::Accept);
+    d.tell(Told::RateLimited(1));
     let out = once(&p);
     let statuses: Vec<u16> = d.requests().iter().map(|r| r.status).collect();
     assert_eq!(&statuses[..3], [204, 429, 204], "{out}");
@@ -569,7 +572,7 @@ fn destinations(outputs: Value) -> Vec<esalert::notify::Destination> {
 
 #[tokio::test]
 async fn healthchecks_ask_telegram_and_discord_without_posting() {
-    let (tg, d) = (Peer::telegram(), Peer::discord());
+    let (tg, d) = (telegram::start(), discord::start());
     let mut outputs = telegram_outputs(&tg);
     outputs["tg"]["bot_token"] = json!(TG_TOKEN);
     outputs["dc"] = discord_outputs(&d)["dc"].clone();

@@ -9,7 +9,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::provider::{Peer, Request, Told};
+use support::opsgenie::Opsgenie;
+use support::pagerduty::PagerDuty;
+use support::peer::{Peer, Provider, Request, Told};
 use support::{EsStandIn, Project, buckets, grouped_alert, opsgenie, pagerduty};
 
 fn esalert(dir: &std::path::Path) -> assert_cmd::Command {
@@ -35,12 +37,12 @@ fn project(es: &EsStandIn, outputs: Value, media: &[&str], extra: Value) -> Proj
     p
 }
 
-fn oncall(pd: &Peer) -> Value {
+fn oncall(pd: &Peer<PagerDuty>) -> Value {
     json!({"type": "pagerduty", "routing_key": pagerduty::ROUTING_KEY, "api_url": pd.url,
         "source": "siem-1", "timeout": "1s"})
 }
 
-fn genie(og: &Peer) -> Value {
+fn genie(og: &Peer<Opsgenie>) -> Value {
     json!({"type": "opsgenie", "api_key": opsgenie::API_KEY, "api_url": og.url,
         "tags": ["auth"], "responders": [{"type": "team", "name": "SOC"}], "timeout": "1s"})
 }
@@ -62,16 +64,20 @@ const B: &str = "192.0.2.200";
 /// Runs `once` three times for an alert going to destination `name`: A
 /// and B match, both again, then only A (so B resolves); the requests
 /// `peer` accepted in each run, two in each.
-fn trigger_repeat_resolve(peer: &Peer, name: &str, output: Value) -> (Project, [Vec<Request>; 3]) {
+fn trigger_repeat_resolve<P: Provider>(
+    peer: &Peer<P>,
+    name: &str,
+    output: Value,
+) -> (Project, [Vec<Request>; 3]) {
     let es = EsStandIn::start();
     let p = project(&es, json!({name: output}), &[name], json!({}));
     let runs: Vec<Vec<Request>> = [&[(A, 40), (B, 90)][..], &[(A, 41), (B, 91)], &[(A, 42)]]
         .iter()
         .map(|b| {
-            let before = peer.accepted().len();
+            let before = peer.delivered().len();
             es.push(buckets(b));
             esalert(p.path()).arg("once").assert().success();
-            let run = peer.accepted()[before..].to_vec();
+            let run = peer.delivered()[before..].to_vec();
             assert_eq!(run.len(), 2, "{run:#?}");
             run
         })
@@ -168,7 +174,7 @@ fn opsgenie_creates_repeats_and_closes_each_key_by_its_alias() {
     let close: Vec<_> = last.iter().filter(|r| r.path.ends_with("/close")).collect();
     assert_eq!(close.len(), 1, "{last:#?}");
     assert_eq!(close[0].path, format!("/v2/alerts/{kb}/close"));
-    assert_eq!(close[0].query.as_deref(), Some("identifierType=alias"));
+    assert_eq!(close[0].query, "identifierType=alias");
     assert_eq!(close[0].body["source"], "esalert");
     assert!(
         close[0].body["note"].as_str().unwrap().contains(B),
@@ -181,7 +187,7 @@ fn opsgenie_creates_repeats_and_closes_each_key_by_its_alias() {
 
 /// A cluster where A matches, both stand-ins, and a project whose alert
 /// goes to both (`extra` merged over it).
-fn both(extra: Value) -> (EsStandIn, Peer, Peer, Project) {
+fn both(extra: Value) -> (EsStandIn, Peer<PagerDuty>, Peer<Opsgenie>, Project) {
     let es = EsStandIn::start();
     es.set_default(buckets(&[(A, 40)]));
     let (pd, og) = (pagerduty::start(), opsgenie::start());
@@ -197,8 +203,10 @@ fn both(extra: Value) -> (EsStandIn, Peer, Peer, Project) {
 #[test]
 fn a_rejection_is_logged_in_the_providers_words_and_not_retried() {
     let (_es, pd, og, p) = both(json!({}));
-    pd.tell(Told::Reject);
-    og.tell(Told::Reject);
+    pd.tell(Told::Reject("Invalid routing key"));
+    og.tell(Told::Reject(
+        "responders: Team with name [SOC] does not exist.",
+    ));
     let _ = esalert(p.path()).arg("once").output().unwrap();
     assert_eq!(pd.requests().len(), 1, "a 400 is not retried");
     assert_eq!(og.requests().len(), 1, "a 422 is not retried");
@@ -286,7 +294,7 @@ fn an_alert_gives_its_own_severity_priority_and_tags() {
     let (_es, pd, og, p) = both(json!({"outputs": {"oncall": {"severity": "critical"},
             "genie": {"priority": "P1", "tags": ["brute-force", "ssh"]}}}));
     esalert(p.path()).arg("once").assert().success();
-    let (pr, or) = (pd.accepted(), og.accepted());
+    let (pr, or) = (pd.delivered(), og.delivered());
     assert_eq!(pr.len(), 1);
     assert_eq!(pr[0].body["payload"]["severity"], "critical");
     assert_eq!(or.len(), 1);
@@ -299,7 +307,7 @@ fn long_subjects_are_cut_to_the_providers_limits() {
     let (_es, pd, og, p) =
         both(json!({"subject": "{% for i in range(300) %}too long {% endfor %}{{ group.key }}"}));
     esalert(p.path()).arg("once").assert().success();
-    let (pr, or) = (pd.accepted(), og.accepted());
+    let (pr, or) = (pd.delivered(), og.delivered());
     assert_eq!(
         (pr.len(), or.len()),
         (1, 1),

@@ -8,8 +8,9 @@ mod support;
 
 use serde_json::{Value, json};
 use support::daemon::has;
-use support::jira::{JiraReply, JiraStandIn};
-use support::thehive::{HiveReply, HiveStandIn};
+use support::jira::JiraStandIn;
+use support::peer::{Request, Told};
+use support::thehive::HiveStandIn;
 use support::{EsStandIn, Project, buckets, grouped_alert, log_lines};
 
 fn esalert(dir: &std::path::Path) -> assert_cmd::Command {
@@ -77,7 +78,7 @@ fn assert_no_secrets(p: &Project, secrets: &[&str]) {
     }
 }
 
-fn posts(hive: &HiveStandIn) -> Vec<support::stateful_peer::Request> {
+fn posts(hive: &HiveStandIn) -> Vec<Request> {
     hive.requests()
         .into_iter()
         .filter(|r| r.path == "/api/v1/alert")
@@ -87,7 +88,7 @@ fn posts(hive: &HiveStandIn) -> Vec<support::stateful_peer::Request> {
 #[test]
 fn thehive_gets_one_alert_per_window_with_the_entity_as_observable() {
     let es = EsStandIn::start();
-    let hive = HiveStandIn::start();
+    let hive = support::thehive::start();
     hive.require_organisation("acme");
     let p = project(
         &es,
@@ -157,10 +158,10 @@ fn thehive_gets_one_alert_per_window_with_the_entity_as_observable() {
 
 #[test]
 fn a_thehive_retry_after_a_lost_answer_is_not_a_duplicate() {
-    let hive = HiveStandIn::start();
+    let hive = support::thehive::start();
     let (_es, p) = one_attacker("soc-hive", hive.destination(json!({})));
     // TheHive stores the alert, then the answer is a 500.
-    hive.push(HiveReply::StoreThenFail);
+    hive.tell(Told::StoreThenFail);
     esalert(p.path()).arg("once").assert().success();
     let tries = posts(&hive);
     assert_eq!(tries.len(), 2, "{tries:#?}");
@@ -183,9 +184,9 @@ fn a_thehive_retry_after_a_lost_answer_is_not_a_duplicate() {
 
 #[test]
 fn thehive_refusals_are_logged_with_its_message_and_not_retried() {
-    let hive = HiveStandIn::start();
+    let hive = support::thehive::start();
     let (_es, p) = one_attacker("soc-hive", hive.destination(json!({})));
-    hive.push(HiveReply::BadRequest("Invalid value for customFields"));
+    hive.tell(Told::Reject("Invalid value for customFields"));
     esalert(p.path()).arg("once").assert().code(1);
     assert_eq!(posts(&hive).len(), 1, "a refusal is not retried");
     let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
@@ -207,7 +208,7 @@ fn jira_issue_posts(jira: &JiraStandIn) -> usize {
 #[test]
 fn jira_opens_one_issue_per_incident_and_comments_while_it_is_open() {
     let es = EsStandIn::start();
-    let jira = JiraStandIn::start();
+    let jira = support::jira::start();
     let p = project(
         &es,
         json!({"tickets": jira.destination(json!({"labels": ["ops"], "components": ["SIEM"]}))}),
@@ -288,13 +289,11 @@ fn jira_opens_one_issue_per_incident_and_comments_while_it_is_open() {
 
 #[test]
 fn jira_refusals_are_logged_with_its_messages_and_not_retried() {
-    let jira = JiraStandIn::start();
+    let jira = support::jira::start();
     let (es, p) = one_attacker("tickets", jira.destination(json!({})));
     // The search is answered; the new issue is refused.
-    jira.push(JiraReply::Ok);
-    jira.push(JiraReply::BadRequest(
-        "Issue type is not available for this project",
-    ));
+    jira.tell(Told::Accept);
+    jira.tell(Told::Reject("Issue type is not available for this project"));
     esalert(p.path()).arg("once").assert().code(1);
     assert_eq!(jira_issue_posts(&jira), 1, "a refusal is not retried");
     let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
@@ -325,7 +324,7 @@ fn jira_refusals_are_logged_with_its_messages_and_not_retried() {
 
 #[test]
 fn jira_cloud_without_the_old_search_and_a_data_center_token() {
-    let jira = JiraStandIn::start();
+    let jira = support::jira::start();
     jira.retire_search();
     let (_es, p) = one_attacker(
         "tickets",
@@ -346,9 +345,9 @@ fn jira_cloud_without_the_old_search_and_a_data_center_token() {
 
 #[test]
 fn a_rate_limit_is_waited_out_and_a_wrong_token_is_not_retried() {
-    let hive = HiveStandIn::start();
+    let hive = support::thehive::start();
     let (_es, p) = one_attacker("soc-hive", hive.destination(json!({})));
-    hive.push(HiveReply::RateLimited(1));
+    hive.tell(Told::RateLimited(1));
     esalert(p.path()).arg("once").assert().success();
     let tries = posts(&hive);
     assert_eq!(
@@ -357,7 +356,7 @@ fn a_rate_limit_is_waited_out_and_a_wrong_token_is_not_retried() {
     );
     assert_eq!(hive.alerts().len(), 1);
 
-    let jira = JiraStandIn::start();
+    let jira = support::jira::start();
     let (_es, p) = one_attacker(
         "tickets",
         jira.destination(json!({"api_token": "not-the-token"})),

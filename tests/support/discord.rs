@@ -5,40 +5,38 @@
 //! object. Answers 204 (200 with `?wait=true`), or Discord's
 //! `{"message", "code"}` errors and its 429 with `retry_after`.
 
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::peer::{Peer, Provider, Rejection, Request, json_response};
+use super::peer::{Answer, Peer, Provider, Request, Told};
 
 pub const PATH: &str = "/api/webhooks/1100/SECRETwebhookTOKEN";
 pub const MAX_CONTENT: usize = 2000;
 
 pub struct Discord;
 
-fn form(field: &str, code: &str, message: &str) -> Rejection {
-    Rejection::new(
+fn form(field: &str, code: &str, message: &str) -> Answer {
+    Answer::json(
         400,
         json!({"message": "Invalid Form Body", "code": 50035,
-            "errors": {field: {"_errors": [{"code": code, "message": message}]}}})
-        .to_string(),
+            "errors": {field: {"_errors": [{"code": code, "message": message}]}}}),
     )
 }
 
 impl Provider for Discord {
-    fn check(&self, r: &Request) -> Result<(), Rejection> {
+    fn check(&self, r: &Request) -> Result<(), Answer> {
         if r.path != PATH {
-            return Err(Rejection::new(
+            return Err(Answer::json(
                 401,
-                json!({"message": "Invalid Webhook Token", "code": 50027}).to_string(),
+                json!({"message": "Invalid Webhook Token", "code": 50027}),
             ));
         }
         if r.method == "GET" {
             return Ok(());
         }
         if r.method != "POST" {
-            return Err(Rejection::new(
+            return Err(Answer::json(
                 405,
-                json!({"message": "405: Method Not Allowed", "code": 0}).to_string(),
+                json!({"message": "405: Method Not Allowed", "code": 0}),
             ));
         }
         let b = &r.body;
@@ -56,9 +54,9 @@ impl Provider for Discord {
         if content.is_none_or(|c| c.trim().is_empty())
             && b["embeds"].as_array().is_none_or(Vec::is_empty)
         {
-            return Err(Rejection::new(
+            return Err(Answer::json(
                 400,
-                json!({"message": "Cannot send an empty message", "code": 50006}).to_string(),
+                json!({"message": "Cannot send an empty message", "code": 50006}),
             ));
         }
         if content.is_some_and(|c| c.encode_utf16().count() > MAX_CONTENT) {
@@ -89,47 +87,43 @@ impl Provider for Discord {
         Ok(())
     }
 
-    fn ok(&self, r: &Request) -> Response {
+    fn accept(&mut self, r: &Request) -> Answer {
         if r.method == "GET" {
-            return json_response(
+            return Answer::json(
                 200,
-                &json!({"type": 1, "id": "1100", "name": "alerts", "channel_id": "2200",
+                json!({"type": 1, "id": "1100", "name": "alerts", "channel_id": "2200",
                 "guild_id": "3300", "token": "SECRETwebhookTOKEN"}),
-                None,
             );
         }
-        if r.query.as_deref().is_some_and(|q| q.contains("wait=true")) {
-            return json_response(
-                200,
-                &json!({"id": "4400", "content": r.body["content"]}),
-                None,
-            );
+        if r.query.contains("wait=true") {
+            return Answer::json(200, json!({"id": "4400", "content": r.body["content"]}));
         }
-        axum::http::StatusCode::NO_CONTENT.into_response()
+        Answer::empty(204)
     }
 
-    fn error(&self, status: u16, text: &str, retry_after: Option<u64>) -> Response {
-        if let Some(s) = retry_after {
+    /// A told rejection's text is Discord's JSON body, or its message.
+    fn fail(&self, told: &Told) -> Answer {
+        if let Told::RateLimited(s) = told {
             // The body's retry_after is in seconds, fractional.
-            return json_response(
+            return Answer::json(
                 429,
-                &json!({"message": "You are being rate limited.", "retry_after": s as f64, "global": false}),
-                Some(s),
+                json!({"message": "You are being rate limited.", "retry_after": *s as f64, "global": false}),
             );
         }
+        let (status, text) = told.status_text();
         let body = serde_json::from_str::<Value>(text)
             .ok()
             .filter(Value::is_object)
             .unwrap_or_else(|| json!({"message": text, "code": 0}));
-        json_response(status, &body, None)
+        Answer::json(status, body)
     }
 }
 
-impl Peer {
-    pub fn discord() -> Peer {
-        Peer::start(Discord)
-    }
+pub fn start() -> Peer<Discord> {
+    Peer::start(Discord)
+}
 
+impl Peer<Discord> {
     /// The webhook's URL on this stand-in (the token is its secret).
     pub fn discord_url(&self) -> String {
         format!("{}{PATH}", self.url)

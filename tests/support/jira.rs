@@ -2,36 +2,17 @@
 //! and `myself`, checking requests as Jira does (basic auth with an API
 //! token or a bearer PAT, required fields and their types, the project,
 //! issue types and priorities it knows, summary and label rules, text
-//! limits) and answering as queued: 2xx, 400 with Jira's error body, 401,
+//! limits) and answering as told: 2xx, 400 with Jira's error body, 401,
 //! 429 with `Retry-After`, 500, or a hang. Tests move an issue to Done.
 
-use std::collections::VecDeque;
-
-use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::stateful_peer::{Peer, Provider, Request};
+use super::peer::{Answer, Peer, Provider, Request, Told};
 
 pub const PROJECT: &str = "SOC";
 pub const USER: &str = "bot@example.com";
 pub const API_TOKEN: &str = "jira-api-token-0123";
 pub const PAT: &str = "jira-pat-0123";
-
-/// How the stand-in answers one request.
-#[derive(Clone, Debug)]
-pub enum JiraReply {
-    Ok,
-    /// 400 `{"errorMessages": [m], "errors": {}}`.
-    BadRequest(&'static str),
-    /// 401 with Jira's body.
-    Unauthorized,
-    /// 429 with `Retry-After: secs`.
-    RateLimited(u64),
-    /// 500.
-    ServerError,
-    /// Never answer.
-    Hang,
-}
 
 /// An issue as the stand-in keeps it.
 #[derive(Clone, Debug)]
@@ -43,10 +24,9 @@ pub struct Issue {
     pub comments: Vec<String>,
 }
 
+/// Jira, with the issues it keeps.
 #[derive(Default)]
 pub struct Jira {
-    queue: VecDeque<JiraReply>,
-    requests: Vec<Request>,
     issues: Vec<Issue>,
     /// Answer `search` with 410, as Jira Cloud does since it moved to
     /// `search/jql`.
@@ -55,12 +35,12 @@ pub struct Jira {
 
 pub type JiraStandIn = Peer<Jira>;
 
-fn errors(status: StatusCode, messages: &[&str], fields: Value) -> (StatusCode, Value) {
-    (status, json!({"errorMessages": messages, "errors": fields}))
+fn errors(status: u16, messages: &[&str], fields: Value) -> Answer {
+    Answer::json(status, json!({"errorMessages": messages, "errors": fields}))
 }
 
-fn field_error(field: &str, m: &str) -> (StatusCode, Value) {
-    errors(StatusCode::BAD_REQUEST, &[], json!({ field: m }))
+fn field_error(field: &str, m: &str) -> Answer {
+    errors(400, &[], json!({ field: m }))
 }
 
 /// The label and project of `project = "X" AND labels = "L" AND
@@ -96,10 +76,10 @@ fn parse_jql(jql: &str) -> Result<(String, String), String> {
 }
 
 /// Jira's checks of `fields` for a new issue.
-fn validate(fields: &Value) -> Result<(), (StatusCode, Value)> {
+fn validate(fields: &Value) -> Result<(), Answer> {
     if !fields.is_object() {
         return Err(errors(
-            StatusCode::BAD_REQUEST,
+            400,
             &["Can not deserialize instance of com.atlassian.jira.rest.v2.issue.IssueUpdateBean"],
             json!({}),
         ));
@@ -191,74 +171,52 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-fn authorized(headers: &HeaderMap) -> bool {
+fn authorized(r: &Request) -> bool {
     let basic = base64(format!("{USER}:{API_TOKEN}").as_bytes());
-    let got = headers.get("authorization").and_then(|v| v.to_str().ok());
-    got == Some(&format!("Basic {basic}")) || got == Some(&format!("Bearer {PAT}"))
+    let got = r.header("authorization");
+    got == format!("Basic {basic}") || got == format!("Bearer {PAT}")
+}
+
+fn unauthenticated() -> Answer {
+    errors(
+        401,
+        &["You are not authenticated. Authentication required to perform this operation."],
+        json!({}),
+    )
 }
 
 impl Provider for Jira {
-    type Reply = JiraReply;
-
-    fn next_reply(&mut self) -> JiraReply {
-        self.queue.pop_front().unwrap_or(JiraReply::Ok)
-    }
-
-    fn hangs(r: &JiraReply) -> bool {
-        matches!(r, JiraReply::Hang)
-    }
-
-    fn retry_after(r: &JiraReply) -> u64 {
-        match r {
-            JiraReply::RateLimited(s) => *s,
-            _ => 0,
+    fn check(&self, req: &Request) -> Result<(), Answer> {
+        if !authorized(req) {
+            return Err(unauthenticated());
         }
+        Ok(())
     }
 
-    fn record(&mut self, req: Request) {
-        self.requests.push(req);
+    fn accept(&mut self, req: &Request) -> Answer {
+        answer(self, req)
     }
 
-    fn answer(&mut self, req: &Request, reply: JiraReply) -> (StatusCode, Value) {
-        answer(self, req, reply)
+    fn fail(&self, told: &Told) -> Answer {
+        match told {
+            Told::Reject(m) => errors(400, &[m], json!({})),
+            Told::Unauthorized => unauthenticated(),
+            Told::RateLimited(_) => errors(429, &["Rate limit exceeded."], json!({})),
+            _ => errors(500, &["Internal server error"], json!({})),
+        }
     }
 }
 
-fn answer(s: &mut Jira, req: &Request, reply: JiraReply) -> (StatusCode, Value) {
+fn answer(s: &mut Jira, req: &Request) -> Answer {
     let (query, body) = (req.query.as_str(), &req.body);
-    if !authorized(&req.headers) || matches!(reply, JiraReply::Unauthorized) {
-        return errors(
-            StatusCode::UNAUTHORIZED,
-            &["You are not authenticated. Authentication required to perform this operation."],
-            json!({}),
-        );
-    }
-    match reply {
-        JiraReply::BadRequest(m) => return errors(StatusCode::BAD_REQUEST, &[m], json!({})),
-        JiraReply::RateLimited(_) => {
-            return errors(
-                StatusCode::TOO_MANY_REQUESTS,
-                &["Rate limit exceeded."],
-                json!({}),
-            );
-        }
-        JiraReply::ServerError => {
-            return errors(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &["Internal server error"],
-                json!({}),
-            );
-        }
-        _ => {}
-    }
     let path = req.path.strip_prefix("/rest/api/2/").unwrap_or("");
     match (req.method.as_str(), path) {
-        ("GET", "myself") => (
-            StatusCode::OK,
+        ("GET", "myself") => Answer::json(
+            200,
             json!({"accountId": "5b10a2844c20165700ede21g", "emailAddress": USER, "active": true}),
         ),
         ("GET", "search") if s.cloud => errors(
-            StatusCode::GONE,
+            410,
             &[
                 "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API.",
             ],
@@ -275,7 +233,7 @@ fn answer(s: &mut Jira, req: &Request, reply: JiraReply) -> (StatusCode, Value) 
                 .unwrap_or_default();
             let (project, label) = match parse_jql(&jql) {
                 Ok(x) => x,
-                Err(m) => return errors(StatusCode::BAD_REQUEST, &[&m], json!({})),
+                Err(m) => return errors(400, &[&m], json!({})),
             };
             // Newest first, as `ORDER BY created DESC` asks.
             let found: Vec<Value> = s
@@ -291,8 +249,8 @@ fn answer(s: &mut Jira, req: &Request, reply: JiraReply) -> (StatusCode, Value) 
                 })
                 .map(|i| json!({"id": "1", "key": i.key, "fields": {}}))
                 .collect();
-            (
-                StatusCode::OK,
+            Answer::json(
+                200,
                 json!({"startAt": 0, "maxResults": 50, "total": found.len(), "issues": found}),
             )
         }
@@ -307,8 +265,8 @@ fn answer(s: &mut Jira, req: &Request, reply: JiraReply) -> (StatusCode, Value) 
                 status: "To Do".into(),
                 comments: Vec::new(),
             });
-            (
-                StatusCode::CREATED,
+            Answer::json(
+                201,
                 json!({"id": "10001", "key": key, "self": format!("http://jira/rest/api/2/issue/{key}")}),
             )
         }
@@ -316,7 +274,7 @@ fn answer(s: &mut Jira, req: &Request, reply: JiraReply) -> (StatusCode, Value) 
             let key = &p["issue/".len()..p.len() - "/comment".len()];
             let Some(issue) = s.issues.iter_mut().find(|i| i.key == key) else {
                 return errors(
-                    StatusCode::NOT_FOUND,
+                    404,
                     &["Issue does not exist or you do not have permission to see it."],
                     json!({}),
                 );
@@ -324,20 +282,20 @@ fn answer(s: &mut Jira, req: &Request, reply: JiraReply) -> (StatusCode, Value) 
             match body["body"].as_str() {
                 Some(b) if !b.is_empty() && b.chars().count() <= 32_767 => {
                     issue.comments.push(b.to_owned());
-                    (StatusCode::CREATED, json!({"id": "10000", "body": b}))
+                    Answer::json(201, json!({"id": "10000", "body": b}))
                 }
                 _ => field_error("comment", "Comment body can not be empty!"),
             }
         }
-        _ => errors(StatusCode::NOT_FOUND, &["null for uri"], json!({})),
+        _ => errors(404, &["null for uri"], json!({})),
     }
 }
 
-impl JiraStandIn {
-    pub fn push(&self, r: JiraReply) {
-        self.with(|j| j.queue.push_back(r));
-    }
+pub fn start() -> JiraStandIn {
+    Peer::start(Jira::default())
+}
 
+impl JiraStandIn {
     /// Answers `search` with 410 Gone, as Jira Cloud does now.
     pub fn retire_search(&self) {
         self.with(|j| j.cloud = true);
@@ -353,11 +311,6 @@ impl JiraStandIn {
 
     pub fn issues(&self) -> Vec<Issue> {
         self.with(|j| j.issues.clone())
-    }
-
-    /// Every request, in order, with the status it got.
-    pub fn requests(&self) -> Vec<Request> {
-        self.with(|j| j.requests.clone())
     }
 
     /// An `outputs` entry with basic auth (Jira Cloud).

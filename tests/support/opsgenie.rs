@@ -7,7 +7,9 @@
 
 use serde_json::{Value, json};
 
-use super::provider::{Answer, Peer, Request, Told, as_told};
+use axum::http::Method;
+
+use super::peer::{Answer, Peer, Provider, Request, Told};
 
 /// The key the stand-in accepts.
 pub const API_KEY: &str = "0bcd1234-aaaa-bbbb-cccc-SECRETGENIE1";
@@ -21,14 +23,13 @@ fn body(message: &str, errors: Option<Value>) -> Value {
 }
 
 fn unprocessable(errors: serde_json::Map<String, Value>) -> Answer {
-    Some((
+    Answer::json(
         422,
-        vec![],
         body(
             "Request body is not processable. Please check the errors.",
             Some(Value::Object(errors)),
         ),
-    ))
+    )
 }
 
 /// What is wrong with a new alert, field by field, as Opsgenie words it.
@@ -99,91 +100,97 @@ fn alert_problems(b: &Value) -> serde_json::Map<String, Value> {
     e
 }
 
-fn rules(r: &Request, told: &Told) -> Result<Answer, Answer> {
-    if r.header("authorization") != format!("GenieKey {API_KEY}") {
-        return Err(Some((401, vec![], body("Could not authenticate", None))));
+pub struct Opsgenie;
+
+impl Provider for Opsgenie {
+    fn check(&self, r: &Request) -> Result<(), Answer> {
+        if r.header("authorization") != format!("GenieKey {API_KEY}") {
+            return Err(Answer::json(401, body("Could not authenticate", None)));
+        }
+        let close = r
+            .path
+            .strip_prefix("/v2/alerts/")
+            .and_then(|p| p.strip_suffix("/close"));
+        match (&r.method, r.path.as_str(), close) {
+            (&Method::GET, "/v2/account", _) => {}
+            (&Method::POST, "/v2/alerts", _) => {
+                let e = alert_problems(&r.body);
+                if !e.is_empty() {
+                    return Err(unprocessable(e));
+                }
+            }
+            (&Method::POST, _, Some(id)) => {
+                let kind = r.query.strip_prefix("identifierType=").unwrap_or("id");
+                let mut e = serde_json::Map::new();
+                if !["id", "alias", "tiny"].contains(&kind) {
+                    e.insert(
+                        "identifierType".into(),
+                        json!("Identifier type should be one of [id, alias, tiny]"),
+                    );
+                }
+                if id.is_empty() || id.contains('/') {
+                    e.insert("identifier".into(), json!("Identifier can not be empty."));
+                }
+                if !r.text.is_empty() && !r.body.is_object() {
+                    e.insert("body".into(), json!("Request body should be an object."));
+                }
+                if r.body
+                    .get("note")
+                    .is_some_and(|n| n.as_str().is_none_or(|n| n.chars().count() > 25_000))
+                {
+                    e.insert(
+                        "note".into(),
+                        json!("Note can not be longer than 25000 characters."),
+                    );
+                }
+                if !e.is_empty() {
+                    return Err(unprocessable(e));
+                }
+            }
+            _ => {
+                return Err(Answer::json(
+                    404,
+                    body("Could not find the requested resource.", None),
+                ));
+            }
+        }
+        Ok(())
     }
-    use axum::http::Method;
-    let close = r
-        .path
-        .strip_prefix("/v2/alerts/")
-        .and_then(|p| p.strip_suffix("/close"));
-    match (&r.method, r.path.as_str(), close) {
-        (&Method::GET, "/v2/account", _) => {}
-        (&Method::POST, "/v2/alerts", _) => {
-            let e = alert_problems(&r.body);
-            if !e.is_empty() {
-                return Err(unprocessable(e));
-            }
+
+    fn accept(&mut self, r: &Request) -> Answer {
+        if r.method == Method::GET {
+            return Answer::json(
+                200,
+                json!({"data": {"name": "acme", "userCount": 12, "plan": {"maxUserCount": 50, "name": "Enterprise", "isYearly": true}},
+                    "took": 0.01, "requestId": "1"}),
+            );
         }
-        (&Method::POST, _, Some(id)) => {
-            let kind = r
-                .query
-                .as_deref()
-                .and_then(|q| q.strip_prefix("identifierType="))
-                .unwrap_or("id");
-            let mut e = serde_json::Map::new();
-            if !["id", "alias", "tiny"].contains(&kind) {
-                e.insert(
-                    "identifierType".into(),
-                    json!("Identifier type should be one of [id, alias, tiny]"),
-                );
-            }
-            if id.is_empty() || id.contains('/') {
-                e.insert("identifier".into(), json!("Identifier can not be empty."));
-            }
-            if !r.raw.is_empty() && !r.body.is_object() {
-                e.insert("body".into(), json!("Request body should be an object."));
-            }
-            if r.body
-                .get("note")
-                .is_some_and(|n| n.as_str().is_none_or(|n| n.chars().count() > 25_000))
-            {
-                e.insert(
-                    "note".into(),
-                    json!("Note can not be longer than 25000 characters."),
-                );
-            }
-            if !e.is_empty() {
-                return Err(unprocessable(e));
-            }
-        }
-        _ => {
-            return Err(Some((
-                404,
-                vec![],
-                body("Could not find the requested resource.", None),
-            )));
-        }
-    }
-    Ok(match told {
-        Told::Accept if r.method == Method::GET => Some((
-            200,
-            vec![],
-            json!({"data": {"name": "acme", "userCount": 12, "plan": {"maxUserCount": 50, "name": "Enterprise", "isYearly": true}},
-                "took": 0.01, "requestId": "1"}),
-        )),
-        Told::Accept => Some((
+        Answer::json(
             202,
-            vec![],
             json!({"result": "Request will be processed", "took": 0.107,
                 "requestId": "43a29c5c-3dbf-4fa4-9c26-f4f71023e120"}),
-        )),
-        other => as_told(
-            other,
-            (
-                422,
-                body(
-                    "Request body is not processable. Please check the errors.",
-                    Some(json!({"responders": "Team with name [SOC] does not exist."})),
-                ),
-            ),
-            body("Could not authenticate", None),
-        ),
-    })
+        )
+    }
+
+    /// A told rejection `"field: message"` is Opsgenie's 422 naming the field.
+    fn fail(&self, told: &Told) -> Answer {
+        match told {
+            Told::Reject(t) => {
+                let (field, m) = t.split_once(": ").unwrap_or(("request", t));
+                let mut e = serde_json::Map::new();
+                e.insert(field.to_owned(), json!(m));
+                unprocessable(e)
+            }
+            Told::Unauthorized => Answer::json(401, body("Could not authenticate", None)),
+            t => {
+                let (status, text) = t.status_text();
+                Answer::json(status, body(text, None))
+            }
+        }
+    }
 }
 
 /// The stand-in; `url` is the destination's `api_url`.
-pub fn start() -> Peer {
-    Peer::start(rules)
+pub fn start() -> Peer<Opsgenie> {
+    Peer::start(Opsgenie)
 }

@@ -5,13 +5,12 @@
 
 use serde_json::{Value, json};
 
-use super::provider::{Answer, Peer, Request, Told, as_told};
+use super::peer::{Answer, Peer, Provider, Request, Told};
 
 /// PagerDuty's answer to an event it will not take.
-pub fn invalid(errors: &[String]) -> (u16, Vec<(&'static str, String)>, Value) {
-    (
+pub fn invalid(errors: &[String]) -> Answer {
+    Answer::json(
         400,
-        vec![],
         json!({"status": "invalid event", "message": "Event object is invalid", "errors": errors}),
     )
 }
@@ -75,32 +74,46 @@ fn problems(r: &Request) -> Vec<String> {
     out
 }
 
-fn rules(r: &Request, told: &Told) -> Result<Answer, Answer> {
-    if r.method != axum::http::Method::POST || r.path != "/v2/enqueue" {
-        return Err(Some((404, vec![], json!({"status": "not found"}))));
+pub struct PagerDuty;
+
+impl Provider for PagerDuty {
+    fn check(&self, r: &Request) -> Result<(), Answer> {
+        if r.method != axum::http::Method::POST || r.path != "/v2/enqueue" {
+            return Err(Answer::json(404, json!({"status": "not found"})));
+        }
+        let p = problems(r);
+        if !p.is_empty() {
+            return Err(invalid(&p));
+        }
+        Ok(())
     }
-    let p = problems(r);
-    if !p.is_empty() {
-        return Err(Some(invalid(&p)));
-    }
-    Ok(match told {
-        Told::Accept => Some((
+
+    fn accept(&mut self, r: &Request) -> Answer {
+        Answer::json(
             202,
-            vec![],
             json!({"status": "success", "message": "Event processed",
                 "dedup_key": r.body["dedup_key"]}),
-        )),
-        other => as_told(
-            other,
-            (400, invalid(&["Invalid routing key".into()]).2),
-            json!({"status": "unauthorized", "message": "Unauthorized"}),
-        ),
-    })
+        )
+    }
+
+    fn fail(&self, told: &Told) -> Answer {
+        match told {
+            Told::Reject(t) => invalid(&[(*t).to_owned()]),
+            Told::Unauthorized => Answer::json(
+                401,
+                json!({"status": "unauthorized", "message": "Unauthorized"}),
+            ),
+            t => {
+                let (status, text) = t.status_text();
+                Answer::json(status, json!({"message": text}))
+            }
+        }
+    }
 }
 
 /// The stand-in; `url` is the destination's `api_url`.
-pub fn start() -> Peer {
-    Peer::start(rules)
+pub fn start() -> Peer<PagerDuty> {
+    Peer::start(PagerDuty)
 }
 
 /// A routing key of the right shape.

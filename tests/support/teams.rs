@@ -3,10 +3,9 @@
 //! version with TextBlocks and FactSets, at most 28 KB) and answers 202
 //! or as told, with Power Automate's error shape.
 
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::peer::{Peer, Provider, Rejection, Request, json_response};
+use super::peer::{Answer, Peer, Provider, Request, Told};
 
 /// The largest payload Teams takes.
 pub const MAX_PAYLOAD: usize = 28 * 1024;
@@ -16,11 +15,25 @@ pub const PATH: &str = "/workflows/abc123/triggers/manual/paths/invoke";
 
 pub struct Teams;
 
-fn bad(text: impl Into<String>) -> Rejection {
-    Rejection::new(400, text)
+/// Power Automate's error body.
+fn error(status: u16, text: impl Into<String>) -> Answer {
+    let code = match status {
+        400 | 413 => "TriggerInputSchemaMismatch",
+        401 => "DirectApiAuthorizationRequired",
+        429 => "WorkflowTriggeredTooFrequently",
+        _ => "InternalServerError",
+    };
+    Answer::json(
+        status,
+        json!({"error": {"code": code, "message": text.into()}}),
+    )
 }
 
-fn check_element(e: &Value, at: usize) -> Result<(), Rejection> {
+fn bad(text: impl Into<String>) -> Answer {
+    error(400, text)
+}
+
+fn check_element(e: &Value, at: usize) -> Result<(), Answer> {
     match e["type"].as_str() {
         Some("TextBlock") => match &e["text"] {
             Value::String(_) => Ok(()),
@@ -46,15 +59,15 @@ fn check_element(e: &Value, at: usize) -> Result<(), Rejection> {
 }
 
 impl Provider for Teams {
-    fn check(&self, r: &Request) -> Result<(), Rejection> {
+    fn check(&self, r: &Request) -> Result<(), Answer> {
         if r.method != "POST" || r.path != PATH {
-            return Err(Rejection::new(404, "The workflow was not found"));
+            return Err(error(404, "The workflow was not found"));
         }
-        if !r.query.as_deref().unwrap_or("").contains("sig=") {
-            return Err(Rejection::new(401, "The request must be signed"));
+        if !r.query.contains("sig=") {
+            return Err(error(401, "The request must be signed"));
         }
         if r.text.len() > MAX_PAYLOAD {
-            return Err(Rejection::new(
+            return Err(error(
                 413,
                 format!("The payload is {} bytes; the limit is 28 KB", r.text.len()),
             ));
@@ -97,30 +110,22 @@ impl Provider for Teams {
         Ok(())
     }
 
-    fn ok(&self, _: &Request) -> Response {
-        axum::http::StatusCode::ACCEPTED.into_response()
+    fn accept(&mut self, _: &Request) -> Answer {
+        Answer::empty(202)
     }
 
-    fn error(&self, status: u16, text: &str, retry_after: Option<u64>) -> Response {
-        let code = match status {
-            400 | 413 => "TriggerInputSchemaMismatch",
-            401 => "DirectApiAuthorizationRequired",
-            429 => "WorkflowTriggeredTooFrequently",
-            _ => "InternalServerError",
-        };
-        json_response(
-            status,
-            &json!({"error": {"code": code, "message": text}}),
-            retry_after,
-        )
+    fn fail(&self, told: &Told) -> Answer {
+        let (status, text) = told.status_text();
+        error(status, text)
     }
 }
 
-impl Peer {
-    pub fn teams() -> Peer {
-        Peer::start(Teams)
-    }
+/// A workflow stand-in; its URL is [`Peer::teams_url`].
+pub fn start() -> Peer<Teams> {
+    Peer::start(Teams)
+}
 
+impl Peer<Teams> {
     /// The workflow's URL on this stand-in (the `sig` is its secret).
     pub fn teams_url(&self) -> String {
         format!(

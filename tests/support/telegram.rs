@@ -5,10 +5,9 @@
 //! entity), then the 4,096-character limit of the parsed text. Answers
 //! `{"ok": true, …}` or Telegram's `{"ok": false, "error_code", "description"}`.
 
-use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::peer::{Peer, Provider, Rejection, Request, json_response};
+use super::peer::{Answer, Peer, Provider, Request, Told};
 
 pub const TOKEN: &str = "123456:AAHsecretTOKENxyz";
 pub const MAX_TEXT: usize = 4096;
@@ -34,8 +33,16 @@ const TAGS: &[&str] = &[
     "blockquote",
 ];
 
-fn bad(text: impl Into<String>) -> Rejection {
-    Rejection::new(400, format!("Bad Request: {}", text.into()))
+/// Telegram's error body.
+fn error(status: u16, text: impl Into<String>) -> Answer {
+    Answer::json(
+        status,
+        json!({"ok": false, "error_code": status, "description": text.into()}),
+    )
+}
+
+fn bad(text: impl Into<String>) -> Answer {
+    error(400, format!("Bad Request: {}", text.into()))
 }
 
 /// The text Telegram shows for `html`, or why it can't parse it.
@@ -103,18 +110,21 @@ pub fn parse_html(html: &str) -> Result<String, String> {
 }
 
 impl Provider for Telegram {
-    fn check(&self, r: &Request) -> Result<(), Rejection> {
+    // Telegram sends no Retry-After header: the delay is in the body.
+    const RETRY_AFTER_HEADER: bool = false;
+
+    fn check(&self, r: &Request) -> Result<(), Answer> {
         let Some(rest) = r.path.strip_prefix("/bot") else {
-            return Err(Rejection::new(404, "Not Found"));
+            return Err(error(404, "Not Found"));
         };
         let (token, method) = rest.split_once('/').unwrap_or((rest, ""));
         if token != TOKEN {
-            return Err(Rejection::new(401, "Unauthorized"));
+            return Err(error(401, "Unauthorized"));
         }
         match (r.method.as_str(), method) {
             ("GET" | "POST", "getMe") => return Ok(()),
             ("POST", "sendMessage") => {}
-            _ => return Err(Rejection::new(404, "Not Found: method not found")),
+            _ => return Err(error(404, "Not Found: method not found")),
         }
         if !r.header("content-type").starts_with("application/json") {
             return Err(bad("message text is empty"));
@@ -144,28 +154,29 @@ impl Provider for Telegram {
         Ok(())
     }
 
-    fn ok(&self, r: &Request) -> Response {
+    fn accept(&mut self, r: &Request) -> Answer {
         let result = if r.path.ends_with("/getMe") {
             json!({"id": 123456, "is_bot": true, "first_name": "esalert", "username": "esalert_bot"})
         } else {
             json!({"message_id": 1, "date": 1700000000, "chat": {"id": r.body["chat_id"], "type": "group"}, "text": "…"})
         };
-        json_response(200, &json!({"ok": true, "result": result}), None)
+        Answer::json(200, json!({"ok": true, "result": result}))
     }
 
-    fn error(&self, status: u16, text: &str, retry_after: Option<u64>) -> Response {
-        let mut b = json!({"ok": false, "error_code": status, "description": text});
-        if let Some(s) = retry_after {
-            b["description"] = json!(format!("Too Many Requests: retry after {s}"));
-            b["parameters"] = json!({"retry_after": s});
+    fn fail(&self, told: &Told) -> Answer {
+        if let Told::RateLimited(s) = told {
+            return Answer::json(
+                429,
+                json!({"ok": false, "error_code": 429,
+                    "description": format!("Too Many Requests: retry after {s}"),
+                    "parameters": {"retry_after": s}}),
+            );
         }
-        // Telegram sends no Retry-After header: the delay is in the body.
-        json_response(status, &b, None)
+        let (status, text) = told.status_text();
+        error(status, text)
     }
 }
 
-impl Peer {
-    pub fn telegram() -> Peer {
-        Peer::start(Telegram)
-    }
+pub fn start() -> Peer<Telegram> {
+    Peer::start(Telegram)
 }

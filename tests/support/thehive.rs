@@ -2,49 +2,26 @@
 //! /api/v1/user/current`, checking requests as TheHive does (Bearer key,
 //! organisation, required fields and their types, severity/tlp/pap
 //! ranges, observables, a unique (type, source, sourceRef)) and answering
-//! as queued: 201, 400 with TheHive's error body, 401, 429 with
+//! as told: 201, 400 with TheHive's error body, 401, 429 with
 //! `Retry-After`, 500 (before or after storing the alert), or a hang.
 
-use std::collections::VecDeque;
-
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::stateful_peer::{Peer, Provider, Request};
+use super::peer::{Answer, Peer, Provider, Request, Told};
 
 pub const KEY: &str = "hive-secret-key-0123";
 
-/// How the stand-in answers one request.
-#[derive(Clone, Debug)]
-pub enum HiveReply {
-    /// Validate and store, 201.
-    Ok,
-    /// 400 `{"type": "BadRequest", "message": …}`.
-    BadRequest(&'static str),
-    /// 401, as for a wrong key.
-    Unauthorized,
-    /// 429 with `Retry-After: secs`.
-    RateLimited(u64),
-    /// 500 without storing.
-    ServerError,
-    /// Store the alert, then answer 500 (the answer of a crash).
-    StoreThenFail,
-    /// Never answer.
-    Hang,
-}
-
+/// TheHive, with the alerts it stored.
 #[derive(Default)]
 pub struct Hive {
-    queue: VecDeque<HiveReply>,
-    requests: Vec<Request>,
     alerts: Vec<Value>,
     organisation: Option<String>,
 }
 
 pub type HiveStandIn = Peer<Hive>;
 
-fn error(status: StatusCode, kind: &str, message: &str) -> (StatusCode, Value) {
-    (status, json!({"type": kind, "message": message}))
+fn error(status: u16, kind: &str, message: &str) -> Answer {
+    Answer::json(status, json!({"type": kind, "message": message}))
 }
 
 /// TheHive's checks of a new alert, as its error answers word them.
@@ -100,113 +77,77 @@ fn validate(b: &Value) -> Result<(), String> {
 }
 
 impl Provider for Hive {
-    type Reply = HiveReply;
-
-    fn next_reply(&mut self) -> HiveReply {
-        self.queue.pop_front().unwrap_or(HiveReply::Ok)
+    fn check(&self, req: &Request) -> Result<(), Answer> {
+        if req.header("authorization") != format!("Bearer {KEY}") {
+            return Err(error(401, "AuthenticationError", "Authentication failure"));
+        }
+        if let Some(org) = &self.organisation
+            && req.header("x-organisation") != org
+        {
+            return Err(error(
+                403,
+                "AuthorizationError",
+                "Your are not authorized to access this organisation",
+            ));
+        }
+        Ok(())
     }
 
-    fn hangs(r: &HiveReply) -> bool {
-        matches!(r, HiveReply::Hang)
-    }
-
-    fn retry_after(r: &HiveReply) -> u64 {
-        match r {
-            HiveReply::RateLimited(s) => *s,
-            _ => 0,
+    fn accept(&mut self, req: &Request) -> Answer {
+        let body = &req.body;
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/api/v1/user/current") => Answer::json(
+                200,
+                json!({"_id": "~1", "login": "esalert@example.com", "name": "esalert"}),
+            ),
+            ("POST", "/api/v1/alert") => {
+                if let Err(m) = validate(body) {
+                    return error(400, "BadRequest", &m);
+                }
+                let id = |a: &Value| {
+                    (
+                        a["type"].clone(),
+                        a["source"].clone(),
+                        a["sourceRef"].clone(),
+                    )
+                };
+                if self.alerts.iter().any(|a| id(a) == id(body)) {
+                    return error(
+                        400,
+                        "CreateError",
+                        &format!(
+                            "Alert {}:{}:{} already exists",
+                            body["type"], body["source"], body["sourceRef"]
+                        ),
+                    );
+                }
+                self.alerts.push(body.clone());
+                let mut created = body.clone();
+                created["_id"] = json!(format!("~{}", self.alerts.len()));
+                Answer::json(201, created)
+            }
+            _ => error(404, "NotFound", "Resource not found"),
         }
     }
 
-    fn record(&mut self, req: Request) {
-        self.requests.push(req);
-    }
-
-    fn answer(&mut self, req: &Request, reply: HiveReply) -> (StatusCode, Value) {
-        answer(self, req, reply)
+    fn fail(&self, told: &Told) -> Answer {
+        match told {
+            Told::Reject(m) => error(400, "BadRequest", m),
+            Told::Unauthorized => error(401, "AuthenticationError", "Authentication failure"),
+            Told::RateLimited(_) => error(429, "RateLimit", "slow down"),
+            _ => error(500, "InternalError", "oops"),
+        }
     }
 }
 
-fn answer(s: &mut Hive, req: &Request, reply: HiveReply) -> (StatusCode, Value) {
-    let (headers, body) = (&req.headers, &req.body);
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {KEY}")) || matches!(reply, HiveReply::Unauthorized) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationError",
-            "Authentication failure",
-        );
-    }
-    if let Some(org) = &s.organisation {
-        let got = headers.get("x-organisation").and_then(|v| v.to_str().ok());
-        if got != Some(org.as_str()) {
-            return error(
-                StatusCode::FORBIDDEN,
-                "AuthorizationError",
-                "Your are not authorized to access this organisation",
-            );
-        }
-    }
-    match reply {
-        HiveReply::BadRequest(m) => return error(StatusCode::BAD_REQUEST, "BadRequest", m),
-        HiveReply::RateLimited(_) => {
-            return error(StatusCode::TOO_MANY_REQUESTS, "RateLimit", "slow down");
-        }
-        HiveReply::ServerError => {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "oops");
-        }
-        _ => {}
-    }
-    match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/api/v1/user/current") => (
-            StatusCode::OK,
-            json!({"_id": "~1", "login": "esalert@example.com", "name": "esalert"}),
-        ),
-        ("POST", "/api/v1/alert") => {
-            if let Err(m) = validate(body) {
-                return error(StatusCode::BAD_REQUEST, "BadRequest", &m);
-            }
-            let id = |a: &Value| {
-                (
-                    a["type"].clone(),
-                    a["source"].clone(),
-                    a["sourceRef"].clone(),
-                )
-            };
-            if s.alerts.iter().any(|a| id(a) == id(body)) {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "CreateError",
-                    &format!(
-                        "Alert {}:{}:{} already exists",
-                        body["type"], body["source"], body["sourceRef"]
-                    ),
-                );
-            }
-            s.alerts.push(body.clone());
-            if matches!(reply, HiveReply::StoreThenFail) {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "oops");
-            }
-            let mut created = body.clone();
-            created["_id"] = json!(format!("~{}", s.alerts.len()));
-            (StatusCode::CREATED, created)
-        }
-        _ => error(StatusCode::NOT_FOUND, "NotFound", "Resource not found"),
-    }
+pub fn start() -> HiveStandIn {
+    Peer::start(Hive::default())
 }
 
 impl HiveStandIn {
     /// Requires `X-Organisation: org` from now on.
     pub fn require_organisation(&self, org: &str) {
         self.with(|h| h.organisation = Some(org.to_owned()));
-    }
-
-    pub fn push(&self, r: HiveReply) {
-        self.with(|h| h.queue.push_back(r));
-    }
-
-    /// Every request, in order, with the status it got.
-    pub fn requests(&self) -> Vec<Request> {
-        self.with(|h| h.requests.clone())
     }
 
     /// The alerts stored.

@@ -2,10 +2,9 @@
 //! `Authorization` it was told to expect and that a JSON `Content-Type`
 //! comes with a JSON body; answers 200 `ok` or as told.
 
-use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::peer::{Peer, Provider, Rejection, Request, json_response};
+use super::peer::{Answer, Peer, Provider, Request, Told};
 
 pub struct Webhook {
     /// The method requests must use.
@@ -14,43 +13,43 @@ pub struct Webhook {
     pub authorization: Option<String>,
 }
 
+fn error(status: u16, text: impl Into<String>) -> Answer {
+    Answer::json(status, json!({"error": text.into()}))
+}
+
 impl Provider for Webhook {
-    fn check(&self, r: &Request) -> Result<(), Rejection> {
+    fn check(&self, r: &Request) -> Result<(), Answer> {
         if r.method.as_str() != self.method {
-            return Err(Rejection::new(
-                405,
-                format!("method {} not allowed", r.method),
-            ));
+            return Err(error(405, format!("method {} not allowed", r.method)));
         }
         if r.path != "/hook" {
-            return Err(Rejection::new(404, format!("no route {}", r.path)));
+            return Err(error(404, format!("no route {}", r.path)));
         }
         if let Some(a) = &self.authorization
             && r.header("authorization") != a
         {
-            return Err(Rejection::new(401, "bad credentials"));
+            return Err(error(401, "bad credentials"));
         }
         if r.header("content-type").contains("json") && r.body.is_null() {
-            return Err(Rejection::new(400, "the body is not JSON"));
+            return Err(error(400, "the body is not JSON"));
         }
         Ok(())
     }
 
-    fn ok(&self, _: &Request) -> Response {
-        "ok".into_response()
+    fn accept(&mut self, _: &Request) -> Answer {
+        Answer::text(200, "ok")
     }
 
-    fn error(&self, status: u16, text: &str, retry_after: Option<u64>) -> Response {
-        json_response(status, &json!({"error": text}), retry_after)
+    fn fail(&self, told: &Told) -> Answer {
+        let (status, text) = told.status_text();
+        error(status, text)
     }
 }
 
-impl Peer {
-    /// A webhook receiver at `{url}/hook`.
-    pub fn webhook(method: &'static str, authorization: Option<String>) -> Peer {
-        Peer::start(Webhook {
-            method,
-            authorization,
-        })
-    }
+/// A webhook receiver at `{url}/hook`.
+pub fn start(method: &'static str, authorization: Option<String>) -> Peer<Webhook> {
+    Peer::start(Webhook {
+        method,
+        authorization,
+    })
 }
