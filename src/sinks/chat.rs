@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde_json::Value;
 
-use super::{Message, SinkError, http};
+use super::{SinkError, http};
 use crate::notify::Notification;
 use crate::render::fmt_time;
 
@@ -20,33 +20,6 @@ pub(super) const MAX_PARTS: usize = 10;
 
 /// Ends the last piece of a message that was cut after [`MAX_PARTS`].
 pub(super) const CUT: &str = "\n… (cut: the message is too long)";
-
-/// The notification a message carries; any other message is a permanent
-/// error (the chat destinations only lay out native notifications).
-pub(super) fn notification<'a>(sink: &str, m: &'a Message) -> Result<&'a Notification, SinkError> {
-    match m {
-        Message::Notification { notification, .. } => Ok(notification),
-        other => Err(SinkError::permanent(
-            sink,
-            format!(
-                "cannot send a {} message: name this destination in an alert's `media`",
-                other.sink()
-            ),
-        )),
-    }
-}
-
-/// A POST of `body` as JSON (reqwest's `json` feature is off).
-pub(super) fn post_json(
-    client: &reqwest::Client,
-    url: &str,
-    body: &Value,
-) -> reqwest::RequestBuilder {
-    client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.to_string())
-}
 
 /// The longest title, in characters: it goes on every post of a message,
 /// so a huge subject must not eat the room for the message.

@@ -75,6 +75,24 @@ pub struct DestinationType {
     pub notices: bool,
 }
 
+/// The notification a destination was given: every type under `outputs`
+/// takes notifications, never Watcher's own messages.
+pub fn notification<'m>(
+    name: &str,
+    m: &'m super::Message,
+) -> Result<&'m crate::notify::Notification, super::SinkError> {
+    match m {
+        super::Message::Notification { notification, .. } => Ok(notification),
+        other => Err(super::SinkError::permanent(
+            name,
+            format!(
+                "destination {name:?} sends notifications, not {} messages",
+                other.sink()
+            ),
+        )),
+    }
+}
+
 /// No lint beyond the schema.
 pub fn no_lint(_: &Value) -> Vec<SettingError> {
     Vec::new()

@@ -139,7 +139,7 @@ impl Sink for DiscordSink {
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let n = chat::notification(&self.name, m)?;
+            let n = super::destinations::notification(&self.name, m)?;
             let username = n.setting("username").or(self.username.as_deref());
             let avatar = n.setting("avatar_url").or(self.avatar_url.as_deref());
             let bodies: Vec<Value> = contents(n)
@@ -157,7 +157,7 @@ impl Sink for DiscordSink {
                 .collect();
             self.parts
                 .post_all(&bodies, |b| {
-                    let req = chat::post_json(&self.client, self.url.expose_secret(), b);
+                    let req = http::json(self.client.post(self.url.expose_secret()), b);
                     async move { self.verdict(http::send(&self.name, req, self.timeout).await?) }
                 })
                 .await

@@ -263,15 +263,7 @@ impl Sink for HistorySink {
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let Message::Notification { notification, .. } = m else {
-                return Err(SinkError::permanent(
-                    &self.name,
-                    format!(
-                        "an elasticsearch history destination records notifications, not {} messages",
-                        m.sink()
-                    ),
-                ));
-            };
+            let notification = super::destinations::notification(&self.name, m)?;
             let index = index_name(&self.index, &notification.time)
                 .map_err(|e| SinkError::permanent(&self.name, format!("`index` {e}")))?;
             let docs = [document(notification)];

@@ -42,6 +42,16 @@ pub async fn send(
     req: reqwest::RequestBuilder,
     timeout: Duration,
 ) -> Result<Answer, SinkError> {
+    send_capped(sink, req, timeout, MAX_ANSWER).await
+}
+
+/// [`send`], reading at most `cap` bytes of the answer.
+pub async fn send_capped(
+    sink: &str,
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+    cap: u64,
+) -> Result<Answer, SinkError> {
     let no_answer = || {
         SinkError::transient(
             sink,
@@ -69,7 +79,7 @@ pub async fn send(
             ));
         }
         let headers = resp.headers().clone();
-        let body = crate::net::read_capped(resp, MAX_ANSWER)
+        let body = crate::net::read_capped(resp, cap)
             .await
             .map_err(|e| match e {
                 crate::net::ReadError::TooLarge(cap) => SinkError::permanent(

@@ -354,15 +354,7 @@ impl Sink for JiraSink {
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let Message::Notification {
-                notification: n, ..
-            } = m
-            else {
-                return Err(SinkError::permanent(
-                    &self.name,
-                    format!("a Jira destination cannot send a {} message", m.sink()),
-                ));
-            };
+            let n = super::destinations::notification(&self.name, m)?;
             let label = incident_label(n);
             let open = self.open_issue(&label).await?;
             let text = format!("{}\n\n{}", n.rendered.subject, n.rendered.text);

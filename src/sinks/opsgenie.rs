@@ -313,15 +313,7 @@ impl Sink for OpsgenieSink {
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let Message::Notification {
-                notification: n, ..
-            } = m
-            else {
-                return Err(SinkError::permanent(
-                    &self.name,
-                    format!("Opsgenie cannot send a {} message", m.sink()),
-                ));
-            };
+            let n = super::destinations::notification(&self.name, m)?;
             let req = if n.resolved {
                 let alias = http::truncate(&n.incident_key(), MAX_ALIAS);
                 let note = format!("{}\n\n{}", n.rendered.subject, n.rendered.text);

@@ -271,12 +271,7 @@ impl Sink for PagerDutySink {
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let Message::Notification { notification, .. } = m else {
-                return Err(SinkError::permanent(
-                    &self.name,
-                    format!("PagerDuty cannot send a {} message", m.sink()),
-                ));
-            };
+            let notification = super::destinations::notification(&self.name, m)?;
             let event = self.event(notification)?;
             let req = http::json(self.client.post(&self.enqueue), &event);
             self.verdict(http::send(&self.name, req, self.timeout).await?)

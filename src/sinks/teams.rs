@@ -128,10 +128,10 @@ impl Sink for TeamsSink {
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let n = chat::notification(&self.name, m)?;
+            let n = super::destinations::notification(&self.name, m)?;
             self.parts
                 .post_all(&posts(n), |p| {
-                    let req = chat::post_json(&self.client, self.url.expose_secret(), p);
+                    let req = http::json(self.client.post(self.url.expose_secret()), p);
                     async move { http::call(&self.name, req, self.timeout).await.map(drop) }
                 })
                 .await

@@ -168,7 +168,7 @@ impl Sink for TelegramSink {
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let n = chat::notification(&self.name, m)?;
+            let n = super::destinations::notification(&self.name, m)?;
             let chat_id = self.chat(n)?;
             let bodies: Vec<Value> = texts(n)
                 .into_iter()
@@ -180,7 +180,7 @@ impl Sink for TelegramSink {
             let url = format!("{}/sendMessage", self.base.expose_secret());
             self.parts
                 .post_all(&bodies, |b| {
-                    let req = chat::post_json(&self.client, &url, b);
+                    let req = http::json(self.client.post(&url), b);
                     async move {
                         let a = http::send(&self.name, req, self.timeout).await?;
                         self.verdict(a).map(drop)

@@ -320,12 +320,7 @@ impl Sink for TheHiveSink {
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let Message::Notification { notification, .. } = m else {
-                return Err(SinkError::permanent(
-                    &self.name,
-                    format!("a TheHive destination cannot send a {} message", m.sink()),
-                ));
-            };
+            let notification = super::destinations::notification(&self.name, m)?;
             if notification.resolved {
                 // TheHive alerts are triaged and closed by analysts.
                 return Ok(());

@@ -37,43 +37,8 @@ impl WebhookRequest {
             r = r.body(b.clone());
         }
         let timeout = Duration::from_millis(self.timeout_ms.max(1));
-        let call = async {
-            let resp = r
-                .timeout(timeout)
-                .send()
-                .await
-                .map_err(|e| SinkError::transient("webhook", e.without_url().to_string()))?;
-            let status = resp.status().as_u16();
-            if resp.status().is_redirection() {
-                return Err(SinkError::permanent(
-                    "webhook",
-                    format!(
-                        "HTTP {status}: redirect to {} not followed; point the request at the final URL",
-                        crate::net::redirect_location(&resp).unwrap_or_else(|| "?".into())
-                    ),
-                ));
-            }
-            let headers = resp.headers().clone();
-            let body = crate::net::read_capped(resp, MAX_ANSWER)
-                .await
-                .map_err(|e| match e {
-                    crate::net::ReadError::TooLarge(cap) => SinkError::permanent(
-                        "webhook",
-                        format!("the answer is larger than {cap} bytes and was not read further"),
-                    ),
-                    crate::net::ReadError::Transport(e) => {
-                        SinkError::transient("webhook", e.without_url().to_string())
-                    }
-                })?;
-            Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
-        };
-        match tokio::time::timeout(timeout, call).await {
-            Err(_) => Err(SinkError::transient(
-                "webhook",
-                format!("no answer within {}", humantime::format_duration(timeout)),
-            )),
-            Ok(r) => r,
-        }
+        let a = super::http::send_capped("webhook", r, timeout, MAX_ANSWER).await?;
+        Ok((a.status, a.headers, a.body))
     }
 }
 

@@ -275,7 +275,7 @@ impl Sink for WebhookSink {
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let n = chat::notification(&self.name, m)?;
+            let n = super::destinations::notification(&self.name, m)?;
             let mut req = match self.method {
                 Method::Post => self.client.post(&self.url),
                 Method::Put => self.client.put(&self.url),
