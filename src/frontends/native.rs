@@ -306,7 +306,7 @@ pub(super) fn parse_native(
     spec.body = serde_json::Map::new();
     // Compiled above; the parsed form would only take memory.
     spec.condition = crate::condition::ConditionSpec::compiled();
-    let policy = Arc::new(spec.policy());
+    let policy = crate::rule::Policy::shared(spec.take_policy());
     let spec = Arc::new(spec);
     Ok(Alert {
         policy,

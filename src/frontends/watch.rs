@@ -107,7 +107,7 @@ pub(super) fn parse_watch(
     })?;
     let policy = policy(path, text, raw)?;
     Ok(Alert {
-        policy: Arc::new(policy),
+        policy: crate::rule::Policy::shared(policy),
         name: name.to_owned(),
         path: path.to_owned(),
         schedule: watch.schedule.clone(),
