@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod daemon;
+pub mod docstore;
 pub mod es;
 pub mod opensearch;
 pub mod slack;

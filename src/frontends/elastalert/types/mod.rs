@@ -1,0 +1,91 @@
+//! ElastAlert rule types: one file each, one line in [`TYPES`].
+//!
+//! A type searches the window its way (documents, a count, terms) and
+//! says which events match; everything after that (text, throttle per
+//! `query_key`, digests, delivery) is the front end's and the pipeline's.
+
+mod any;
+mod frequency;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+
+use super::Common;
+use super::check::Checker;
+use crate::rule::{EvalContext, EvalError};
+
+/// One match: the event ElastAlert would alert on.
+#[derive(Debug, Clone)]
+pub struct Match {
+    /// Its `query_key` value (`None` without `query_key`).
+    pub key: Option<String>,
+    /// The event's time.
+    pub time: DateTime<Utc>,
+    /// The match as ElastAlert shows it (the document's fields, `_id`,
+    /// `_index`, and what the type adds).
+    pub doc: Map<String, Value>,
+}
+
+/// What a type found in one window.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The matches, oldest first.
+    pub matches: Vec<Match>,
+    /// Documents the window held.
+    pub hits: u64,
+    /// Why the search read less than the window held.
+    pub partial: Option<String>,
+    /// Search wall time.
+    pub took_ms: u64,
+    /// What to remember for the next run (`None` keeps the last).
+    pub memory: Option<Value>,
+}
+
+/// A rule type, compiled.
+pub trait RuleType: Send + Sync + fmt::Debug {
+    /// Searches `cx.window` and finds the matches.
+    fn evaluate<'a>(
+        &'a self,
+        c: &'a Common,
+        cx: &'a EvalContext<'a>,
+    ) -> BoxFuture<'a, Result<Found, EvalError>>;
+    /// ElastAlert's `get_match_str`: the type's paragraph in the default body.
+    fn match_str(&self, _c: &Common, _m: &Match) -> String {
+        String::new()
+    }
+}
+
+/// A rule type as the registry knows it.
+pub struct TypeDef {
+    /// The `type:` value.
+    pub name: &'static str,
+    /// The keys only this type reads.
+    pub keys: &'static [&'static str],
+    /// Reads its keys (problems go to the checker).
+    pub build: fn(&mut Checker<'_>, &Common) -> Option<Box<dyn RuleType>>,
+}
+
+/// Every supported type.
+pub static TYPES: &[&TypeDef] = &[&any::TYPE, &frequency::TYPE];
+
+/// ElastAlert's other built-in types, which esalert does not run yet.
+pub const NOT_YET: &[&str] = &[
+    "spike",
+    "blacklist",
+    "whitelist",
+    "change",
+    "flatline",
+    "new_term",
+    "cardinality",
+    "metric_aggregation",
+    "percentage_match",
+    "spike_aggregation",
+];
+
+/// The type named `name`.
+pub fn of(name: &str) -> Option<&'static TypeDef> {
+    TYPES.iter().copied().find(|t| t.name == name)
+}

@@ -1,0 +1,273 @@
+//! ElastAlert 2 rules dropped into `queries/`, through the real binary:
+//! `check` reports problems at `path:line:col` naming the key, alerter or
+//! type; `test --since/--until` replays a recorded series of documents
+//! (served by the stand-in's document store) window by window; `once`
+//! delivers to the rule's own Slack webhook and never again for the same
+//! documents.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use support::{EsStandIn, Project, SlackStandIn, docstore, esalert_in};
+
+fn esalert(dir: &Path) -> assert_cmd::Command {
+    esalert_in(dir, "pw")
+}
+
+fn rule(p: &Project, name: &str, ext: &str, text: &str) {
+    std::fs::write(p.queries().join(format!("{name}.{ext}")), text).unwrap();
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(support::repo().join("tests/fixtures/elastalert").join(name)).unwrap()
+}
+
+/// The recorded series of `series.json`, served for every search.
+fn series_cluster() -> EsStandIn {
+    let es = EsStandIn::start();
+    let docs: Vec<Value> = serde_json::from_str(&fixture("series.json")).unwrap();
+    docstore::serve(&es, "logs-2026.01.01", docs);
+    es
+}
+
+/// `esalert test NAME --since … --until … --json`: the (window end, key)
+/// pairs that would have been notified.
+fn replay(p: &Project, name: &str) -> (BTreeSet<(String, String)>, Value) {
+    let out = esalert(p.path())
+        .args([
+            "test",
+            name,
+            "--since",
+            "2026-01-01T00:00:00Z",
+            "--until",
+            "2026-01-01T00:10:00Z",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let mut got = BTreeSet::new();
+    for w in v["windows"].as_array().unwrap() {
+        assert!(w.get("error").is_none(), "{w}");
+        for n in w["notifications"].as_array().unwrap() {
+            got.insert((
+                w["window"]["end"].as_str().unwrap().to_owned(),
+                n["key"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    (got, v)
+}
+
+fn pairs(v: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    v.iter()
+        .map(|(t, k)| (format!("2026-01-01T00:{t}.000Z"), (*k).to_owned()))
+        .collect()
+}
+
+#[test]
+fn check_reports_unknown_keys_and_unsupported_features_by_name_at_their_position() {
+    let p = Project::new();
+    p.credentials("http://127.0.0.1:9");
+    rule(&p, "good", "yaml", &fixture("any_query_key.yaml"));
+    rule(&p, "bad", "yaml", &fixture("bad.yaml"));
+    rule(
+        &p,
+        "custom",
+        "yml",
+        "name: c\ntype: mymodule.MyRule\nindex: logs-*\nalert: debug\n",
+    );
+    let out = esalert(p.path()).arg("check").output().unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "queries/bad.yaml:9:3: alerter `alerta` is not supported by esalert yet",
+        "queries/bad.yaml:11:1: unknown key `realrt`; did you mean `realert`?",
+        "queries/bad.yaml:13:1: `match_enhancements`: enhancements are Python classes",
+        "queries/bad.yaml:6:3: unknown query clause `trem`",
+        "queries/bad.yaml:15:1: `es_host` is a connection setting",
+        "queries/custom.yml:2:1: custom rule type `mymodule.MyRule` is a Python class",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(!text.contains("good.yaml"), "{text}");
+
+    // Alone, the good rule passes.
+    std::fs::remove_file(p.queries().join("bad.yaml")).unwrap();
+    std::fs::remove_file(p.queries().join("custom.yml")).unwrap();
+    esalert(p.path()).arg("check").assert().success();
+}
+
+#[test]
+fn yaml_syntax_errors_and_types_point_at_the_spot() {
+    let p = Project::new();
+    p.credentials("http://127.0.0.1:9");
+    rule(
+        &p,
+        "syntax",
+        "yaml",
+        "name: x\ntype: any\nindex: [a, b\nalert: debug\n",
+    );
+    rule(
+        &p,
+        "types",
+        "yaml",
+        "name: x\ntype: frequency\nindex: a\nalert: debug\nnum_events: many\ntimeframe:\n  minute: 5\n",
+    );
+    let out = esalert(p.path()).arg("check").output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("queries/syntax.yaml:4:"), "{text}");
+    assert!(text.contains("not valid YAML"), "{text}");
+    assert!(
+        text.contains("queries/types.yaml:5:1: `num_events` must be a whole number"),
+        "{text}"
+    );
+    assert!(
+        text.contains("queries/types.yaml:7:3: `timeframe`: `minute` is not a unit"),
+        "{text}"
+    );
+}
+
+#[test]
+fn any_matches_each_document_per_query_key_with_realert_as_the_throttle() {
+    let es = series_cluster();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(&p, "logins", "yaml", &fixture("any_query_key.yaml"));
+    let (got, v) = replay(&p, "logins");
+    // realert 1 minute (the default): every window's first match per user.
+    assert_eq!(
+        got,
+        pairs(&[
+            ("01:00", "alice"),
+            ("01:00", "bob"),
+            ("04:00", "alice"),
+            ("05:00", "carol")
+        ]),
+        "{v:#}"
+    );
+    // The filter (legacy `query: query_string:`) and the window reached the cluster.
+    let s = &es.searches()[0];
+    assert_eq!(s.path, "/logs-*/_search");
+    let must = &s.body["query"]["bool"]["filter"]["bool"]["must"];
+    assert_eq!(must[0]["range"]["@timestamp"]["gt"], "2026-01-01T00:00:00Z");
+    assert_eq!(
+        must[0]["range"]["@timestamp"]["lte"],
+        "2026-01-01T00:01:00Z"
+    );
+    assert_eq!(must[1], json!({"query_string": {"query": "event:login"}}));
+
+    // realert 5 minutes: alice's second login is within it.
+    let text = fixture("any_query_key.yaml").replace("minutes: 1", "minutes: 5");
+    rule(&p, "logins", "yaml", &text);
+    let (got, _) = replay(&p, "logins");
+    assert_eq!(
+        got,
+        pairs(&[("01:00", "alice"), ("01:00", "bob"), ("05:00", "carol")])
+    );
+}
+
+#[test]
+fn frequency_counts_per_query_key_across_windows_and_starts_over_after_a_match() {
+    let es = series_cluster();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(&p, "errors", "yaml", &fixture("frequency_query_key.yaml"));
+    let (got, v) = replay(&p, "errors");
+    // web-1: three errors within 3 minutes, over three windows; its next
+    // two don't make three. web-2: never three within 3 minutes. web-3:
+    // three in one window.
+    assert_eq!(
+        got,
+        pairs(&[("03:00", "web-1"), ("08:00", "web-3")]),
+        "{v:#}"
+    );
+    // The debug alerter's line, as ElastAlert's debug alerter logs it.
+    let subject = v["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["window"]["end"] == "2026-01-01T00:03:00.000Z")
+        .map(|w| w["notifications"][0]["subject"].clone());
+    assert_eq!(
+        subject,
+        Some(json!("Alert for Errors, web-1 at 2026-01-01T00:02:30Z:"))
+    );
+}
+
+#[test]
+fn frequency_with_a_count_query_counts_the_windows() {
+    let es = series_cluster();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(&p, "volume", "yaml", &fixture("frequency_count.yaml"));
+    let (got, v) = replay(&p, "volume");
+    // Per-window error counts 2,1,1,2,1,0,1,3: four within three minutes
+    // at 00:03; the window starts over, and four again at 00:08.
+    assert_eq!(got, pairs(&[("03:00", ""), ("08:00", "")]), "{v:#}");
+    // …and every search was a count.
+    for s in es.searches() {
+        assert_eq!(s.body["size"], 0, "{}", s.body);
+    }
+}
+
+#[test]
+fn once_sends_to_the_rules_own_webhook_and_never_twice_for_the_same_documents() {
+    let es = EsStandIn::start();
+    let now = chrono::Utc::now();
+    let at = |secs: i64| (now - chrono::Duration::seconds(secs)).to_rfc3339();
+    docstore::serve(
+        &es,
+        "logs",
+        vec![json!({"@timestamp": at(20), "user": "alice", "event": "login"})],
+    );
+    let slack = SlackStandIn::start();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(
+        &p,
+        "logins",
+        "yaml",
+        &format!(
+            "name: Logins\ntype: any\nindex: logs-*\nfilter:\n- term: {{event: login}}\nalert:\n- slack\n- debug\nslack_webhook_url: \"{}\"\n",
+            slack.webhook_url()
+        ),
+    );
+    let out = esalert(p.path()).arg("once").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let posts = slack.delivered();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let body = posts[0].body.to_string();
+    assert!(body.contains("Logins"), "{body}");
+    assert!(
+        body.contains("user: alice"),
+        "ElastAlert's default body: {body}"
+    );
+    let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
+    assert!(log.contains("Alert for Logins at "), "{log}");
+
+    // The next run searches from where this one ended: nothing again.
+    esalert(p.path()).arg("once").assert().success();
+    assert_eq!(slack.delivered().len(), 1);
+}
