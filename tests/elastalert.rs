@@ -271,3 +271,33 @@ fn once_sends_to_the_rules_own_webhook_and_never_twice_for_the_same_documents() 
     esalert(p.path()).arg("once").assert().success();
     assert_eq!(slack.delivered().len(), 1);
 }
+
+#[test]
+fn blacklist_and_whitelist_match_listed_and_unlisted_values() {
+    let es = series_cluster();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(&p, "blocked", "yaml", &fixture("blacklist.yaml"));
+    rule(&p, "unknown", "yaml", &fixture("whitelist.yaml"));
+    let (got, v) = replay(&p, "blocked");
+    assert_eq!(got, pairs(&[("01:00", "")]), "{v:#}");
+    // The list reached the search, as ElastAlert's `filter_by_list` puts it.
+    let must = &es.searches()[0].body["query"]["bool"]["filter"]["bool"]["must"];
+    assert_eq!(
+        must[1],
+        json!({"query_string": {"query": "user:\"bob\" OR user:\"mallory\""}})
+    );
+    let (got, v) = replay(&p, "unknown");
+    assert_eq!(got, pairs(&[("05:00", "")]), "{v:#}");
+}
+
+#[test]
+fn change_remembers_the_last_value_per_key_across_windows() {
+    let es = series_cluster();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(&p, "country", "yaml", &fixture("change.yaml"));
+    let (got, v) = replay(&p, "country");
+    // alice: NL (00:00:30), NL, then US at 00:03:10; carol has no country.
+    assert_eq!(got, pairs(&[("04:00", "alice")]), "{v:#}");
+}

@@ -419,7 +419,8 @@ fn compile(id: &str, ch: &mut Checker<'_>) -> Option<Rule> {
         text,
         raw: ch.top.clone(),
     };
-    let rule_type = def.and_then(|d| (d.build)(ch, &common));
+    let mut common = common;
+    let rule_type = def.and_then(|d| (d.build)(ch, &mut common));
     let (Some(rule_type), Some(type_name), true) = (rule_type, type_name, ch.problems.is_empty())
     else {
         return None;

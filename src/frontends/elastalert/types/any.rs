@@ -2,8 +2,8 @@
 
 use futures::future::BoxFuture;
 
-use super::{Found, Match, RuleType, TypeDef};
-use crate::frontends::elastalert::{Common, query};
+use super::{Found, RuleType, TypeDef};
+use crate::frontends::elastalert::Common;
 use crate::rule::{EvalContext, EvalError};
 
 pub static TYPE: TypeDef = TypeDef {
@@ -22,23 +22,8 @@ impl RuleType for Any {
         cx: &'a EvalContext<'a>,
     ) -> BoxFuture<'a, Result<Found, EvalError>> {
         Box::pin(async move {
-            let h = query::hits(c, cx, &c.id, &cx.window).await?;
-            let matches = h
-                .docs
-                .into_iter()
-                .map(|(time, doc)| Match {
-                    key: c.key_of(&doc),
-                    time,
-                    doc: c.as_match(doc, time),
-                })
-                .collect();
-            Ok(Found {
-                matches,
-                hits: h.total,
-                partial: h.partial,
-                took_ms: h.took_ms,
-                memory: None,
-            })
+            let (matches, found) = super::documents(c, cx).await?;
+            Ok(Found { matches, ..found })
         })
     }
 }

@@ -5,6 +5,8 @@
 //! `query_key`, digests, delivery) is the front end's and the pipeline's.
 
 mod any;
+mod change;
+mod compare;
 mod frequency;
 
 use std::fmt;
@@ -65,18 +67,21 @@ pub struct TypeDef {
     /// The keys only this type reads.
     pub keys: &'static [&'static str],
     /// Reads its keys (problems go to the checker).
-    pub build: fn(&mut Checker<'_>, &Common) -> Option<Box<dyn RuleType>>,
+    pub build: fn(&mut Checker<'_>, &mut Common) -> Option<Box<dyn RuleType>>,
 }
 
 /// Every supported type.
-pub static TYPES: &[&TypeDef] = &[&any::TYPE, &frequency::TYPE];
+pub static TYPES: &[&TypeDef] = &[
+    &any::TYPE,
+    &frequency::TYPE,
+    &compare::BLACKLIST,
+    &compare::WHITELIST,
+    &change::TYPE,
+];
 
 /// ElastAlert's other built-in types, which esalert does not run yet.
 pub const NOT_YET: &[&str] = &[
     "spike",
-    "blacklist",
-    "whitelist",
-    "change",
     "flatline",
     "new_term",
     "cardinality",
@@ -88,4 +93,37 @@ pub const NOT_YET: &[&str] = &[
 /// The type named `name`.
 pub fn of(name: &str) -> Option<&'static TypeDef> {
     TYPES.iter().copied().find(|t| t.name == name)
+}
+
+/// Hashable keys of per-key state: ElastAlert's `hashable(value)`, as
+/// text that keeps types apart (`"5"` and `5` differ).
+pub fn state_key(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "null".to_owned(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// The documents of the window, as matches of the rule's `query_key`,
+/// for types that look at each document.
+pub async fn documents(c: &Common, cx: &EvalContext<'_>) -> Result<(Vec<Match>, Found), EvalError> {
+    let h = super::query::hits(c, cx, &c.id, &cx.window).await?;
+    let docs = h
+        .docs
+        .into_iter()
+        .map(|(time, doc)| Match {
+            key: c.key_of(&doc),
+            time,
+            doc: c.as_match(doc, time),
+        })
+        .collect();
+    Ok((
+        docs,
+        Found {
+            hits: h.total,
+            partial: h.partial,
+            took_ms: h.took_ms,
+            ..Found::default()
+        },
+    ))
 }
