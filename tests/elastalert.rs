@@ -301,3 +301,35 @@ fn change_remembers_the_last_value_per_key_across_windows() {
     // alice: NL (00:00:30), NL, then US at 00:03:10; carol has no country.
     assert_eq!(got, pairs(&[("04:00", "alice")]), "{v:#}");
 }
+
+#[test]
+fn cardinality_counts_distinct_values_within_the_timeframe() {
+    let es = series_cluster();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(&p, "users", "yaml", &fixture("cardinality.yaml"));
+    let (got, v) = replay(&p, "users");
+    // alice then bob (two users > 1) in the first window; alice again at
+    // 00:03:10 and carol at 00:05:00 while bob (00:00:40) is within 5 min.
+    assert_eq!(
+        got,
+        pairs(&[("01:00", ""), ("04:00", ""), ("05:00", "")]),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn flatline_matches_while_a_timeframe_holds_too_few_events() {
+    let es = series_cluster();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(&p, "quiet", "yaml", &fixture("flatline.yaml"));
+    let (got, v) = replay(&p, "quiet");
+    // web-2 logs at 00:00:15, 00:03:20 and 00:06:30: two minutes without
+    // an event at 00:03, 00:06, 00:09 and, still quiet, 00:10.
+    assert_eq!(
+        got,
+        pairs(&[("03:00", ""), ("06:00", ""), ("09:00", ""), ("10:00", "")]),
+        "{v:#}"
+    );
+}

@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
 use super::{Found, Match, RuleType, TypeDef};
+use crate::frontends::elastalert::check::Checker;
 use crate::frontends::elastalert::check::python_str;
 use crate::frontends::elastalert::{Common, query};
 use crate::rule::{EvalContext, EvalError};
@@ -30,44 +31,20 @@ pub static TYPE: TypeDef = TypeDef {
         "attach_related",
     ],
     build: |ch, c| {
-        let num_events = ch.require("num_events", "how many events in `timeframe` make a match");
-        let timeframe = ch.require(
+        ch.require("num_events", "how many events in `timeframe` make a match");
+        ch.require(
             "timeframe",
             "the span events are counted over, e.g. `{minutes: 5}`",
         );
-        let (num_events, timeframe) = (num_events.is_some(), timeframe.is_some());
-        let n = if num_events {
-            ch.integer("num_events", 1)
-        } else {
-            None
-        };
-        let tf = if timeframe {
-            ch.duration("timeframe")
-        } else {
-            None
-        };
-        let count_query = ch.boolean("use_count_query").unwrap_or(false);
-        let terms_query = ch.boolean("use_terms_query").unwrap_or(false);
-        let terms_size = ch.integer("terms_size", 1).unwrap_or(50);
+        let n = ch.integer("num_events", 1);
+        let tf = ch.duration("timeframe");
         if ch.boolean("attach_related") == Some(true) {
             ch.problem(
                 "/attach_related",
                 "`attach_related` is not supported by esalert yet; remove it",
             );
         }
-        if terms_query && c.query_key.is_none() {
-            ch.problem(
-                "/use_terms_query",
-                "`use_terms_query` needs a `query_key` to count by",
-            );
-        }
-        let mode = if terms_query {
-            Mode::Terms(u64::try_from(terms_size).unwrap_or(50))
-        } else if count_query {
-            Mode::Count
-        } else {
-            Mode::Hits
-        };
+        let mode = read_mode(ch, c);
         Some(Box::new(Frequency {
             num_events: u64::try_from(n?).ok()?,
             timeframe: tf?,
@@ -76,8 +53,30 @@ pub static TYPE: TypeDef = TypeDef {
     },
 };
 
+/// `use_count_query` / `use_terms_query` / `terms_size`: how a type that
+/// counts events gets them.
+pub(super) fn read_mode(ch: &mut Checker<'_>, c: &Common) -> Mode {
+    let count_query = ch.boolean("use_count_query").unwrap_or(false);
+    let terms_query = ch.boolean("use_terms_query").unwrap_or(false);
+    let terms_size = ch.integer("terms_size", 1).unwrap_or(50);
+    if terms_query && c.query_key.is_none() {
+        ch.problem(
+            "/use_terms_query",
+            "`use_terms_query` needs a `query_key` to count by",
+        );
+    }
+    if terms_query {
+        Mode::Terms(u64::try_from(terms_size).unwrap_or(50))
+    } else if count_query {
+        Mode::Count
+    } else {
+        Mode::Hits
+    }
+}
+
+/// How events are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     Hits,
     Count,
     Terms(u64),
@@ -91,11 +90,11 @@ struct Frequency {
 }
 
 /// ElastAlert's `EventWindow` of one key: (time in ms, count), oldest first.
-#[derive(Debug, Default, Clone)]
-struct Window(VecDeque<(i64, u64)>);
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct Window(pub(super) VecDeque<(i64, u64)>);
 
 impl Window {
-    fn append(&mut self, ms: i64, count: u64, timeframe_ms: i64) {
+    pub(super) fn append(&mut self, ms: i64, count: u64, timeframe_ms: i64) {
         // Sorted by time; an equal time goes after the ones already there.
         let at = self.0.partition_point(|(t, _)| *t <= ms);
         self.0.insert(at, (ms, count));
@@ -108,12 +107,12 @@ impl Window {
         }
     }
 
-    fn count(&self) -> u64 {
+    pub(super) fn count(&self) -> u64 {
         self.0.iter().fold(0u64, |a, (_, c)| a.saturating_add(*c))
     }
 }
 
-fn load(memory: Option<&Value>) -> BTreeMap<String, Window> {
+pub(super) fn load(memory: Option<&Value>) -> BTreeMap<String, Window> {
     let mut out = BTreeMap::new();
     let Some(Value::Object(keys)) = memory.and_then(|m| m.get("windows")) else {
         return out;
@@ -132,7 +131,7 @@ fn load(memory: Option<&Value>) -> BTreeMap<String, Window> {
     out
 }
 
-fn save(windows: &BTreeMap<String, Window>) -> Value {
+pub(super) fn save(windows: &BTreeMap<String, Window>) -> Value {
     let keys: Map<String, Value> = windows
         .iter()
         .map(|(k, w)| {
@@ -160,7 +159,7 @@ impl Frequency {
     }
 }
 
-fn garbage_collect(
+pub(super) fn garbage_collect(
     windows: &mut BTreeMap<String, Window>,
     end: DateTime<Utc>,
     timeframe: Duration,
@@ -184,7 +183,100 @@ fn garbage_collect(
 }
 
 /// The key ElastAlert uses for events of a rule without `query_key`.
-const ALL: &str = "all";
+pub(super) const ALL: &str = "all";
+
+/// One event for a window: a document (count 1), or a count of the run's
+/// window (`use_count_query`), or of one term (`use_terms_query`).
+pub(super) struct Event {
+    /// The window it goes to ([`ALL`] without `query_key`).
+    pub window_key: String,
+    /// Its time.
+    pub ms: i64,
+    /// How many events it stands for.
+    pub count: u64,
+    /// The match it would be.
+    pub event: Match,
+}
+
+/// The run's events, oldest first; `found` gets the hit count and timing.
+pub(super) async fn events(
+    c: &Common,
+    cx: &EvalContext<'_>,
+    mode: Mode,
+    found: &mut Found,
+) -> Result<Vec<Event>, EvalError> {
+    let end = cx.window.end;
+    let end_ms = end.timestamp_millis();
+    let stamp = |extra: Option<(&str, Value)>| {
+        let mut doc = Map::new();
+        doc.insert(c.timestamp_field.clone(), c.timestamp_type.format(end));
+        if let Some((k, v)) = extra {
+            doc.insert(k.to_owned(), v);
+        }
+        doc
+    };
+    let mut out = Vec::new();
+    match mode {
+        Mode::Hits => {
+            let h = query::hits(c, cx, &c.id, &cx.window).await?;
+            found.hits = h.total;
+            found.partial = h.partial;
+            found.took_ms = h.took_ms;
+            for (time, doc) in h.docs {
+                let key = c.key_of(&doc);
+                out.push(Event {
+                    window_key: key.clone().unwrap_or_else(|| ALL.to_owned()),
+                    ms: time.timestamp_millis(),
+                    count: 1,
+                    event: Match {
+                        key,
+                        time,
+                        doc: c.as_match(doc, time),
+                    },
+                });
+            }
+        }
+        Mode::Count => {
+            let (n, took) = query::count(c, cx, &c.id, &cx.window).await?;
+            found.hits = n;
+            found.took_ms = took;
+            out.push(Event {
+                window_key: ALL.to_owned(),
+                ms: end_ms,
+                count: n,
+                event: Match {
+                    key: None,
+                    time: end,
+                    doc: stamp(None),
+                },
+            });
+        }
+        Mode::Terms(size) => {
+            let field = c
+                .query_key
+                .as_ref()
+                .map(|q| q.join(","))
+                .unwrap_or_default();
+            let (buckets, took) = query::terms(c, cx, &c.id, &cx.window, &field, size).await?;
+            found.took_ms = took;
+            for (value, n) in buckets {
+                found.hits = found.hits.saturating_add(n);
+                let key = python_str(&value);
+                out.push(Event {
+                    window_key: key.clone(),
+                    ms: end_ms,
+                    count: n,
+                    event: Match {
+                        key: Some(key),
+                        time: end,
+                        doc: stamp(Some((&field, value))),
+                    },
+                });
+            }
+        }
+    }
+    Ok(out)
+}
 
 impl RuleType for Frequency {
     fn evaluate<'a>(
@@ -196,69 +288,10 @@ impl RuleType for Frequency {
             let mut windows = load(cx.memory);
             let mut found = Found::default();
             let end = cx.window.end;
-            let end_ms = end.timestamp_millis();
-            let stamp = |extra: Option<(&str, Value)>| {
-                let mut doc = Map::new();
-                doc.insert(c.timestamp_field.clone(), c.timestamp_type.format(end));
-                if let Some((k, v)) = extra {
-                    doc.insert(k.to_owned(), v);
-                }
-                doc
-            };
-            match self.mode {
-                Mode::Hits => {
-                    let h = query::hits(c, cx, &c.id, &cx.window).await?;
-                    found.hits = h.total;
-                    found.partial = h.partial;
-                    found.took_ms = h.took_ms;
-                    for (time, doc) in h.docs {
-                        let key = c.key_of(&doc);
-                        if self.add(
-                            &mut windows,
-                            key.as_deref().unwrap_or(ALL),
-                            time.timestamp_millis(),
-                            1,
-                        ) {
-                            found.matches.push(Match {
-                                key,
-                                time,
-                                doc: c.as_match(doc, time),
-                            });
-                        }
-                    }
-                }
-                Mode::Count => {
-                    let (n, took) = query::count(c, cx, &c.id, &cx.window).await?;
-                    found.hits = n;
-                    found.took_ms = took;
-                    if n > 0 && self.add(&mut windows, ALL, end_ms, n) {
-                        found.matches.push(Match {
-                            key: None,
-                            time: end,
-                            doc: stamp(None),
-                        });
-                    }
-                }
-                Mode::Terms(size) => {
-                    let field = c
-                        .query_key
-                        .as_ref()
-                        .map(|q| q.join(","))
-                        .unwrap_or_default();
-                    let (buckets, took) =
-                        query::terms(c, cx, &c.id, &cx.window, &field, size).await?;
-                    found.took_ms = took;
-                    for (value, n) in buckets {
-                        found.hits = found.hits.saturating_add(n);
-                        let key = python_str(&value);
-                        if self.add(&mut windows, &key, end_ms, n) {
-                            found.matches.push(Match {
-                                key: Some(key),
-                                time: end,
-                                doc: stamp(Some((&field, value))),
-                            });
-                        }
-                    }
+            let events = events(c, cx, self.mode, &mut found).await?;
+            for e in events {
+                if self.add(&mut windows, &e.window_key, e.ms, e.count) {
+                    found.matches.push(e.event);
                 }
             }
             garbage_collect(&mut windows, end, self.timeframe);

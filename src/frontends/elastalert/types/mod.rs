@@ -5,8 +5,10 @@
 //! `query_key`, digests, delivery) is the front end's and the pipeline's.
 
 mod any;
+mod cardinality;
 mod change;
 mod compare;
+mod flatline;
 mod frequency;
 
 use std::fmt;
@@ -77,14 +79,14 @@ pub static TYPES: &[&TypeDef] = &[
     &compare::BLACKLIST,
     &compare::WHITELIST,
     &change::TYPE,
+    &cardinality::TYPE,
+    &flatline::TYPE,
 ];
 
 /// ElastAlert's other built-in types, which esalert does not run yet.
 pub const NOT_YET: &[&str] = &[
     "spike",
-    "flatline",
     "new_term",
-    "cardinality",
     "metric_aggregation",
     "percentage_match",
     "spike_aggregation",
