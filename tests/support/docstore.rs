@@ -17,10 +17,35 @@ pub fn serve(es: &EsStandIn, index: &str, docs: Vec<Value>) {
     let docs = Arc::new(docs);
     let index = index.to_owned();
     es.respond_with(move |r| {
-        if !r.path.ends_with("/_search") {
+        let (path, query) = r.path.split_once('?').unwrap_or((&r.path, ""));
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        };
+        if path.contains("/_search/scroll") {
+            return Some(Reply::json(200, json!({"succeeded": true, "num_freed": 0})));
+        }
+        let mut body = r.body.clone();
+        if body.is_null() {
+            body = json!({});
+        }
+        if let Some(size) = param("size").and_then(|s| s.parse::<u64>().ok()) {
+            body["size"] = json!(size);
+        }
+        if path.ends_with("/_count") {
+            body["size"] = json!(0);
+            let resp = search(&index, &docs, &body);
+            return Some(Reply::json(
+                200,
+                json!({"count": resp["hits"]["total"]["value"],
+                       "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}}),
+            ));
+        }
+        if !path.ends_with("/_search") {
             return None;
         }
-        Some(Reply::json(200, search(&index, &docs, &r.body)))
+        Some(Reply::json(200, search(&index, &docs, &body)))
     });
 }
 
