@@ -99,6 +99,8 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         "flatline.yaml",
         "frequency_terms.yaml",
         "any_realert.yaml",
+        "spike.yaml",
+        "spike_query_key.yaml",
     ] {
         let theirs = elastalert(&es, rule);
         let ours = esalert(&es, rule);
@@ -116,5 +118,5 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(compared, 10);
+    assert_eq!(compared, 12);
 }

@@ -10,6 +10,7 @@ mod change;
 mod compare;
 mod flatline;
 mod frequency;
+mod spike;
 
 use std::fmt;
 
@@ -81,11 +82,11 @@ pub static TYPES: &[&TypeDef] = &[
     &change::TYPE,
     &cardinality::TYPE,
     &flatline::TYPE,
+    &spike::TYPE,
 ];
 
 /// ElastAlert's other built-in types, which esalert does not run yet.
 pub const NOT_YET: &[&str] = &[
-    "spike",
     "new_term",
     "metric_aggregation",
     "percentage_match",
