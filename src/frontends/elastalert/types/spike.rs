@@ -269,7 +269,7 @@ impl Spike {
             s.refw.append(Entry { doc: None, ..old }, tf);
         }
         if ms.saturating_sub(first) < tf.saturating_mul(2) {
-            if !st.filled || !(has_qk && self.new_data) || s.skip.is_some_and(|k| ms < k) {
+            if !(st.filled && has_qk && self.new_data) || s.skip.is_some_and(|k| ms < k) {
                 return;
             }
         } else {
