@@ -101,6 +101,8 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         "any_realert.yaml",
         "spike.yaml",
         "spike_query_key.yaml",
+        "metric_max.yaml",
+        "metric_interval.yaml",
     ] {
         let theirs = elastalert(&es, rule);
         let ours = esalert(&es, rule);
@@ -118,5 +120,5 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(compared, 12);
+    assert_eq!(compared, 14);
 }

@@ -221,31 +221,147 @@ pub fn search(index: &str, docs: &[Value], body: &Value) -> Value {
         "hits": {"total": {"value": total, "relation": "eq"}, "max_score": null, "hits": page}
     });
     if let Some(aggs) = body["aggs"].as_object() {
-        let mut out = serde_json::Map::new();
-        for (name, a) in aggs {
-            let Some(f) = a["terms"]["field"].as_str() else {
-                continue;
-            };
-            let mut counts: Vec<(String, Value, u64)> = Vec::new();
-            for (_, d) in &hits {
-                if let Some(v) = field(d, f.trim_end_matches(".keyword")) {
+        let all: Vec<&Value> = hits.iter().map(|(_, d)| *d).collect();
+        resp["aggregations"] = Value::Object(aggregate(aggs, &all));
+    }
+    resp
+}
+
+fn interval_ms(s: &str) -> i64 {
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n.parse().unwrap_or(1);
+    n * match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 604_800_000,
+        _ => 1_000,
+    }
+}
+
+fn numbers(docs: &[&Value], f: &str) -> Vec<f64> {
+    docs.iter()
+        .filter_map(|d| field(d, f))
+        .flat_map(|v| {
+            list(v)
+                .into_iter()
+                .filter_map(Value::as_f64)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Elasticsearch's aggregations over `docs`: `terms`, `date_histogram`
+/// (`fixed_interval`, empty buckets between the first and last), and the
+/// metrics min, max, avg, sum, value_count and cardinality.
+pub fn aggregate(
+    aggs: &serde_json::Map<String, Value>,
+    docs: &[&Value],
+) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    for (name, a) in aggs {
+        let sub = a["aggs"].as_object().cloned().unwrap_or_default();
+        let bucket = |key: Value, members: Vec<&Value>, extra: Option<(&str, Value)>| {
+            let mut b = json!({"key": key, "doc_count": members.len()});
+            if let Some((k, v)) = extra {
+                b[k] = v;
+            }
+            if let Value::Object(m) = &mut b {
+                m.extend(aggregate(&sub, &members));
+            }
+            b
+        };
+        let result = if let Some(t) = a.get("terms") {
+            let f = t["field"]
+                .as_str()
+                .unwrap_or("")
+                .trim_end_matches(".keyword");
+            let mut groups: Vec<(String, Value, Vec<&Value>)> = Vec::new();
+            for d in docs {
+                if let Some(v) = field(d, f) {
                     let k = v.to_string();
-                    match counts.iter_mut().find(|c| c.0 == k) {
-                        Some(c) => c.2 += 1,
-                        None => counts.push((k, v.clone(), 1)),
+                    match groups.iter_mut().find(|g| g.0 == k) {
+                        Some(g) => g.2.push(d),
+                        None => groups.push((k, v.clone(), vec![d])),
                     }
                 }
             }
-            counts.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
-            let n = a["terms"]["size"].as_u64().unwrap_or(10) as usize;
-            let buckets: Vec<Value> = counts
+            groups.sort_by(|a, b| b.2.len().cmp(&a.2.len()).then(a.0.cmp(&b.0)));
+            let n = t["size"].as_u64().unwrap_or(10) as usize;
+            let min = t["min_doc_count"].as_u64().unwrap_or(1) as usize;
+            let buckets: Vec<Value> = groups
                 .into_iter()
+                .filter(|g| g.2.len() >= min)
                 .take(n)
-                .map(|(_, v, c)| json!({"key": v, "doc_count": c}))
+                .map(|(_, v, m)| bucket(v, m, None))
                 .collect();
-            out.insert(name.clone(), json!({"buckets": buckets}));
-        }
-        resp["aggregations"] = Value::Object(out);
+            json!({"buckets": buckets})
+        } else if let Some(h) = a.get("date_histogram") {
+            let f = h["field"].as_str().unwrap_or("@timestamp");
+            let step = interval_ms(
+                h["fixed_interval"]
+                    .as_str()
+                    .or(h["interval"].as_str())
+                    .unwrap_or("1m"),
+            );
+            let key_of = |d: &&Value| {
+                field(d, f)
+                    .and_then(Value::as_str)
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    .map(|t| t.timestamp_millis().div_euclid(step) * step)
+            };
+            let keys: Vec<i64> = docs.iter().filter_map(key_of).collect();
+            let mut buckets = Vec::new();
+            if let (Some(lo), Some(hi)) = (keys.iter().min(), keys.iter().max()) {
+                let mut k = *lo;
+                while k <= *hi {
+                    let members: Vec<&Value> = docs
+                        .iter()
+                        .copied()
+                        .filter(|d| key_of(d) == Some(k))
+                        .collect();
+                    let s = chrono::DateTime::from_timestamp_millis(k)
+                        .unwrap()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                    buckets.push(bucket(json!(k), members, Some(("key_as_string", json!(s)))));
+                    k += step;
+                }
+            }
+            json!({"buckets": buckets})
+        } else if let Some((kind, spec)) = a
+            .as_object()
+            .and_then(|m| m.iter().find(|(k, _)| *k != "aggs"))
+        {
+            let f = spec["field"].as_str().unwrap_or("");
+            let xs = numbers(docs, f);
+            let value = match kind.as_str() {
+                "min" => xs.iter().copied().reduce(f64::min).map(Value::from),
+                "max" => xs.iter().copied().reduce(f64::max).map(Value::from),
+                "sum" => Some(Value::from(xs.iter().sum::<f64>())),
+                "avg" => {
+                    (!xs.is_empty()).then(|| Value::from(xs.iter().sum::<f64>() / xs.len() as f64))
+                }
+                "value_count" => Some(Value::from(
+                    docs.iter().filter(|d| field(d, f).is_some()).count(),
+                )),
+                "cardinality" => {
+                    let mut seen: Vec<String> = docs
+                        .iter()
+                        .filter_map(|d| field(d, f))
+                        .map(Value::to_string)
+                        .collect();
+                    seen.sort();
+                    seen.dedup();
+                    Some(Value::from(seen.len()))
+                }
+                _ => None,
+            };
+            json!({"value": value})
+        } else {
+            json!({})
+        };
+        out.insert(name.clone(), result);
     }
-    resp
+    out
 }

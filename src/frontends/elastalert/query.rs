@@ -176,7 +176,8 @@ pub struct Hits {
     pub took_ms: u64,
 }
 
-async fn run(
+/// Runs one search (or answers with the saved response).
+pub async fn run(
     c: &Common,
     cx: &EvalContext<'_>,
     rule: &str,
@@ -193,7 +194,8 @@ async fn run(
     Ok((r.response, r.took_ms))
 }
 
-fn total(resp: &Value) -> u64 {
+/// A response's hit count.
+pub fn total(resp: &Value) -> u64 {
     let t = &resp["hits"]["total"];
     t.as_u64()
         .or_else(|| t["value"].as_u64())

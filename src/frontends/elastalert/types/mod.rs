@@ -10,6 +10,7 @@ mod change;
 mod compare;
 mod flatline;
 mod frequency;
+mod metric;
 mod spike;
 
 use std::fmt;
@@ -83,15 +84,11 @@ pub static TYPES: &[&TypeDef] = &[
     &cardinality::TYPE,
     &flatline::TYPE,
     &spike::TYPE,
+    &metric::TYPE,
 ];
 
 /// ElastAlert's other built-in types, which esalert does not run yet.
-pub const NOT_YET: &[&str] = &[
-    "new_term",
-    "metric_aggregation",
-    "percentage_match",
-    "spike_aggregation",
-];
+pub const NOT_YET: &[&str] = &["new_term", "percentage_match", "spike_aggregation"];
 
 /// The type named `name`.
 pub fn of(name: &str) -> Option<&'static TypeDef> {
