@@ -103,6 +103,8 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         "spike_query_key.yaml",
         "metric_max.yaml",
         "metric_interval.yaml",
+        "percentage.yaml",
+        "percentage_host.yaml",
     ] {
         let theirs = elastalert(&es, rule);
         let ours = esalert(&es, rule);
@@ -120,5 +122,5 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(compared, 14);
+    assert_eq!(compared, 16);
 }

@@ -329,6 +329,36 @@ pub fn aggregate(
                 }
             }
             json!({"buckets": buckets})
+        } else if let Some(f) = a.get("filters") {
+            let mut buckets = serde_json::Map::new();
+            let mut matched_any = vec![false; docs.len()];
+            for (name, q) in f["filters"].as_object().into_iter().flatten() {
+                let members: Vec<&Value> = docs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| matches(q, d))
+                    .map(|(i, d)| {
+                        matched_any[i] = true;
+                        *d
+                    })
+                    .collect();
+                buckets.insert(name.clone(), bucket(Value::Null, members, None));
+            }
+            if f["other_bucket"] == true {
+                let rest: Vec<&Value> = docs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !matched_any[*i])
+                    .map(|(_, d)| *d)
+                    .collect();
+                buckets.insert("_other_".into(), bucket(Value::Null, rest, None));
+            }
+            for b in buckets.values_mut() {
+                if let Value::Object(m) = b {
+                    m.remove("key");
+                }
+            }
+            json!({"buckets": buckets})
         } else if let Some((kind, spec)) = a
             .as_object()
             .and_then(|m| m.iter().find(|(k, _)| *k != "aggs"))

@@ -4,13 +4,13 @@
 //! says which events match; everything after that (text, throttle per
 //! `query_key`, digests, delivery) is the front end's and the pipeline's.
 
+mod aggregation;
 mod any;
 mod cardinality;
 mod change;
 mod compare;
 mod flatline;
 mod frequency;
-mod metric;
 mod spike;
 
 use std::fmt;
@@ -84,7 +84,8 @@ pub static TYPES: &[&TypeDef] = &[
     &cardinality::TYPE,
     &flatline::TYPE,
     &spike::TYPE,
-    &metric::TYPE,
+    &aggregation::TYPE,
+    &aggregation::PERCENTAGE,
 ];
 
 /// ElastAlert's other built-in types, which esalert does not run yet.
