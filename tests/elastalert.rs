@@ -333,3 +333,41 @@ fn flatline_matches_while_a_timeframe_holds_too_few_events() {
         "{v:#}"
     );
 }
+
+#[test]
+fn new_term_learns_its_baseline_once_and_remembers_terms_across_restarts() {
+    let es = EsStandIn::start();
+    let now = chrono::Utc::now();
+    let at = |secs: i64| (now - chrono::Duration::seconds(secs)).to_rfc3339();
+    docstore::serve(
+        &es,
+        "logs",
+        vec![
+            json!({"@timestamp": at(3 * 86_400), "user": "alice"}),
+            json!({"@timestamp": at(20), "user": "alice"}),
+            json!({"@timestamp": at(15), "user": "mallory"}),
+        ],
+    );
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(
+        &p,
+        "newuser",
+        "yaml",
+        "name: New user\ntype: new_term\nindex: logs-*\nfields: [user]\nterms_window_size: {days: 7}\nalert: debug\n",
+    );
+    esalert(p.path()).arg("once").assert().success();
+    let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
+    assert!(log.contains("new_field: user"), "{log}");
+    assert!(log.contains("user: mallory"), "{log}");
+    assert!(
+        !log.contains("user: alice"),
+        "alice is in the baseline: {log}"
+    );
+    // Seven daily baseline searches, then the window's.
+    let first = es.searches().len();
+    assert_eq!(first, 8);
+    // A restart: the terms come from the store, not a new baseline.
+    esalert(p.path()).arg("once").assert().success();
+    assert_eq!(es.searches().len(), first + 1);
+}

@@ -105,6 +105,7 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         "metric_interval.yaml",
         "percentage.yaml",
         "percentage_host.yaml",
+        "new_term.yaml",
     ] {
         let theirs = elastalert(&es, rule);
         let ours = esalert(&es, rule);
@@ -122,5 +123,5 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(compared, 16);
+    assert_eq!(compared, 17);
 }

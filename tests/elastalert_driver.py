@@ -58,7 +58,10 @@ def main():
         )
         conf = load_conf(args, {})
         loader = conf["rules_loader"]
-        rule = loader.load_configuration(rule_path, conf)
+        # new_term learns its baseline when the rule is built, up to "now":
+        # the start of the replayed range.
+        with mock.patch("elastalert.ruletypes.ts_now", side_effect=lambda: ts(start)):
+            rule = loader.load_configuration(rule_path, conf)
         run_every = rule.get("run_every", conf["run_every"])
 
         with mock.patch.object(loader, "get_hashes"), mock.patch.object(loader, "load") as load_rules:

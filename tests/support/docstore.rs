@@ -329,6 +329,13 @@ pub fn aggregate(
                 }
             }
             json!({"buckets": buckets})
+        } else if let Some(q) = a.get("filter") {
+            let members: Vec<&Value> = docs.iter().copied().filter(|d| matches(q, d)).collect();
+            let mut b = json!({"doc_count": members.len()});
+            if let Value::Object(m) = &mut b {
+                m.extend(aggregate(&sub, &members));
+            }
+            b
         } else if let Some(f) = a.get("filters") {
             let mut buckets = serde_json::Map::new();
             let mut matched_any = vec![false; docs.len()];

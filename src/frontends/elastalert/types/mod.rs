@@ -11,6 +11,7 @@ mod change;
 mod compare;
 mod flatline;
 mod frequency;
+mod new_term;
 mod spike;
 
 use std::fmt;
@@ -86,10 +87,11 @@ pub static TYPES: &[&TypeDef] = &[
     &spike::TYPE,
     &aggregation::TYPE,
     &aggregation::PERCENTAGE,
+    &new_term::TYPE,
 ];
 
 /// ElastAlert's other built-in types, which esalert does not run yet.
-pub const NOT_YET: &[&str] = &["new_term", "percentage_match", "spike_aggregation"];
+pub const NOT_YET: &[&str] = &["spike_aggregation"];
 
 /// The type named `name`.
 pub fn of(name: &str) -> Option<&'static TypeDef> {
