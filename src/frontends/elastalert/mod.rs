@@ -217,6 +217,9 @@ const IGNORED: &[&str] = &[
     "kibana_password",
     "kibana_verify_certs",
     "use_strftime_index",
+    // Shapes ElastAlert's own status index documents.
+    "include_match_in_root",
+    "add_metadata_alert",
 ];
 
 /// Connection keys that belong in credentials.json.
@@ -305,7 +308,17 @@ fn compile(id: &str, ch: &mut Checker<'_>) -> Option<Rule> {
         None => None,
     };
     let alerters = alerters::read(ch, display.as_deref().unwrap_or(id));
-    check_keys(ch, def.map(|d| d.keys).unwrap_or(&[]), &alerters.used_keys);
+    // An unknown or unsupported type: its keys aren't reported one by one.
+    let all_type_keys: Vec<&str> = types::TYPES
+        .iter()
+        .flat_map(|t| t.keys.iter().copied())
+        .chain(TYPE_KEYS_NOT_YET.iter().copied())
+        .collect();
+    let type_keys: &[&str] = match def {
+        Some(d) => d.keys,
+        None => &all_type_keys,
+    };
+    check_keys(ch, type_keys, &alerters.used_keys);
 
     let timestamp_field = ch
         .string("timestamp_field")
@@ -528,54 +541,56 @@ fn check_keys(ch: &mut Checker<'_>, type_keys: &[&str], alerter_keys: &[&'static
 
 /// Keys of the rule types esalert doesn't run yet.
 fn type_key_not_yet(k: &str) -> bool {
-    const KEYS: &[&str] = &[
-        "compare_key",
-        "blacklist",
-        "whitelist",
-        "ignore_null",
-        "spike_height",
-        "spike_type",
-        "alert_on_new_data",
-        "threshold_ref",
-        "threshold_cur",
-        "field_value",
-        "threshold",
-        "forget_keys",
-        "fields",
-        "terms_window_size",
-        "alert_on_missing_field",
-        "window_step_size",
-        "use_keyword_postfix",
-        "max_cardinality",
-        "min_cardinality",
-        "cardinality_field",
-        "metric_agg_key",
-        "metric_agg_type",
-        "percentile_range",
-        "max_threshold",
-        "min_threshold",
-        "min_doc_count",
-        "use_run_every_query_size",
-        "allow_buffer_time_overlap",
-        "bucket_interval",
-        "sync_bucket_interval",
-        "metric_format_string",
-        "metric_agg_script",
-        "match_bucket_filter",
-        "min_percentage",
-        "max_percentage",
-        "percentage_format_string",
-        "min_denominator",
-        "doc_type",
-        "filter_by_list",
-        "timeframe",
-        "num_events",
-        "use_count_query",
-        "use_terms_query",
-        "terms_size",
-    ];
-    KEYS.contains(&k)
+    TYPE_KEYS_NOT_YET.contains(&k)
 }
+
+/// Keys of every ElastAlert rule type, for "does not apply to this type".
+const TYPE_KEYS_NOT_YET: &[&str] = &[
+    "compare_key",
+    "blacklist",
+    "whitelist",
+    "ignore_null",
+    "spike_height",
+    "spike_type",
+    "alert_on_new_data",
+    "threshold_ref",
+    "threshold_cur",
+    "field_value",
+    "threshold",
+    "forget_keys",
+    "fields",
+    "terms_window_size",
+    "alert_on_missing_field",
+    "window_step_size",
+    "use_keyword_postfix",
+    "max_cardinality",
+    "min_cardinality",
+    "cardinality_field",
+    "metric_agg_key",
+    "metric_agg_type",
+    "percentile_range",
+    "max_threshold",
+    "min_threshold",
+    "min_doc_count",
+    "use_run_every_query_size",
+    "allow_buffer_time_overlap",
+    "bucket_interval",
+    "sync_bucket_interval",
+    "metric_format_string",
+    "metric_agg_script",
+    "match_bucket_filter",
+    "min_percentage",
+    "max_percentage",
+    "percentage_format_string",
+    "min_denominator",
+    "doc_type",
+    "filter_by_list",
+    "timeframe",
+    "num_events",
+    "use_count_query",
+    "use_terms_query",
+    "terms_size",
+];
 
 /// `filter`: a list of Elasticsearch query clauses, each a mapping with
 /// one clause (`term`, `query_string`, `bool`, …, or the legacy
@@ -614,6 +629,8 @@ fn read_filters(ch: &mut Checker<'_>) -> Vec<Value> {
                         | "simple_query_string" | "multi_match" | "nested" | "constant_score") => {
                         out.push(f.clone())
                     }
+                    Some("type") => ch.problem(&format!("{at}/{clause}"),
+                        "the `type` query (mapping types) was removed in Elasticsearch 8 and OpenSearch 2; remove this filter"),
                     Some("not" | "and" | "or" | "missing") => ch.problem(&format!("{at}/{clause}"), format!(
                         "`{}` is an Elasticsearch 1.x filter that current clusters refuse; write it as a `bool` query",
                         inner.unwrap_or(clause)

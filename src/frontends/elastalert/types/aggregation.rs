@@ -43,6 +43,10 @@ pub static TYPE: TypeDef = TypeDef {
         "bucket_interval",
         "terms_size",
         "metric_agg_script",
+        // Segment and bucket alignment: esalert searches each run's window.
+        "sync_bucket_interval",
+        "use_run_every_query_size",
+        "allow_buffer_time_overlap",
     ],
     build: |ch, _| {
         ch.require("metric_agg_key", "the field the metric is computed on");
@@ -107,6 +111,9 @@ pub static PERCENTAGE: TypeDef = TypeDef {
         "bucket_interval",
         "terms_size",
         "min_doc_count",
+        "sync_bucket_interval",
+        "use_run_every_query_size",
+        "allow_buffer_time_overlap",
     ],
     build: |ch, c| {
         ch.require(
