@@ -105,6 +105,23 @@ fn check_reports_unknown_keys_and_unsupported_features_by_name_at_their_position
     }
     assert!(!text.contains("good.yaml"), "{text}");
 
+    // One id, two files: the second is refused, by name.
+    p.alert(
+        "good",
+        r#"{"index": "logs-*", "body": {"query": {"match_all": {}}}, "message": "m"}"#,
+    );
+    let out = esalert(p.path()).arg("check").output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("queries/good.yaml: ") && text.contains("already defines the rule \"good\""),
+        "{text}"
+    );
+    std::fs::remove_file(p.queries().join("good.json")).unwrap();
+
     // Alone, the good rule passes.
     std::fs::remove_file(p.queries().join("bad.yaml")).unwrap();
     std::fs::remove_file(p.queries().join("custom.yml")).unwrap();
