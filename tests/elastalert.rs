@@ -388,3 +388,54 @@ fn new_term_learns_its_baseline_once_and_remembers_terms_across_restarts() {
     esalert(p.path()).arg("once").assert().success();
     assert_eq!(es.searches().len(), first + 1);
 }
+
+#[test]
+fn elastalert_yaml_beside_credentials_sets_rule_defaults_and_refuses_connection_keys() {
+    let es = series_cluster();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(
+        &p,
+        "logins",
+        "yaml",
+        &fixture("any_query_key.yaml").replace("realert:\n  minutes: 1\n", ""),
+    );
+    std::fs::write(
+        p.path().join("elastalert.yaml"),
+        "rules_folder: rules\nrun_every:\n  minutes: 2\nbuffer_time:\n  minutes: 15\nrealert:\n  minutes: 0\nes_host: localhost\n",
+    )
+    .unwrap();
+    let out = esalert(p.path()).arg("check").output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert!(
+        text.contains("elastalert.yaml:8:1: `es_host` is a connection setting"),
+        "{text}"
+    );
+    std::fs::write(
+        p.path().join("elastalert.yaml"),
+        "run_every:\n  minutes: 2\nrealert:\n  minutes: 0\n",
+    )
+    .unwrap();
+    let (got, v) = replay(&p, "logins");
+    assert_eq!(v["windows_searched"], 5, "{v:#}");
+    assert_eq!(v["schedule"], "2m");
+    // Two-minute windows; no realert, so alice twice in the first.
+    assert_eq!(
+        got,
+        [
+            ("02:00", "alice"),
+            ("02:00", "bob"),
+            ("04:00", "alice"),
+            ("06:00", "carol")
+        ]
+        .iter()
+        .map(|(t, k)| (format!("2026-01-01T00:{t}.000Z"), (*k).to_owned()))
+        .collect(),
+        "{v:#}"
+    );
+}

@@ -14,6 +14,7 @@
 
 mod alerters;
 pub mod check;
+pub mod globals;
 mod known;
 pub mod query;
 pub mod text;
@@ -254,8 +255,9 @@ pub fn load(name: &str, path: &Path, text: &str) -> Result<Rule, LoadError> {
             "an ElastAlert rule is a YAML mapping with at least `name`, `type`, `index` and `alert`",
         ));
     };
+    let globals = globals::load()?;
     let mut ch = Checker::new(path, &doc, top);
-    let compiled = compile(name, &mut ch);
+    let compiled = compile(name, &mut ch, &globals);
     let mut problems = std::mem::take(&mut ch.problems);
     match compiled {
         Some(rule) if problems.is_empty() => Ok(rule),
@@ -273,7 +275,7 @@ pub fn load(name: &str, path: &Path, text: &str) -> Result<Rule, LoadError> {
     }
 }
 
-fn compile(id: &str, ch: &mut Checker<'_>) -> Option<Rule> {
+fn compile(id: &str, ch: &mut Checker<'_>, g: &globals::Globals) -> Option<Rule> {
     let display = ch.string("name");
     let type_name = ch
         .require("type", "the rule type, e.g. `any` or `frequency`")
@@ -383,7 +385,10 @@ fn compile(id: &str, ch: &mut Checker<'_>) -> Option<Rule> {
             MAX_QUERY_SIZE
         }
         Some(n) => n,
-        None => MAX_QUERY_SIZE,
+        None => g
+            .max_query_size
+            .unwrap_or(MAX_QUERY_SIZE)
+            .min(MAX_QUERY_SIZE),
     };
     let aggregation = match ch.raw("aggregation") {
         Some(v) if v.get("schedule").is_some() => {
@@ -406,12 +411,15 @@ fn compile(id: &str, ch: &mut Checker<'_>) -> Option<Rule> {
     let realert = ch.duration("realert").unwrap_or(if aggregation.is_some() {
         Duration::ZERO
     } else {
-        Duration::from_secs(60)
+        g.realert.unwrap_or(Duration::from_secs(60))
     });
     let backoff = ch.duration("exponential_realert");
     let query_delay = ch.duration("query_delay").unwrap_or_default();
     let _buffer_time = ch.duration("buffer_time");
-    let run_every = ch.duration("run_every").unwrap_or(Duration::from_secs(60));
+    let run_every = ch
+        .duration("run_every")
+        .or(g.run_every)
+        .unwrap_or(Duration::from_secs(60));
     if run_every < Duration::from_secs(1) {
         ch.problem("/run_every", "`run_every` must be at least one second");
     }
@@ -438,7 +446,16 @@ fn compile(id: &str, ch: &mut Checker<'_>) -> Option<Rule> {
     else {
         return None;
     };
-    let duration = |d: Duration| HumanDuration::parse(&format!("{}ms", d.as_millis())).ok();
+    let duration = |d: Duration| {
+        let ms = d.as_millis();
+        let text = match ms {
+            _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+            _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+            _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+            _ => format!("{ms}ms"),
+        };
+        HumanDuration::parse(&text).ok()
+    };
     let policy = Policy {
         digest: match aggregation {
             Some(d) => Some(crate::pipeline::digest::Digest {
@@ -463,7 +480,11 @@ fn compile(id: &str, ch: &mut Checker<'_>) -> Option<Rule> {
         timezone: None,
         active,
         query_delay,
-        max_catchup: Duration::from_secs(3600).max(run_every),
+        // ElastAlert's old_query_limit (a week by default there).
+        max_catchup: g
+            .old_query_limit
+            .unwrap_or(Duration::from_secs(3600))
+            .max(run_every),
         policy: Arc::new(policy),
         body: Arc::new(ElastAlertRule {
             common,
