@@ -449,9 +449,9 @@ fn compile(id: &str, ch: &mut Checker<'_>, g: &globals::Globals) -> Option<Rule>
     let duration = |d: Duration| {
         let ms = d.as_millis();
         let text = match ms {
-            _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-            _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-            _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+            _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+            _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+            _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
             _ => format!("{ms}ms"),
         };
         HumanDuration::parse(&text).ok()
