@@ -68,6 +68,32 @@ fn replay(p: &Project, name: &str) -> (BTreeSet<(String, String)>, Value) {
     (got, v)
 }
 
+/// Replays `fixture` as rule `name` on the recorded series.
+fn scenario(name: &str, fixture_file: &str) -> (EsStandIn, BTreeSet<(String, String)>, Value) {
+    let es = series_cluster();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(&p, name, "yaml", &fixture(fixture_file));
+    let (got, v) = replay(&p, name);
+    (es, got, v)
+}
+
+/// A stand-in serving documents stamped `secs` seconds before now.
+fn recent(docs: &[(i64, Value)]) -> EsStandIn {
+    let es = EsStandIn::start();
+    let now = chrono::Utc::now();
+    let docs = docs
+        .iter()
+        .map(|(secs, d)| {
+            let mut d = d.clone();
+            d["@timestamp"] = json!((now - chrono::Duration::seconds(*secs)).to_rfc3339());
+            d
+        })
+        .collect();
+    docstore::serve(&es, "logs", docs);
+    es
+}
+
 fn pairs(v: &[(&str, &str)]) -> BTreeSet<(String, String)> {
     v.iter()
         .map(|(t, k)| (format!("2026-01-01T00:{t}.000Z"), (*k).to_owned()))
@@ -203,11 +229,7 @@ fn any_matches_each_document_per_query_key_with_realert_as_the_throttle() {
 
 #[test]
 fn frequency_counts_per_query_key_across_windows_and_starts_over_after_a_match() {
-    let es = series_cluster();
-    let p = Project::new();
-    p.credentials(&es.url);
-    rule(&p, "errors", "yaml", &fixture("frequency_query_key.yaml"));
-    let (got, v) = replay(&p, "errors");
+    let (_es, got, v) = scenario("errors", "frequency_query_key.yaml");
     // web-1: three errors within 3 minutes, over three windows; its next
     // two don't make three. web-2: never three within 3 minutes. web-3:
     // three in one window.
@@ -231,11 +253,7 @@ fn frequency_counts_per_query_key_across_windows_and_starts_over_after_a_match()
 
 #[test]
 fn frequency_with_a_count_query_counts_the_windows() {
-    let es = series_cluster();
-    let p = Project::new();
-    p.credentials(&es.url);
-    rule(&p, "volume", "yaml", &fixture("frequency_count.yaml"));
-    let (got, v) = replay(&p, "volume");
+    let (es, got, v) = scenario("volume", "frequency_count.yaml");
     // Per-window error counts 2,1,1,2,1,0,1,3: four within three minutes
     // at 00:03; the window starts over, and four again at 00:08.
     assert_eq!(got, pairs(&[("03:00", ""), ("08:00", "")]), "{v:#}");
@@ -247,14 +265,7 @@ fn frequency_with_a_count_query_counts_the_windows() {
 
 #[test]
 fn once_sends_to_the_rules_own_webhook_and_never_twice_for_the_same_documents() {
-    let es = EsStandIn::start();
-    let now = chrono::Utc::now();
-    let at = |secs: i64| (now - chrono::Duration::seconds(secs)).to_rfc3339();
-    docstore::serve(
-        &es,
-        "logs",
-        vec![json!({"@timestamp": at(20), "user": "alice", "event": "login"})],
-    );
+    let es = recent(&[(20, json!({"user": "alice", "event": "login"}))]);
     let slack = SlackStandIn::start();
     let p = Project::new();
     p.credentials(&es.url);
@@ -310,22 +321,14 @@ fn blacklist_and_whitelist_match_listed_and_unlisted_values() {
 
 #[test]
 fn change_remembers_the_last_value_per_key_across_windows() {
-    let es = series_cluster();
-    let p = Project::new();
-    p.credentials(&es.url);
-    rule(&p, "country", "yaml", &fixture("change.yaml"));
-    let (got, v) = replay(&p, "country");
+    let (_es, got, v) = scenario("country", "change.yaml");
     // alice: NL (00:00:30), NL, then US at 00:03:10; carol has no country.
     assert_eq!(got, pairs(&[("04:00", "alice")]), "{v:#}");
 }
 
 #[test]
 fn cardinality_counts_distinct_values_within_the_timeframe() {
-    let es = series_cluster();
-    let p = Project::new();
-    p.credentials(&es.url);
-    rule(&p, "users", "yaml", &fixture("cardinality.yaml"));
-    let (got, v) = replay(&p, "users");
+    let (_es, got, v) = scenario("users", "cardinality.yaml");
     // alice then bob (two users > 1) in the first window; alice again at
     // 00:03:10 and carol at 00:05:00 while bob (00:00:40) is within 5 min.
     assert_eq!(
@@ -337,11 +340,7 @@ fn cardinality_counts_distinct_values_within_the_timeframe() {
 
 #[test]
 fn flatline_matches_while_a_timeframe_holds_too_few_events() {
-    let es = series_cluster();
-    let p = Project::new();
-    p.credentials(&es.url);
-    rule(&p, "quiet", "yaml", &fixture("flatline.yaml"));
-    let (got, v) = replay(&p, "quiet");
+    let (_es, got, v) = scenario("quiet", "flatline.yaml");
     // web-2 logs at 00:00:15, 00:03:20 and 00:06:30: two minutes without
     // an event at 00:03, 00:06, 00:09 and, still quiet, 00:10.
     assert_eq!(
@@ -353,18 +352,11 @@ fn flatline_matches_while_a_timeframe_holds_too_few_events() {
 
 #[test]
 fn new_term_learns_its_baseline_once_and_remembers_terms_across_restarts() {
-    let es = EsStandIn::start();
-    let now = chrono::Utc::now();
-    let at = |secs: i64| (now - chrono::Duration::seconds(secs)).to_rfc3339();
-    docstore::serve(
-        &es,
-        "logs",
-        vec![
-            json!({"@timestamp": at(3 * 86_400), "user": "alice"}),
-            json!({"@timestamp": at(20), "user": "alice"}),
-            json!({"@timestamp": at(15), "user": "mallory"}),
-        ],
-    );
+    let es = recent(&[
+        (3 * 86_400, json!({"user": "alice"})),
+        (20, json!({"user": "alice"})),
+        (15, json!({"user": "mallory"})),
+    ]);
     let p = Project::new();
     p.credentials(&es.url);
     rule(

@@ -124,6 +124,15 @@ impl Opts<'_, '_> {
         self.string(key)
     }
 
+    /// A required string-or-list setting.
+    fn required_strings(&mut self, key: &str, alerter: &str) -> Option<Vec<String>> {
+        if self.get(key).is_none() {
+            self.require(key, alerter);
+            return None;
+        }
+        self.strings(key)
+    }
+
     fn unsupported(&mut self, keys: &[&str], alerter: &str) {
         for k in keys {
             if let Some((_, at)) = self.get(k) {
@@ -141,12 +150,7 @@ fn slack(o: &mut Opts<'_, '_>) -> Option<(Value, Map<String, Value>)> {
         &["slack_proxy", "slack_ca_certs", "slack_ignore_ssl_errors"],
         "slack",
     );
-    let urls = if o.get("slack_webhook_url").is_none() {
-        o.require("slack_webhook_url", "slack");
-        return None;
-    } else {
-        o.strings("slack_webhook_url")?
-    };
+    let urls = o.required_strings("slack_webhook_url", "slack")?;
     let mut settings = Map::new();
     if let Some(c) = o.string("slack_channel_override") {
         settings.insert("channel".into(), Value::String(c));
@@ -172,12 +176,7 @@ fn email(o: &mut Opts<'_, '_>) -> Option<(Value, Map<String, Value>)> {
         ],
         "email",
     );
-    let to = if o.get("email").is_none() {
-        o.require("email", "email");
-        return None;
-    } else {
-        o.strings("email")?
-    };
+    let to = o.required_strings("email", "email")?;
     let ssl = match o.get("smtp_ssl") {
         Some((Value::Bool(b), _)) => *b,
         _ => false,

@@ -73,27 +73,6 @@ const ACCEPTED: &[&str] = &[
     "query_endpoint",
 ];
 
-/// Connection keys: credentials.json's `elasticsearch` section.
-const CONNECTION: &[&str] = &[
-    "es_host",
-    "es_port",
-    "es_hosts",
-    "es_username",
-    "es_password",
-    "es_bearer",
-    "es_api_key",
-    "es_url_prefix",
-    "es_conn_timeout",
-    "es_send_get_body_as",
-    "use_ssl",
-    "verify_certs",
-    "ca_certs",
-    "client_cert",
-    "client_key",
-    "aws_region",
-    "profile",
-];
-
 /// Reads `elastalert.yaml` if there is one.
 pub fn load() -> Result<Globals, LoadError> {
     let Some(dir) = DIR.get() else {
@@ -124,7 +103,7 @@ pub fn load() -> Result<Globals, LoadError> {
     let mut ch = Checker::new(&path, &doc, top);
     for k in top.keys() {
         let at = format!("/{}", super::yaml::escape(k));
-        if CONNECTION.contains(&k.as_str()) {
+        if super::CONNECTION.contains(&k.as_str()) {
             ch.problem(&at, format!("`{k}` is a connection setting: put the cluster in credentials.json's \"elasticsearch\" section"));
         } else if !ACCEPTED.contains(&k.as_str()) {
             ch.problem(&at, format!("unknown ElastAlert setting `{k}`"));

@@ -225,6 +225,8 @@ const IGNORED: &[&str] = &[
 
 /// Connection keys that belong in credentials.json.
 const CONNECTION: &[&str] = &[
+    "aws_region",
+    "profile",
     "es_host",
     "es_port",
     "es_hosts",
