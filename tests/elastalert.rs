@@ -431,3 +431,41 @@ fn elastalert_yaml_beside_credentials_sets_rule_defaults_and_refuses_connection_
         "{v:#}"
     );
 }
+
+#[test]
+fn alert_text_jinja_renders_the_rule_and_the_match() {
+    let es = recent(&[(
+        20,
+        json!({"user": "alice", "event": "login", "geo.country": "NL"}),
+    )]);
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(
+        &p,
+        "jinja",
+        "yaml",
+        "name: Logins\nowner: soc\ntype: any\nindex: logs-*\nalert: debug\nalert_text_type: alert_text_jinja\n\
+         alert_subject: \"{{ user }} logged in\"\n\
+         alert_text: \"{{ user | upper }} from {{ _data['geo.country'] }}, for {{ owner }}\"\n",
+    );
+    rule(
+        &p,
+        "broken",
+        "yaml",
+        "name: b\ntype: any\nindex: logs-*\nalert: debug\nalert_text_type: alert_text_jinja\nalert_text: \"{% if %}\"\n",
+    );
+    let out = esalert(p.path()).arg("check").output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("queries/broken.yaml:6:1: `alert_text` is not a valid Jinja template"),
+        "{text}"
+    );
+    std::fs::remove_file(p.queries().join("broken.yaml")).unwrap();
+    esalert(p.path()).arg("once").assert().success();
+    let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
+    assert!(log.contains("ALICE from NL, for soc"), "{log}");
+}

@@ -184,6 +184,8 @@ const COMMON_KEYS: &[&str] = &[
     "alert_text_kw",
     "alert_text_type",
     "alert_missing_value",
+    "jinja_root_name",
+    "jinja_template_path",
 ];
 
 /// ElastAlert keys that only describe the rule or shape links into
@@ -684,6 +686,9 @@ fn read_text(ch: &mut Checker<'_>, name: String) -> Text {
             .unwrap_or(2048),
         text: ch.raw("alert_text").map(python_str),
         text_args: ch.string_list("alert_text_args").unwrap_or_default(),
+        jinja_root: ch
+            .string("jinja_root_name")
+            .unwrap_or_else(|| "_data".into()),
         missing: ch
             .string("alert_missing_value")
             .unwrap_or_else(|| "<MISSING VALUE>".into()),
@@ -711,8 +716,23 @@ fn read_text(ch: &mut Checker<'_>, name: String) -> Text {
     if let Some(tt) = ch.string("alert_text_type") {
         match TextType::parse(&tt) {
             Some(x) => t.text_type = x,
-            None if tt == "alert_text_jinja" => ch.problem("/alert_text_type", "`alert_text_type: alert_text_jinja` is not supported by esalert yet; use alert_text with alert_text_args or alert_text_kw"),
+
             None => ch.problem("/alert_text_type", format!("unknown `alert_text_type` `{tt}`; use alert_text_only, exclude_fields or aggregation_summary_only")),
+        }
+    }
+    if t.text_type == TextType::Jinja {
+        if ch.raw("jinja_template_path").is_some() {
+            ch.problem("/jinja_template_path", "`jinja_template_path` is not supported by esalert yet; put the template in `alert_text`");
+        }
+        for (key, source) in [("alert_text", &t.text), ("alert_subject", &t.subject)] {
+            if let Some(src) = source
+                && let Err(e) = text::check_jinja(src)
+            {
+                ch.problem(
+                    &format!("/{key}"),
+                    format!("`{key}` is not a valid Jinja template: {e}"),
+                );
+            }
         }
     }
     // The templates must format: check them now with placeholders.
@@ -728,6 +748,7 @@ fn read_text(ch: &mut Checker<'_>, name: String) -> Text {
         ch.problem("/alert_subject", format!("`alert_subject`: {e}"));
     }
     if let Some(s) = &t.text
+        && t.text_type != TextType::Jinja
         && (!t.text_args.is_empty() || !t.text_kw.is_empty())
         && let Err(e) = text::format(s, &vec![String::new(); t.text_args.len()], &kw)
     {

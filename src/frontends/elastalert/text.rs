@@ -20,6 +20,9 @@ pub enum TextType {
     ExcludeFields,
     /// As the default, and a digest shows only its summary table.
     AggregationSummaryOnly,
+    /// `alert_text` (and `alert_subject`) are Jinja templates over the rule
+    /// and the match, rendered alone.
+    Jinja,
 }
 
 impl TextType {
@@ -29,6 +32,7 @@ impl TextType {
             "alert_text_only" => TextType::AlertTextOnly,
             "exclude_fields" => TextType::ExcludeFields,
             "aggregation_summary_only" => TextType::AggregationSummaryOnly,
+            "alert_text_jinja" => TextType::Jinja,
             _ => return None,
         })
     }
@@ -55,6 +59,26 @@ pub struct Text {
     pub text_type: TextType,
     /// `alert_missing_value`.
     pub missing: String,
+    /// `jinja_root_name`: the name under which Jinja templates also see
+    /// the rule and match (for field names with dots).
+    pub jinja_root: String,
+}
+
+/// The most template instructions one Jinja render may run.
+const JINJA_FUEL: u64 = 100_000;
+
+fn jinja_env() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(JINJA_FUEL));
+    env
+}
+
+/// Whether `source` compiles as a Jinja template; the error when not.
+pub fn check_jinja(source: &str) -> Result<(), String> {
+    jinja_env()
+        .template_from_str(source)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Python's `str.format` over positional and named values. `{}` / `{0}` /
@@ -132,11 +156,29 @@ fn value_of(arg: &str, m: &Map<String, Value>, rule: &Map<String, Value>, missin
 }
 
 impl Text {
+    /// ElastAlert's Jinja rendering: the rule's keys and the match's
+    /// fields (the match wins), also under `jinja_root_name`.
+    fn jinja(&self, source: &str, m: &Map<String, Value>, rule: &Map<String, Value>) -> String {
+        let mut values = rule.clone();
+        values.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut ctx = values.clone();
+        ctx.insert(self.jinja_root.clone(), Value::Object(values));
+        jinja_env()
+            .render_str(source, Value::Object(ctx))
+            .unwrap_or_else(|e| format!("{source}\n(template error: {e})"))
+    }
+
     /// The subject of a match (`create_title`).
     pub fn subject(&self, m: &Map<String, Value>, rule: &Map<String, Value>) -> String {
         let Some(t) = &self.subject else {
             return self.name.clone();
         };
+        if self.subject_args.is_empty() && self.text_type == TextType::Jinja {
+            return crate::render::one_line(&self.jinja(t, m, rule))
+                .chars()
+                .take(self.subject_max_len)
+                .collect();
+        }
         let args: Vec<String> = self
             .subject_args
             .iter()
@@ -164,7 +206,9 @@ impl Text {
             text.push_str("\n\n");
         }
         let custom = self.text.clone().unwrap_or_default();
-        if !self.text_args.is_empty() {
+        if self.text_type == TextType::Jinja {
+            text.push_str(&self.jinja(&custom, m, rule));
+        } else if !self.text_args.is_empty() {
             let args: Vec<String> = self
                 .text_args
                 .iter()
@@ -182,7 +226,7 @@ impl Text {
             text.push_str(&custom);
         }
         ensure_blank_line(&mut text);
-        if self.text_type != TextType::AlertTextOnly {
+        if !matches!(self.text_type, TextType::AlertTextOnly | TextType::Jinja) {
             text.push_str(type_line);
             ensure_blank_line(&mut text);
             if self.text_type != TextType::ExcludeFields {
@@ -282,5 +326,21 @@ mod tests {
             "Login by bob from <MISSING VALUE>"
         );
         assert_eq!(t.body(m, &Map::new(), "ignored"), "User bob\n\n");
+        let rule = json!({"owner": "soc"});
+        let t = Text {
+            subject: Some("{{ user }} ({{ owner }})".into()),
+            subject_args: vec![],
+            text: Some("{{ _data['@timestamp'] }}: {{ user | upper }} x{{ n }}".into()),
+            text_type: TextType::Jinja,
+            jinja_root: "_data".into(),
+            ..t
+        };
+        let rule = rule.as_object().unwrap();
+        assert_eq!(t.subject(m, rule), "bob (soc)");
+        assert_eq!(
+            t.body(m, rule, "ignored"),
+            "2026-01-01T00:00:00Z: BOB x2\n\n"
+        );
+        assert!(check_jinja("{% if %}").is_err());
     }
 }
