@@ -469,3 +469,32 @@ fn alert_text_jinja_renders_the_rule_and_the_match() {
     let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
     assert!(log.contains("ALICE from NL, for soc"), "{log}");
 }
+
+#[test]
+fn top_count_keys_add_the_commonest_values_around_each_notified_match() {
+    let es = recent(&[
+        (50, json!({"host": "b", "user": "z"})),
+        (40, json!({"host": "a", "user": "x"})),
+        (30, json!({"host": "a", "user": "y"})),
+        (25, json!({"host": "a", "user": "x"})),
+    ]);
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(
+        &p,
+        "top",
+        "yaml",
+        "name: Top users\ntype: any\nindex: logs-*\nquery_key: host\ntop_count_keys: [user]\nalert: debug\n",
+    );
+    esalert(p.path()).arg("once").assert().success();
+    let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
+    // Host a's users, counted within host a (its query_key), commonest first.
+    assert!(log.contains("user.keyword:\\nx: 2\\ny: 1\\n"), "{log}");
+    assert!(log.contains("user.keyword:\\nz: 1\\n"), "{log}");
+    let terms = es
+        .searches()
+        .into_iter()
+        .filter(|s| s.body["aggs"]["counts"]["terms"]["field"] == "user.keyword")
+        .count();
+    assert_eq!(terms, 2, "one terms search per notified key");
+}

@@ -153,6 +153,21 @@ pub struct ElastAlertRule {
     pub type_name: String,
     rule_type: Box<dyn RuleType>,
     alerters: Vec<Alerter>,
+    top_counts: Option<TopCounts>,
+}
+
+/// `top_count_keys`: the commonest values of some fields around a match.
+#[derive(Debug)]
+struct TopCounts {
+    /// The fields, with `.keyword` added (`raw_count_keys`).
+    keys: Vec<String>,
+    /// `top_count_number`.
+    number: u64,
+    /// How far before the match to count (`timeframe`, twice for
+    /// flatline, else 10 minutes).
+    before: Duration,
+    /// Whether `.keyword` is added to query_key fields in the key filter.
+    raw: bool,
 }
 
 /// Keys every rule may have, whatever its type, that esalert reads.
@@ -186,6 +201,9 @@ const COMMON_KEYS: &[&str] = &[
     "alert_missing_value",
     "jinja_root_name",
     "jinja_template_path",
+    "top_count_keys",
+    "top_count_number",
+    "raw_count_keys",
 ];
 
 /// ElastAlert keys that only describe the rule or shape links into
@@ -444,6 +462,32 @@ fn compile(id: &str, ch: &mut Checker<'_>, g: &globals::Globals) -> Option<Rule>
         text,
         raw: ch.top.clone(),
     };
+    let raw = ch.boolean("raw_count_keys").unwrap_or(true);
+    let top_counts = ch.string_list("top_count_keys").map(|keys| {
+        let timeframe = ch.raw("timeframe").and_then(|v| check::timedelta(v).ok());
+        TopCounts {
+            keys: keys
+                .into_iter()
+                .map(|k| {
+                    if raw && !k.ends_with(".keyword") {
+                        format!("{k}.keyword")
+                    } else {
+                        k
+                    }
+                })
+                .collect(),
+            number: ch
+                .integer("top_count_number", 1)
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(5),
+            before: match (type_name.as_deref(), timeframe) {
+                (Some("flatline"), Some(t)) => t.saturating_mul(2),
+                (_, Some(t)) => t,
+                (_, None) => Duration::from_secs(600),
+            },
+            raw,
+        }
+    });
     let mut common = common;
     let rule_type = def.and_then(|d| (d.build)(ch, &mut common));
     let (Some(rule_type), Some(type_name), true) = (rule_type, type_name, ch.problems.is_empty())
@@ -495,6 +539,7 @@ fn compile(id: &str, ch: &mut Checker<'_>, g: &globals::Globals) -> Option<Rule>
             type_name,
             rule_type,
             alerters: alerters.list,
+            top_counts,
         }),
     })
 }
@@ -811,6 +856,77 @@ impl ElastAlertRule {
     }
 }
 
+impl ElastAlertRule {
+    /// ElastAlert's `get_top_counts` for the first match of each key
+    /// (the one notified): `top_events_<field>` in the match.
+    async fn add_top_counts(
+        &self,
+        tc: &TopCounts,
+        matches: &mut [Match],
+        cx: &EvalContext<'_>,
+    ) -> Result<(), EvalError> {
+        let c = &self.common;
+        let mut done: Vec<Option<String>> = Vec::new();
+        for m in matches.iter_mut() {
+            if done.contains(&m.key) {
+                continue;
+            }
+            done.push(m.key.clone());
+            if (cx.suppressed)(m.key.as_deref().unwrap_or(WHOLE_RULE), RULE_SCOPE).is_some() {
+                continue;
+            }
+            let before = chrono::Duration::from_std(tc.before).unwrap_or(chrono::Duration::zero());
+            let window = crate::render::Window {
+                start: m.time.checked_sub_signed(before).unwrap_or(m.time),
+                end: m.time + chrono::Duration::minutes(10),
+            };
+            // The match's own key, as a filter (`query_key_filters`).
+            let mut scoped = Common {
+                filters: c.filters.clone(),
+                id: c.id.clone(),
+                index: c.index.clone(),
+                timestamp_field: c.timestamp_field.clone(),
+                timestamp_type: c.timestamp_type.clone(),
+                include: None,
+                max_query_size: c.max_query_size,
+                query_key: None,
+                realert: c.realert,
+                text: Text::default(),
+                raw: Map::new(),
+            };
+            if let (Some(qk), Some(value)) = (&c.query_key, &m.key) {
+                let values: Vec<&str> = if qk.len() > 1 {
+                    value.split(", ").collect()
+                } else {
+                    vec![value.as_str()]
+                };
+                for (field, v) in qk.iter().zip(values) {
+                    let f = if tc.raw && !field.ends_with(".keyword") {
+                        format!("{field}.keyword")
+                    } else {
+                        field.clone()
+                    };
+                    scoped.filters.push(serde_json::json!({"term": {f: v}}));
+                }
+            }
+            for key in &tc.keys {
+                let (buckets, _) =
+                    query::terms(&scoped, cx, &c.id, &window, key, tc.number).await?;
+                let mut counts: Vec<(Value, u64)> = buckets;
+                counts.sort_by(|a, b| b.1.cmp(&a.1));
+                let top: Map<String, Value> = counts
+                    .into_iter()
+                    .take(usize::try_from(tc.number).unwrap_or(usize::MAX))
+                    .map(|(k, n)| (python_str(&k), Value::from(n)))
+                    .collect();
+                m.doc
+                    .insert(format!("top_events_{key}"), Value::Object(top));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl RuleBody for ElastAlertRule {
     fn kind(&self) -> &'static str {
         "elastalert"
@@ -827,7 +943,10 @@ impl RuleBody for ElastAlertRule {
         cx: &'a EvalContext<'a>,
     ) -> BoxFuture<'a, Result<Evaluated, EvalError>> {
         Box::pin(async move {
-            let found = self.rule_type.evaluate(&self.common, cx).await?;
+            let mut found = self.rule_type.evaluate(&self.common, cx).await?;
+            if let Some(tc) = &self.top_counts {
+                self.add_top_counts(tc, &mut found.matches, cx).await?;
+            }
             // The first match of each key, in order; ElastAlert silences
             // the key's later matches in the run once the first is sent.
             let mut firsts: Vec<(String, &Match, usize)> = Vec::new();

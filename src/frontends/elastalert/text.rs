@@ -229,6 +229,24 @@ impl Text {
         if !matches!(self.text_type, TextType::AlertTextOnly | TextType::Jinja) {
             text.push_str(type_line);
             ensure_blank_line(&mut text);
+            // `_add_top_counts`.
+            for (k, v) in m {
+                let Some(field) = k.strip_prefix("top_events_") else {
+                    continue;
+                };
+                text.push_str(&format!("{field}:\n"));
+                match v.as_object().filter(|o| !o.is_empty()) {
+                    None => text.push_str("No events found.\n"),
+                    Some(o) => {
+                        let mut counts: Vec<(&String, &Value)> = o.iter().collect();
+                        counts.sort_by(|a, b| b.1.as_u64().cmp(&a.1.as_u64()));
+                        for (term, n) in counts {
+                            text.push_str(&format!("{term}: {}\n", python_str(n)));
+                        }
+                    }
+                }
+                text.push('\n');
+            }
             if self.text_type != TextType::ExcludeFields {
                 let mut items: Vec<(&String, &Value)> = m.iter().collect();
                 items.sort_by(|a, b| a.0.cmp(b.0));
