@@ -913,7 +913,7 @@ impl ElastAlertRule {
                 let (buckets, _) =
                     query::terms(&scoped, cx, &c.id, &window, key, tc.number).await?;
                 let mut counts: Vec<(Value, u64)> = buckets;
-                counts.sort_by(|a, b| b.1.cmp(&a.1));
+                counts.sort_by_key(|c| std::cmp::Reverse(c.1));
                 let top: Map<String, Value> = counts
                     .into_iter()
                     .take(usize::try_from(tc.number).unwrap_or(usize::MAX))

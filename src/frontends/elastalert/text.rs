@@ -239,7 +239,7 @@ impl Text {
                     None => text.push_str("No events found.\n"),
                     Some(o) => {
                         let mut counts: Vec<(&String, &Value)> = o.iter().collect();
-                        counts.sort_by(|a, b| b.1.as_u64().cmp(&a.1.as_u64()));
+                        counts.sort_by_key(|c| std::cmp::Reverse(c.1.as_u64()));
                         for (term, n) in counts {
                             text.push_str(&format!("{term}: {}\n", python_str(n)));
                         }
