@@ -498,3 +498,44 @@ fn top_count_keys_add_the_commonest_values_around_each_notified_match() {
         .count();
     assert_eq!(terms, 2, "one terms search per notified key");
 }
+
+#[test]
+fn email_alerter_sends_elastalerts_subject_and_body_to_the_rules_recipients() {
+    let es = recent(&[(20, json!({"user": "alice", "event": "login"}))]);
+    let smtp = support::SmtpServer::start();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(
+        &p,
+        "mail",
+        "yaml",
+        &format!(
+            "name: Logins\ntype: any\nindex: logs-*\nquery_key: user\nalert: [email]\n\
+             email: [soc@example.com, oncall@example.com]\ncc: boss@example.com\n\
+             from_addr: elastalert@example.com\nsmtp_host: 127.0.0.1\nsmtp_port: {}\n",
+            smtp.port
+        ),
+    );
+    let out = esalert(p.path()).arg("once").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mails = smtp.received();
+    assert_eq!(mails.len(), 1);
+    let m = &mails[0];
+    assert_eq!(m.mail_from, "elastalert@example.com");
+    let mut to = m.rcpt_tos.clone();
+    to.sort();
+    assert_eq!(
+        to,
+        ["boss@example.com", "oncall@example.com", "soc@example.com"]
+    );
+    assert!(
+        m.data.contains("Subject: ElastAlert: Logins - alice"),
+        "{}",
+        m.data
+    );
+    assert!(m.data.contains("user: alice"), "{}", m.data);
+}

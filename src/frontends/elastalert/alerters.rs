@@ -181,10 +181,19 @@ fn email(o: &mut Opts<'_, '_>) -> Option<(Value, Map<String, Value>)> {
         Some((Value::Bool(b), _)) => *b,
         _ => false,
     };
+    let host = o.string("smtp_host").unwrap_or_else(|| "localhost".into());
+    // ElastAlert upgrades with STARTTLS when the server offers it; esalert
+    // requires it, except to a relay on this machine.
+    let local = matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1");
+    let security = match (ssl, local) {
+        (true, _) => "tls",
+        (false, true) => "none",
+        (false, false) => "starttls",
+    };
     let mut d = json!({
         "type": "email",
-        "smtp_host": o.string("smtp_host").unwrap_or_else(|| "localhost".into()),
-        "security": if ssl { "tls" } else { "starttls" },
+        "smtp_host": host,
+        "security": security,
         "from": o.string("from_addr").unwrap_or_else(|| "ElastAlert".into()),
         "to": to,
     });
