@@ -106,6 +106,7 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         "percentage.yaml",
         "percentage_host.yaml",
         "new_term.yaml",
+        "any_exponential.yaml",
     ] {
         let theirs = elastalert(&es, rule);
         let ours = esalert(&es, rule);
@@ -123,5 +124,5 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(compared, 17);
+    assert_eq!(compared, 18);
 }
