@@ -539,3 +539,42 @@ fn email_alerter_sends_elastalerts_subject_and_body_to_the_rules_recipients() {
     );
     assert!(m.data.contains("user: alice"), "{}", m.data);
 }
+
+#[test]
+fn blacklist_reads_file_lists_beside_the_rule() {
+    let es = series_cluster();
+    let p = Project::new();
+    p.credentials(&es.url);
+    std::fs::create_dir(p.queries().join("lists")).unwrap();
+    std::fs::write(p.queries().join("lists/blocked.txt"), "bob\nmallory  \n").unwrap();
+    rule(
+        &p,
+        "blocked",
+        "yaml",
+        &fixture("blacklist.yaml").replace("- bob\n- mallory\n", "- \"!file lists/blocked.txt\"\n"),
+    );
+    rule(
+        &p,
+        "missing",
+        "yaml",
+        &fixture("blacklist.yaml").replace("- bob\n", "- \"!file nope.txt\"\n"),
+    );
+    let out = esalert(p.path()).arg("check").output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("queries/missing.yaml:6:3: cannot read the list"),
+        "{text}"
+    );
+    std::fs::remove_file(p.queries().join("missing.yaml")).unwrap();
+    let (got, v) = replay(&p, "blocked");
+    assert_eq!(got, pairs(&[("01:00", "")]), "{v:#}");
+    let must = &es.searches()[0].body["query"]["bool"]["filter"]["bool"]["must"];
+    assert_eq!(
+        must[1],
+        json!({"query_string": {"query": "user:\"bob\" OR user:\"mallory\""}})
+    );
+}

@@ -43,13 +43,15 @@ fn build(ch: &mut Checker<'_>, c: &mut Common, white: bool) -> Option<Box<dyn Ru
     };
     // ElastAlert joins a list of compare keys with "," and looks that up.
     let compare_key = ch.strings("compare_key").map(|k| k.join(","));
-    let list = ch.string_list(list_name)?;
-    for (i, e) in list.iter().enumerate() {
-        if e.starts_with("!file") {
-            ch.problem(
-                &format!("/{list_name}/{i}"),
-                "`!file` lists are not supported by esalert yet; put the values in the rule",
-            );
+    let written = ch.string_list(list_name)?;
+    let mut list = Vec::new();
+    for (i, e) in written.into_iter().enumerate() {
+        match e.strip_prefix("!file") {
+            None => list.push(e),
+            Some(rest) => match read_list(ch.path(), rest.trim()) {
+                Ok(lines) => list.extend(lines),
+                Err(why) => ch.problem(&format!("/{list_name}/{i}"), why),
+            },
         }
     }
     let compare_key = compare_key?;
@@ -80,6 +82,23 @@ fn build(ch: &mut Checker<'_>, c: &mut Common, white: bool) -> Option<Box<dyn Ru
         white,
         ignore_null: ignore_null?,
     }))
+}
+
+/// A `!file PATH` list: one value per line (trailing whitespace
+/// dropped), PATH relative to the rule's folder.
+fn read_list(rule: &std::path::Path, file: &str) -> Result<Vec<String>, String> {
+    if file.is_empty() {
+        return Err("`!file` needs a path: `!file lists/admins.txt`".into());
+    }
+    let path = rule
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(file);
+    let bytes = crate::alert::read_regular(&path, crate::alert::MAX_FILE_SIZE)
+        .map_err(|e| format!("cannot read the list {}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("the list {} is not UTF-8", path.display()))?;
+    Ok(text.lines().map(|l| l.trim_end().to_owned()).collect())
 }
 
 #[derive(Debug)]
