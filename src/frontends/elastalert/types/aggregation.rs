@@ -49,28 +49,7 @@ pub static TYPE: TypeDef = TypeDef {
         "allow_buffer_time_overlap",
     ],
     build: |ch, _| {
-        ch.require("metric_agg_key", "the field the metric is computed on");
-        ch.require(
-            "metric_agg_type",
-            "min, max, avg, sum, cardinality, value_count or percentiles",
-        );
-        let key = ch.string("metric_agg_key");
-        let kind = ch.string("metric_agg_type");
-        if let Some(k) = &kind
-            && !TYPES.contains(&k.as_str())
-        {
-            ch.problem(
-                "/metric_agg_type",
-                format!(
-                    "`metric_agg_type` must be one of {}, not `{k}`",
-                    TYPES.join(", ")
-                ),
-            );
-        }
-        let percentile = ch.number("percentile_range");
-        if kind.as_deref() == Some("percentiles") && percentile.is_none() {
-            ch.problem("/metric_agg_type", "`percentiles` needs `percentile_range`");
-        }
+        let metric = MetricSpec::read(ch);
         let max = ch.number("max_threshold");
         let min = ch.number("min_threshold");
         if ch.raw("max_threshold").is_none() && ch.raw("min_threshold").is_none() {
@@ -80,18 +59,10 @@ pub static TYPE: TypeDef = TypeDef {
             );
         }
         let interval = bucket_interval(ch);
-        let script = ch.raw("metric_agg_script").cloned();
         let min_doc_count = ch.integer("min_doc_count", 0).unwrap_or(1);
         let terms_size = ch.integer("terms_size", 1).unwrap_or(50);
-        let (key, kind) = (key?, kind?);
         Some(Box::new(Agg {
-            leaf: Leaf::Metric {
-                metric_key: format!("metric_{key}_{kind}"),
-                key,
-                kind,
-                percentile,
-                script,
-            },
+            leaf: Leaf::Metric(metric?),
             max,
             min,
             interval,
@@ -173,6 +144,108 @@ fn bucket_interval(ch: &mut Checker<'_>) -> Option<String> {
     }
 }
 
+/// `metric_agg_key` / `metric_agg_type` (/ `percentile_range`,
+/// `metric_agg_script`): one metric aggregation.
+#[derive(Debug)]
+pub(super) struct MetricSpec {
+    /// The field.
+    pub key: String,
+    /// The aggregation.
+    pub kind: String,
+    /// `metric_<key>_<kind>`, the aggregation's name.
+    pub metric_key: String,
+    percentile: Option<f64>,
+    script: Option<Value>,
+}
+
+impl MetricSpec {
+    /// Reads the metric keys.
+    pub(super) fn read(ch: &mut Checker<'_>) -> Option<MetricSpec> {
+        ch.require("metric_agg_key", "the field the metric is computed on");
+        ch.require(
+            "metric_agg_type",
+            "min, max, avg, sum, cardinality, value_count or percentiles",
+        );
+        let key = ch.string("metric_agg_key");
+        let kind = ch.string("metric_agg_type");
+        if let Some(k) = &kind
+            && !TYPES.contains(&k.as_str())
+        {
+            ch.problem(
+                "/metric_agg_type",
+                format!(
+                    "`metric_agg_type` must be one of {}, not `{k}`",
+                    TYPES.join(", ")
+                ),
+            );
+        }
+        let percentile = ch.number("percentile_range");
+        if kind.as_deref() == Some("percentiles") && percentile.is_none() {
+            ch.problem("/metric_agg_type", "`percentiles` needs `percentile_range`");
+        }
+        let script = ch.raw("metric_agg_script").cloned();
+        let (key, kind) = (key?, kind?);
+        Some(MetricSpec {
+            metric_key: format!("metric_{key}_{kind}"),
+            key,
+            kind,
+            percentile,
+            script,
+        })
+    }
+
+    /// The aggregation (`generate_aggregation_query`).
+    pub(super) fn element(&self) -> Value {
+        let kind = &self.kind;
+        let mut agg = match &self.script {
+            Some(Value::Object(s)) => json!({kind: s}),
+            Some(s) => json!({kind: {"script": s}}),
+            None => json!({kind: {"field": self.key}}),
+        };
+        if kind == "percentiles" && agg[kind].get("percents").is_none() {
+            agg[kind]["percents"] = json!([self.percentile]);
+        }
+        json!({&self.metric_key: agg})
+    }
+
+    /// A bucket's values (one, or one per percentile).
+    pub(super) fn values(&self, data: &Value) -> Vec<Option<f64>> {
+        if self.kind == "percentiles" {
+            data[&self.metric_key]["values"]
+                .as_object()
+                .map(|m| m.values().map(Value::as_f64).collect())
+                .unwrap_or_default()
+        } else {
+            vec![data[&self.metric_key]["value"].as_f64()]
+        }
+    }
+}
+
+/// ElastAlert's `get_aggregation_query` and search: `element` per
+/// `interval` bucket per `query_key` term, over the run's window.
+pub(super) async fn search(
+    c: &Common,
+    cx: &EvalContext<'_>,
+    element: Value,
+    interval: Option<&str>,
+    terms_size: i64,
+    min_doc_count: i64,
+) -> Result<(Value, u64), EvalError> {
+    let mut aggs = element;
+    if let Some(i) = interval {
+        aggs = json!({"interval_aggs": {"date_histogram": {"field": c.timestamp_field, "fixed_interval": i}, "aggs": aggs}});
+    }
+    if let Some(qk) = &c.query_key {
+        for k in qk.iter().rev() {
+            aggs = json!({"bucket_aggs": {"terms": {"field": k, "size": terms_size, "min_doc_count": min_doc_count}, "aggs": aggs}});
+        }
+    }
+    let mut body = base_query(c, Some(&cx.window), false);
+    body.insert("aggs".into(), aggs);
+    body.insert("size".into(), json!(0));
+    query::run(c, cx, &c.id, Value::Object(body)).await
+}
+
 #[derive(Debug)]
 struct Agg {
     leaf: Leaf,
@@ -188,17 +261,8 @@ struct Agg {
 /// What each bucket holds and is checked for.
 #[derive(Debug)]
 enum Leaf {
-    Metric {
-        key: String,
-        kind: String,
-        metric_key: String,
-        percentile: Option<f64>,
-        script: Option<Value>,
-    },
-    Percentage {
-        filter: Value,
-        min_denominator: u64,
-    },
+    Metric(MetricSpec),
+    Percentage { filter: Value, min_denominator: u64 },
 }
 
 impl Agg {
@@ -210,23 +274,7 @@ impl Agg {
     /// The rule's own aggregation (`generate_aggregation_query`).
     fn element(&self) -> Value {
         match &self.leaf {
-            Leaf::Metric {
-                key,
-                kind,
-                metric_key,
-                percentile,
-                script,
-            } => {
-                let mut agg = match script {
-                    Some(Value::Object(s)) => json!({kind: s}),
-                    Some(s) => json!({kind: {"script": s}}),
-                    None => json!({kind: {"field": key}}),
-                };
-                if kind == "percentiles" && agg[kind].get("percents").is_none() {
-                    agg[kind]["percents"] = json!([percentile]);
-                }
-                json!({metric_key: agg})
-            }
+            Leaf::Metric(m) => m.element(),
             Leaf::Percentage { filter, .. } => json!({"percentage_match_aggs": {"filters": {
                 "other_bucket": true,
                 "filters": {"match_bucket": {"bool": {"must": filter}}}
@@ -234,37 +282,12 @@ impl Agg {
         }
     }
 
-    /// ElastAlert's `get_aggregation_query`.
-    fn body(&self, c: &Common, cx: &EvalContext<'_>) -> Value {
-        let mut aggs = self.element();
-        if let Some(i) = &self.interval {
-            aggs = json!({"interval_aggs": {"date_histogram": {"field": c.timestamp_field, "fixed_interval": i}, "aggs": aggs}});
-        }
-        if let Some(qk) = &c.query_key {
-            for k in qk.iter().rev() {
-                aggs = json!({"bucket_aggs": {"terms": {"field": k, "size": self.terms_size, "min_doc_count": self.min_doc_count}, "aggs": aggs}});
-            }
-        }
-        let mut body = base_query(c, Some(&cx.window), false);
-        body.insert("aggs".into(), aggs);
-        body.insert("size".into(), json!(0));
-        Value::Object(body)
-    }
-
     /// A bucket's values to check, each with what its match adds.
     fn value(&self, data: &Value) -> Vec<(Option<f64>, Map<String, Value>)> {
         match &self.leaf {
-            Leaf::Metric {
-                kind, metric_key, ..
-            } => {
-                let vals: Vec<Option<f64>> = if kind == "percentiles" {
-                    data[metric_key]["values"]
-                        .as_object()
-                        .map(|m| m.values().map(Value::as_f64).collect())
-                        .unwrap_or_default()
-                } else {
-                    vec![data[metric_key]["value"].as_f64()]
-                };
+            Leaf::Metric(spec) => {
+                let metric_key = &spec.metric_key;
+                let vals = spec.values(data);
                 vals.into_iter()
                     .map(|v| {
                         let mut m = Map::new();
@@ -405,7 +428,15 @@ impl RuleType for Agg {
         cx: &'a EvalContext<'a>,
     ) -> BoxFuture<'a, Result<Found, EvalError>> {
         Box::pin(async move {
-            let (resp, took_ms) = query::run(c, cx, &c.id, self.body(c, cx)).await?;
+            let (resp, took_ms) = search(
+                c,
+                cx,
+                self.element(),
+                self.interval.as_deref(),
+                self.terms_size,
+                self.min_doc_count,
+            )
+            .await?;
             let mut found = Found {
                 hits: query::total(&resp),
                 partial: crate::search::partial_reason(&resp),
@@ -425,12 +456,12 @@ impl RuleType for Agg {
         let opt = |v: Option<f64>| v.map_or("None".to_owned(), |f| python_str(&json!(f)));
         let get = |k: &str| m.doc.get(k).map(python_str).unwrap_or_default();
         match &self.leaf {
-            Leaf::Metric {
+            Leaf::Metric(MetricSpec {
                 key,
                 kind,
                 metric_key,
                 ..
-            } => format!(
+            }) => format!(
                 "Threshold violation, {kind}:{key} {} (min: {} max : {}) \n\n",
                 get(metric_key),
                 opt(self.min),
