@@ -107,6 +107,8 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         "percentage_host.yaml",
         "new_term.yaml",
         "any_exponential.yaml",
+        "spike_aggregation.yaml",
+        "spike_aggregation_cardinality.yaml",
     ] {
         let theirs = elastalert(&es, rule);
         let ours = esalert(&es, rule);
@@ -124,5 +126,5 @@ fn esalert_alerts_as_elastalert_2_does_on_every_scenario() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(compared, 18);
+    assert_eq!(compared, 20);
 }

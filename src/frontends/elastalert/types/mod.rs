@@ -85,13 +85,14 @@ pub static TYPES: &[&TypeDef] = &[
     &cardinality::TYPE,
     &flatline::TYPE,
     &spike::TYPE,
+    &spike::AGGREGATION,
     &aggregation::TYPE,
     &aggregation::PERCENTAGE,
     &new_term::TYPE,
 ];
 
 /// ElastAlert's other built-in types, which esalert does not run yet.
-pub const NOT_YET: &[&str] = &["spike_aggregation"];
+pub const NOT_YET: &[&str] = &[];
 
 /// The type named `name`.
 pub fn of(name: &str) -> Option<&'static TypeDef> {

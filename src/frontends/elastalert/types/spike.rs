@@ -12,8 +12,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
+use super::aggregation::{MetricSpec, search};
 use super::frequency::{ALL, Mode, events, read_mode};
 use super::{Found, Match, RuleType, TypeDef};
+use crate::frontends::elastalert::check::Checker;
 use crate::frontends::elastalert::check::python_str;
 use crate::frontends::elastalert::{Common, query};
 use crate::rule::{EvalContext, EvalError};
@@ -36,7 +38,31 @@ pub static TYPE: TypeDef = TypeDef {
         "threshold_cur",
         "field_value",
     ],
-    build: |ch, c| {
+    build: |ch, c| build(ch, c, false),
+};
+
+pub static AGGREGATION: TypeDef = TypeDef {
+    name: "spike_aggregation",
+    keys: &[
+        "spike_height",
+        "spike_type",
+        "timeframe",
+        "terms_size",
+        "alert_on_new_data",
+        "threshold_ref",
+        "threshold_cur",
+        "metric_agg_key",
+        "metric_agg_type",
+        "percentile_range",
+        "metric_agg_script",
+        "min_doc_count",
+        "bucket_interval",
+    ],
+    build: |ch, c| build(ch, c, true),
+};
+
+fn build(ch: &mut Checker<'_>, c: &Common, aggregation: bool) -> Option<Box<dyn RuleType>> {
+    {
         ch.require(
             "spike_height",
             "how many times the reference a spike is, e.g. 3",
@@ -70,13 +96,39 @@ pub static TYPE: TypeDef = TypeDef {
             new_data: ch.boolean("alert_on_new_data").unwrap_or(false),
             threshold_ref: ch.number("threshold_ref").unwrap_or(0.0),
             threshold_cur: ch.number("threshold_cur").unwrap_or(0.0),
-            field_value: ch.string("field_value"),
-            mode: read_mode(ch, c),
+            field_value: if aggregation {
+                None
+            } else {
+                ch.string("field_value")
+            },
+            mode: if aggregation {
+                Mode::Hits
+            } else {
+                read_mode(ch, c)
+            },
+            metric: if aggregation {
+                Some(MetricSpec::read(ch)?)
+            } else {
+                None
+            },
+            terms_size: if aggregation {
+                ch.integer("terms_size", 1).unwrap_or(50)
+            } else {
+                50
+            },
+            min_doc_count: if aggregation {
+                ch.integer("min_doc_count", 0).unwrap_or(1)
+            } else {
+                1
+            },
         };
+        if aggregation && ch.raw("bucket_interval").is_some() {
+            ch.problem("/bucket_interval", "spike_aggregation compares whole windows: remove `bucket_interval` (ElastAlert refuses it too)");
+        }
         kind?;
         Some(Box::new(spike))
-    },
-};
+    }
+}
 
 #[derive(Debug)]
 struct Spike {
@@ -89,13 +141,19 @@ struct Spike {
     threshold_cur: f64,
     field_value: Option<String>,
     mode: Mode,
+    /// `spike_aggregation`: the metric compared instead of counts.
+    metric: Option<MetricSpec>,
+    terms_size: i64,
+    min_doc_count: i64,
 }
 
 /// One event of a window.
 #[derive(Debug, Clone, PartialEq)]
 struct Entry {
     ms: i64,
-    count: i64,
+    /// The event's weight: 1 per document, a count, a field's value, an
+    /// aggregation's value (`None` when it had none).
+    count: Option<f64>,
     placeholder: bool,
     doc: Option<Map<String, Value>>,
 }
@@ -120,18 +178,26 @@ impl Win {
         out
     }
 
-    fn count(&self) -> i64 {
-        self.0.iter().fold(0i64, |a, e| a.saturating_add(e.count))
+    fn count(&self) -> f64 {
+        self.0.iter().filter_map(|e| e.count).sum()
     }
 
     fn mean(&self) -> Option<f64> {
-        let real: Vec<i64> = self
+        let real: Vec<f64> = self
             .0
             .iter()
             .filter(|e| !e.placeholder)
-            .map(|e| e.count)
+            .filter_map(|e| e.count)
             .collect();
-        (!real.is_empty()).then(|| real.iter().map(|&c| c as f64).sum::<f64>() / real.len() as f64)
+        (!real.is_empty()).then(|| real.iter().sum::<f64>() / real.len() as f64)
+    }
+
+    fn min(&self) -> Option<f64> {
+        self.0.iter().filter_map(|e| e.count).reduce(f64::min)
+    }
+
+    fn max(&self) -> Option<f64> {
+        self.0.iter().filter_map(|e| e.count).reduce(f64::max)
     }
 }
 
@@ -159,7 +225,7 @@ fn entry_json(e: &Entry, with_doc: bool) -> Value {
 fn entry_of(v: &Value) -> Option<Entry> {
     Some(Entry {
         ms: v.get(0)?.as_i64()?,
-        count: v.get(1)?.as_i64()?,
+        count: v.get(1)?.as_f64(),
         placeholder: v.get(2)?.as_bool()?,
         doc: v.get(3).and_then(Value::as_object).cloned(),
     })
@@ -229,10 +295,16 @@ impl Spike {
         i64::try_from(self.timeframe.as_millis()).unwrap_or(i64::MAX)
     }
 
+    /// `get_spike_values`: reference and current.
     fn values(&self, s: &KeyState) -> (Option<f64>, Option<f64>) {
-        match self.field_value {
-            Some(_) => (s.refw.mean(), s.cur.mean()),
-            None => (Some(s.refw.count() as f64), Some(s.cur.count() as f64)),
+        if self.field_value.is_some() {
+            return (s.refw.mean(), s.cur.mean());
+        }
+        match self.metric.as_ref().map(|m| m.kind.as_str()) {
+            Some("avg") => (s.refw.mean(), s.cur.mean()),
+            Some("min") => (s.refw.min(), s.cur.min()),
+            Some("max") => (s.refw.max(), s.cur.max()),
+            _ => (Some(s.refw.count()), Some(s.cur.count())),
         }
     }
 
@@ -284,7 +356,7 @@ impl Spike {
         let pick = if self.field_value.is_some() {
             s.cur.0.iter().find(|x| !x.placeholder)
         } else {
-            s.cur.0.iter().find(|x| x.count != 0)
+            s.cur.0.iter().find(|x| x.count.is_some_and(|c| c != 0.0))
         }
         .or(s.cur.0.back())
         .cloned();
@@ -296,7 +368,7 @@ impl Spike {
             d
         });
         let num = |v: Option<f64>| match v {
-            Some(f) if self.field_value.is_none() => json!(f as i64),
+            Some(f) if self.field_value.is_none() && self.metric.is_none() => json!(f as i64),
             Some(f) => json!(f),
             None => Value::Null,
         };
@@ -307,6 +379,25 @@ impl Spike {
         s.refw.0.clear();
         s.first = None;
         s.skip = Some(m.ms.saturating_add(tf.saturating_mul(2)));
+    }
+}
+
+/// The leaves of `bucket_aggs` (one per query_key term, compound keys
+/// nested), with the key parts leading to each.
+fn leaves_of<'v>(
+    data: &'v Value,
+    parts: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, &'v Value)>,
+) {
+    match data["bucket_aggs"]["buckets"].as_array() {
+        Some(buckets) => {
+            for b in buckets {
+                parts.push(python_str(&b["key"]));
+                leaves_of(b, parts, out);
+                parts.pop();
+            }
+        }
+        None => out.push((parts.clone(), data)),
     }
 }
 
@@ -321,7 +412,48 @@ impl RuleType for Spike {
             let mut found = Found::default();
             let mut out = Vec::new();
             let has_qk = c.query_key.is_some();
-            for e in events(c, cx, self.mode, &mut found).await? {
+            if let Some(metric) = &self.metric {
+                let (resp, took) = search(
+                    c,
+                    cx,
+                    metric.element(),
+                    None,
+                    self.terms_size,
+                    self.min_doc_count,
+                )
+                .await?;
+                found.took_ms = took;
+                found.hits = query::total(&resp);
+                let end = cx.window.end;
+                let mut leaves = Vec::new();
+                leaves_of(&resp["aggregations"], &mut Vec::new(), &mut leaves);
+                for (parts, data) in leaves {
+                    let qk = if parts.is_empty() {
+                        ALL.to_owned()
+                    } else {
+                        parts.join(",")
+                    };
+                    let mut doc = Map::new();
+                    doc.insert(c.timestamp_field.clone(), c.timestamp_type.format(end));
+                    if let Some(q) = &c.query_key {
+                        doc.insert(q.join(","), Value::String(qk.clone()));
+                    }
+                    let count = metric.values(data).into_iter().next().flatten();
+                    let entry = Entry {
+                        ms: end.timestamp_millis(),
+                        count,
+                        placeholder: false,
+                        doc: Some(doc),
+                    };
+                    self.handle(&mut st, &qk, entry, has_qk, c, &mut out);
+                }
+            }
+            let evs = if self.metric.is_some() {
+                Vec::new()
+            } else {
+                events(c, cx, self.mode, &mut found).await?
+            };
+            for e in evs {
                 let doc = Value::Object(e.event.doc.clone());
                 let qk = match (self.mode, &c.query_key) {
                     (Mode::Hits, Some(q)) => match query::lookup(&doc, &q.join(",")) {
@@ -332,32 +464,38 @@ impl RuleType for Spike {
                     (Mode::Terms(_), _) => e.window_key.clone(),
                 };
                 let count = match &self.field_value {
-                    None => i64::try_from(e.count).unwrap_or(i64::MAX),
+                    None => e.count as f64,
                     Some(f) => match e.event.doc.get(f).map(|v| match v {
                         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-                        Value::String(s) => s.trim().parse().ok(),
+                        Value::String(s) => s.trim().parse::<i64>().ok(),
                         _ => None,
                     }) {
-                        Some(Some(n)) => n,
+                        Some(Some(n)) => n as f64,
                         _ => continue,
                     },
                 };
                 let entry = Entry {
                     ms: e.ms,
-                    count,
+                    count: Some(count),
                     placeholder: false,
                     doc: Some(e.event.doc),
                 };
                 self.handle(&mut st, &qk, entry, has_qk, c, &mut out);
             }
-            // `garbage_collect(end)`: a placeholder for every key.
+            // `garbage_collect(end)`: a placeholder for every key. ElastAlert
+            // runs it after document, count and terms searches, not after
+            // an aggregation search that covers the run's one segment.
             let end = cx.window.end;
-            let keys: Vec<String> = st.keys.keys().cloned().collect();
+            let keys: Vec<String> = if self.metric.is_some() {
+                Vec::new()
+            } else {
+                st.keys.keys().cloned().collect()
+            };
             for qk in keys {
                 if let Some(s) = st.keys.get(&qk)
                     && qk != ALL
-                    && s.refw.count() == 0
-                    && s.cur.count() == 0
+                    && s.refw.count() == 0.0
+                    && s.cur.count() == 0.0
                 {
                     st.keys.remove(&qk);
                     continue;
@@ -370,7 +508,7 @@ impl RuleType for Spike {
                 }
                 let entry = Entry {
                     ms: end.timestamp_millis(),
-                    count: 0,
+                    count: Some(0.0),
                     placeholder: true,
                     doc: Some(doc),
                 };
@@ -385,6 +523,21 @@ impl RuleType for Spike {
     fn match_str(&self, c: &Common, m: &Match) -> String {
         let tf = humantime::format_duration(self.timeframe);
         let get = |k: &str| m.doc.get(k).cloned().unwrap_or(Value::Null);
+        if let Some(metric) = &self.metric {
+            let round = |k: &str| {
+                get(k).as_f64().map_or("None".to_owned(), |f| {
+                    python_str(&json!((f * 100.0).round() / 100.0))
+                })
+            };
+            return format!(
+                "An abnormal {0} of {1} ({2}) occurred around {3}.\nPreceding that time, there was a {0} of {1} of ({4}) within {tf}\n\n",
+                metric.kind,
+                metric.key,
+                round("spike_count"),
+                c.pretty_ts(m.time),
+                round("reference_count")
+            );
+        }
         match &self.field_value {
             None => format!(
                 "An abnormal number ({}) of events occurred around {}.\nPreceding that time, there were only {} events within {tf}\n\n",
