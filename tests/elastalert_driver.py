@@ -7,8 +7,8 @@ pairs it would have alerted on, one JSON object.
 The windows are ElastAlert's own `run_rule(rule, end, start)` calls, one
 per `run_every`, contiguous as esalert's are; ElastAlert's clock
 (`ts_now`) is each window's end, so `realert` silences count in the
-replayed time. Alerts are recorded instead of sent (debug mode), and the
-writeback index is a mock, as `elastalert-test-rule` does.
+replayed time. Alerts are recorded instead of sent, and the writeback
+index (silences, pending aggregations) lives in memory.
 """
 
 import argparse
@@ -25,6 +25,63 @@ import yaml
 
 def ts(s):
     return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def as_dt(v):
+    return v if isinstance(v, datetime.datetime) else ts(str(v))
+
+
+class Writeback:
+    """ElastAlert's writeback index in memory: the documents it writes
+    (silences, pending aggregated alerts) and the searches it makes on them,
+    so that `aggregation` and `realert` run as they do against a cluster."""
+
+    def __init__(self):
+        self.docs = {}
+        self.n = 0
+
+    def resolve_writeback_index(self, index, doc_type):
+        return index
+
+    def index(self, index=None, body=None, **_):
+        self.n += 1
+        _id = "wb%d" % self.n
+        self.docs[_id] = dict(body)
+        return {"_id": _id}
+
+    def delete(self, index=None, id=None, **_):
+        self.docs.pop(id, None)
+
+    def _hits(self, items):
+        return {"hits": {"hits": [{"_id": i, "_source": dict(d)} for i, d in items]}}
+
+    def search(self, index=None, body=None, size=None, **_):
+        q = json.dumps(body.get("query", {}), default=str)
+        items = list(self.docs.items())
+        if "!_exists_:aggregate_id AND alert_sent:false" in q:
+            now = body["query"]["bool"]["filter"]["range"]["alert_time"]["to"]
+            items = [(i, d) for i, d in items if "alert_time" in d and "aggregate_id" not in d
+                     and not d.get("alert_sent") and as_dt(d["alert_time"]) <= as_dt(now)]
+            items.sort(key=lambda x: as_dt(x[1]["alert_time"]))
+        elif "aggregate_id:" in q:
+            agg = body["query"]["query_string"]["query"].split('"')[1]
+            items = [(i, d) for i, d in items if d.get("aggregate_id") == agg]
+        elif "alert_sent" in q:
+            must = body["query"]["bool"]["filter"]["bool"]["must"]
+            name = must[0]["term"]["rule_name"]
+            after = as_dt(must[1]["range"]["alert_time"]["gt"])
+            key = must[3]["term"]["aggregation_key"] if len(must) > 3 else None
+            items = [(i, d) for i, d in items if d.get("rule_name") == name and "alert_time" in d
+                     and as_dt(d["alert_time"]) > after and not d.get("alert_sent")
+                     and "aggregate_id" not in d and (key is None or d.get("aggregation_key") == key)]
+            items.sort(key=lambda x: as_dt(x[1]["alert_time"]), reverse=True)
+        elif "rule_name" in q:
+            name = body["query"]["term"]["rule_name"]
+            items = [(i, d) for i, d in items if d.get("rule_name") == name and "until" in d]
+            items.sort(key=lambda x: as_dt(x[1]["until"]), reverse=True)
+        else:
+            items = []
+        return self._hits(items[: size or 10])
 
 
 def main():
@@ -68,9 +125,8 @@ def main():
             load_rules.return_value = [rule]
             with mock.patch("elastalert.elastalert.load_conf") as lc:
                 lc.return_value = conf
-                client = ea.ElastAlerter(["--debug"])
-        client.writeback_es = mock.MagicMock()
-        client.writeback_es.search.return_value = {"hits": {"hits": []}}
+                client = ea.ElastAlerter(["--verbose"])
+        client.writeback_es = Writeback()
         rule = client.rules[0]
 
         alerts = []
@@ -86,12 +142,14 @@ def main():
 
         t = ts(start)
         stop = ts(end)
-        with mock.patch.object(client, "writeback"), mock.patch.object(
-            client, "alert", side_effect=record
-        ), mock.patch("elastalert.elastalert.ts_now", side_effect=lambda: now["t"]):
+        with mock.patch.object(client, "alert", side_effect=record), mock.patch(
+            "elastalert.elastalert.ts_now", side_effect=lambda: now["t"]
+        ):
             while t + run_every <= stop:
                 now["t"] = t + run_every
                 client.run_rule(rule, t + run_every, t)
+                # As ElastAlert's loop does after running its rules.
+                client.send_pending_alerts()
                 t = t + run_every
         print(json.dumps({"alerts": alerts}))
 
