@@ -24,6 +24,9 @@ use crate::rule::{EvalContext, EvalError};
 /// later entries keep only their time and count.
 const MAX_DOCS: usize = 1_000;
 
+/// Keys remembered at most.
+const MAX_KEYS: usize = 10_000;
+
 pub static TYPE: TypeDef = TypeDef {
     name: "spike",
     keys: &[
@@ -513,6 +516,18 @@ impl RuleType for Spike {
                     doc: Some(doc),
                 };
                 self.handle(&mut st, &qk, entry, has_qk, c, &mut out);
+            }
+            // A bound on memory: past it, the keys quiet longest go.
+            if st.keys.len() > MAX_KEYS {
+                let mut last: Vec<(i64, String)> = st
+                    .keys
+                    .iter()
+                    .map(|(k, s)| (s.cur.0.back().map_or(i64::MIN, |e| e.ms), k.clone()))
+                    .collect();
+                last.sort();
+                for (_, k) in last.iter().take(st.keys.len() - MAX_KEYS) {
+                    st.keys.remove(k);
+                }
             }
             found.matches = out;
             found.memory = Some(st.save());
