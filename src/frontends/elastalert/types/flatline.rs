@@ -16,6 +16,9 @@ use super::{Found, Match, RuleType, TypeDef};
 use crate::frontends::elastalert::Common;
 use crate::rule::{EvalContext, EvalError};
 
+/// Keys remembered at most.
+const MAX_KEYS: usize = 10_000;
+
 pub static TYPE: TypeDef = TypeDef {
     name: "flatline",
     keys: &[
@@ -164,6 +167,25 @@ impl RuleType for Flatline {
                     doc,
                 };
                 self.check(&mut st, &key, &placeholder, c, &mut out);
+            }
+            // A bound on memory: past it, the keys whose last event is
+            // oldest go (they would keep matching as flat).
+            if st.windows.len() > MAX_KEYS {
+                let mut last: Vec<(i64, String)> = st
+                    .windows
+                    .iter()
+                    .map(|(k, w)| {
+                        (
+                            w.0.iter().rev().find(|e| e.1 > 0).map_or(i64::MIN, |e| e.0),
+                            k.clone(),
+                        )
+                    })
+                    .collect();
+                last.sort();
+                for (_, k) in last.iter().take(st.windows.len() - MAX_KEYS) {
+                    st.windows.remove(k);
+                    st.first.remove(k);
+                }
             }
             found.matches = out;
             let mut memory = save(&st.windows);
