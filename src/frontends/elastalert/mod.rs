@@ -878,7 +878,10 @@ impl ElastAlertRule {
             let before = chrono::Duration::from_std(tc.before).unwrap_or(chrono::Duration::zero());
             let window = crate::render::Window {
                 start: m.time.checked_sub_signed(before).unwrap_or(m.time),
-                end: m.time + chrono::Duration::minutes(10),
+                end: m
+                    .time
+                    .checked_add_signed(chrono::Duration::minutes(10))
+                    .unwrap_or(m.time),
             };
             // The match's own key, as a filter (`query_key_filters`).
             let mut scoped = Common {
