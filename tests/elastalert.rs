@@ -578,3 +578,39 @@ fn blacklist_reads_file_lists_beside_the_rule() {
         json!({"query_string": {"query": "user:\"bob\" OR user:\"mallory\""}})
     );
 }
+
+#[test]
+fn scan_entire_timeframe_fills_a_stateful_rules_first_window() {
+    let es = series_cluster();
+    let p = Project::new();
+    p.credentials(&es.url);
+    let keys = |text: &str| {
+        rule(&p, "errors", "yaml", text);
+        let out = esalert(p.path())
+            .args([
+                "test",
+                "errors",
+                "--since",
+                "2026-01-01T00:02:00Z",
+                "--until",
+                "2026-01-01T00:03:00Z",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["keys"].clone()
+    };
+    // One window, 00:02–00:03: web-1's earlier errors (00:00:10, 00:01:20)
+    // are not seen…
+    assert_eq!(keys(&fixture("frequency_query_key.yaml")), json!([]));
+    // …unless the first run looks back over the timeframe.
+    let scan = fixture("frequency_query_key.yaml") + "scan_entire_timeframe: true\n";
+    assert_eq!(keys(&scan), json!(["web-1"]));
+    let first =
+        &es.searches()[es.searches().len() - 1].body["query"]["bool"]["filter"]["bool"]["must"][0];
+    assert_eq!(
+        first["range"]["@timestamp"]["gt"], "2026-01-01T00:00:00Z",
+        "{first}"
+    );
+}

@@ -102,6 +102,9 @@ pub struct Common {
     pub text: Text,
     /// The rule as written, for arguments that name the rule's own keys.
     pub raw: Map<String, Value>,
+    /// `scan_entire_timeframe`: the `timeframe` a stateful type's first
+    /// run looks back over.
+    pub scan_timeframe: Option<Duration>,
 }
 
 impl Common {
@@ -135,6 +138,20 @@ impl Common {
             );
         }
         doc
+    }
+
+    /// The window to search: the run's, except that a stateful type's
+    /// first run (no memory yet) with `scan_entire_timeframe` starts a
+    /// `timeframe` before its end, so that its windows start full.
+    pub fn first_window(&self, cx: &EvalContext<'_>) -> crate::render::Window {
+        let mut w = cx.window;
+        if let (Some(tf), None) = (self.scan_timeframe, cx.memory)
+            && let Ok(tf) = chrono::Duration::from_std(tf)
+            && let Some(start) = w.end.checked_sub_signed(tf)
+        {
+            w.start = w.start.min(start);
+        }
+        w
     }
 
     /// ElastAlert's `pretty_ts`, in UTC (ElastAlert uses the local zone of
@@ -204,6 +221,7 @@ const COMMON_KEYS: &[&str] = &[
     "top_count_keys",
     "top_count_number",
     "raw_count_keys",
+    "scan_entire_timeframe",
 ];
 
 /// ElastAlert keys that only describe the rule or shape links into
@@ -461,6 +479,19 @@ fn compile(id: &str, ch: &mut Checker<'_>, g: &globals::Globals) -> Option<Rule>
         realert,
         text,
         raw: ch.top.clone(),
+        scan_timeframe: match ch.boolean("scan_entire_timeframe") {
+            Some(true) => match ch.raw("timeframe").and_then(|v| check::timedelta(v).ok()) {
+                Some(tf) => Some(tf),
+                None => {
+                    ch.problem(
+                        "/scan_entire_timeframe",
+                        "`scan_entire_timeframe` needs a `timeframe`",
+                    );
+                    None
+                }
+            },
+            _ => None,
+        },
     };
     let raw = ch.boolean("raw_count_keys").unwrap_or(true);
     let top_counts = ch.string_list("top_count_keys").map(|keys| {
@@ -896,6 +927,7 @@ impl ElastAlertRule {
                 realert: c.realert,
                 text: Text::default(),
                 raw: Map::new(),
+                scan_timeframe: None,
             };
             if let (Some(qk), Some(value)) = (&c.query_key, &m.key) {
                 let values: Vec<&str> = if qk.len() > 1 {

@@ -218,7 +218,7 @@ pub(super) async fn events(
     let mut out = Vec::new();
     match mode {
         Mode::Hits => {
-            let h = query::hits(c, cx, &c.id, &cx.window).await?;
+            let h = query::hits(c, cx, &c.id, &c.first_window(cx)).await?;
             found.hits = h.total;
             found.partial = h.partial;
             found.took_ms = h.took_ms;

@@ -111,7 +111,7 @@ pub fn state_key(v: Option<&Value>) -> String {
 /// The documents of the window, as matches of the rule's `query_key`,
 /// for types that look at each document.
 pub async fn documents(c: &Common, cx: &EvalContext<'_>) -> Result<(Vec<Match>, Found), EvalError> {
-    let h = super::query::hits(c, cx, &c.id, &cx.window).await?;
+    let h = super::query::hits(c, cx, &c.id, &c.first_window(cx)).await?;
     let docs = h
         .docs
         .into_iter()
