@@ -614,3 +614,47 @@ fn scan_entire_timeframe_fills_a_stateful_rules_first_window() {
         "{first}"
     );
 }
+
+#[test]
+fn command_alerter_runs_argv_without_a_shell_only_when_credentials_allow_it() {
+    let es = recent(&[(20, json!({"user": "alice; rm -rf /", "event": "login"}))]);
+    let p = Project::new();
+    let out = p.path().join("ran.txt");
+    rule(
+        &p,
+        "cmd",
+        "yaml",
+        &format!(
+            "name: Logins\ntype: any\nindex: logs-*\nalert: [command]\n\
+             command: [\"python3\", \"-c\", \"import sys; open(sys.argv[1], 'w').write(sys.argv[2] + chr(10) + sys.stdin.read())\", \"{}\", \"%(user)s\"]\n\
+             pipe_match_json: true\nfail_on_non_zero_exit: true\n",
+            out.display()
+        ),
+    );
+    let creds = |allow: bool| {
+        let c = json!({"elasticsearch": {"url": es.url, "timeout": "2s"}, "allow_command_alerter": allow});
+        let path = p.path().join("credentials.json");
+        std::fs::write(&path, c.to_string()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    // Off by default: nothing runs, and the log says how to allow it.
+    creds(false);
+    esalert(p.path()).arg("once").output().unwrap();
+    assert!(!out.exists());
+    let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
+    assert!(log.contains("allow_command_alerter"), "{log}");
+
+    // Allowed: the match's field is one argument, whatever it holds, and
+    // the match is the program's input. (A new state: the first match
+    // was given up as undeliverable.)
+    std::fs::remove_file(p.path().join("throttle_period.json")).ok();
+    creds(true);
+    let o = esalert(p.path()).arg("once").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ran = std::fs::read_to_string(&out).unwrap();
+    let (arg, stdin) = ran.split_once('\n').unwrap();
+    assert_eq!(arg, "alice; rm -rf /");
+    let m: Value = serde_json::from_str(stdin).unwrap();
+    assert_eq!(m["user"], "alice; rm -rf /");
+}

@@ -81,7 +81,11 @@ pub fn no_lint(_: &Value) -> Vec<SettingError> {
 }
 
 /// Every destination type; adding one is a file and a line here.
-pub static TYPES: &[&DestinationType] = &[&super::slack::TYPE, &super::email::TYPE];
+pub static TYPES: &[&DestinationType] = &[
+    &super::slack::TYPE,
+    &super::email::TYPE,
+    &super::command::TYPE,
+];
 
 /// The type named `name`.
 pub fn of_type(name: &str) -> Option<&'static DestinationType> {

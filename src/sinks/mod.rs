@@ -9,6 +9,7 @@
 //! rate limits) live in [`crate::notify`]; a sink adapts a message to one.
 
 mod capture;
+mod command;
 pub mod destinations;
 mod email;
 pub mod http;

@@ -229,7 +229,89 @@ fn mapped(
     Some((Value::Object(d), Map::new()))
 }
 
+fn command(o: &mut Opts<'_, '_>) -> Built {
+    let (v, at) = match o.get("command") {
+        Some((v, at)) => (v.clone(), at),
+        None => {
+            o.require("command", "command");
+            return None;
+        }
+    };
+    let argv: Vec<Value> = match v {
+        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => a,
+        Value::String(_) => {
+            o.problem(&at, "give `command` as a list of arguments, e.g. `[\"/usr/local/bin/page\", \"%(host)s\"]`: esalert runs no shell".into());
+            return None;
+        }
+        _ => {
+            o.problem(
+                &at,
+                "`command` must be a non-empty list of arguments".into(),
+            );
+            return None;
+        }
+    };
+    o.unsupported(&["new_style_string_format"], "command");
+    let flag = |o: &mut Opts<'_, '_>, k: &str| matches!(o.get(k), Some((Value::Bool(true), _)));
+    let fail = flag(o, "fail_on_non_zero_exit");
+    let mut settings = Map::new();
+    settings.insert("command".into(), Value::Array(argv));
+    settings.insert(
+        "pipe_match_json".into(),
+        Value::Bool(flag(o, "pipe_match_json")),
+    );
+    settings.insert(
+        "pipe_alert_text".into(),
+        Value::Bool(flag(o, "pipe_alert_text")),
+    );
+    Some((
+        json!({"type": "command", "fail_on_non_zero_exit": fail}),
+        settings,
+    ))
+}
+
+/// Python's `arg % match`: `%(field)s` is the match's top-level field
+/// (`missing` when it has none), `%%` a percent sign.
+fn percent_format(arg: &str, doc: &Map<String, Value>, missing: &str) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('%') {
+            out.push('%');
+            rest = tail;
+        } else if let Some(named) = after.strip_prefix('(')
+            && let Some(close) = named.find(")s")
+        {
+            let field = &named[..close];
+            out.push_str(
+                &doc.get(field)
+                    .map_or_else(|| missing.to_owned(), super::check::python_str),
+            );
+            rest = &named[close + 2..];
+        } else {
+            out.push('%');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 static DEFS: &[Def] = &[
+    Def {
+        name: "command",
+        esalert: "command",
+        keys: &[
+            "command",
+            "pipe_match_json",
+            "pipe_alert_text",
+            "fail_on_non_zero_exit",
+            "new_style_string_format",
+        ],
+        build: command,
+    },
     Def {
         name: "slack",
         esalert: "slack",
@@ -560,10 +642,8 @@ static DEFS: &[Def] = &[
     },
 ];
 
-/// ElastAlert alerters esalert can't be (`command` needs
-/// `allow_command_alerter`, which is not built yet).
+/// ElastAlert alerters esalert doesn't have.
 const NOT_YET: &[&str] = &[
-    "command",
     "alerta",
     "alertmanager",
     "chatwork",
@@ -828,6 +908,28 @@ impl Alerter {
                     n.rendered.subject = crate::render::one_line(&s);
                 }
                 n.settings = settings.clone();
+                if *alerter == "command" {
+                    // The program's arguments for this match, and its input.
+                    let argv: Vec<Value> = settings
+                        .get("command")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(|a| Value::String(percent_format(a, &m.doc, &c.text.missing)))
+                        .collect();
+                    let mut own = Map::new();
+                    own.insert("argv".into(), Value::Array(argv));
+                    if settings.get("pipe_match_json") == Some(&Value::Bool(true)) {
+                        own.insert(
+                            "stdin".into(),
+                            Value::String(Value::Object(m.doc.clone()).to_string()),
+                        );
+                    } else if settings.get("pipe_alert_text") == Some(&Value::Bool(true)) {
+                        own.insert("stdin".into(), Value::String(n.rendered.text.clone()));
+                    }
+                    n.settings = own;
+                }
                 n.slack_channel = n.setting("channel").map(str::to_owned);
                 Message::Inline {
                     destination: destination.clone(),
