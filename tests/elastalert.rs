@@ -78,6 +78,29 @@ fn scenario(name: &str, fixture_file: &str) -> (EsStandIn, BTreeSet<(String, Str
     (es, got, v)
 }
 
+/// `esalert check`: whether it passed, and everything it printed.
+fn check(p: &Project) -> (bool, String) {
+    let out = esalert(p.path()).arg("check").output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Runs `esalert once` on one rule over `docs` (see [`recent`]); its
+/// alerts.log.
+fn once(docs: &[(i64, Value)], name: &str, text: &str) -> (EsStandIn, String) {
+    let es = recent(docs);
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(&p, name, "yaml", text);
+    esalert(p.path()).arg("once").assert().success();
+    let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
+    (es, log)
+}
+
 /// A stand-in serving documents stamped `secs` seconds before now.
 fn recent(docs: &[(i64, Value)]) -> EsStandIn {
     let es = EsStandIn::start();
@@ -112,13 +135,8 @@ fn check_reports_unknown_keys_and_unsupported_features_by_name_at_their_position
         "yml",
         "name: c\ntype: mymodule.MyRule\nindex: logs-*\nalert: debug\n",
     );
-    let out = esalert(p.path()).arg("check").output().unwrap();
-    assert!(!out.status.success());
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (passed, text) = check(&p);
+    assert!(!passed);
     for want in [
         "queries/bad.yaml:9:3: alerter `alerta` is not supported by esalert yet",
         "queries/bad.yaml:11:1: unknown key `realrt`; did you mean `realert`?",
@@ -136,12 +154,7 @@ fn check_reports_unknown_keys_and_unsupported_features_by_name_at_their_position
         "good",
         r#"{"index": "logs-*", "body": {"query": {"match_all": {}}}, "message": "m"}"#,
     );
-    let out = esalert(p.path()).arg("check").output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, text) = check(&p);
     assert!(
         text.contains("queries/good.yaml: ") && text.contains("already defines the rule \"good\""),
         "{text}"
@@ -170,12 +183,7 @@ fn yaml_syntax_errors_and_types_point_at_the_spot() {
         "yaml",
         "name: x\ntype: frequency\nindex: a\nalert: debug\nnum_events: many\ntimeframe:\n  minute: 5\n",
     );
-    let out = esalert(p.path()).arg("check").output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, text) = check(&p);
     assert!(text.contains("queries/syntax.yaml:4:"), "{text}");
     assert!(text.contains("not valid YAML"), "{text}");
     assert!(
@@ -397,13 +405,8 @@ fn elastalert_yaml_beside_credentials_sets_rule_defaults_and_refuses_connection_
         "rules_folder: rules\nrun_every:\n  minutes: 2\nbuffer_time:\n  minutes: 15\nrealert:\n  minutes: 0\nes_host: localhost\n",
     )
     .unwrap();
-    let out = esalert(p.path()).arg("check").output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success());
+    let (passed, text) = check(&p);
+    assert!(!passed);
     assert!(
         text.contains("elastalert.yaml:8:1: `es_host` is a connection setting"),
         "{text}"
@@ -454,12 +457,7 @@ fn alert_text_jinja_renders_the_rule_and_the_match() {
         "yaml",
         "name: b\ntype: any\nindex: logs-*\nalert: debug\nalert_text_type: alert_text_jinja\nalert_text: \"{% if %}\"\n",
     );
-    let out = esalert(p.path()).arg("check").output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, text) = check(&p);
     assert!(
         text.contains("queries/broken.yaml:6:1: `alert_text` is not a valid Jinja template"),
         "{text}"
@@ -472,22 +470,16 @@ fn alert_text_jinja_renders_the_rule_and_the_match() {
 
 #[test]
 fn top_count_keys_add_the_commonest_values_around_each_notified_match() {
-    let es = recent(&[
-        (50, json!({"host": "b", "user": "z"})),
-        (40, json!({"host": "a", "user": "x"})),
-        (30, json!({"host": "a", "user": "y"})),
-        (25, json!({"host": "a", "user": "x"})),
-    ]);
-    let p = Project::new();
-    p.credentials(&es.url);
-    rule(
-        &p,
+    let (es, log) = once(
+        &[
+            (50, json!({"host": "b", "user": "z"})),
+            (40, json!({"host": "a", "user": "x"})),
+            (30, json!({"host": "a", "user": "y"})),
+            (25, json!({"host": "a", "user": "x"})),
+        ],
         "top",
-        "yaml",
         "name: Top users\ntype: any\nindex: logs-*\nquery_key: host\ntop_count_keys: [user]\nalert: debug\n",
     );
-    esalert(p.path()).arg("once").assert().success();
-    let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
     // Host a's users, counted within host a (its query_key), commonest first.
     assert!(log.contains("user.keyword:\\nx: 2\\ny: 1\\n"), "{log}");
     assert!(log.contains("user.keyword:\\nz: 1\\n"), "{log}");
@@ -559,12 +551,7 @@ fn blacklist_reads_file_lists_beside_the_rule() {
         "yaml",
         &fixture("blacklist.yaml").replace("- bob\n", "- \"!file nope.txt\"\n"),
     );
-    let out = esalert(p.path()).arg("check").output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, text) = check(&p);
     assert!(
         text.contains("queries/missing.yaml:6:3: cannot read the list"),
         "{text}"
