@@ -258,6 +258,7 @@ pub enum CliError {
 /// Runs a command; returns the process exit code.
 pub async fn execute(cli: Cli) -> Result<u8, CliError> {
     let g = cli.global;
+    crate::frontends::elastalert::globals::set_beside(&g.credentials);
     match cli.command {
         Command::Check {
             queries_only,

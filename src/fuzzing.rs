@@ -15,6 +15,14 @@ pub fn loader(data: &[u8]) {
     let _ = crate::alert::parse_alert("fuzz", std::path::Path::new("fuzz.json"), text, &engine);
 }
 
+/// The ElastAlert rule loader (YAML, schema, rule types) on arbitrary bytes.
+pub fn elastalert(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = crate::frontends::elastalert::load("fuzz", std::path::Path::new("fuzz.yaml"), text);
+}
+
 /// A condition (first line, JSON) evaluated on a response (the rest, JSON).
 pub fn condition(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -44,6 +44,12 @@ const INTERESTING: &[&[u8]] = &[
     b"\"quantifier\": \"all\"",
     b"hits.total",
     b"99999999999999999999",
+    b"&a ",
+    b"*a",
+    b"<<: ",
+    b"\n- ",
+    b"{minutes: ",
+    b"!!str ",
 ];
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
@@ -97,6 +103,11 @@ fn smoke(target: &str, f: fn(&[u8]), iterations: usize) {
 #[test]
 fn loader_never_panics() {
     smoke("loader", esalert::fuzzing::loader, 3000);
+}
+
+#[test]
+fn elastalert_loader_never_panics() {
+    smoke("elastalert", esalert::fuzzing::elastalert, 3000);
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub fn alert_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            !ignored(name) && name.ends_with(".json")
+            !ignored(name) && crate::frontends::is_rule_file(name)
         })
         .collect();
     files.sort();
@@ -53,7 +53,25 @@ pub fn alert_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
 /// Loads every alert file in `dir`.
 pub fn load_dir(dir: &Path, engine: &ScriptEngine) -> Result<LoadReport, LoadError> {
     let mut report = LoadReport::default();
+    let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
     for path in alert_files(dir)? {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("")
+            .to_owned();
+        if let Some(first) = seen.get(&stem) {
+            report.errors.push(LoadError::one(
+                &path,
+                None,
+                format!(
+                    "{} already defines the rule {stem:?}; rule names are file stems: rename one of them",
+                    first.display()
+                ),
+            ));
+            continue;
+        }
+        seen.insert(stem, path.clone());
         match load_file(dir, &path, engine) {
             Ok(a) => report.alerts.push(a),
             Err(e) => report.errors.push(e),
@@ -62,9 +80,20 @@ pub fn load_dir(dir: &Path, engine: &ScriptEngine) -> Result<LoadReport, LoadErr
     Ok(report)
 }
 
-/// Loads `dir/<name>.json`.
+/// Loads `dir/<name>.json` (or the rule of that name in another format,
+/// e.g. `dir/<name>.yaml`).
 pub fn load_named(dir: &Path, name: &str, engine: &ScriptEngine) -> Result<Alert, LoadError> {
-    let path = dir.join(format!("{name}.json"));
+    let json = dir.join(format!("{name}.json"));
+    let path = if json.exists() {
+        json
+    } else {
+        crate::frontends::FRONT_ENDS
+            .iter()
+            .flat_map(|f| f.extensions())
+            .map(|ext| dir.join(format!("{name}.{ext}")))
+            .find(|p| p.exists())
+            .unwrap_or(json)
+    };
     if !path.exists() {
         return Err(LoadError::NotFound {
             name: name.into(),
@@ -216,7 +245,11 @@ pub fn load_bytes(path: &Path, bytes: &[u8], engine: &ScriptEngine) -> Result<Al
             ));
         }
     };
-    parse_alert(stem, path, text, engine)
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match crate::frontends::for_extension(ext) {
+        Some(f) => f.load(stem, path, text, &Value::Null, engine),
+        None => parse_alert(stem, path, text, engine),
+    }
 }
 
 /// Parses and validates alert file text. `path` is used only in messages.

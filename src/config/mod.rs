@@ -75,6 +75,10 @@ pub struct Credentials {
     /// (chat and email).
     #[serde(default)]
     pub notices: Option<Vec<String>>,
+    /// Lets rules run programs (ElastAlert's `command` alerter). Off by
+    /// default: a rule file then can't make esalert execute anything.
+    #[serde(default)]
+    pub allow_command_alerter: bool,
 }
 
 /// How to reach Elasticsearch or OpenSearch.

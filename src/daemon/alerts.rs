@@ -116,8 +116,21 @@ impl Alerts {
             let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
                 continue;
             };
-            seen.insert(name.clone());
             let stamp = Stamp::of(&path);
+            if !seen.insert(name.clone()) {
+                // `x.json` and `x.yaml`: one id, two rules. The first (in
+                // name order) runs; the other is refused, logged once.
+                if self.rejected.get(&path) != Some(&stamp) {
+                    let e = LoadError::one(
+                        &path,
+                        None,
+                        "another file already defines this rule (rule names are file stems); rename one of them",
+                    );
+                    log_rejected(&name, &e, false);
+                    self.rejected.insert(path.clone(), stamp);
+                }
+                continue;
+            }
             let known = self.by_name.get(&name).map(|s| s.stamp);
             let unchanged = known == Some(stamp) || self.rejected.get(&path) == Some(&stamp);
             if unchanged && !force {

@@ -111,6 +111,7 @@ pub static TYPES: &[&DestinationType] = &[
     &super::history::TYPE,
     &super::thehive::TYPE,
     &super::jira::TYPE,
+    &super::command::TYPE,
 ];
 
 /// The type named `name`.

@@ -10,6 +10,7 @@
 
 mod capture;
 mod chat;
+mod command;
 pub mod destinations;
 mod discord;
 mod email;

@@ -9,6 +9,7 @@
 
 pub mod daemon;
 pub mod discord;
+pub mod docstore;
 pub mod es;
 pub mod jira;
 pub mod opensearch;

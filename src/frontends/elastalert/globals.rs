@@ -1,0 +1,125 @@
+//! `elastalert.yaml` beside credentials.json: the ElastAlert `config.yaml`
+//! settings rules rely on. `run_every`, `old_query_limit`, `max_query_size`
+//! and a default `realert` are rule defaults here; `buffer_time` and
+//! `alert_time_limit` are read and not needed (esalert's windows are
+//! contiguous and its outbox retries deliveries); the connection settings
+//! (`es_host`, …) belong in credentials.json and are refused.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::check::Checker;
+use crate::alert::{LoadError, Problem};
+
+/// The file's name.
+pub const FILE: &str = "elastalert.yaml";
+
+static DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Where `elastalert.yaml` is looked for: beside `credentials` (the CLI
+/// calls this once with its `--credentials`).
+pub fn set_beside(credentials: &Path) {
+    let dir = credentials
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let _ = DIR.set(dir);
+}
+
+/// Rule defaults from `elastalert.yaml`.
+#[derive(Debug, Clone, Default)]
+pub struct Globals {
+    /// `run_every`.
+    pub run_every: Option<Duration>,
+    /// `old_query_limit`: the longest catch-up after an outage.
+    pub old_query_limit: Option<Duration>,
+    /// `realert` for rules without their own.
+    pub realert: Option<Duration>,
+    /// `max_query_size`.
+    pub max_query_size: Option<i64>,
+}
+
+/// Keys of ElastAlert's config.yaml that esalert reads or that don't
+/// apply to it (its own store, logging and scheduling replace them).
+const ACCEPTED: &[&str] = &[
+    "run_every",
+    "buffer_time",
+    "old_query_limit",
+    "alert_time_limit",
+    "realert",
+    "max_query_size",
+    "rules_folder",
+    "scan_subdirectories",
+    "writeback_index",
+    "writeback_alias",
+    "max_scrolling_count",
+    "scroll_keepalive",
+    "max_aggregation",
+    "disable_rules_on_error",
+    "notify_email",
+    "from_addr",
+    "smtp_host",
+    "email_reply_to",
+    "logging",
+    "timezone",
+    "custom_pretty_ts_format",
+    "string_multi_field_name",
+    "add_metadata_alert",
+    "skip_invalid",
+    "query_endpoint",
+];
+
+/// Reads `elastalert.yaml` if there is one.
+pub fn load() -> Result<Globals, LoadError> {
+    let Some(dir) = DIR.get() else {
+        return Ok(Globals::default());
+    };
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(Globals::default());
+    }
+    let bytes = crate::alert::read_regular(&path, crate::alert::MAX_FILE_SIZE)
+        .map_err(|e| LoadError::one(&path, None, e.to_string()))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| LoadError::one(&path, None, "file is not valid UTF-8; save it as UTF-8"))?;
+    let doc =
+        super::yaml::parse(text).map_err(|e| LoadError::one(&path, Some(e.position), e.message))?;
+    let empty = serde_json::Map::new();
+    let top = match &doc.value {
+        Value::Object(m) => m,
+        Value::Null => &empty,
+        _ => {
+            return Err(LoadError::one(
+                &path,
+                None,
+                "elastalert.yaml must be a mapping of settings",
+            ));
+        }
+    };
+    let mut ch = Checker::new(&path, &doc, top);
+    for k in top.keys() {
+        let at = format!("/{}", super::yaml::escape(k));
+        if super::CONNECTION.contains(&k.as_str()) {
+            ch.problem(&at, format!("`{k}` is a connection setting: put the cluster in credentials.json's \"elasticsearch\" section"));
+        } else if !ACCEPTED.contains(&k.as_str()) {
+            ch.problem(&at, format!("unknown ElastAlert setting `{k}`"));
+        }
+    }
+    let g = Globals {
+        run_every: ch.duration("run_every"),
+        old_query_limit: ch.duration("old_query_limit"),
+        realert: ch.duration("realert"),
+        max_query_size: ch.integer("max_query_size", 1),
+    };
+    let _ = (ch.duration("buffer_time"), ch.duration("alert_time_limit"));
+    let problems: Vec<Problem> = std::mem::take(&mut ch.problems);
+    if problems.is_empty() {
+        Ok(g)
+    } else {
+        Err(LoadError::Invalid { problems })
+    }
+}
