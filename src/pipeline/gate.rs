@@ -109,7 +109,7 @@ pub(super) fn observe(
     state
         .update_rule(&rule.name, |st| {
             if let Some(m) = &eval.memory {
-                st.memory = Some(m.clone());
+                st.memory = Some(Box::new(m.clone()));
             }
             let mut resolved = Vec::new();
             for k in &matched {

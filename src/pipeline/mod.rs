@@ -304,7 +304,9 @@ impl Runner {
         let window = window::for_run(state, rule, tick);
         let suppressed = gate::Suppressed::snapshot(state, rule, now);
         let owed_before = gate::owed_scopes(state, rule);
-        let memory = state.read_rule(&rule.name, |st| st.and_then(|s| s.memory.clone()));
+        let memory = state.read_rule(&rule.name, |st| {
+            st.and_then(|s| s.memory.as_deref().cloned())
+        });
         let result = {
             let _slot = match slot {
                 Some(s) => Some(s),
@@ -556,7 +558,7 @@ pub async fn dry_run(
         scheduled: now,
         window: crate::engine::default_window(rule, now),
         saved,
-        memory: state.and_then(|s| s.memory.as_ref()),
+        memory: state.and_then(|s| s.memory.as_deref()),
         suppressed: &suppress,
     };
     rule.body.evaluate(rule, &cx).await

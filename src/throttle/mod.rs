@@ -137,11 +137,13 @@ pub struct AlertState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<DateTime<Utc>>,
     /// What the rule's body remembers between runs (stateful rule types).
+    /// Boxed, as `digest`: most rules have neither, and the store holds
+    /// one entry per rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<serde_json::Value>,
+    pub memory: Option<Box<serde_json::Value>>,
     /// What the open digest gathered (`digest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<crate::pipeline::digest::DigestState>,
+    pub digest: Option<Box<crate::pipeline::digest::DigestState>>,
 }
 
 fn is_zero(n: &u32) -> bool {
