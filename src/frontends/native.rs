@@ -219,10 +219,6 @@ impl NativeAlert {
                 let mut n = n.clone();
                 n.key = key.to_owned();
                 n.settings = self.settings_for(&m);
-                // What the Slack and email transports read.
-                n.slack_channel = n.setting("channel").map(str::to_owned);
-                n.email_to = n.setting_list("to").unwrap_or_default();
-                n.email_cc = n.setting_list("cc").unwrap_or_default();
                 PlannedAction {
                     id: m.clone(),
                     key: key.to_owned(),

@@ -112,15 +112,16 @@ impl EmailNotifier {
     /// Builds the message for a notification.
     pub fn message(&self, n: &Notification) -> Result<Message, NotifyError> {
         let perm = |m: String| NotifyError::permanent(Medium::Email, m);
-        let (to, cc) = if n.email_to.is_empty() {
+        let (alert_to, alert_cc) = (n.to(), n.cc());
+        let (to, cc) = if alert_to.is_empty() {
             (self.to.clone(), self.cc.clone())
         } else {
             (
-                mailboxes(&n.email_to, "to").map_err(perm)?,
-                mailboxes(&n.email_cc, "cc").map_err(perm)?,
+                mailboxes(&alert_to, "to").map_err(perm)?,
+                mailboxes(&alert_cc, "cc").map_err(perm)?,
             )
         };
-        let cc = if n.email_to.is_empty() || !n.email_cc.is_empty() {
+        let cc = if alert_to.is_empty() || !alert_cc.is_empty() {
             cc
         } else {
             self.cc.clone()

@@ -30,7 +30,8 @@ pub struct Notification {
     pub hits: u64,
     /// When the match happened.
     pub time: DateTime<Utc>,
-    /// Per-alert Slack channel (bot-token mode).
+    /// Per-alert Slack channel (bot-token mode), as stores written before
+    /// named destinations kept it; now in `settings` (see [`Self::channel`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack_channel: Option<String>,
     /// Per-alert `To`, replacing the default.
@@ -80,6 +81,24 @@ impl Notification {
     /// A string setting of the alert's for this destination.
     pub fn setting(&self, name: &str) -> Option<&str> {
         self.settings.get(name).and_then(serde_json::Value::as_str)
+    }
+
+    /// The Slack channel to post to: the alert's `channel` setting, or the
+    /// field a store written before named destinations kept it in.
+    pub fn channel(&self) -> Option<&str> {
+        self.setting("channel").or(self.slack_channel.as_deref())
+    }
+
+    /// The `To` recipients the alert sets (`to`), or the older field's.
+    pub fn to(&self) -> Vec<String> {
+        self.setting_list("to")
+            .unwrap_or_else(|| self.email_to.clone())
+    }
+
+    /// The `Cc` recipients the alert sets (`cc`), or the older field's.
+    pub fn cc(&self) -> Vec<String> {
+        self.setting_list("cc")
+            .unwrap_or_else(|| self.email_cc.clone())
     }
 
     /// A list setting (`to`, `tags`): a string counts as a list of one.

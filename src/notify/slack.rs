@@ -471,20 +471,11 @@ impl Notifier for SlackNotifier {
                 .and_then(Severity::parse)
                 .or(self.severity);
             for post in build_posts(n, severity) {
-                self.post(post, n.slack_channel.as_deref()).await?;
+                self.post(post, n.channel()).await?;
             }
             Ok(())
         })
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut t: String = s.chars().take(max - 1).collect();
-    t.push('…');
-    t
 }
 
 /// Splits mrkdwn into chunks of at most `max` characters, preferring line
@@ -584,7 +575,8 @@ pub fn build_posts(n: &Notification, severity: Option<Severity>) -> Vec<SlackMes
             };
             let mut blocks: Vec<SlackBlock> = vec![
                 SlackHeaderBlock::new(
-                    SlackBlockPlainText::new(truncate(&title, HEADER_MAX)).into(),
+                    SlackBlockPlainText::new(crate::sinks::http::truncate(&title, HEADER_MAX))
+                        .into(),
                 )
                 .into(),
             ];
@@ -602,7 +594,7 @@ pub fn build_posts(n: &Notification, severity: Option<Severity>) -> Vec<SlackMes
                 .into(),
             );
             let first = group.first().map(String::as_str).unwrap_or("");
-            let fallback = truncate(
+            let fallback = crate::sinks::http::truncate(
                 &format!("{}: {}", crate::render::slack_escape(&title), first),
                 1000,
             );

@@ -930,7 +930,6 @@ impl Alerter {
                     }
                     n.settings = own;
                 }
-                n.slack_channel = n.setting("channel").map(str::to_owned);
                 Message::Inline {
                     destination: destination.clone(),
                     notification: n.clone(),

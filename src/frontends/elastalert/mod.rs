@@ -857,19 +857,14 @@ impl ElastAlertRule {
                 let plan = match (cx.suppressed)(key, RULE_SCOPE) {
                     Some(why) => Plan::Suppressed(why),
                     None => {
-                        let mut n = Notification {
-                            alert: c.id.clone(),
-                            rendered: Rendered::from_data(subject.clone(), body.clone()),
+                        let mut n = Notification::of(
+                            &c.id,
+                            Rendered::from_data(subject.clone(), body.clone()),
                             hits,
-                            time: cx.now,
-                            slack_channel: None,
-                            email_to: Vec::new(),
-                            email_cc: Vec::new(),
-                            resolved: false,
-                            key: key.to_owned(),
-                            window: Some(cx.window),
-                            settings: Map::new(),
-                        };
+                            cx.now,
+                        );
+                        n.key = key.to_owned();
+                        n.window = Some(cx.window);
                         Plan::Send(vec![a.message(&mut n, c, m)])
                     }
                 };
@@ -1032,19 +1027,14 @@ impl RuleBody for ElastAlertRule {
         self.alerters
             .iter()
             .map(|a| {
-                let mut n = Notification {
-                    alert: self.common.id.clone(),
-                    rendered: Rendered::from_data(subject.clone(), notice.text.clone()),
-                    hits: notice.hits,
-                    time: notice.time,
-                    slack_channel: None,
-                    email_to: Vec::new(),
-                    email_cc: Vec::new(),
-                    resolved: notice.resolved,
-                    key: notice.key.clone(),
-                    window: None,
-                    settings: Map::new(),
-                };
+                let mut n = Notification::of(
+                    &self.common.id,
+                    Rendered::from_data(subject.clone(), notice.text.clone()),
+                    notice.hits,
+                    notice.time,
+                );
+                n.resolved = notice.resolved;
+                n.key = notice.key.clone();
                 let m = Match {
                     key: None,
                     time: notice.time,
