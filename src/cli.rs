@@ -1801,7 +1801,7 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
                         .collect()
                 })
                 .unwrap_or_default(),
-            digest: st.and_then(|s| s.digest.as_ref()).map(|d| d.total),
+            digest: st.and_then(|s| s.digest.as_ref()).map(|d| d.total()),
             actions: alert
                 .and_then(|a| a.watch())
                 .map(|w| {

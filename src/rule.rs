@@ -214,6 +214,9 @@ pub struct Notice {
     /// A resolved notice: the rule's templates are tried first with
     /// `resolved` set, and sinks mark it (green bar, ✅).
     pub resolved: bool,
+    /// A digest's first match's group key (front ends title a digest as
+    /// they title that match).
+    pub first_key: Option<String>,
 }
 
 /// What an action will do.
@@ -248,6 +251,9 @@ pub struct Evaluated {
     /// What to remember for the next run, stored with the run's outcome
     /// (`None` keeps what was remembered).
     pub memory: Option<Value>,
+    /// What each match adds to the rule's digest, when it has one (a
+    /// key without entries adds one line, its subject).
+    pub digest: Vec<crate::pipeline::digest::DigestEntry>,
     /// What `esalert test` prints besides `alert`, `matched` and `hits`
     /// (the rendered notification, or Watcher's `watch_record`).
     pub detail: serde_json::Map<String, Value>,

@@ -155,7 +155,7 @@ fn since_json_has_the_summary_fields_and_one_entry_per_window_of_note() {
         json!({"due": "2025-03-01T01:00:00.000Z",
             "window": {"start": "2025-03-01T00:00:00.000Z", "end": "2025-03-01T01:00:00.000Z"},
             "outcome": "fired", "matched": true, "hits": 5,
-            "notifications": [{"key": "", "subject": "Burst of 5", "sinks": ["slack"]}]})
+            "notifications": [{"key": "", "subject": "Burst of 5", "text": "5 failures", "sinks": ["slack"]}]})
     );
     assert_eq!(v["windows"].as_array().unwrap().len(), 6);
 }

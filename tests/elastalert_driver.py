@@ -132,7 +132,16 @@ def main():
         alerts = []
         now = {"t": ts(start)}
 
+        sent = []
+
         def record(matches, r, alert_time=None, retried=False):
+            alerter = r["alert"][0]
+            sent.append({
+                "time": now["t"].strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                "count": len(matches),
+                "title": alerter.create_title(matches),
+                "body": alerter.create_alert_body(matches),
+            })
             for m in matches:
                 key = client.get_query_key_value(r, m)
                 if key == "all" and "query_key" not in r:
@@ -151,7 +160,7 @@ def main():
                 # As ElastAlert's loop does after running its rules.
                 client.send_pending_alerts()
                 t = t + run_every
-        print(json.dumps({"alerts": alerts}))
+        print(json.dumps({"alerts": alerts, "sent": sent}))
 
 
 if __name__ == "__main__":

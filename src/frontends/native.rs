@@ -99,7 +99,17 @@ impl RuleBody for NativeAlert {
             }
             let mut actions = Vec::new();
             let mut keys = Vec::new();
+            let mut digest = Vec::new();
+            let spec = rule.policy.digest.as_ref();
             if let Some(rendered) = eval.rendered {
+                if let Some(spec) = spec {
+                    digest.push(spec.entry(
+                        WHOLE_RULE,
+                        |_| None,
+                        rendered.subject.clone(),
+                        rendered.text.clone(),
+                    ));
+                }
                 let mut n = Notification::new(self, rendered, eval.hits, cx.now);
                 n.window = Some(cx.window);
                 actions.extend(self.plan(WHOLE_RULE, &n));
@@ -110,6 +120,21 @@ impl RuleBody for NativeAlert {
                 for (g, rendered) in eval.groups {
                     groups.push(serde_json::json!({"key": g.key, "count": g.count,
                         "subject": rendered.subject, "message": rendered.text}));
+                    if let Some(spec) = spec {
+                        // `key` and `fields` are paths in the group's item.
+                        let lookup =
+                            |p: &str| match crate::condition::Path::parse(p).resolve(&g.item) {
+                                None | Some(Value::Null) => None,
+                                Some(Value::String(s)) => Some(s.clone()),
+                                Some(v) => Some(v.to_string()),
+                            };
+                        digest.push(spec.entry(
+                            &g.key,
+                            lookup,
+                            rendered.subject.clone(),
+                            rendered.text.clone(),
+                        ));
+                    }
                     let mut n = Notification::new(self, rendered, g.count, cx.now);
                     n.window = Some(cx.window);
                     actions.extend(self.plan(&g.key, &n));
@@ -135,6 +160,7 @@ impl RuleBody for NativeAlert {
                             hits: total,
                             time: cx.now,
                             resolved: false,
+                            first_key: None,
                         },
                     ));
                     keys.extend(grouped.overflow.into_iter().map(|(k, _)| k));
@@ -142,6 +168,7 @@ impl RuleBody for NativeAlert {
                 detail.insert("groups".into(), Value::Array(groups));
             }
             Ok(Evaluated {
+                digest,
                 matched: eval.matched,
                 hits: eval.hits,
                 partial: eval.partial,

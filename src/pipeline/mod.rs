@@ -362,7 +362,9 @@ impl Runner {
                     });
                     if !d.to_send.is_empty() {
                         match &rule.policy.digest {
-                            Some(spec) => self.gather(rule, spec, &d.to_send, tick, window),
+                            Some(spec) => {
+                                self.gather(rule, spec, &d.to_send, &eval.digest, tick, window)
+                            }
                             None => new_match
                                 .extend(self.write_match(rule, &d.to_send, tick, window, None)),
                         }
@@ -511,6 +513,7 @@ impl Runner {
                     hits: 0,
                     time: tick,
                     resolved: true,
+                    first_key: None,
                 },
             ));
         }

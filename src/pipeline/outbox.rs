@@ -240,14 +240,16 @@ impl Runner {
             .unwrap_or_default()
     }
 
-    /// Adds matches to the rule's open digest instead of the outbox. Their
-    /// throttles start now (there is no delivery of their own to wait for),
-    /// in the same write as the window's end.
+    /// Adds matches to the rule's open digests instead of the outbox: the
+    /// front end's `entries` of each key let through, or one made of the
+    /// key's subject. Their throttles start now (there is no delivery of
+    /// their own to wait for), in the same write as the window's end.
     pub(super) fn gather(
         &self,
         rule: &Alert,
         spec: &super::digest::Digest,
         actions: &[PlannedAction],
+        entries: &[super::digest::DigestEntry],
         tick: DateTime<Utc>,
         window: Window,
     ) {
@@ -263,60 +265,81 @@ impl Runner {
                 if subject.is_some() {
                     k.last_subject = subject.clone();
                 }
-                if !seen.contains(&a.key.as_str()) {
-                    seen.push(&a.key);
+                if seen.contains(&a.key.as_str()) {
+                    continue;
+                }
+                seen.push(&a.key);
+                let digest = st.digest.get_or_insert_with(Default::default);
+                let mut any = false;
+                for e in entries.iter().filter(|e| e.key == a.key) {
+                    digest.add(spec, e.clone(), tick, rule.timezone);
+                    any = true;
+                }
+                if !any {
                     let line = subject.unwrap_or_else(|| format!("{} {}", rule.name, a.key));
-                    st.digest.get_or_insert_with(Default::default).add(
-                        &a.key,
-                        tick,
-                        line,
-                        spec.max_items,
-                    );
+                    let e = spec.entry(&a.key, |_| None, line, String::new());
+                    digest.add(spec, e, tick, rule.timezone);
                 }
             }
             window_done(st, window);
         });
     }
 
-    /// Closes the rule's digest if its window is over, writing its one
-    /// notification to the outbox. Returns the match's number.
+    /// Closes the rule's digests that are due, writing one notification
+    /// each to the outbox. Returns the matches' numbers.
     pub(super) fn close_digest(
         &self,
         rule: &Alert,
         tick: DateTime<Utc>,
         window: Window,
-    ) -> Option<u64> {
-        let spec = rule.policy.digest.as_ref()?;
-        let digest = self
+    ) -> Vec<u64> {
+        let Some(spec) = rule.policy.digest.as_ref() else {
+            return Vec::new();
+        };
+        let due = self
             .state
-            .read_rule(&rule.name, |st| st.and_then(|s| s.digest.clone()))?;
-        if !digest.due(spec, tick) {
-            return None;
-        }
-        let (subject, text) = digest.render(&rule.name, spec);
-        let actions = rule.body.notice(
-            rule,
-            &crate::rule::Notice {
-                key: WHOLE_RULE.to_owned(),
-                subject,
-                text,
-                hits: digest.total,
-                time: tick,
-                resolved: false,
-            },
-        );
-        self.state.update_rule(&rule.name, |st| st.digest = None);
-        if actions.is_empty() {
-            tracing::warn!(
-                alert = rule.name.as_str(),
-                event = "digest_dropped",
-                reason = "none of the rule's actions can carry a digest"
+            .update_rule(&rule.name, |st| {
+                let Some(d) = st.digest.as_mut() else {
+                    return Vec::new();
+                };
+                let due = d.take_due(spec, tick, rule.timezone);
+                if d.groups.is_empty() {
+                    st.digest = None;
+                }
+                due
+            })
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for group in due {
+            let (subject, text) = group.render(&rule.name, spec);
+            let key = if group.group.is_empty() {
+                WHOLE_RULE.to_owned()
+            } else {
+                group.group.clone()
+            };
+            let actions = rule.body.notice(
+                rule,
+                &crate::rule::Notice {
+                    key,
+                    subject,
+                    text,
+                    hits: group.total,
+                    time: tick,
+                    resolved: false,
+                    first_key: group.items.first().map(|i| i.key.clone()),
+                },
             );
-            return None;
+            if actions.is_empty() {
+                tracing::warn!(
+                    alert = rule.name.as_str(),
+                    event = "digest_dropped",
+                    reason = "none of the rule's actions can carry a digest"
+                );
+                continue;
+            }
+            out.extend(self.write_match(rule, &actions, tick, window, Some("digest")));
         }
-        self.write_match(rule, &actions, tick, window, Some("digest"))
-            .first()
-            .copied()
+        out
     }
 
     /// Retries deliveries owed by earlier matches, or drops matches that

@@ -163,6 +163,9 @@ pub struct Notified {
     pub kind: Option<String>,
     /// Its subject, as the first of its messages says it.
     pub subject: String,
+    /// Its text, as the first of its messages says it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub text: String,
     /// Where its messages would have gone, one entry per message.
     pub sinks: Vec<String>,
 }
@@ -316,6 +319,10 @@ async fn run_one(
                     subject: ds
                         .first()
                         .map(|d| subject_of(&d.message))
+                        .unwrap_or_default(),
+                    text: ds
+                        .first()
+                        .and_then(|d| d.message.text())
                         .unwrap_or_default(),
                     sinks: ds.iter().map(|d| d.message.sink().to_owned()).collect(),
                 }

@@ -107,6 +107,18 @@ impl Message {
             Message::Webhook(_) | Message::Index { .. } => None,
         }
     }
+
+    /// The message's body text, for `esalert test` to show.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Message::Notification { notification, .. } | Message::Inline { notification, .. } => {
+                Some(notification.rendered.text.clone())
+            }
+            Message::Email(e) => Some(e.text.clone()),
+            Message::Slack { text, .. } | Message::Log { text, .. } => Some(text.clone()),
+            Message::Webhook(_) | Message::Index { .. } => None,
+        }
+    }
 }
 
 /// A failed delivery. Opaque: ask [`is_transient`](Self::is_transient).

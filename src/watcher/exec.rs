@@ -689,6 +689,7 @@ pub async fn evaluate(
                     hits: grouped.overflow.iter().map(|(_, n)| *n).sum(),
                     time: now,
                     resolved: false,
+                    first_key: None,
                 },
                 now,
             ));
@@ -711,6 +712,7 @@ pub async fn evaluate(
     let mut detail = Map::new();
     detail.insert("watch_record".into(), record);
     Ok(Evaluated {
+        digest: Vec::new(),
         matched: met,
         hits,
         partial: None,

@@ -39,6 +39,7 @@ use super::FrontEnd;
 use crate::alert::{HumanDuration, LoadError, Problem, Schedule};
 use crate::condition::ScriptEngine;
 use crate::notify::Notification;
+use crate::pipeline::digest::{Close, Digest, DigestFormat, TableField, TableStyle};
 use crate::render::Rendered;
 use crate::rule::{
     Backoff, EvalContext, EvalError, Evaluated, Notice, Plan, PlannedAction, Policy, Rule, RuleBody,
@@ -198,6 +199,13 @@ const COMMON_KEYS: &[&str] = &[
     "realert",
     "exponential_realert",
     "aggregation",
+    "aggregation_key",
+    "aggregate_by_match_time",
+    "summary_table_fields",
+    "summary_table_type",
+    "summary_table_max_rows",
+    "summary_prefix",
+    "summary_suffix",
     "timestamp_field",
     "timestamp_type",
     "timestamp_format",
@@ -430,23 +438,7 @@ fn compile(id: &str, ch: &mut Checker<'_>, g: &globals::Globals) -> Option<Rule>
             .unwrap_or(MAX_QUERY_SIZE)
             .min(MAX_QUERY_SIZE),
     };
-    let aggregation = match ch.raw("aggregation") {
-        Some(v) if v.get("schedule").is_some() => {
-            ch.problem("/aggregation/schedule", "`aggregation: {schedule: …}` is not supported by esalert yet; give a duration such as `{minutes: 10}`");
-            None
-        }
-        Some(_) => ch.duration("aggregation").filter(|d| !d.is_zero()),
-        None => None,
-    };
-    for k in [
-        "aggregation_key",
-        "summary_table_fields",
-        "aggregate_by_match_time",
-    ] {
-        if ch.raw(k).is_some() {
-            ch.problem(&format!("/{k}"), format!("`{k}` is not supported by esalert yet; remove it (the digest lists every key with its count)"));
-        }
-    }
+    let aggregation = aggregation(ch);
     // ElastAlert: one minute, or none when matches are aggregated.
     let realert = ch.duration("realert").unwrap_or(if aggregation.is_some() {
         Duration::ZERO
@@ -466,6 +458,13 @@ fn compile(id: &str, ch: &mut Checker<'_>, g: &globals::Globals) -> Option<Rule>
     let active = ch.boolean("is_enabled").unwrap_or(true);
     let _ = ch.string("description");
     let text = read_text(ch, display.clone().unwrap_or_else(|| id.to_owned()));
+    let digest_spec = match aggregation {
+        Some(Aggregation::Every(d)) => {
+            duration(d).map(|h| digest(ch, Close::After(h), text.text_type))
+        }
+        Some(Aggregation::Schedule(close)) => Some(digest(ch, close, text.text_type)),
+        None => None,
+    };
 
     let common = Common {
         id: id.to_owned(),
@@ -525,24 +524,8 @@ fn compile(id: &str, ch: &mut Checker<'_>, g: &globals::Globals) -> Option<Rule>
     else {
         return None;
     };
-    let duration = |d: Duration| {
-        let ms = d.as_millis();
-        let text = match ms {
-            _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
-            _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
-            _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
-            _ => format!("{ms}ms"),
-        };
-        HumanDuration::parse(&text).ok()
-    };
     let policy = Policy {
-        digest: match aggregation {
-            Some(d) => Some(crate::pipeline::digest::Digest {
-                window: duration(d)?,
-                max_items: 50,
-            }),
-            None => None,
-        },
+        digest: digest_spec,
         throttle_backoff: match backoff {
             Some(max) => Some(Backoff {
                 factor: 2.0,
@@ -833,6 +816,120 @@ fn read_text(ch: &mut Checker<'_>, name: String) -> Text {
     t
 }
 
+/// A duration as esalert writes one (`90s`, `5m`, `2h`).
+fn duration(d: Duration) -> Option<HumanDuration> {
+    let ms = d.as_millis();
+    let text = match ms {
+        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
+        _ => format!("{ms}ms"),
+    };
+    HumanDuration::parse(&text).ok()
+}
+
+/// `aggregation`: a duration, or `{schedule: CRON}`.
+enum Aggregation {
+    Every(Duration),
+    Schedule(Close),
+}
+
+fn aggregation(ch: &mut Checker) -> Option<Aggregation> {
+    let v = ch.raw("aggregation")?;
+    if let Some(s) = v.get("schedule") {
+        let Some(expr) = s.as_str() else {
+            ch.problem(
+                "/aggregation/schedule",
+                "`aggregation: {schedule: …}` must be a cron expression such as '2 4 * * mon,fri'",
+            );
+            return None;
+        };
+        return match crate::pipeline::digest::parse_cron(expr) {
+            Ok(cron) => Some(Aggregation::Schedule(Close::Schedule {
+                expr: expr.to_owned(),
+                cron: Box::new(cron),
+            })),
+            Err(e) => {
+                ch.problem("/aggregation/schedule", e);
+                None
+            }
+        };
+    }
+    for k in ["aggregate_by_match_time"] {
+        if ch.raw(k).is_some() {
+            ch.problem(&format!("/{k}"), format!("`{k}` is not supported by esalert; remove it (an aggregation closes `aggregation` after the run that found its first match)"));
+        }
+    }
+    ch.duration("aggregation")
+        .filter(|d| !d.is_zero())
+        .map(Aggregation::Every)
+}
+
+/// The digest `aggregation` compiles to: `aggregation_key`,
+/// `summary_table_fields` and the summary's layout settings.
+fn digest(ch: &mut Checker, close: Close, text_type: TextType) -> Digest {
+    let mut d = Digest::new(close);
+    d.format = DigestFormat::Matches;
+    // ElastAlert sends every match; a notification lists this many.
+    d.max_items = 500;
+    d.key = ch.string("aggregation_key");
+    if let Some(v) = ch.raw("summary_table_fields") {
+        let items: Vec<&Value> = match v {
+            Value::Array(a) => a.iter().collect(),
+            other => vec![other],
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let field = match item {
+                Value::String(p) if !p.is_empty() => Some(TableField::Path(p.clone())),
+                Value::Object(m) => {
+                    match (m.get("path").and_then(Value::as_str), m.get("header")) {
+                        (Some(p), None) => Some(TableField::Path(p.to_owned())),
+                        (Some(p), Some(Value::String(h))) => Some(TableField::Named {
+                            path: p.to_owned(),
+                            header: Some(h.clone()),
+                        }),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match field {
+                Some(f) => d.fields.push(f),
+                None => ch.problem(
+                    &format!("/summary_table_fields/{i}"),
+                    "each `summary_table_fields` entry is a field name or `{path: …, header: …}`",
+                ),
+            }
+        }
+        if !d.fields.is_empty() {
+            let mut paths: Vec<Value> = d.fields.iter().map(|f| Value::from(f.path())).collect();
+            paths.push(Value::from("count"));
+            d.heading = Some(format!(
+                "Aggregation resulted in the following data for summary_table_fields ==> {}:",
+                python_str(&Value::Array(paths))
+            ));
+        }
+    }
+    if let Some(t) = ch.string("summary_table_type") {
+        match t.as_str() {
+            "ascii" => d.table = TableStyle::Ascii,
+            "markdown" => d.table = TableStyle::Markdown,
+            "html" => d.table = TableStyle::Html,
+            other => ch.problem(
+                "/summary_table_type",
+                format!("unknown `summary_table_type` `{other}`; use ascii, markdown or html"),
+            ),
+        }
+    }
+    d.max_rows = ch
+        .integer("summary_table_max_rows", 0)
+        .and_then(|n| usize::try_from(n).ok());
+    d.prefix = ch.string("summary_prefix").unwrap_or_default();
+    d.suffix = ch.string("summary_suffix").unwrap_or_default();
+    d.summary_only = text_type == TextType::AggregationSummaryOnly;
+    d
+}
+
 impl ElastAlertRule {
     /// The planned actions of one key's match.
     fn plan(
@@ -969,11 +1066,18 @@ impl RuleBody for ElastAlertRule {
 
     fn evaluate<'a>(
         &'a self,
-        _rule: &'a Rule,
+        rule: &'a Rule,
         cx: &'a EvalContext<'a>,
     ) -> BoxFuture<'a, Result<Evaluated, EvalError>> {
         Box::pin(async move {
             let mut found = self.rule_type.evaluate(&self.common, cx).await?;
+            // As ElastAlert's run_rule: every match carries the run's hit
+            // and match counts (texts print them; `alert_text_args` use them).
+            let n = found.matches.len();
+            for m in &mut found.matches {
+                m.doc.insert("num_hits".into(), Value::from(found.hits));
+                m.doc.insert("num_matches".into(), Value::from(n));
+            }
             if let Some(tc) = &self.top_counts {
                 self.add_top_counts(tc, &mut found.matches, cx).await?;
             }
@@ -1001,6 +1105,34 @@ impl RuleBody for ElastAlertRule {
                     "match": m.doc,
                 }));
             }
+            // Aggregated: every match goes into the digest (ElastAlert
+            // aggregates each one `realert` lets through: all of them, or
+            // the first of each key in a run).
+            let mut digest = Vec::new();
+            if let Some(spec) = &rule.policy.digest {
+                let c = &self.common;
+                for m in &found.matches {
+                    let key = m.key.as_deref().unwrap_or(WHOLE_RULE);
+                    if !c.realert.is_zero()
+                        && !firsts
+                            .iter()
+                            .any(|(k, f, _)| k == key && std::ptr::eq(*f, m))
+                    {
+                        continue;
+                    }
+                    let lookup = |p: &str| {
+                        query::lookup_in(&m.doc, p)
+                            .filter(|v| !v.is_null())
+                            .map(python_str)
+                    };
+                    digest.push(spec.entry(
+                        key,
+                        lookup,
+                        c.text.subject(&m.doc, &c.raw),
+                        c.text.body(&m.doc, &c.raw, &self.rule_type.match_str(c, m)),
+                    ));
+                }
+            }
             let mut detail = Map::new();
             detail.insert("type".into(), Value::from(self.type_name.clone()));
             detail.insert("matches".into(), Value::Array(shown));
@@ -1013,6 +1145,7 @@ impl RuleBody for ElastAlertRule {
                 actions,
                 keys,
                 memory: found.memory,
+                digest,
                 detail,
             })
         })
@@ -1036,7 +1169,7 @@ impl RuleBody for ElastAlertRule {
                 n.resolved = notice.resolved;
                 n.key = notice.key.clone();
                 let m = Match {
-                    key: None,
+                    key: notice.first_key.clone().filter(|k| k != WHOLE_RULE),
                     time: notice.time,
                     doc: Map::new(),
                 };

@@ -116,7 +116,11 @@ pub fn python_time(t: DateTime<Utc>) -> String {
 /// ElastAlert's `lookup_es_key`: a dotted path where a field name may
 /// itself hold dots (the longest name that exists wins).
 pub fn lookup<'v>(doc: &'v Value, term: &str) -> Option<&'v Value> {
-    let m = doc.as_object()?;
+    lookup_in(doc.as_object()?, term)
+}
+
+/// [`lookup`] in a document's fields.
+pub fn lookup_in<'v>(m: &'v Map<String, Value>, term: &str) -> Option<&'v Value> {
     if let Some(v) = m.get(term) {
         return Some(v);
     }
