@@ -72,7 +72,7 @@ fn alert_settings_are_checked_against_the_destinations_type_and_media() {
     assert_eq!(
         lines,
         [
-            "queries/intrusion.json:6:33: `to` can't be set by an alert for \"chat\" (a slack destination); an alert may set: channel, severity",
+            "queries/intrusion.json:6:33: `to` can't be set by an alert for \"chat\" (a slack destination); an alert may set: channel, severity, color, title, title_link, username, icon_emoji, icon_url",
             "queries/intrusion.json:6:60: `severity` must be one of critical, error, warning, info",
             "queries/intrusion.json:7:14: `index` can't be set by an alert for \"hist\" (a elasticsearch destination); it takes no settings from alerts",
             "queries/intrusion.json:8:5: `outputs.oncall` is for a destination this alert does not send to; add \"oncall\" to `media`, or remove it",

@@ -645,3 +645,127 @@ fn command_alerter_runs_argv_without_a_shell_only_when_credentials_allow_it() {
     let m: Value = serde_json::from_str(stdin).unwrap();
     assert_eq!(m["user"], "alice; rm -rf /");
 }
+
+#[test]
+fn email_alerter_reads_bcc_reply_to_the_auth_file_and_html_format() {
+    let es = recent(&[(20, json!({"user": "alice", "event": "login"}))]);
+    let smtp = support::SmtpServer::start_with_login("mailer", "s3cret");
+    let p = Project::new();
+    p.credentials(&es.url);
+    // In a folder of its own: every YAML file directly in queries/ is a rule.
+    std::fs::create_dir(p.queries().join("auth")).unwrap();
+    std::fs::write(
+        p.queries().join("auth/smtp.yaml"),
+        "user: mailer\npassword: s3cret\n",
+    )
+    .unwrap();
+    rule(
+        &p,
+        "mail",
+        "yaml",
+        &format!(
+            "name: Logins\ntype: any\nindex: logs-*\nalert: [email]\n\
+             email: soc@example.com\nbcc: [audit@example.com]\nemail_reply_to: noc@example.com\n\
+             smtp_auth_file: auth/smtp.yaml\nemail_format: html\n\
+             alert_text: '<b>{{0}}</b> logged in'\nalert_text_args: [user]\nalert_text_type: alert_text_only\n\
+             from_addr: elastalert@example.com\nsmtp_host: 127.0.0.1\nsmtp_port: {}\n",
+            smtp.port
+        ),
+    );
+    let out = esalert(p.path()).arg("once").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mails = smtp.received();
+    assert_eq!(mails.len(), 1);
+    let m = &mails[0];
+    assert_eq!(m.login.as_deref(), Some("mailer"), "authenticated");
+    let mut to = m.rcpt_tos.clone();
+    to.sort();
+    assert_eq!(to, ["audit@example.com", "soc@example.com"]);
+    assert!(
+        !m.data.contains("audit@example.com"),
+        "Bcc is not a header: {}",
+        m.data
+    );
+    assert!(m.data.contains("Reply-To: noc@example.com"), "{}", m.data);
+    assert!(m.data.contains("Content-Type: text/html"), "{}", m.data);
+    assert!(m.data.contains("<b>alice</b> logged in"), "{}", m.data);
+    // The password is read from its file when sending: not in the store.
+    let store = std::fs::read_to_string(p.path().join("throttle_period.json")).unwrap();
+    assert!(!store.contains("s3cret"), "{store}");
+
+    // A missing auth file is a `check` error at its line.
+    rule(
+        &p,
+        "mail",
+        "yaml",
+        "name: Logins\ntype: any\nindex: logs-*\nalert: [email]\nemail: soc@example.com\nsmtp_auth_file: nope.yaml\n",
+    );
+    let (ok, text) = check(&p);
+    assert!(!ok);
+    assert!(
+        text.contains("queries/mail.yaml:6:1: `smtp_auth_file`") && text.contains("nope.yaml"),
+        "{text}"
+    );
+}
+
+#[test]
+fn slack_alerter_reads_username_icon_colour_title_and_link() {
+    let es = recent(&[(20, json!({"user": "alice", "event": "login"}))]);
+    let slack = SlackStandIn::start();
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(
+        &p,
+        "logins",
+        "yaml",
+        &format!(
+            "name: Logins\ntype: any\nindex: logs-*\nalert: [slack]\nslack_webhook_url: \"{}\"\n\
+             slack_username_override: esalert-bot\nslack_emoji_override: ':lock:'\n\
+             slack_msg_color: warning\nslack_title: Login seen\n\
+             slack_title_link: https://kibana.example.com/app/discover\n",
+            slack.webhook_url()
+        ),
+    );
+    esalert(p.path()).arg("once").assert().success();
+    let posts = slack.delivered();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let b = &posts[0].body;
+    assert_eq!(b["username"], "esalert-bot", "{b}");
+    assert_eq!(b["icon_emoji"], ":lock:", "{b}");
+    assert_eq!(b["attachments"][0]["color"], "warning", "{b}");
+    let header = b["blocks"][0].to_string();
+    assert!(
+        header.contains("<https://kibana.example.com/app/discover|Login seen>"),
+        "{b}"
+    );
+    assert!(
+        b["attachments"][0].to_string().contains("user: alice"),
+        "{b}"
+    );
+
+    // Without slack_msg_color, ElastAlert's red `danger` bar.
+    let p = Project::new();
+    p.credentials(&es.url);
+    rule(
+        &p,
+        "logins",
+        "yaml",
+        &format!(
+            "name: Logins\ntype: any\nindex: logs-*\nalert: [slack]\nslack_webhook_url: \"{}\"\n",
+            slack.webhook_url()
+        ),
+    );
+    esalert(p.path()).arg("once").assert().success();
+    let posts = slack.delivered();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert_eq!(
+        posts[1].body["attachments"][0]["color"], "danger",
+        "{}",
+        posts[1].body
+    );
+    assert!(posts[1].body.get("username").is_none());
+}

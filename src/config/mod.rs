@@ -183,6 +183,17 @@ pub struct EmailConfig {
     /// Default `Cc` recipients.
     #[serde(default)]
     pub cc: Vec<String>,
+    /// Default `Bcc` recipients.
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    /// The `Reply-To` address.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// A YAML or JSON file with `user` and `password` (ElastAlert's
+    /// `smtp_auth_file`), read when the destination is first used, so the
+    /// password is in neither the rule nor the store.
+    #[serde(default)]
+    pub auth_file: Option<std::path::PathBuf>,
     /// Overall timeout of one send.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,

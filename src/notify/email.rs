@@ -41,7 +41,28 @@ pub struct EmailNotifier {
     from: Mailbox,
     to: Vec<Mailbox>,
     cc: Vec<Mailbox>,
+    bcc: Vec<Mailbox>,
+    reply_to: Option<Mailbox>,
     timeout: Duration,
+}
+
+/// Reads `user` and `password` from an auth file (YAML or JSON).
+fn auth_file(path: &std::path::Path) -> Result<(String, String), String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("smtp auth file {shown}: {e}"))?;
+    let doc = crate::frontends::elastalert::yaml::parse(&text)
+        .map_err(|e| format!("smtp auth file {shown}: {e}"))?;
+    let field = |k: &str| {
+        doc.value
+            .get(k)
+            .and_then(|v| match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .ok_or_else(|| format!("smtp auth file {shown} has no `{k}`"))
+    };
+    Ok((field("user")?, field("password")?))
 }
 
 impl std::fmt::Debug for EmailNotifier {
@@ -80,7 +101,10 @@ impl EmailNotifier {
         if let Some(port) = cfg.smtp_port {
             builder = builder.port(port);
         }
-        if let Some(user) = &cfg.username {
+        if let Some(path) = &cfg.auth_file {
+            let (user, pass) = auth_file(path).map_err(err)?;
+            builder = builder.credentials(SmtpCredentials::new(user, pass));
+        } else if let Some(user) = &cfg.username {
             if cfg.security == Security::None {
                 // Credentials::parse refuses this unless allow_plaintext_auth.
                 tracing::warn!(
@@ -105,6 +129,14 @@ impl EmailNotifier {
             from,
             to: mailboxes(&cfg.to, "to").map_err(err)?,
             cc: mailboxes(&cfg.cc, "cc").map_err(err)?,
+            bcc: mailboxes(&cfg.bcc, "bcc").map_err(err)?,
+            reply_to: match &cfg.reply_to {
+                Some(r) => mailboxes(std::slice::from_ref(r), "reply_to")
+                    .map_err(err)?
+                    .into_iter()
+                    .next(),
+                None => None,
+            },
             timeout: cfg.timeout.value,
         })
     }
@@ -142,6 +174,30 @@ impl EmailNotifier {
         }
         for m in cc {
             b = b.cc(m);
+        }
+        let bcc = match n.setting_list("bcc") {
+            Some(list) => mailboxes(&list, "bcc").map_err(perm)?,
+            None => self.bcc.clone(),
+        };
+        for m in bcc {
+            b = b.bcc(m);
+        }
+        let reply_to = match n.setting("reply_to") {
+            Some(r) => mailboxes(&[r.to_owned()], "reply_to")
+                .map_err(perm)?
+                .into_iter()
+                .next(),
+            None => self.reply_to.clone(),
+        };
+        if let Some(r) = reply_to {
+            b = b.reply_to(r);
+        }
+        if n.setting("format") == Some("html") {
+            // The text is HTML already (ElastAlert's `email_format: html`).
+            return b
+                .header(lettre::message::header::ContentType::TEXT_HTML)
+                .body(n.rendered.text.clone())
+                .map_err(|e| perm(format!("cannot build message: {e}")));
         }
         let html = format!(
             "<!DOCTYPE html><html><body><div style=\"white-space: pre-wrap; font-family: sans-serif\">{}</div>\

@@ -243,13 +243,16 @@ impl SlackNotifier {
         content: SlackMessageContent,
         channel: Option<&str>,
     ) -> Result<(), NotifyError> {
-        self.post(content, channel).await
+        self.post(content, channel, &serde_json::Map::new()).await
     }
 
+    /// Posts `content`, with `look`'s fields (`username`, `icon_emoji`,
+    /// `icon_url`) added to the request.
     async fn post(
         &self,
         content: SlackMessageContent,
         channel: Option<&str>,
+        look: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), NotifyError> {
         let _lane = self.lanes.acquire().await;
         let started = Instant::now();
@@ -274,7 +277,7 @@ impl SlackNotifier {
                 tokio::time::sleep(left).await;
                 continue;
             }
-            match self.post_once(&content, channel).await {
+            match self.post_once(&content, channel, look).await {
                 Answer::Accepted => {
                     self.pause
                         .lock()
@@ -300,11 +303,16 @@ impl SlackNotifier {
     }
 
     /// One HTTP request, classified.
-    async fn post_once(&self, content: &SlackMessageContent, channel: Option<&str>) -> Answer {
+    async fn post_once(
+        &self,
+        content: &SlackMessageContent,
+        channel: Option<&str>,
+        look: &serde_json::Map<String, serde_json::Value>,
+    ) -> Answer {
         let (req, payload) = match &self.mode {
             Mode::Webhook(url) => (
                 self.http.post(url.clone()),
-                serde_json::to_vec(&SlackApiPostWebhookMessageRequest::new(content.clone())),
+                serde_json::to_value(SlackApiPostWebhookMessageRequest::new(content.clone())),
             ),
             Mode::Bot {
                 token,
@@ -321,14 +329,19 @@ impl SlackNotifier {
                     self.http
                         .post(url.clone())
                         .bearer_auth(token.expose_secret()),
-                    serde_json::to_vec(&SlackApiChatPostMessageRequest::new(
+                    serde_json::to_value(SlackApiChatPostMessageRequest::new(
                         SlackChannelId::new(ch.to_owned()),
                         content.clone(),
                     )),
                 )
             }
         };
-        let payload = match payload {
+        let payload = match payload.and_then(|mut p| {
+            if let Some(o) = p.as_object_mut() {
+                o.extend(look.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            serde_json::to_vec(&p)
+        }) {
             Ok(p) => p,
             Err(e) => {
                 return Answer::Failed(NotifyError::permanent(
@@ -470,8 +483,12 @@ impl Notifier for SlackNotifier {
                 .setting("severity")
                 .and_then(Severity::parse)
                 .or(self.severity);
+            let look: serde_json::Map<String, serde_json::Value> = LOOK
+                .iter()
+                .filter_map(|k| Some(((*k).to_owned(), n.setting(k)?.into())))
+                .collect();
             for post in build_posts(n, severity) {
-                self.post(post, n.channel()).await?;
+                self.post(post, n.channel(), &look).await?;
             }
             Ok(())
         })
@@ -536,18 +553,30 @@ pub fn split_mrkdwn(text: &str, max: usize) -> Vec<String> {
     chunks
 }
 
-/// The colour bar of a post: by severity, green once resolved.
-fn colour(n: &Notification, severity: Option<Severity>) -> Option<&'static str> {
+/// The colour bar of a post: the alert's `color` (a hex colour, or
+/// Slack's `good`, `warning`, `danger`), else by severity; green once
+/// resolved.
+fn colour(n: &Notification, severity: Option<Severity>) -> Option<String> {
     if n.resolved {
-        return Some("#2eb67d");
+        return Some("#2eb67d".into());
     }
-    Some(match severity? {
-        Severity::Critical => "#d00000",
-        Severity::Error => "#e01e5a",
-        Severity::Warning => "#ecb22e",
-        Severity::Info => "#2eb67d",
-    })
+    if let Some(c) = n.setting("color") {
+        return Some(c.to_owned());
+    }
+    Some(
+        match severity? {
+            Severity::Critical => "#d00000",
+            Severity::Error => "#e01e5a",
+            Severity::Warning => "#ecb22e",
+            Severity::Info => "#2eb67d",
+        }
+        .to_owned(),
+    )
 }
+
+/// Settings an alert may give a post (ElastAlert's `slack_username_override`
+/// and the like), as the top-level fields of the request.
+const LOOK: &[&str] = &["username", "icon_emoji", "icon_url"];
 
 /// The posts for one notification, in order. With a colour (a severity,
 /// or resolved), the header stays on top and the rest goes in one
@@ -568,18 +597,31 @@ pub fn build_posts(n: &Notification, severity: Option<Severity>) -> Vec<SlackMes
         .into_iter()
         .enumerate()
         .map(|(i, group)| {
+            // `title` replaces the subject on Slack only (ElastAlert's
+            // `slack_title`).
+            let subject = n.setting("title").unwrap_or(&n.rendered.subject);
             let title = if total > 1 {
-                format!("{} ({}/{})", n.rendered.subject, i + 1, total)
+                format!("{subject} ({}/{})", i + 1, total)
             } else {
-                n.rendered.subject.clone()
+                subject.to_owned()
             };
-            let mut blocks: Vec<SlackBlock> = vec![
-                SlackHeaderBlock::new(
-                    SlackBlockPlainText::new(crate::sinks::http::truncate(&title, HEADER_MAX))
-                        .into(),
-                )
-                .into(),
-            ];
+            let title = crate::sinks::http::truncate(&title, HEADER_MAX);
+            let header: SlackBlock = match n.setting("title_link") {
+                // A header can't link: a bold linked line instead.
+                Some(link) => SlackSectionBlock::new()
+                    .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(
+                        format!(
+                            "*<{}|{}>*",
+                            link.replace(['<', '>', '|'], ""),
+                            crate::render::slack_escape(&title)
+                        ),
+                    )))
+                    .into(),
+                None => {
+                    SlackHeaderBlock::new(SlackBlockPlainText::new(title.clone()).into()).into()
+                }
+            };
+            let mut blocks: Vec<SlackBlock> = vec![header];
             blocks.extend(group.iter().map(|s| {
                 SlackSectionBlock::new()
                     .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(
@@ -599,13 +641,13 @@ pub fn build_posts(n: &Notification, severity: Option<Severity>) -> Vec<SlackMes
                 1000,
             );
             let content = SlackMessageContent::new().with_text(fallback);
-            match colour {
+            match &colour {
                 None => content.with_blocks(blocks),
                 Some(c) => {
                     let body = blocks.split_off(1);
                     content.with_blocks(blocks).with_attachments(vec![
                         SlackMessageAttachment::new()
-                            .with_color(c.to_owned())
+                            .with_color(c.clone())
                             .with_blocks(body),
                     ])
                 }

@@ -108,7 +108,7 @@ impl EmailSink {
 /// so that alerts can go to different SMTP relays or recipients.
 pub(super) static TYPE: DestinationType = DestinationType {
     name: "email",
-    overridable: &["to", "cc"],
+    overridable: &["to", "cc", "bcc", "reply_to", "format"],
     build: |name, v, _| {
         let cfg: EmailConfig = settings(v)?;
         let client =

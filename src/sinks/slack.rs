@@ -37,7 +37,16 @@ impl SlackSink {
 /// different webhooks.
 pub(super) static TYPE: DestinationType = DestinationType {
     name: "slack",
-    overridable: &["channel", "severity"],
+    overridable: &[
+        "channel",
+        "severity",
+        "color",
+        "title",
+        "title_link",
+        "username",
+        "icon_emoji",
+        "icon_url",
+    ],
     build: |name, v, _| {
         let cfg: SlackConfig = settings(v)?;
         let client =

@@ -10,6 +10,10 @@ pub struct Received {
     pub mail_from: String,
     pub rcpt_tos: Vec<String>,
     pub data: String,
+    /// The user that authenticated (servers started with
+    /// [`SmtpServer::start_with_login`]).
+    #[serde(default)]
+    pub login: Option<String>,
 }
 
 /// The running server. Dropping it stops the server.
@@ -51,6 +55,16 @@ fn free_port() -> u16 {
 
 impl SmtpServer {
     pub fn start() -> SmtpServer {
+        Self::start_inner(None)
+    }
+
+    /// A server that requires AUTH (PLAIN or LOGIN, without TLS) with this
+    /// user and password.
+    pub fn start_with_login(user: &str, password: &str) -> SmtpServer {
+        Self::start_inner(Some(format!("{user}:{password}")))
+    }
+
+    fn start_inner(login: Option<String>) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let script: PathBuf = super::repo().join("tests/support/smtp_server.py");
         for _ in 0..5 {
@@ -59,6 +73,7 @@ impl SmtpServer {
                 .arg(&script)
                 .arg(port.to_string())
                 .arg(dir.path())
+                .args(login.iter())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

@@ -1,6 +1,8 @@
 """A real SMTP server for esalert's tests (aiosmtpd).
 
-Usage: smtp_server.py PORT DIR
+Usage: smtp_server.py PORT DIR [USER:PASSWORD]
+
+With USER:PASSWORD, AUTH (without TLS) is required and the login is recorded.
 
 Every accepted message is written to DIR/NNNN.json as
 {"mail_from", "rcpt_tos", "data"}. The file DIR/mode, read at every command,
@@ -50,6 +52,7 @@ class Handler:
                     "mail_from": envelope.mail_from,
                     "rcpt_tos": envelope.rcpt_tos,
                     "data": envelope.content.decode("utf8", errors="replace"),
+                    "login": getattr(session, "login", None),
                 },
                 f,
             )
@@ -60,7 +63,24 @@ class Handler:
 def main():
     port = int(sys.argv[1])
     directory = sys.argv[2]
-    controller = Controller(Handler(directory), hostname="127.0.0.1", port=port)
+    kwargs = {}
+    if len(sys.argv) > 3:
+        user, password = sys.argv[3].split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            from aiosmtpd.smtp import AuthResult, LoginPassword
+
+            ok = (
+                isinstance(auth_data, LoginPassword)
+                and auth_data.login.decode() == user
+                and auth_data.password.decode() == password
+            )
+            if ok:
+                session.login = user
+            return AuthResult(success=ok)
+
+        kwargs = dict(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+    controller = Controller(Handler(directory), hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     print("READY", flush=True)
     try:

@@ -155,6 +155,22 @@ fn slack(o: &mut Opts<'_, '_>) -> Option<(Value, Map<String, Value>)> {
     if let Some(c) = o.string("slack_channel_override") {
         settings.insert("channel".into(), Value::String(c));
     }
+    for (ea, ours) in [
+        ("slack_username_override", "username"),
+        ("slack_emoji_override", "icon_emoji"),
+        ("slack_icon_url_override", "icon_url"),
+        ("slack_title", "title"),
+        ("slack_title_link", "title_link"),
+    ] {
+        if let Some(v) = o.string(ea) {
+            settings.insert(ours.into(), Value::String(v));
+        }
+    }
+    // ElastAlert's bar is red unless the rule says otherwise.
+    let color = o
+        .string("slack_msg_color")
+        .unwrap_or_else(|| "danger".into());
+    settings.insert("color".into(), Value::String(color));
     let [url] = urls.as_slice() else {
         // Several webhooks: one destination each, numbered by `read`.
         return Some((json!({"type": "slack", "webhook_url": urls}), settings));
@@ -165,14 +181,10 @@ fn slack(o: &mut Opts<'_, '_>) -> Option<(Value, Map<String, Value>)> {
 fn email(o: &mut Opts<'_, '_>) -> Option<(Value, Map<String, Value>)> {
     o.unsupported(
         &[
-            "bcc",
-            "smtp_auth_file",
             "smtp_key_file",
             "smtp_cert_file",
-            "email_reply_to",
             "email_from_field",
             "email_add_domain",
-            "email_format",
         ],
         "email",
     );
@@ -206,7 +218,50 @@ fn email(o: &mut Opts<'_, '_>) -> Option<(Value, Map<String, Value>)> {
     if let Some(cc) = o.strings("cc") {
         d["cc"] = Value::from(cc);
     }
-    Some((d, Map::new()))
+    if let Some(bcc) = o.strings("bcc") {
+        d["bcc"] = Value::from(bcc);
+    }
+    if let Some(r) = o.string("email_reply_to") {
+        d["reply_to"] = Value::from(r);
+    }
+    if let Some((v, at)) = o.get("smtp_auth_file") {
+        // The path, not its contents: the password stays in its file.
+        match v.as_str() {
+            Some(p) => {
+                let path =
+                    o.ch.path()
+                        .parent()
+                        .map_or_else(|| std::path::PathBuf::from(p), |dir| dir.join(p));
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_file() => d["auth_file"] = Value::from(path.to_string_lossy()),
+                    _ => o.problem(
+                        &at,
+                        format!(
+                            "`smtp_auth_file` {} is not a readable file (a path is read beside the rule)",
+                            path.display()
+                        ),
+                    ),
+                }
+            }
+            None => o.problem(&at, "`smtp_auth_file` must be a path".into()),
+        }
+    }
+    let mut settings = Map::new();
+    match o.string("email_format").as_deref() {
+        None => {}
+        Some("html") => {
+            settings.insert("format".into(), Value::from("html"));
+        }
+        Some(other) => {
+            if let Some((_, at)) = o.get("email_format") {
+                o.problem(
+                    &at,
+                    format!("`email_format` `{other}` is not one ElastAlert knows; use html, or remove it"),
+                );
+            }
+        }
+    }
+    Some((d, settings))
 }
 
 /// Alerters whose esalert destination types are added alongside this
