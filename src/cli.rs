@@ -493,11 +493,15 @@ async fn check(g: &Global, queries_only: bool, responses: Option<&Path>, online:
         let at = |p: &crate::alert::Problem| p.position.map(|p| (p.line, p.column));
         a.path.cmp(&b.path).then(at(a).cmp(&at(b)))
     });
-    let problems: Vec<String> = in_alerts
+    // elastalert.yaml's problems come with every ElastAlert rule: once.
+    in_alerts.dedup_by(|a, b| a.to_string() == b.to_string());
+    let mut problems: Vec<String> = in_alerts
         .iter()
         .map(ToString::to_string)
         .chain(problems)
         .collect();
+    let mut seen = std::collections::HashSet::new();
+    problems.retain(|p| seen.insert(p.clone()));
     for p in &problems {
         println!("{p}");
     }

@@ -390,7 +390,7 @@ fn new_term_learns_its_baseline_once_and_remembers_terms_across_restarts() {
 }
 
 #[test]
-fn elastalert_yaml_beside_credentials_sets_rule_defaults_and_refuses_connection_keys() {
+fn elastalert_yaml_beside_credentials_sets_rule_defaults_and_refuses_a_second_cluster() {
     let es = series_cluster();
     let p = Project::new();
     p.credentials(&es.url);
@@ -408,7 +408,7 @@ fn elastalert_yaml_beside_credentials_sets_rule_defaults_and_refuses_connection_
     let (passed, text) = check(&p);
     assert!(!passed);
     assert!(
-        text.contains("elastalert.yaml:8:1: `es_host` is a connection setting"),
+        text.contains("elastalert.yaml:8:1: `es_host`: credentials.json's \"elasticsearch\" section names the cluster already"),
         "{text}"
     );
     std::fs::write(
@@ -433,6 +433,59 @@ fn elastalert_yaml_beside_credentials_sets_rule_defaults_and_refuses_connection_
         .collect(),
         "{v:#}"
     );
+}
+
+/// An ElastAlert deployment's config.yaml, as elastalert.yaml and without
+/// credentials.json, names the cluster: its rules run as they are.
+#[test]
+fn elastalert_yaml_connection_settings_name_the_cluster_without_credentials_json() {
+    let es = series_cluster();
+    let port = es.url.rsplit(':').next().unwrap().trim_end_matches('/');
+    let p = Project::new();
+    rule(&p, "logins", "yaml", &fixture("any_query_key.yaml"));
+    std::fs::write(
+        p.path().join("elastalert.yaml"),
+        format!(
+            "rules_folder: rules\nrun_every:\n  minutes: 1\nbuffer_time:\n  minutes: 15\n\
+             es_host: 127.0.0.1\nes_port: {port}\nuse_ssl: false\nes_username: elastic\n\
+             es_password: pw\nes_conn_timeout: 5\nwriteback_index: elastalert_status\n"
+        ),
+    )
+    .unwrap();
+    assert!(!p.path().join("credentials.json").exists());
+    let (passed, text) = check(&p);
+    assert!(passed, "{text}");
+    let (got, _) = replay(&p, "logins");
+    assert!(!got.is_empty());
+    // The stand-in saw ElastAlert's user: the settings were used.
+    let seen = es.requests();
+    assert!(
+        seen.iter().any(|r| r
+            .headers
+            .get("authorization")
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.starts_with("Basic "))),
+        "{seen:?}"
+    );
+
+    // A mistake in them points at its line, for every command.
+    std::fs::write(
+        p.path().join("elastalert.yaml"),
+        "es_port: 9200\nuse_ssl: maybe\n",
+    )
+    .unwrap();
+    let out = esalert(p.path()).arg("check").output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert!(
+        text.contains("elastalert.yaml:1:1: the connection settings need `es_host`"),
+        "{text}"
+    );
+    assert!(text.contains("elastalert.yaml:2:1: `use_ssl`"), "{text}");
 }
 
 #[test]
@@ -768,4 +821,40 @@ fn slack_alerter_reads_username_icon_colour_title_and_link() {
         posts[1].body
     );
     assert!(posts[1].body.get("username").is_none());
+}
+
+/// The daemon picks up an edit of elastalert.yaml: its ElastAlert rules
+/// are reloaded with the new defaults at the next rescan.
+#[test]
+fn the_daemon_reloads_elastalert_rules_when_elastalert_yaml_changes() {
+    use support::daemon::{Daemon, has};
+    let es = recent(&[]);
+    let p = Project::new();
+    p.credentials(&es.url);
+    std::fs::write(
+        p.path().join("elastalert.yaml"),
+        "run_every:\n  minutes: 5\n",
+    )
+    .unwrap();
+    rule(
+        &p,
+        "logins",
+        "yaml",
+        "name: Logins\ntype: any\nindex: logs-*\nalert: debug\n",
+    );
+    let d = Daemon::start(p.path(), &["--rescan", "1s"], &[]);
+    let t = std::time::Duration::from_secs(15);
+    let loaded = d.wait_line(t, "loaded", |l| {
+        has(l, "alert", "logins") && has(l, "event", "loaded")
+    });
+    assert_eq!(loaded["schedule"], "5m", "{loaded:?}");
+    std::fs::write(
+        p.path().join("elastalert.yaml"),
+        "run_every:\n  minutes: 2\n",
+    )
+    .unwrap();
+    let reloaded = d.wait_line(t, "reloaded", |l| {
+        has(l, "alert", "logins") && has(l, "event", "reloaded")
+    });
+    assert_eq!(reloaded["schedule"], "2m", "{reloaded:?}");
 }

@@ -51,6 +51,18 @@ pub enum ConfigError {
         /// The variable's name.
         var: String,
     },
+    /// `elastalert.yaml`'s connection settings, read for a credentials.json
+    /// without a cluster, have a problem (the message has its position).
+    #[error("{0}")]
+    ElastAlert(String),
+}
+
+/// An `elastalert.yaml` whose connection settings stand in for credentials.json's
+/// `elasticsearch` section has a problem.
+impl ConfigError {
+    fn elastalert(e: crate::alert::LoadError) -> ConfigError {
+        ConfigError::ElastAlert(e.to_string())
+    }
 }
 
 /// The whole credentials file.
@@ -290,11 +302,38 @@ fn expand_env(
 
 impl Credentials {
     /// Reads the file, warning when others can read it.
+    ///
+    /// Without a cluster in it (or without the file), the connection
+    /// settings of an `elastalert.yaml` beside it name the cluster, so an
+    /// ElastAlert deployment's config works as it is.
     pub fn load(path: &Path) -> Result<Credentials, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let ea = || {
+            crate::frontends::elastalert::globals::cluster(path).map_err(ConfigError::elastalert)
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(source) => match (source.kind(), ea()?) {
+                (std::io::ErrorKind::NotFound, Some(es)) => {
+                    serde_json::json!({ "elasticsearch": es }).to_string()
+                }
+                _ => {
+                    return Err(ConfigError::Read {
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
+            },
+        };
+        let text = match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(mut m)) if !m.contains_key("elasticsearch") => match ea()? {
+                Some(es) => {
+                    m.insert("elasticsearch".into(), es);
+                    serde_json::to_string_pretty(&m).unwrap_or(text)
+                }
+                None => text,
+            },
+            _ => text,
+        };
         #[cfg(unix)]
         if let Ok(meta) = std::fs::metadata(path)
             && let Some(problem) = permission_problem(&meta)

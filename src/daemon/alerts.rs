@@ -56,6 +56,9 @@ pub struct Alerts {
     rejected: HashMap<PathBuf, Option<Stamp>>,
     /// Names removed since the caller last took them (for metrics).
     pub removed: Vec<String>,
+    /// `elastalert.yaml`'s version at the last scan: ElastAlert rules are
+    /// reloaded when it changes.
+    globals: Option<Stamp>,
 }
 
 fn next_due(a: &Alert, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -74,6 +77,7 @@ impl Alerts {
             by_name: BTreeMap::new(),
             rejected: HashMap::new(),
             removed: Vec::new(),
+            globals: crate::frontends::elastalert::globals::path().and_then(|p| Stamp::of(&p)),
         }
     }
 
@@ -112,7 +116,17 @@ impl Alerts {
         };
         let mut deferred = false;
         let mut seen = std::collections::HashSet::new();
+        let globals = crate::frontends::elastalert::globals::path().and_then(|p| Stamp::of(&p));
+        let globals_changed = globals != self.globals;
+        self.globals = globals;
         for path in files {
+            // elastalert.yaml's defaults are part of every ElastAlert rule.
+            let force = force
+                || (globals_changed
+                    && path
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(crate::frontends::elastalert::is_rule_extension));
             let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
                 continue;
             };
@@ -180,6 +194,16 @@ impl Alerts {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             bytes.hash(&mut h);
+            // elastalert.yaml's defaults are part of an ElastAlert rule.
+            if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(crate::frontends::elastalert::is_rule_extension)
+            {
+                crate::frontends::elastalert::globals::path()
+                    .and_then(|p| std::fs::read(p).ok())
+                    .hash(&mut h);
+            }
             load_bytes(path, &bytes, &self.scripts).map(|a| (a, h.finish()))
         });
         match loaded {

@@ -3,7 +3,8 @@
 //! and a default `realert` are rule defaults here; `buffer_time` and
 //! `alert_time_limit` are read and not needed (esalert's windows are
 //! contiguous and its outbox retries deliveries); the connection settings
-//! (`es_host`, …) belong in credentials.json and are refused.
+//! (`es_host`, `es_port`, `use_ssl`, …) become credentials.json's
+//! `elasticsearch` section when credentials.json has none ([`cluster`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -18,6 +19,7 @@ use crate::alert::{LoadError, Problem};
 pub const FILE: &str = "elastalert.yaml";
 
 static DIR: OnceLock<PathBuf> = OnceLock::new();
+static CREDENTIALS: OnceLock<PathBuf> = OnceLock::new();
 
 /// Where `elastalert.yaml` is looked for: beside `credentials` (the CLI
 /// calls this once with its `--credentials`).
@@ -28,6 +30,118 @@ pub fn set_beside(credentials: &Path) {
         .unwrap_or(Path::new("."))
         .to_owned();
     let _ = DIR.set(dir);
+    let _ = CREDENTIALS.set(credentials.to_owned());
+}
+
+/// Where `elastalert.yaml` is looked for, once [`set_beside`] ran.
+pub fn path() -> Option<PathBuf> {
+    DIR.get().map(|d| d.join(FILE))
+}
+
+/// Whether credentials.json names the cluster itself.
+fn credentials_name_a_cluster() -> bool {
+    CREDENTIALS
+        .get()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|v| v.get("elasticsearch").is_some())
+}
+
+/// Connection settings esalert reads into credentials.json's
+/// `elasticsearch` section.
+const MAPPED: &[&str] = &[
+    "es_host",
+    "es_port",
+    "use_ssl",
+    "es_url_prefix",
+    "es_username",
+    "es_password",
+    "es_api_key",
+    "verify_certs",
+    "ca_certs",
+    "es_conn_timeout",
+    "es_send_get_body_as",
+];
+
+/// The cluster `elastalert.yaml` beside `credentials` names, as a
+/// credentials.json `elasticsearch` section (`None`: no file, or no
+/// connection settings in it).
+pub fn cluster(credentials: &Path) -> Result<Option<Value>, LoadError> {
+    let dir = credentials
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = crate::alert::read_regular(&path, crate::alert::MAX_FILE_SIZE)
+        .map_err(|e| LoadError::one(&path, None, e.to_string()))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| LoadError::one(&path, None, "file is not valid UTF-8; save it as UTF-8"))?;
+    let doc =
+        super::yaml::parse(text).map_err(|e| LoadError::one(&path, Some(e.position), e.message))?;
+    let Value::Object(top) = &doc.value else {
+        return Ok(None);
+    };
+    if !top.keys().any(|k| MAPPED.contains(&k.as_str())) {
+        return Ok(None);
+    }
+    let mut ch = Checker::new(&path, &doc, top);
+    let host = ch.string("es_host");
+    if host.is_none() {
+        let first = top
+            .keys()
+            .find(|k| MAPPED.contains(&k.as_str()))
+            .map(|k| format!("/{}", super::yaml::escape(k)))
+            .unwrap_or_default();
+        ch.problem(&first, "the connection settings need `es_host`");
+    }
+    let port = ch.integer("es_port", 1).unwrap_or(9200);
+    if port > 65535 {
+        ch.problem("/es_port", "`es_port` must be a port number");
+    }
+    let scheme = if ch.boolean("use_ssl").unwrap_or(false) {
+        "https"
+    } else {
+        "http"
+    };
+    let prefix = ch
+        .string("es_url_prefix")
+        .map(|p| format!("/{}", p.trim_matches('/')))
+        .filter(|p| p != "/")
+        .unwrap_or_default();
+    let mut es = serde_json::Map::new();
+    es.insert(
+        "url".into(),
+        Value::from(format!(
+            "{scheme}://{}:{port}{prefix}",
+            host.unwrap_or_default()
+        )),
+    );
+    for (ea, ours) in [
+        ("es_username", "username"),
+        ("es_password", "password"),
+        ("es_api_key", "api_key"),
+        ("ca_certs", "ca_cert"),
+    ] {
+        if let Some(v) = ch.string(ea) {
+            es.insert(ours.into(), Value::from(v));
+        }
+    }
+    if ch.boolean("verify_certs") == Some(false) {
+        es.insert("insecure".into(), Value::Bool(true));
+    }
+    if let Some(t) = ch.integer("es_conn_timeout", 1) {
+        es.insert("timeout".into(), Value::from(format!("{t}s")));
+    }
+    let _ = ch.string("es_send_get_body_as");
+    let problems: Vec<Problem> = std::mem::take(&mut ch.problems);
+    if problems.is_empty() {
+        Ok(Some(Value::Object(es)))
+    } else {
+        Err(LoadError::Invalid { problems })
+    }
 }
 
 /// Rule defaults from `elastalert.yaml`.
@@ -103,8 +217,12 @@ pub fn load() -> Result<Globals, LoadError> {
     let mut ch = Checker::new(&path, &doc, top);
     for k in top.keys() {
         let at = format!("/{}", super::yaml::escape(k));
-        if super::CONNECTION.contains(&k.as_str()) {
-            ch.problem(&at, format!("`{k}` is a connection setting: put the cluster in credentials.json's \"elasticsearch\" section"));
+        if MAPPED.contains(&k.as_str()) {
+            if credentials_name_a_cluster() {
+                ch.problem(&at, format!("`{k}`: credentials.json's \"elasticsearch\" section names the cluster already; remove the connection settings from one of the two files"));
+            }
+        } else if super::CONNECTION.contains(&k.as_str()) {
+            ch.problem(&at, format!("`{k}` is not supported by esalert; put the cluster in credentials.json's \"elasticsearch\" section (url, username, password, api_key, ca_cert)"));
         } else if !ACCEPTED.contains(&k.as_str()) {
             ch.problem(&at, format!("unknown ElastAlert setting `{k}`"));
         }

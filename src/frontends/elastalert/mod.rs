@@ -293,6 +293,11 @@ const CONNECTION: &[&str] = &[
 /// The largest `max_query_size` (Elasticsearch's default result window).
 const MAX_QUERY_SIZE: i64 = 10_000;
 
+/// Whether a file with this extension is an ElastAlert rule.
+pub fn is_rule_extension(ext: &str) -> bool {
+    EXTENSIONS.contains(&ext)
+}
+
 /// Validates and compiles one rule file.
 pub fn load(name: &str, path: &Path, text: &str) -> Result<Rule, LoadError> {
     let doc = yaml::parse(text).map_err(|e| LoadError::one(path, Some(e.position), e.message))?;
