@@ -112,9 +112,13 @@ pub enum Command {
     },
     /// Run every active alert once, now, and log each outcome.
     Once {
-        /// How many alerts run at the same time.
+        /// How many alerts run at the same time; with batching, how many
+        /// requests may be in flight to the cluster.
         #[arg(long, env = "ESALERT_CONCURRENCY", default_value_t = 16)]
         concurrency: usize,
+        /// Searches per `_msearch` request (1: each search alone).
+        #[arg(long, env = "ESALERT_SEARCH_BATCH", default_value_t = 100)]
+        search_batch: usize,
         /// Give up delivering a match after this long.
         #[arg(long, env = "ESALERT_MAX_RETRY_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
         max_retry_age: std::time::Duration,
@@ -172,9 +176,14 @@ pub enum Command {
 /// Options of `esalert run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// How many alerts may run at the same time.
+    /// How many alerts may run at the same time; with batching, how many
+    /// requests may be in flight to the cluster.
     #[arg(long, env = "ESALERT_MAX_CONCURRENCY", default_value_t = 32)]
     pub max_concurrency: usize,
+    /// Alerts due together send their searches as one `_msearch` request
+    /// of at most this many searches (1: each search alone).
+    #[arg(long, env = "ESALERT_SEARCH_BATCH", default_value_t = 100)]
+    pub search_batch: usize,
     /// How long in-flight runs and deliveries may take to finish on SIGTERM.
     #[arg(long, env = "ESALERT_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: std::time::Duration,
@@ -297,8 +306,9 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Once {
             concurrency,
+            search_batch,
             max_retry_age,
-        } => once(&g, concurrency, max_retry_age).await,
+        } => once(&g, concurrency, search_batch, max_retry_age).await,
         Command::Status { json } => status(&g, json),
         Command::Ack { name, actions } => ack(&g, &name, &actions),
         Command::Silence {
@@ -331,6 +341,7 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
                 state: g.state.clone(),
                 log_dir: g.log_dir.clone(),
                 max_concurrency: args.max_concurrency,
+                search_batch: args.search_batch,
                 shutdown_grace: args.shutdown_grace,
                 listen: args.listen,
                 rescan: args.rescan,
@@ -505,11 +516,26 @@ async fn check(g: &Global, queries_only: bool, responses: Option<&Path>, online:
     for p in &problems {
         println!("{p}");
     }
+    // What is ignored, as ElastAlert ignores it: said, not refused.
+    let mut warnings = 0;
+    for a in &alerts {
+        for w in a.body.warnings() {
+            let mut w = w.clone();
+            w.message = format!("warning: {}", w.message);
+            println!("{w}");
+            warnings += 1;
+        }
+    }
     let offline = if problems.is_empty() {
         eprintln!(
-            "check: {} alert(s) OK in {}",
+            "check: {} alert(s) OK in {}{}",
             alerts.len(),
-            g.queries.display()
+            g.queries.display(),
+            if warnings > 0 {
+                format!(" ({warnings} warning(s))")
+            } else {
+                String::new()
+            }
         );
         0
     } else {
@@ -1408,11 +1434,20 @@ async fn test_since(
 async fn once(
     g: &Global,
     concurrency: usize,
+    search_batch: usize,
     max_retry_age: std::time::Duration,
 ) -> Result<u8, CliError> {
     let scripts = Arc::new(ScriptEngine::default());
     let creds = Credentials::load(&g.credentials)?;
-    let es = EsClient::new(&creds.elasticsearch)?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let es = EsClient::new(&creds.elasticsearch)?.with_batching(search_batch, Some(slots));
+    // Batched, the concurrency bounds requests; enough alerts run to fill
+    // every batch of every request.
+    let concurrency = if es.batches() {
+        concurrency.saturating_mul(search_batch).min(10_000)
+    } else {
+        concurrency
+    };
     let notifiers = Notifiers::from_credentials(&creds)?;
     let store = Store::open(&g.state)?;
     let report = load_dir(&g.queries, &scripts)?;
@@ -1420,6 +1455,11 @@ async fn once(
         for p in e.problems() {
             let name = p.path.file_stem().map(|s| s.to_string_lossy().into_owned());
             tracing::error!(alert = name.unwrap_or_default(), event = "rejected", problem = %p);
+        }
+    }
+    for a in &report.alerts {
+        for w in a.body.warnings() {
+            tracing::warn!(alert = a.name.as_str(), event = "ignored", problem = %w);
         }
     }
     let runner = Runner::new(

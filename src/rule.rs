@@ -310,6 +310,11 @@ pub trait RuleBody: Send + Sync + fmt::Debug + Any {
     /// A notification of the pipeline's making (a resolved notice, a
     /// digest, a summary of keys beyond `max_groups`) to the rule's media.
     fn notice(&self, rule: &Rule, notice: &Notice) -> Vec<PlannedAction>;
+    /// What the file holds that is ignored (said by `check` and logged at
+    /// load, without refusing the rule).
+    fn warnings(&self) -> &[crate::alert::Problem] {
+        &[]
+    }
     /// Itself, for [`Rule::body_as`].
     fn as_any(&self) -> &dyn Any;
 }

@@ -139,10 +139,10 @@ fn check_reports_unknown_keys_and_unsupported_features_by_name_at_their_position
     assert!(!passed);
     for want in [
         "queries/bad.yaml:9:3: alerter `alerta` is not supported by esalert yet",
-        "queries/bad.yaml:11:1: unknown key `realrt`; did you mean `realert`?",
+        "queries/bad.yaml:11:1: warning: unknown key `realrt`; did you mean `realert`? (ElastAlert ignores it, and so does esalert)",
         "queries/bad.yaml:13:1: `match_enhancements`: enhancements are Python classes",
-        "queries/bad.yaml:6:3: unknown query clause `trem`",
-        "queries/bad.yaml:15:1: `es_host` is a connection setting",
+        "queries/bad.yaml:6:3: unknown query clause `trem`; did you mean `term`?",
+        "queries/bad.yaml:15:1: this rule searches localhost:9200, and esalert searches localhost:9 (credentials.json)",
         "queries/custom.yml:2:1: custom rule type `mymodule.MyRule` is a Python class",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
@@ -857,4 +857,50 @@ fn the_daemon_reloads_elastalert_rules_when_elastalert_yaml_changes() {
         has(l, "alert", "logins") && has(l, "event", "reloaded")
     });
     assert_eq!(reloaded["schedule"], "2m", "{reloaded:?}");
+}
+
+/// What real rule folders hold and ElastAlert runs: keys it ignores (a
+/// SIEM's own tags, `doc_type`, another type's keys), the same cluster as
+/// the global config, `${VAR}` from the environment. The rule runs; `check`
+/// says what is ignored, at its line.
+#[test]
+fn rules_with_keys_elastalert_ignores_and_environment_variables_run() {
+    let es = recent(&[(20, json!({"user": "alice", "event": "login"}))]);
+    let slack = SlackStandIn::start();
+    let p = Project::new();
+    p.credentials(&es.url);
+    let port = es.url.rsplit(':').next().unwrap().trim_end_matches('/');
+    rule(
+        &p,
+        "logins",
+        "yaml",
+        &format!(
+            "name: Logins\ntype: any\nindex: logs-*\nes_host: localhost\nes_port: {port}\n\
+             doc_type: _doc\nmitre_attack_tactic: TA0001\nnum_events: 3\n\
+             filter:\n- term: {{event: login}}\nalert: [slack]\nslack_webhook_url: ${{TEST_HOOK}}\n"
+        ),
+    );
+    let out = esalert(p.path())
+        .env("TEST_HOOK", slack.webhook_url())
+        .arg("check")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for want in [
+        "queries/logins.yaml:4:1: warning: the rule's connection settings are ignored",
+        "queries/logins.yaml:6:1: warning: `doc_type` does not apply to this rule type",
+        "queries/logins.yaml:7:1: warning: unknown key `mitre_attack_tactic` (ElastAlert ignores it",
+        "queries/logins.yaml:8:1: warning: `num_events` does not apply to this rule type",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    esalert(p.path())
+        .env("TEST_HOOK", slack.webhook_url())
+        .arg("once")
+        .assert()
+        .success();
+    assert_eq!(slack.delivered().len(), 1, "posted to the hook from the environment");
+    let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
+    assert!(log.contains("event=ignored"), "{log}");
 }

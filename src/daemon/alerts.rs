@@ -210,6 +210,12 @@ impl Alerts {
             Ok((alert, digest)) => {
                 self.rejected.remove(path);
                 let alert = Arc::new(alert);
+                let known = self.by_name.get(name).map(|s| s.digest);
+                if known != Some(digest) {
+                    for w in alert.body.warnings() {
+                        tracing::warn!(alert = name, event = "ignored", problem = %w);
+                    }
+                }
                 match self.by_name.get_mut(name) {
                     Some(s) => {
                         let changed = s.digest != digest;

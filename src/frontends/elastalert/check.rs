@@ -18,6 +18,9 @@ pub struct Checker<'a> {
     path: PathBuf,
     /// What is wrong, in the order found.
     pub problems: Vec<Problem>,
+    /// What ElastAlert ignores and esalert ignores too, said by `check`
+    /// without refusing the rule.
+    pub warnings: Vec<Problem>,
 }
 
 impl<'a> Checker<'a> {
@@ -28,6 +31,7 @@ impl<'a> Checker<'a> {
             top,
             path: path.to_owned(),
             problems: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -39,6 +43,15 @@ impl<'a> Checker<'a> {
     /// Records a problem at the JSON pointer `at`.
     pub fn problem(&mut self, at: &str, message: impl Into<String>) {
         self.problems.push(Problem {
+            path: self.path.clone(),
+            position: self.doc.position(at),
+            message: message.into(),
+        });
+    }
+
+    /// Records a warning at the JSON pointer `at`.
+    pub fn warn(&mut self, at: &str, message: impl Into<String>) {
+        self.warnings.push(Problem {
             path: self.path.clone(),
             position: self.doc.position(at),
             message: message.into(),

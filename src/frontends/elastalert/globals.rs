@@ -47,6 +47,34 @@ fn credentials_name_a_cluster() -> bool {
         .is_some_and(|v| v.get("elasticsearch").is_some())
 }
 
+/// The cluster esalert searches, as (host, port), when it can be told
+/// from credentials.json or elastalert.yaml.
+pub fn configured_cluster() -> Option<(String, u16)> {
+    let creds = CREDENTIALS.get()?;
+    let url = std::fs::read_to_string(creds)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["elasticsearch"]["url"].as_str().map(str::to_owned))
+        .or_else(|| {
+            cluster(creds)
+                .ok()
+                .flatten()
+                .and_then(|v| v["url"].as_str().map(str::to_owned))
+        })?;
+    host_port(&url)
+}
+
+/// A URL's host (lower case, loopback names as one) and port.
+pub fn host_port(url: &str) -> Option<(String, u16)> {
+    let u = reqwest::Url::parse(url).ok()?;
+    let host = u.host_str()?.to_ascii_lowercase();
+    let host = match host.as_str() {
+        "localhost" | "127.0.0.1" | "[::1]" | "::1" => "localhost".to_owned(),
+        _ => host,
+    };
+    Some((host, u.port_or_known_default()?))
+}
+
 /// Connection settings esalert reads into credentials.json's
 /// `elasticsearch` section.
 const MAPPED: &[&str] = &[
@@ -79,8 +107,9 @@ pub fn cluster(credentials: &Path) -> Result<Option<Value>, LoadError> {
         .map_err(|e| LoadError::one(&path, None, e.to_string()))?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| LoadError::one(&path, None, "file is not valid UTF-8; save it as UTF-8"))?;
-    let doc =
-        super::yaml::parse(text).map_err(|e| LoadError::one(&path, Some(e.position), e.message))?;
+    let text = super::yaml::expand_vars(text, &|k| std::env::var(k).ok());
+    let doc = super::yaml::parse(&text)
+        .map_err(|e| LoadError::one(&path, Some(e.position), e.message))?;
     let Value::Object(top) = &doc.value else {
         return Ok(None);
     };
@@ -200,8 +229,9 @@ pub fn load() -> Result<Globals, LoadError> {
         .map_err(|e| LoadError::one(&path, None, e.to_string()))?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| LoadError::one(&path, None, "file is not valid UTF-8; save it as UTF-8"))?;
-    let doc =
-        super::yaml::parse(text).map_err(|e| LoadError::one(&path, Some(e.position), e.message))?;
+    let text = super::yaml::expand_vars(text, &|k| std::env::var(k).ok());
+    let doc = super::yaml::parse(&text)
+        .map_err(|e| LoadError::one(&path, Some(e.position), e.message))?;
     let empty = serde_json::Map::new();
     let top = match &doc.value {
         Value::Object(m) => m,

@@ -172,6 +172,7 @@ pub struct ElastAlertRule {
     rule_type: Box<dyn RuleType>,
     alerters: Vec<Alerter>,
     top_counts: Option<TopCounts>,
+    warnings: Vec<Problem>,
 }
 
 /// `top_count_keys`: the commonest values of some fields around a match.
@@ -300,7 +301,8 @@ pub fn is_rule_extension(ext: &str) -> bool {
 
 /// Validates and compiles one rule file.
 pub fn load(name: &str, path: &Path, text: &str) -> Result<Rule, LoadError> {
-    let doc = yaml::parse(text).map_err(|e| LoadError::one(path, Some(e.position), e.message))?;
+    let text = yaml::expand_vars(text, &|k| std::env::var(k).ok());
+    let doc = yaml::parse(&text).map_err(|e| LoadError::one(path, Some(e.position), e.message))?;
     let Value::Object(top) = &doc.value else {
         return Err(LoadError::one(
             path,
@@ -322,6 +324,11 @@ pub fn load(name: &str, path: &Path, text: &str) -> Result<Rule, LoadError> {
                     message: "the rule is not valid".into(),
                 });
             }
+            // A refused rule's warnings are said with its problems.
+            problems.extend(ch.warnings.drain(..).map(|mut w| {
+                w.message = format!("warning: {}", w.message);
+                w
+            }));
             problems.sort_by_key(|p| p.position.map(|p| (p.line, p.column)));
             Err(LoadError::Invalid { problems })
         }
@@ -559,6 +566,7 @@ fn compile(id: &str, ch: &mut Checker<'_>, g: &globals::Globals) -> Option<Rule>
             rule_type,
             alerters: alerters.list,
             top_counts,
+            warnings: std::mem::take(&mut ch.warnings),
         }),
     })
 }
@@ -591,7 +599,7 @@ fn check_keys(ch: &mut Checker<'_>, type_keys: &[&str], alerter_keys: &[&'static
         }
         let at = format!("/{}", yaml::escape(k));
         if CONNECTION.contains(&k) {
-            ch.problem(&at, format!("`{k}` is a connection setting: esalert reads the cluster from credentials.json; remove it here"));
+            connection_key(ch, k, &at);
         } else if k == "match_enhancements" || k == "run_enhancements_first" {
             ch.problem(
                 &at,
@@ -602,10 +610,13 @@ fn check_keys(ch: &mut Checker<'_>, type_keys: &[&str], alerter_keys: &[&'static
                 &at,
                 "`import` is not supported by esalert yet; copy the imported keys into the rule",
             );
-        } else if types::TYPES.iter().any(|t| t.keys.contains(&k)) || type_key_not_yet(k) {
-            ch.problem(
+        } else if types::TYPES.iter().any(|t| t.keys.contains(&k))
+            || type_key_not_yet(k)
+            || IGNORED_OLD.contains(&k)
+        {
+            ch.warn(
                 &at,
-                format!("`{k}` does not apply to this rule type; remove it"),
+                format!("`{k}` does not apply to this rule type (ElastAlert ignores it, and so does esalert)"),
             );
         } else if alerters::is_alerter_key(k) {
             // An alerter's setting for an alerter the rule doesn't use:
@@ -623,10 +634,81 @@ fn check_keys(ch: &mut Checker<'_>, type_keys: &[&str], alerter_keys: &[&'static
                 .max_by(|a, b| a.0.total_cmp(&b.0))
                 .map(|(_, c)| format!("; did you mean `{c}`?"))
                 .unwrap_or_default();
-            ch.problem(&at, format!("unknown key `{k}`{near}"));
+            ch.warn(
+                &at,
+                format!("unknown key `{k}`{near} (ElastAlert ignores it, and so does esalert)"),
+            );
         }
     }
 }
+
+/// A rule's own connection setting. ElastAlert lets a rule search another
+/// cluster; esalert searches one, so the rule's settings must name that
+/// same cluster (they are then ignored, as copies of the global ones).
+fn connection_key(ch: &mut Checker<'_>, k: &str, at: &str) {
+    match k {
+        "es_host" | "es_port" | "use_ssl" | "es_url_prefix" => {
+            if k != "es_host" && ch.raw("es_host").is_some() {
+                return; // Said once, at es_host.
+            }
+            let host = ch.raw("es_host").and_then(Value::as_str);
+            let port = ch.raw("es_port").and_then(Value::as_u64).unwrap_or(9200);
+            let ssl = ch.raw("use_ssl").and_then(Value::as_bool).unwrap_or(false);
+            let ours = globals::configured_cluster();
+            let theirs = host.and_then(|h| {
+                globals::host_port(&format!(
+                    "{}://{h}:{port}",
+                    if ssl { "https" } else { "http" }
+                ))
+            });
+            match (theirs, ours) {
+                (Some(t), Some(o)) if t != o => ch.problem(
+                    at,
+                    format!(
+                        "this rule searches {}:{}, and esalert searches {}:{} (credentials.json); one esalert searches one cluster: remove the rule's connection settings, or run another esalert for that cluster",
+                        t.0, t.1, o.0, o.1
+                    ),
+                ),
+                _ => ch.warn(
+                    at,
+                    "the rule's connection settings are ignored: esalert searches the cluster of credentials.json",
+                ),
+            }
+        }
+        "es_username" | "es_password" | "es_api_key" | "verify_certs" | "ca_certs"
+        | "es_conn_timeout" | "es_send_get_body_as" => ch.warn(
+            at,
+            format!("`{k}` is ignored: esalert connects with credentials.json's settings"),
+        ),
+        _ => ch.problem(
+            at,
+            format!("`{k}` is not supported by esalert; connect through credentials.json's \"elasticsearch\" section (url, username, password, api_key, ca_cert)"),
+        ),
+    }
+}
+
+/// The query clause `name` is likely a misspelling of.
+fn near_clause(name: &str) -> Option<&'static str> {
+    const CLAUSES: &[&str] = &[
+        "query_string", "term", "terms", "range", "bool", "exists", "wildcard", "match",
+        "match_phrase", "prefix", "regexp", "ids", "match_all", "simple_query_string",
+        "multi_match", "nested", "constant_score", "script", "fuzzy",
+    ];
+    CLAUSES
+        .iter()
+        .map(|c| (strsim::jaro_winkler(name, c), *c))
+        .filter(|(s, _)| *s > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Keys older ElastAlert versions read and ElastAlert 2 ignores.
+const IGNORED_OLD: &[&str] = &[
+    "doc_type",
+    "use_kibana4_dashboard",
+    "kibana4_start_timedelta",
+    "kibana4_end_timedelta",
+];
 
 /// Keys of the rule types esalert doesn't run yet.
 fn type_key_not_yet(k: &str) -> bool {
@@ -724,9 +806,24 @@ fn read_filters(ch: &mut Checker<'_>) -> Vec<Value> {
                         "`{}` is an Elasticsearch 1.x filter that current clusters refuse; write it as a `bool` query",
                         inner.unwrap_or(clause)
                     )),
-                    Some(other) => ch.problem(&format!("{at}/{clause}"), format!(
-                        "unknown query clause `{other}`; use query_string, term, terms, range, bool, exists, wildcard, match or another Elasticsearch query"
-                    )),
+                    Some("script" | "fuzzy" | "geo_distance" | "geo_bounding_box" | "geo_shape"
+                        | "dis_max" | "function_score" | "boosting" | "more_like_this" | "terms_set"
+                        | "intervals" | "span_term" | "span_near" | "span_or" | "span_first"
+                        | "has_child" | "has_parent" | "match_bool_prefix" | "match_phrase_prefix"
+                        | "combined_fields" | "distance_feature" | "rank_feature" | "wrapper"
+                        | "pinned" | "query" | "match_none") => out.push(f.clone()),
+                    Some(other) => match near_clause(other) {
+                        // A misspelt clause: the cluster refuses every search.
+                        Some(near) => ch.problem(&format!("{at}/{clause}"), format!(
+                            "unknown query clause `{other}`; did you mean `{near}`?"
+                        )),
+                        None => {
+                            ch.warn(&format!("{at}/{clause}"), format!(
+                                "`{other}` is not a query clause esalert knows; it is sent as written, and the cluster refuses it if it is none"
+                            ));
+                            out.push(f.clone());
+                        }
+                    },
                     None => ch.problem(&at, "`query:` must hold one query clause, e.g. `query_string: {query: \"…\"}`"),
                 }
             }
@@ -1190,6 +1287,10 @@ impl RuleBody for ElastAlertRule {
                 }
             })
             .collect()
+    }
+
+    fn warnings(&self) -> &[Problem] {
+        &self.warnings
     }
 
     fn as_any(&self) -> &dyn Any {

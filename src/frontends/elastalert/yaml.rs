@@ -65,6 +65,48 @@ fn pos(m: &Marker) -> Position {
     }
 }
 
+/// `$NAME` and `${NAME}` replaced by environment variables, as ElastAlert
+/// 2 reads every rule and config file (Python's `os.path.expandvars`:
+/// names of ASCII letters, digits and `_`; an unset variable stays as
+/// written).
+pub fn expand_vars<'t>(
+    text: &'t str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> std::borrow::Cow<'t, str> {
+    if !text.contains('$') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, len) = if let Some(inner) = after.strip_prefix('{') {
+            match inner.find('}') {
+                Some(end) => (&inner[..end], end + 2),
+                None => ("", 0),
+            }
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        match (len > 0 && !name.is_empty()).then(|| env(name)).flatten() {
+            Some(value) => {
+                out.push_str(&value);
+                rest = &after[len..];
+            }
+            None => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Parses one YAML document.
 pub fn parse(text: &str) -> Result<Doc, YamlError> {
     let mut b = Builder {
@@ -385,6 +427,22 @@ fn float(s: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expands_variables_as_pythons_expandvars() {
+        let env = |n: &str| match n {
+            "HOOK" => Some("https://h/x".to_owned()),
+            "A_1" => Some("v".to_owned()),
+            _ => None,
+        };
+        assert_eq!(expand_vars("url: ${HOOK}", &env), "url: https://h/x");
+        assert_eq!(expand_vars("a: $A_1-b $A_1", &env), "a: v-b v");
+        assert_eq!(
+            expand_vars("x: $NOPE ${NOPE} ${} $ ${open", &env),
+            "x: $NOPE ${NOPE} ${} $ ${open"
+        );
+        assert_eq!(expand_vars("no vars", &env), "no vars");
+    }
     use serde_json::json;
 
     #[test]
