@@ -900,7 +900,11 @@ fn rules_with_keys_elastalert_ignores_and_environment_variables_run() {
         .arg("once")
         .assert()
         .success();
-    assert_eq!(slack.delivered().len(), 1, "posted to the hook from the environment");
+    assert_eq!(
+        slack.delivered().len(),
+        1,
+        "posted to the hook from the environment"
+    );
     let log = std::fs::read_to_string(p.path().join("alerts.log")).unwrap();
     assert!(log.contains("event=ignored"), "{log}");
 }

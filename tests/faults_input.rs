@@ -118,6 +118,7 @@ fn daemon_config(p: &Project) -> esalert::daemon::DaemonConfig {
         state: p.path().join("throttle_period.json"),
         log_dir: p.path().to_owned(),
         max_concurrency: 4,
+        search_batch: 100,
         shutdown_grace: Duration::from_secs(2),
         listen: None,
         rescan: Duration::from_secs(30),

@@ -50,8 +50,11 @@ pub struct DaemonConfig {
     pub state: PathBuf,
     /// Where alerts.log is (for the start line only).
     pub log_dir: PathBuf,
-    /// How many alerts may run at once.
+    /// How many alerts may run at once (with batching: how many requests
+    /// may be in flight to the cluster).
     pub max_concurrency: usize,
+    /// Searches per `_msearch` request (1: each search alone).
+    pub search_batch: usize,
     /// How long in-flight runs may take to finish at shutdown.
     pub shutdown_grace: Duration,
     /// Where to serve `/healthz` and `/metrics`, if anywhere.
@@ -111,18 +114,25 @@ fn build_runner(
     settings: Settings,
     slots: &Arc<Semaphore>,
     clock: &Arc<dyn Clock>,
+    search_batch: usize,
 ) -> Result<Arc<Runner>, DaemonError> {
-    Ok(Arc::new(
-        Runner::with_state(
-            EsClient::new(&creds.elasticsearch)?,
-            scripts,
-            Notifiers::from_credentials(creds)?,
-            store,
-            clock.clone(),
-            settings,
-        )
-        .with_search_slots(slots.clone()),
-    ))
+    // Batched, a search waits in its batch without a slot: the slots bound
+    // the requests in flight instead.
+    let es = EsClient::new(&creds.elasticsearch)?.with_batching(search_batch, Some(slots.clone()));
+    let batches = es.batches();
+    let runner = Runner::with_state(
+        es,
+        scripts,
+        Notifiers::from_credentials(creds)?,
+        store,
+        clock.clone(),
+        settings,
+    );
+    Ok(Arc::new(if batches {
+        runner
+    } else {
+        runner.with_search_slots(slots.clone())
+    }))
 }
 
 /// Watches `dir` and sends a unit on every change, coalesced by the channel.
@@ -199,6 +209,7 @@ pub async fn run_with_clock(
         cfg.settings,
         &sem,
         &clock,
+        cfg.search_batch,
     )?;
     let metrics = Arc::new(Metrics::new(cfg.stuck_after));
 
@@ -370,7 +381,7 @@ pub async fn run_with_clock(
                 tracing::info!(event = "reload", reason = "SIGHUP");
                 match Credentials::load(&cfg.credentials)
                     .map_err(DaemonError::from)
-                    .and_then(|c| build_runner(&c, store.clone(), scripts.clone(), cfg.settings, &sem, &clock))
+                    .and_then(|c| build_runner(&c, store.clone(), scripts.clone(), cfg.settings, &sem, &clock, cfg.search_batch))
                 {
                     Ok(r) => {
                         runner = r;

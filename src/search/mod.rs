@@ -5,6 +5,7 @@
 //! from an outage (wait and retry): see [`SearchError::is_transient`].
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -15,6 +16,8 @@ use serde_json::Value;
 use crate::alert::ByteSize;
 use crate::config::EsConfig;
 use crate::net::{ReadError, read_capped, redirect_location};
+
+pub mod batch;
 
 /// Characters escaped in an index pattern. `*` and `,` keep their meaning;
 /// everything that could change the URL's structure is encoded.
@@ -153,6 +156,65 @@ pub enum SearchError {
 }
 
 impl SearchError {
+    /// The same error again (one failed `_msearch` is each search's error).
+    pub fn duplicate(&self) -> SearchError {
+        use SearchError as E;
+        match self {
+            E::Config(m) => E::Config(m.clone()),
+            E::ConnectionRefused { url } => E::ConnectionRefused { url: url.clone() },
+            E::Dns { url, detail } => E::Dns {
+                url: url.clone(),
+                detail: detail.clone(),
+            },
+            E::Tls { url, detail } => E::Tls {
+                url: url.clone(),
+                detail: detail.clone(),
+            },
+            E::Connect { url, detail } => E::Connect {
+                url: url.clone(),
+                detail: detail.clone(),
+            },
+            E::Timeout { url, after } => E::Timeout {
+                url: url.clone(),
+                after: *after,
+            },
+            E::Auth { status, reason } => E::Auth {
+                status: *status,
+                reason: reason.clone(),
+            },
+            E::TooManyRequests { reason } => E::TooManyRequests {
+                reason: reason.clone(),
+            },
+            E::Request {
+                status,
+                kind,
+                reason,
+            } => E::Request {
+                status: *status,
+                kind: kind.clone(),
+                reason: reason.clone(),
+            },
+            E::Server { status, reason } => E::Server {
+                status: *status,
+                reason: reason.clone(),
+            },
+            E::Redirect { status, location } => E::Redirect {
+                status: *status,
+                location: location.clone(),
+            },
+            E::TooLarge { cap } => E::TooLarge { cap: *cap },
+            E::NotJson {
+                status,
+                detail,
+                snippet,
+            } => E::NotJson {
+                status: *status,
+                detail: detail.clone(),
+                snippet: snippet.clone(),
+            },
+        }
+    }
+
     /// Whether the cluster could not be reached at all (as opposed to
     /// answering with an error): such failures hit every alert at once.
     pub fn is_unreachable(&self) -> bool {
@@ -206,6 +268,11 @@ pub struct EsClient {
     timeout: Duration,
     max_response: ByteSize,
     retry: (usize, Duration),
+    /// Set when alert searches are batched into `_msearch` requests.
+    batch: Option<Arc<batch::Batcher>>,
+    /// With batching, the requests in flight: searches that are not
+    /// batched (watches') take one too.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// How requests authenticate.
@@ -291,7 +358,32 @@ impl EsClient {
             timeout: cfg.timeout(),
             max_response: cfg.max_response_size(),
             retry: (3, Duration::from_secs(1)),
+            batch: None,
+            slots: None,
         })
+    }
+
+    /// Batches alert searches issued together into `_msearch` requests of
+    /// at most `size` searches (1: no batching), each request holding one
+    /// of `slots` while in flight. Needs a Tokio runtime.
+    pub fn with_batching(
+        mut self,
+        size: usize,
+        slots: Option<Arc<tokio::sync::Semaphore>>,
+    ) -> Self {
+        self.batch = None;
+        self.slots = None;
+        if size > 1 {
+            let sender = self.clone();
+            self.batch = Some(Arc::new(batch::Batcher::start(sender, size, slots.clone())));
+            self.slots = slots;
+        }
+        self
+    }
+
+    /// Whether searches are batched (and so hold no slot of their own).
+    pub fn batches(&self) -> bool {
+        self.batch.is_some()
     }
 
     /// Sets how often a search answered with 429 or 502/503/504 is tried
@@ -359,6 +451,27 @@ impl EsClient {
         body: &Value,
         max_response_size: Option<ByteSize>,
     ) -> Result<SearchResult, SearchError> {
+        match &self.batch {
+            Some(b) => {
+                let cap = max_response_size.unwrap_or(self.max_response);
+                b.search(self, alert, indices, body, cap).await
+            }
+            None => {
+                self.search_single(alert, indices, body, max_response_size)
+                    .await
+            }
+        }
+    }
+
+    /// One search in a request of its own, retried when the cluster sheds
+    /// load.
+    async fn search_single(
+        &self,
+        alert: Option<&str>,
+        indices: &[String],
+        body: &Value,
+        max_response_size: Option<ByteSize>,
+    ) -> Result<SearchResult, SearchError> {
         use backon::Retryable;
         let (tries, delay) = self.retry;
         let cap = max_response_size.unwrap_or(self.max_response);
@@ -419,6 +532,10 @@ impl EsClient {
         body: &Value,
     ) -> Result<SearchResult, SearchError> {
         let url = self.search_url(indices);
+        let _slot = match &self.slots {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         self.request(reqwest::Method::POST, &url, params, body)
             .await
     }

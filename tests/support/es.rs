@@ -178,6 +178,8 @@ struct State {
     responder: Option<Responder>,
     requests: Vec<Recorded>,
     connections: usize,
+    /// `_msearch` requests received (their searches are in `requests`).
+    msearches: usize,
 }
 
 /// An axum app served on its own thread and runtime. Dropping it stops it.
@@ -259,6 +261,73 @@ pub struct EsStandIn {
     server: Server,
 }
 
+/// The reply for one request: the responder's, `/`'s, the queue's or the
+/// default, recording the request.
+fn reply_for(s: &mut State, recorded: Recorded, method: &Method, path: &str) -> Option<Reply> {
+    let answered = s.responder.clone().and_then(|r| r(&recorded));
+    s.requests.push(recorded);
+    if let Some(r) = answered {
+        Some(r)
+    } else if *method == Method::GET && path == "/" {
+        Some(Reply::json(
+            200,
+            json!({"name": "standin", "cluster_name": "esalert-test",
+                   "version": {"number": "8.15.0", "distribution": "elasticsearch"},
+                   "tagline": "You Know, for Search"}),
+        ))
+    } else {
+        s.queue.pop_front().or_else(|| s.default.clone())
+    }
+}
+
+/// `_msearch`: each search is answered (and recorded) as if it had come
+/// alone to `/<index>/_search`; a reply that is not JSON breaks the whole
+/// answer, as a broken connection would.
+fn msearch(s: &mut State, headers: &HeaderMap, body: &[u8]) -> Reply {
+    s.msearches += 1;
+    let text = String::from_utf8_lossy(body);
+    // The responder may answer the whole request (a failure of it all).
+    let whole = Recorded {
+        method: "POST".into(),
+        path: "/_msearch".into(),
+        headers: headers.clone(),
+        body: Value::Null,
+        raw: text.clone().into_owned(),
+        at: std::time::SystemTime::now(),
+    };
+    if let Some(r) = s.responder.clone().and_then(|f| f(&whole)) {
+        return r;
+    }
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut items = Vec::new();
+    let mut delay = Duration::ZERO;
+    for pair in lines.chunks(2) {
+        let header: Value = serde_json::from_str(pair[0]).unwrap_or(Value::Null);
+        let raw = pair.get(1).copied().unwrap_or("{}");
+        let index = header["index"].as_str().unwrap_or("_all");
+        let path = format!("/{index}/_search");
+        let recorded = Recorded {
+            method: "POST".into(),
+            path: path.clone(),
+            headers: headers.clone(),
+            body: serde_json::from_str(raw).unwrap_or(Value::Null),
+            raw: raw.to_owned(),
+            at: std::time::SystemTime::now(),
+        };
+        let reply = reply_for(s, recorded, &Method::POST, &path)
+            .unwrap_or_else(|| Reply::error(500, "standin", "no reply queued"));
+        delay = delay.max(reply.delay);
+        match serde_json::from_str::<Value>(&reply.body) {
+            Ok(Value::Object(mut m)) => {
+                m.insert("status".into(), json!(reply.status));
+                items.push(Value::Object(m));
+            }
+            _ => return reply,
+        }
+    }
+    Reply::json(200, json!({"took": 1, "responses": items})).with_delay(delay)
+}
+
 async fn handle(
     state: Arc<Mutex<State>>,
     method: Method,
@@ -266,7 +335,10 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let reply = {
+    let reply = if uri.path().ends_with("/_msearch") {
+        let mut s = state.lock().unwrap();
+        Some(msearch(&mut s, &headers, &body))
+    } else {
         let mut s = state.lock().unwrap();
         let recorded = Recorded {
             method: method.to_string(),
@@ -279,20 +351,7 @@ async fn handle(
             raw: String::from_utf8_lossy(&body).into_owned(),
             at: std::time::SystemTime::now(),
         };
-        let answered = s.responder.clone().and_then(|r| r(&recorded));
-        s.requests.push(recorded);
-        if let Some(r) = answered {
-            Some(r)
-        } else if method == Method::GET && uri.path() == "/" {
-            Some(Reply::json(
-                200,
-                json!({"name": "standin", "cluster_name": "esalert-test",
-                       "version": {"number": "8.15.0", "distribution": "elasticsearch"},
-                       "tagline": "You Know, for Search"}),
-            ))
-        } else {
-            s.queue.pop_front().or_else(|| s.default.clone())
-        }
+        reply_for(&mut s, recorded, &method, uri.path())
     };
     let reply = reply.unwrap_or_else(|| Reply::error(500, "standin", "no reply queued"));
     {
@@ -368,6 +427,11 @@ impl EsStandIn {
     /// The most searches that were in progress at the same time.
     pub fn max_in_flight(&self) -> usize {
         self.state.lock().unwrap().max_in_flight
+    }
+
+    /// `_msearch` requests received so far.
+    pub fn msearches(&self) -> usize {
+        self.state.lock().unwrap().msearches
     }
 
     /// TCP connections accepted so far.

@@ -690,9 +690,25 @@ fn connection_key(ch: &mut Checker<'_>, k: &str, at: &str) {
 /// The query clause `name` is likely a misspelling of.
 fn near_clause(name: &str) -> Option<&'static str> {
     const CLAUSES: &[&str] = &[
-        "query_string", "term", "terms", "range", "bool", "exists", "wildcard", "match",
-        "match_phrase", "prefix", "regexp", "ids", "match_all", "simple_query_string",
-        "multi_match", "nested", "constant_score", "script", "fuzzy",
+        "query_string",
+        "term",
+        "terms",
+        "range",
+        "bool",
+        "exists",
+        "wildcard",
+        "match",
+        "match_phrase",
+        "prefix",
+        "regexp",
+        "ids",
+        "match_all",
+        "simple_query_string",
+        "multi_match",
+        "nested",
+        "constant_score",
+        "script",
+        "fuzzy",
     ];
     CLAUSES
         .iter()

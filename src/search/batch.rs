@@ -1,0 +1,262 @@
+//! Batching: searches issued together (alerts due at the same tick) go to
+//! the cluster as one `_msearch` request, each body still its own search.
+//!
+//! A search joins the open batch; the batch is sent when it is full or
+//! when no other search joined for [`LINGER`]. Each item's answer is mapped
+//! back exactly as a single search's would be: an item error is the error
+//! its status would have been, a partial item is partial, an item the
+//! cluster sheds (429, 502–504) is retried alone with the client's
+//! backoff. A failure of the whole request is every item's failure. A
+//! batch of one is a plain search.
+//!
+//! With batching, `--max-concurrency` bounds the requests in flight to the
+//! cluster (one slot per request), not the searches waiting in a batch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{EsClient, SearchError, SearchResult, partial_reason, status_error};
+use crate::alert::ByteSize;
+
+/// How long an open batch waits for another search before it is sent.
+pub const LINGER: Duration = Duration::from_millis(3);
+/// The longest an open batch waits, however many keep joining.
+const MAX_WAIT: Duration = Duration::from_millis(25);
+/// The most a whole `_msearch` answer may be.
+const MAX_ANSWER: u64 = 1 << 30;
+
+/// One search waiting in a batch.
+struct Job {
+    alert: Option<String>,
+    indices: Vec<String>,
+    body: Value,
+    cap: ByteSize,
+    reply: oneshot::Sender<Result<SearchResult, SearchError>>,
+}
+
+/// Collects searches into `_msearch` requests.
+#[derive(Debug)]
+pub struct Batcher {
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("alert", &self.alert).finish()
+    }
+}
+
+impl Batcher {
+    /// Starts the collector: batches of at most `size` searches, sent by
+    /// `client` (itself without batching), each request holding one of
+    /// `slots` while in flight.
+    pub fn start(client: EsClient, size: usize, slots: Option<Arc<Semaphore>>) -> Batcher {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(collect(client, size.max(1), slots, rx));
+        Batcher { tx }
+    }
+
+    /// Runs one search as part of a batch.
+    pub(super) async fn search(
+        &self,
+        client: &EsClient,
+        alert: Option<&str>,
+        indices: &[String],
+        body: &Value,
+        cap: ByteSize,
+    ) -> Result<SearchResult, SearchError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            alert: alert.map(str::to_owned),
+            indices: indices.to_vec(),
+            body: body.clone(),
+            cap,
+            reply,
+        };
+        if self.tx.send(job).is_err() {
+            // The collector is gone (runtime shutting down): search alone.
+            return client.search_single(alert, indices, body, Some(cap)).await;
+        }
+        match answer.await {
+            Ok(r) => r,
+            Err(_) => client.search_single(alert, indices, body, Some(cap)).await,
+        }
+    }
+}
+
+async fn collect(
+    client: EsClient,
+    size: usize,
+    slots: Option<Arc<Semaphore>>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        let opened = Instant::now();
+        while jobs.len() < size {
+            let left = MAX_WAIT.saturating_sub(opened.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(LINGER.min(left), rx.recv()).await {
+                Ok(Some(j)) => jobs.push(j),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let client = client.clone();
+        let slots = slots.clone();
+        tokio::spawn(async move {
+            let _slot = match &slots {
+                Some(s) => s.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            send(&client, jobs).await;
+        });
+    }
+}
+
+/// Sends one batch and answers each of its searches.
+async fn send(client: &EsClient, mut jobs: Vec<Job>) {
+    if jobs.len() == 1 {
+        if let Some(j) = jobs.pop() {
+            let r = client
+                .search_retrying(j.alert.as_deref(), &j.indices, &j.body, Some(j.cap))
+                .await;
+            let _ = j.reply.send(r);
+        }
+        return;
+    }
+    let mut ndjson = Vec::new();
+    for j in &jobs {
+        let header = serde_json::json!({ "index": j.indices.iter().map(|i| i.trim()).collect::<Vec<_>>().join(",") });
+        for line in [&header, &j.body] {
+            if serde_json::to_writer(&mut ndjson, line).is_err() {
+                ndjson.clear();
+            }
+            ndjson.push(b'\n');
+        }
+    }
+    let cap = ByteSize::new(
+        jobs.iter()
+            .map(|j| j.cap.bytes())
+            .fold(0u64, u64::saturating_add)
+            .min(MAX_ANSWER),
+    )
+    .unwrap_or(ByteSize::DEFAULT_RESPONSE);
+    let started = Instant::now();
+    let whole = {
+        use backon::Retryable;
+        let (tries, delay) = client.retry;
+        let url = format!("{}/_msearch", client.base);
+        (|| {
+            client.request_raw(
+                reqwest::Method::POST,
+                &url,
+                &[],
+                ndjson.clone(),
+                "application/x-ndjson",
+                cap,
+            )
+        })
+        .retry(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(delay)
+                .with_max_delay(delay * 8)
+                .with_max_times(tries.saturating_sub(1))
+                .with_jitter(),
+        )
+        .when(|e| {
+            matches!(
+                e,
+                SearchError::TooManyRequests { .. }
+                    | SearchError::Server {
+                        status: 502..=504,
+                        ..
+                    }
+            )
+        })
+        .notify(|e, d| {
+            let retry_in_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            tracing::warn!(event = "search_retry", searches = jobs.len(), error = %e, retry_in_ms);
+        })
+        .await
+    };
+    let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let answers = match whole {
+        Err(e) => {
+            tracing::warn!(event = "msearch_failed", searches = jobs.len(), error = %e);
+            for j in jobs {
+                let _ = j.reply.send(Err(e.duplicate()));
+            }
+            return;
+        }
+        Ok(r) => r.response,
+    };
+    let items = match answers.get("responses").and_then(Value::as_array) {
+        Some(items) if items.len() == jobs.len() => items.clone(),
+        _ => {
+            let e = SearchError::NotJson {
+                status: 200,
+                detail: format!(
+                    "an _msearch answer without one response per search ({} sent)",
+                    jobs.len()
+                ),
+                snippet: answers.to_string().chars().take(200).collect(),
+            };
+            for j in jobs {
+                let _ = j.reply.send(Err(e.duplicate()));
+            }
+            return;
+        }
+    };
+    let mut retries = Vec::new();
+    for (j, mut item) in jobs.into_iter().zip(items) {
+        let status = item
+            .get("status")
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or(200);
+        if let Some(o) = item.as_object_mut() {
+            o.remove("status");
+        }
+        let result = if item.get("error").is_some() || !(200..300).contains(&status) {
+            let bytes = serde_json::to_vec(&item).unwrap_or_default();
+            let code = reqwest::StatusCode::from_u16(status)
+                .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR);
+            let code = if code.is_success() {
+                reqwest::StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                code
+            };
+            match status_error(code, &bytes) {
+                // Shed load: this search alone, with the client's backoff.
+                SearchError::TooManyRequests { .. }
+                | SearchError::Server {
+                    status: 502..=504, ..
+                } => {
+                    retries.push(j);
+                    continue;
+                }
+                e => Err(e),
+            }
+        } else if serde_json::to_vec(&item).map_or(0, |b| b.len() as u64) > j.cap.bytes() {
+            Err(SearchError::TooLarge { cap: j.cap })
+        } else {
+            Ok(SearchResult {
+                partial: partial_reason(&item),
+                response: item,
+                took_ms,
+            })
+        };
+        let _ = j.reply.send(result);
+    }
+    for j in retries {
+        let r = client
+            .search_retrying(j.alert.as_deref(), &j.indices, &j.body, Some(j.cap))
+            .await;
+        let _ = j.reply.send(r);
+    }
+}
