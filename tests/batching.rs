@@ -153,3 +153,33 @@ fn a_failed_msearch_fails_every_alert_in_it() {
         assert!(e["error"].contains("HTTP 503"), "{e:?}");
     }
 }
+
+/// More alerts due at one tick than `--max-concurrency`: the batch takes
+/// the slots, the alerts waiting in it hold none, and every alert runs.
+#[test]
+fn more_alerts_than_slots_all_run_in_batches() {
+    use support::daemon::{Daemon, has};
+    let es = EsStandIn::start();
+    es.set_default(Reply::total_v8(2, "eq"));
+    let slack = SlackStandIn::start();
+    let p = Project::new();
+    p.credentials_with(&es.url, Some(slack.webhook_credentials()), None);
+    for i in 0..10 {
+        p.alert(
+            &format!("a{i}"),
+            &json!({"index": format!("idx-{i}"), "body": {}, "schedule": "2s",
+                "throttle_period": "1h", "media": ["slack"], "message": "m"})
+            .to_string(),
+        );
+    }
+    let d = Daemon::start(p.path(), &["--max-concurrency", "2"], &[]);
+    let t = std::time::Duration::from_secs(20);
+    for i in 0..10 {
+        let name = format!("a{i}");
+        d.wait_line(t, &name, |l| {
+            has(l, "alert", &name) && has(l, "outcome", "fired")
+        });
+    }
+    assert!(es.msearches() >= 1);
+    assert!(es.max_in_flight() <= 2, "{}", es.max_in_flight());
+}

@@ -331,7 +331,14 @@ pub async fn run_with_clock(
                 // at one tick wait as a few bytes each, and a run's full
                 // state exists only while it runs. The slot is released after
                 // the evaluation; deliveries (which may wait on Slack) hold none.
-                let slot = slots.acquire_owned().await.ok();
+                // Batched, a search waits in its batch without a slot: the
+                // batch takes one per request (holding one here too could
+                // leave no slot for the batch it waits on).
+                let slot = if runner.batches() {
+                    None
+                } else {
+                    slots.acquire_owned().await.ok()
+                };
                 let run = std::panic::AssertUnwindSafe(Box::pin(runner.run_with_slot(
                     &alert,
                     Some(due),

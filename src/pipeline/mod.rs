@@ -202,6 +202,12 @@ impl Runner {
         self
     }
 
+    /// Whether searches are batched (see [`EsClient::with_batching`]):
+    /// callers then hold no search slot for a run.
+    pub fn batches(&self) -> bool {
+        self.es.batches()
+    }
+
     async fn slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         match &self.search_slots {
             Some(s) => s.clone().acquire_owned().await.ok(),
