@@ -29,6 +29,8 @@ fn cluster() -> EsStandIn {
             .ok()?;
         Some(match i {
             3 => Reply::all_shards_failed("parse_exception", "failed to parse date field [yesterday]"),
+            // A body the cluster can't parse fails the whole `_msearch`.
+            9 => Reply::misspelt_query("mtach", 1, 38),
             5 if shed.fetch_add(1, Ordering::SeqCst) == 0 => {
                 Reply::error(429, "es_rejected_execution_exception", "queue full")
             }
@@ -45,12 +47,12 @@ fn cluster() -> EsStandIn {
 
 /// Runs every alert once with `--search-batch batch`; the outcome line of
 /// each alert (without times) and the stand-in.
-fn run(batch: &str) -> (BTreeMap<String, BTreeMap<String, String>>, EsStandIn) {
+fn run(batch: &str, alerts: usize) -> (BTreeMap<String, BTreeMap<String, String>>, EsStandIn) {
     let es = cluster();
     let slack = SlackStandIn::start();
     let p = Project::new();
     p.credentials_with(&es.url, Some(slack.webhook_credentials()), None);
-    for i in 0..ALERTS {
+    for i in 0..alerts {
         p.alert(
             &format!("a{i:02}"),
             &json!({"index": format!("idx-{i}"), "body": {"query": {"match_all": {}}},
@@ -84,8 +86,9 @@ fn run(batch: &str) -> (BTreeMap<String, BTreeMap<String, String>>, EsStandIn) {
 
 #[test]
 fn alerts_run_together_share_one_msearch_and_each_gets_its_own_answer() {
-    let (batched, es) = run("100");
-    assert_eq!(es.msearches(), 1, "one _msearch for {ALERTS} alerts");
+    // a00..a08: no body the cluster can't parse.
+    let (batched, es) = run("100", 9);
+    assert_eq!(es.msearches(), 1, "one _msearch for 9 alerts");
     // The shed search was tried again on its own.
     let alone: Vec<_> = es
         .requests()
@@ -93,7 +96,7 @@ fn alerts_run_together_share_one_msearch_and_each_gets_its_own_answer() {
         .filter(|r| r.path.starts_with("/idx-5/_search"))
         .collect();
     assert_eq!(alone.len(), 2, "{alone:?}");
-    assert_eq!(batched.len(), ALERTS + 1, "{batched:#?}");
+    assert_eq!(batched.len(), 9 + 1, "{batched:#?}");
     assert_eq!(batched["a00"]["outcome"], "no_match");
     assert_eq!(batched["a01"]["outcome"], "fired");
     assert_eq!(batched["a01"]["hits"], "1");
@@ -113,8 +116,26 @@ fn alerts_run_together_share_one_msearch_and_each_gets_its_own_answer() {
     );
 
     // Exactly what each alert gets when it searches alone.
-    let (alone, es) = run("1");
+    let (alone, es) = run("1", 9);
     assert_eq!(es.msearches(), 0);
+    assert_eq!(batched, alone);
+}
+
+/// One body the cluster can't parse fails a whole `_msearch` (Elasticsearch
+/// and OpenSearch parse them all first): each search is then sent alone,
+/// and every alert still gets its own answer.
+#[test]
+fn a_body_that_does_not_parse_spoils_no_other_alert() {
+    let (batched, es) = run("100", ALERTS);
+    assert_eq!(es.msearches(), 1);
+    assert_eq!(batched["a09"]["outcome"], "error");
+    assert!(
+        batched["a09"]["error"].contains("unknown query [mtach]"),
+        "{:?}",
+        batched["a09"]
+    );
+    assert_eq!(batched["a04"]["hits"], "4", "{:?}", batched["a04"]);
+    let (alone, _) = run("1", ALERTS);
     assert_eq!(batched, alone);
 }
 

@@ -11,6 +11,12 @@
 //!
 //! With batching, `--max-concurrency` bounds the requests in flight to the
 //! cluster (one slot per request), not the searches waiting in a batch.
+//!
+//! Elasticsearch and OpenSearch parse every body of an `_msearch` before
+//! running any: one body that does not parse fails the whole request with
+//! a 400. Then each search is sent alone, so each alert gets its own
+//! answer, and an alert whose search the cluster refuses is sent alone from
+//! then on (until its search succeeds), so it can't spoil later batches.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,10 +43,14 @@ struct Job {
     reply: oneshot::Sender<Result<SearchResult, SearchError>>,
 }
 
+/// Alerts whose searches go alone (the cluster refused one).
+type Solo = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
 /// Collects searches into `_msearch` requests.
 #[derive(Debug)]
 pub struct Batcher {
     tx: mpsc::UnboundedSender<Job>,
+    solo: Solo,
 }
 
 impl std::fmt::Debug for Job {
@@ -55,8 +65,9 @@ impl Batcher {
     /// `slots` while in flight.
     pub fn start(client: EsClient, size: usize, slots: Option<Arc<Semaphore>>) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(collect(client, size.max(1), slots, rx));
-        Batcher { tx }
+        let solo = Solo::default();
+        tokio::spawn(collect(client, size.max(1), slots, rx, solo.clone()));
+        Batcher { tx, solo }
     }
 
     /// Runs one search as part of a batch.
@@ -68,6 +79,22 @@ impl Batcher {
         body: &Value,
         cap: ByteSize,
     ) -> Result<SearchResult, SearchError> {
+        if let Some(a) = alert
+            && self
+                .solo
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(a)
+        {
+            let r = client.search_single(alert, indices, body, Some(cap)).await;
+            if r.is_ok() {
+                self.solo
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(a);
+            }
+            return r;
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             alert: alert.map(str::to_owned),
@@ -92,6 +119,7 @@ async fn collect(
     size: usize,
     slots: Option<Arc<Semaphore>>,
     mut rx: mpsc::UnboundedReceiver<Job>,
+    solo: Solo,
 ) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
@@ -108,18 +136,19 @@ async fn collect(
         }
         let client = client.clone();
         let slots = slots.clone();
+        let solo = solo.clone();
         tokio::spawn(async move {
             let _slot = match &slots {
                 Some(s) => s.clone().acquire_owned().await.ok(),
                 None => None,
             };
-            send(&client, jobs).await;
+            send(&client, jobs, &solo).await;
         });
     }
 }
 
 /// Sends one batch and answers each of its searches.
-async fn send(client: &EsClient, mut jobs: Vec<Job>) {
+async fn send(client: &EsClient, mut jobs: Vec<Job>, solo: &Solo) {
     if jobs.len() == 1 {
         if let Some(j) = jobs.pop() {
             let r = client
@@ -186,6 +215,21 @@ async fn send(client: &EsClient, mut jobs: Vec<Job>) {
     };
     let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let answers = match whole {
+        // A body the cluster refuses fails the whole request: each alone.
+        Err(SearchError::Request { .. }) => {
+            for j in jobs {
+                let r = client
+                    .search_single(j.alert.as_deref(), &j.indices, &j.body, Some(j.cap))
+                    .await;
+                if let (Err(SearchError::Request { .. }), Some(a)) = (&r, &j.alert) {
+                    solo.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(a.clone());
+                }
+                let _ = j.reply.send(r);
+            }
+            return;
+        }
         Err(e) => {
             tracing::warn!(event = "msearch_failed", searches = jobs.len(), error = %e);
             for j in jobs {

@@ -317,6 +317,11 @@ fn msearch(s: &mut State, headers: &HeaderMap, body: &[u8]) -> Reply {
         let reply = reply_for(s, recorded, &Method::POST, &path)
             .unwrap_or_else(|| Reply::error(500, "standin", "no reply queued"));
         delay = delay.max(reply.delay);
+        // As Elasticsearch: every body is parsed before any runs, and one
+        // that does not parse fails the whole request.
+        if reply.status == 400 && reply.body.contains("x_content_parse_exception") {
+            return reply;
+        }
         match serde_json::from_str::<Value>(&reply.body) {
             Ok(Value::Object(mut m)) => {
                 m.insert("status".into(), json!(reply.status));
