@@ -1624,7 +1624,9 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
         let alert = by_name.get(name.as_str()).copied();
         let st = data.alerts.get(&name);
         let problems = rejected.remove(&name).unwrap_or_default();
-        rows.push(crate::status::row(name, alert, st, &silences, &errors, problems, now));
+        rows.push(crate::status::row(
+            name, alert, st, &silences, &errors, problems, now,
+        ));
     }
     let code = u8::from(rows.iter().any(StatusRow::in_error));
     if json {

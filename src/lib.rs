@@ -65,8 +65,8 @@ pub mod render;
 pub mod rule;
 pub mod search;
 pub mod silence;
-pub mod status;
 pub mod sinks;
+pub mod status;
 pub mod throttle;
 pub mod watcher;
 

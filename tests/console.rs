@@ -148,7 +148,11 @@ fn project(console: Option<Value>) -> (Project, EsStandIn, SlackStandIn) {
         json!({"hits": {"total": {"value": 3, "relation": "eq"}, "max_score": null,
             "hits": [{"_index": "logs", "_id": "1", "_source": {"user": XSS}}]}}),
     ));
-    es.respond_with(|r| r.path.starts_with("/quiet").then(|| Reply::total_v8(0, "eq")));
+    es.respond_with(|r| {
+        r.path
+            .starts_with("/quiet")
+            .then(|| Reply::total_v8(0, "eq"))
+    });
     let slack = SlackStandIn::start();
     let p = Project::new();
     let creds = p.credentials_with(&es.url, Some(slack.webhook_credentials()), None);
@@ -196,7 +200,10 @@ fn start(p: &Project, listen: &str) -> (Daemon, Http) {
 
 /// The CSRF token a page's forms carry.
 fn csrf_of(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
     page[at..].split('"').next().unwrap().to_owned()
 }
 
@@ -209,7 +216,9 @@ fn every_page_and_api_answers_and_escapes() {
     let (p, _es, _slack) = project(None);
     let port = free_port();
     let (d, http) = start(&p, &port.to_string());
-    d.wait_line(T, "fires fired", |l| has(l, "alert", "fires") && has(l, "outcome", "fired"));
+    d.wait_line(T, "fires fired", |l| {
+        has(l, "alert", "fires") && has(l, "outcome", "fired")
+    });
     d.wait_line(T, "throttled throttled", |l| {
         has(l, "alert", "throttled") && has(l, "outcome", "throttled")
     });
@@ -218,7 +227,13 @@ fn every_page_and_api_answers_and_escapes() {
     let page = http.wait_for("/alerts", "the throttled row", |b| {
         b.contains("badge s-throttled\">throttled")
     });
-    for id in ["alert-fires", "alert-throttled", "alert-quiet", "alert-watched", "alert-broken"] {
+    for id in [
+        "alert-fires",
+        "alert-throttled",
+        "alert-quiet",
+        "alert-watched",
+        "alert-broken",
+    ] {
         assert!(page.contains(&format!("id=\"{id}\"")), "{id} missing");
     }
     assert!(page.contains("broken.json:3:") && page.contains("unknown field `mesage`"));
@@ -234,8 +249,13 @@ fn every_page_and_api_answers_and_escapes() {
     assert_eq!(http.get("/alerts?page=abc").status, 400);
 
     // An alert's page: the rendered notification, escaped; the chart; the definition.
-    let page = http.wait_for("/alerts/fires", "a notification", |b| b.contains("notification"));
-    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
+    let page = http.wait_for("/alerts/fires", "a notification", |b| {
+        b.contains("notification")
+    });
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
     assert!(!page.contains(XSS));
     assert!(page.contains("<svg class=\"chart\"") && page.contains("id=\"threshold\""));
     assert!(page.contains("threshold 2"));
@@ -243,7 +263,11 @@ fn every_page_and_api_answers_and_escapes() {
     assert_eq!(http.get("/alerts/nope").status, 404);
     assert_eq!(http.get("/alerts/broken").status, 200);
     assert_eq!(http.get("/health").status, 200);
-    assert!(http.get("/health").body.contains("id=\"health-status\">ok<"));
+    assert!(
+        http.get("/health")
+            .body
+            .contains("id=\"health-status\">ok<")
+    );
 
     // The API behind them.
     let all = http.get("/api/alerts").json();
@@ -251,7 +275,13 @@ fn every_page_and_api_answers_and_escapes() {
     assert_eq!(all["rejected_files"].as_array().unwrap().len(), 1);
     assert!(all["counts"]["throttled"].as_u64().unwrap() >= 1);
     let paged = http.get("/api/alerts?per_page=2&page=2").json();
-    assert_eq!((paged["pages"].as_u64(), paged["alerts"].as_array().unwrap().len()), (Some(3), 2));
+    assert_eq!(
+        (
+            paged["pages"].as_u64(),
+            paged["alerts"].as_array().unwrap().len()
+        ),
+        (Some(3), 2)
+    );
     let one = http.get("/api/alerts/throttled").json();
     assert_eq!(one["state"], "firing");
     assert!(one["throttled_until"].is_string());
@@ -260,7 +290,11 @@ fn every_page_and_api_answers_and_escapes() {
     assert!(one["keys"][0]["throttled_until"][""].is_string());
     let h = http.get("/api/alerts/fires/history").json();
     let runs = h["runs"].as_array().unwrap();
-    assert!(runs.iter().any(|r| r["outcome"] == "fired" && r["hits"] == 3), "{h}");
+    assert!(
+        runs.iter()
+            .any(|r| r["outcome"] == "fired" && r["hits"] == 3),
+        "{h}"
+    );
     // The newest notification goes with its run, or stands alone until its line is written.
     let rendered = |n: &Value| {
         n["deliveries"][0]["text"]
@@ -268,7 +302,9 @@ fn every_page_and_api_answers_and_escapes() {
             .is_some_and(|t| t.contains(XSS))
     };
     assert!(
-        runs.iter().any(|r| r["notifications"].as_array().is_some_and(|n| n.iter().any(rendered)))
+        runs.iter().any(|r| r["notifications"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(rendered)))
             || h["notifications"].as_array().unwrap().iter().any(rendered),
         "{h}"
     );
@@ -279,20 +315,37 @@ fn every_page_and_api_answers_and_escapes() {
     assert_eq!(http.get("/healthz").status, 200);
     assert!(http.get("/metrics").body.contains("esalert_runs_total"));
     let css = http.get("/assets/console.css");
-    assert!(css.status == 200 && css.headers["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert!(
+        css.status == 200
+            && css.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/css")
+    );
     assert_eq!(http.get("/assets/console.js").status, 200);
 
     // Without `console.token`, nothing can change.
-    let r = http.post("/api/alerts/fires/silence", &[("for", "1h")], &[("authorization", "Bearer x")]);
+    let r = http.post(
+        "/api/alerts/fires/silence",
+        &[("for", "1h")],
+        &[("authorization", "Bearer x")],
+    );
     assert_eq!(r.status, 403);
-    assert!(r.json()["error"].as_str().unwrap().contains("set console.token"));
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("set console.token")
+    );
     assert!(http.get("/alerts/fires").body.contains("set console.token"));
     assert_eq!(http.get("/api/silences").json(), json!([]));
 }
 
 #[test]
 fn changes_need_the_token_and_a_csrf_token_and_are_logged() {
-    let (p, _es, _slack) = project(Some(json!({"token": "${CONSOLE_TOKEN}", "token_name": "ops"})));
+    let (p, _es, _slack) = project(Some(
+        json!({"token": "${CONSOLE_TOKEN}", "token_name": "ops"}),
+    ));
     let port = free_port();
     let d = Daemon::start(
         p.path(),
@@ -301,7 +354,9 @@ fn changes_need_the_token_and_a_csrf_token_and_are_logged() {
     );
     let http = Http::new(port);
     http.wait_up();
-    d.wait_line(T, "watched ran", |l| has(l, "alert", "watched") && has(l, "action", "log"));
+    d.wait_line(T, "watched ran", |l| {
+        has(l, "alert", "watched") && has(l, "action", "log")
+    });
     let bearer = [("authorization", "Bearer s3cret-token")];
 
     // Scripts: the bearer token, and nothing else.
@@ -313,7 +368,11 @@ fn changes_need_the_token_and_a_csrf_token_and_are_logged() {
         &[("authorization", "Bearer nope")],
     );
     assert_eq!(wrong.status, 401);
-    let ok = http.post("/api/alerts/fires/silence", &[("for", "1h"), ("reason", "deploy")], &bearer);
+    let ok = http.post(
+        "/api/alerts/fires/silence",
+        &[("for", "1h"), ("reason", "deploy")],
+        &bearer,
+    );
     assert_eq!(ok.status, 200, "{}", ok.body);
     let id = ok.json()["silence"].as_str().unwrap().to_owned();
     let list = esalert_in(p.path(), "pw")
@@ -321,32 +380,47 @@ fn changes_need_the_token_and_a_csrf_token_and_are_logged() {
         .output()
         .unwrap();
     let list = String::from_utf8(list.stdout).unwrap();
-    assert!(list.contains(&id) && list.contains("fires") && list.contains("deploy"), "{list}");
+    assert!(
+        list.contains(&id) && list.contains("fires") && list.contains("deploy"),
+        "{list}"
+    );
     assert_eq!(http.get("/api/silences").json()[0]["id"], id.as_str());
     let line = d.wait_line(T, "the silence logged", |l| {
         has(l, "event", "console_action") && has(l, "action", "silence")
     });
-    assert_eq!((line["who"].as_str(), line["alert"].as_str()), ("ops", "fires"));
+    assert_eq!(
+        (line["who"].as_str(), line["alert"].as_str()),
+        ("ops", "fires")
+    );
     assert!(log_has(p.path(), |l| has(l, "event", "console_refused")));
     let un = http.post("/api/alerts/fires/unsilence", &[("id", &id)], &bearer);
     assert_eq!(un.status, 200, "{}", un.body);
     assert_eq!(http.get("/api/silences").json(), json!([]));
     assert_eq!(
-        http.post("/api/alerts/fires/unsilence", &[("id", &id)], &bearer).status,
+        http.post("/api/alerts/fires/unsilence", &[("id", &id)], &bearer)
+            .status,
         404
     );
     assert_eq!(
-        http.post("/api/alerts/fires/silence", &[("for", "400d")], &bearer).status,
+        http.post("/api/alerts/fires/silence", &[("for", "400d")], &bearer)
+            .status,
         400
     );
-    assert_eq!(http.post("/api/alerts/nope/silence", &[("for", "1h")], &bearer).status, 404);
+    assert_eq!(
+        http.post("/api/alerts/nope/silence", &[("for", "1h")], &bearer)
+            .status,
+        404
+    );
     assert_eq!(http.get("/api/alerts/fires/silence").status, 405);
 
     // Ack a watch action, run now, test over the last hours.
     let ack = http.post("/api/alerts/watched/ack", &[("action", "log")], &bearer);
     assert_eq!(ack.status, 200, "{}", ack.body);
     assert_eq!(ack.json()["acked"], json!(["log"]));
-    assert_eq!(http.get("/api/alerts/watched").json()["actions"]["log"], "acked");
+    assert_eq!(
+        http.get("/api/alerts/watched").json()["actions"]["log"],
+        "acked"
+    );
     assert_eq!(http.post("/api/alerts/fires/ack", &[], &bearer).status, 400);
     let run = http.post("/api/alerts/hourly/run", &[], &bearer);
     assert_eq!(run.status, 200, "{}", run.body);
@@ -356,27 +430,53 @@ fn changes_need_the_token_and_a_csrf_token_and_are_logged() {
     let t = test.json();
     assert_eq!(t["windows_searched"], 12, "{t}");
     assert_eq!(t["windows_matched"], 12);
-    assert_eq!(http.post("/api/alerts/hourly/test", &[("hours", "0")], &bearer).status, 400);
+    assert_eq!(
+        http.post("/api/alerts/hourly/test", &[("hours", "0")], &bearer)
+            .status,
+        400
+    );
 
     // Browsers: a login form bound to a cookie, then a session cookie and CSRF tokens.
     let form = http.get("/login");
     let pre = form.cookie("esalert_login").expect("login cookie");
     let csrf = csrf_of(&form.body);
     let cookie = format!("esalert_login={pre}");
-    let bad = http.post("/login", &[("token", "nope"), ("csrf", &csrf)], &[("cookie", &cookie)]);
+    let bad = http.post(
+        "/login",
+        &[("token", "nope"), ("csrf", &csrf)],
+        &[("cookie", &cookie)],
+    );
     assert_eq!(bad.status, 401);
     assert!(bad.body.contains("Wrong token"));
-    let forged = http.post("/login", &[("token", "s3cret-token"), ("csrf", "x")], &[("cookie", &cookie)]);
+    let forged = http.post(
+        "/login",
+        &[("token", "s3cret-token"), ("csrf", "x")],
+        &[("cookie", &cookie)],
+    );
     assert_eq!(forged.status, 403);
-    let good = http.post("/login", &[("token", "s3cret-token"), ("csrf", &csrf)], &[("cookie", &cookie)]);
+    let good = http.post(
+        "/login",
+        &[("token", "s3cret-token"), ("csrf", &csrf)],
+        &[("cookie", &cookie)],
+    );
     assert_eq!(good.status, 303);
     let set = good.headers["set-cookie"].to_str().unwrap().to_owned();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
-    let session = format!("esalert_session={}", good.cookie("esalert_session").unwrap());
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let session = format!(
+        "esalert_session={}",
+        good.cookie("esalert_session").unwrap()
+    );
     let page = http.get_with("/alerts/fires", &session);
     assert!(page.body.contains("id=\"silence-1h\""));
     let form_csrf = csrf_of(&page.body);
-    let no_csrf = http.post("/alerts/fires/silence", &[("for", "1h")], &[("cookie", &session)]);
+    let no_csrf = http.post(
+        "/alerts/fires/silence",
+        &[("for", "1h")],
+        &[("cookie", &session)],
+    );
     assert_eq!(no_csrf.status, 403);
     assert!(no_csrf.body.contains("CSRF"));
     let bad_csrf = http.post(
@@ -392,7 +492,10 @@ fn changes_need_the_token_and_a_csrf_token_and_are_logged() {
     );
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains("is silenced until"));
-    assert_eq!(http.get("/api/silences").json().as_array().unwrap().len(), 1);
+    assert_eq!(
+        http.get("/api/silences").json().as_array().unwrap().len(),
+        1
+    );
 }
 
 #[test]

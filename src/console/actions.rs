@@ -83,8 +83,10 @@ async fn perform(
             let id = crate::silence::add(&silences, name, key.clone(), until, reason, now)
                 .map_err(|e| bad(e.to_string()))?;
             tracing::info!(event = "console_action", who, action, alert = name, silence = id.as_str(), key = key.as_deref().unwrap_or(""), until = %fmt_time(&until));
-            Ok(json!({"action": action, "alert": name, "silence": id, "until": fmt_time(&until),
-                "message": format!("{name} is silenced until {} (silence {id})", fmt_time(&until))}))
+            Ok(
+                json!({"action": action, "alert": name, "silence": id, "until": fmt_time(&until),
+                "message": format!("{name} is silenced until {} (silence {id})", fmt_time(&until))}),
+            )
         }
         "unsilence" => {
             let id = field(f, "id").ok_or_else(|| bad("give the silence's id"))?;
@@ -92,13 +94,21 @@ async fn perform(
                 .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
                 .iter()
                 .any(|s| s.id == id && s.rule == name);
-            if !mine || !crate::silence::remove(&silences, id, now).map_err(|e| bad(e.to_string()))? {
+            if !mine
+                || !crate::silence::remove(&silences, id, now).map_err(|e| bad(e.to_string()))?
+            {
                 return Err((
                     StatusCode::NOT_FOUND,
                     format!("no silence {id:?} of {name} is in force"),
                 ));
             }
-            tracing::info!(event = "console_action", who, action, alert = name, silence = id);
+            tracing::info!(
+                event = "console_action",
+                who,
+                action,
+                alert = name,
+                silence = id
+            );
             Ok(json!({"action": action, "alert": name, "silence": id,
                 "message": format!("silence {id} of {name} ended")}))
         }
@@ -130,7 +140,13 @@ async fn perform(
                 .commit()
                 .await
                 .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            tracing::info!(event = "console_action", who, action, alert = name, acked = acked.join(","));
+            tracing::info!(
+                event = "console_action",
+                who,
+                action,
+                alert = name,
+                acked = acked.join(",")
+            );
             let message = if acked.is_empty() {
                 "nothing to acknowledge: only actions that ran successfully are ackable".to_owned()
             } else {
@@ -152,9 +168,19 @@ async fn perform(
                 reply,
             })
             .await
-            .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "the scheduler stopped".to_owned()))?;
+            .map_err(|_| {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the scheduler stopped".to_owned(),
+                )
+            })?;
             rx.await
-                .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "the scheduler stopped".to_owned()))?
+                .map_err(|_| {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the scheduler stopped".to_owned(),
+                    )
+                })?
                 .map_err(|e| (StatusCode::CONFLICT, e))?;
             tracing::info!(event = "console_action", who, action, alert = name);
             let deadline = tokio::time::Instant::now() + RUN_WAIT;
@@ -206,7 +232,8 @@ async fn backtest(
     use crate::pipeline::simulate;
     let fail = |e: String| (StatusCode::UNPROCESSABLE_ENTITY, e);
     let ticks = simulate::ticks(rule, since, until).map_err(|e| fail(e.to_string()))?;
-    let creds = crate::config::Credentials::load(&c.paths.credentials).map_err(|e| fail(e.to_string()))?;
+    let creds =
+        crate::config::Credentials::load(&c.paths.credentials).map_err(|e| fail(e.to_string()))?;
     let es = crate::search::EsClient::new(&creds.elasticsearch).map_err(|e| fail(e.to_string()))?;
     let notifiers =
         crate::notify::Notifiers::from_credentials(&creds).map_err(|e| fail(e.to_string()))?;
@@ -215,7 +242,11 @@ async fn backtest(
         simulate::run(rule, es, c.scripts.clone(), notifiers, &ticks),
     )
     .await
-    .map_err(|_| fail(format!("the test took longer than {TEST_TIMEOUT:?}; try fewer hours")))?
+    .map_err(|_| {
+        fail(format!(
+            "the test took longer than {TEST_TIMEOUT:?}; try fewer hours"
+        ))
+    })?
     .map_err(|e| fail(e.to_string()))?;
     let matched = sim.runs.iter().filter(|r| r.matched).count();
     let failed = sim.runs.iter().filter(|r| r.error.is_some()).count();
@@ -279,7 +310,13 @@ fn test_table(v: &Value, p: &mut String) {
 fn refused(headers: &HeaderMap, name: &str, action: &str, d: super::auth::Denied) -> Failure {
     let (status, why) = d.explain();
     let bearer = headers.contains_key(axum::http::header::AUTHORIZATION);
-    tracing::warn!(event = "console_refused", action, alert = name, bearer, reason = why);
+    tracing::warn!(
+        event = "console_refused",
+        action,
+        alert = name,
+        bearer,
+        reason = why
+    );
     (status, why.to_owned())
 }
 

@@ -127,14 +127,7 @@ pub fn history(c: &Console, name: &str, span: &Span, now: DateTime<Utc>) -> Hist
     let (since, until) = span.range(now);
     let rule = c.snapshot().alerts.get(name).cloned();
     c.store().read_rule(name, |st| {
-        super::history::read(
-            &c.paths.log_dir,
-            name,
-            rule.as_deref(),
-            st,
-            since,
-            until,
-        )
+        super::history::read(&c.paths.log_dir, name, rule.as_deref(), st, since, until)
     })
 }
 
@@ -184,8 +177,16 @@ fn actions_html(d: &Detail, v: &Viewer, p: &mut String) {
              <span class=\"silence\">silenced until {until}{key}{reason}</span> <button type=\"submit\" id=\"unsilence-{id}\">Unsilence</button></form>",
             id = esc(&si.id),
             until = esc(&fmt_time(&si.until)),
-            key = si.key.as_deref().map(|k| format!(" (key {})", esc(k))).unwrap_or_default(),
-            reason = si.reason.as_deref().map(|r| format!(": {}", esc(r))).unwrap_or_default(),
+            key = si
+                .key
+                .as_deref()
+                .map(|k| format!(" (key {})", esc(k)))
+                .unwrap_or_default(),
+            reason = si
+                .reason
+                .as_deref()
+                .map(|r| format!(": {}", esc(r)))
+                .unwrap_or_default(),
         );
     }
     if !d.watch_actions.is_empty() {
@@ -332,7 +333,13 @@ fn notifications_html(ns: &[super::history::Notification], p: &mut String) {
 }
 
 /// The page's body (without the layout).
-pub fn render(d: &Detail, h: &History, v: &Viewer, since: DateTime<Utc>, now: DateTime<Utc>) -> String {
+pub fn render(
+    d: &Detail,
+    h: &History,
+    v: &Viewer,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> String {
     let s = &d.row.status;
     let mut p = String::with_capacity(32 * 1024);
     let _ = write!(
@@ -368,8 +375,16 @@ pub fn render(d: &Detail, h: &History, v: &Viewer, since: DateTime<Utc>, now: Da
         or_dash(s.throttled_until.as_deref()),
         s.consecutive_failures,
         or_dash(s.last_error.as_deref()),
-        if s.owed.is_empty() { "-".to_owned() } else { esc(&s.owed.join(", ")) },
-        if s.incidents.is_empty() { "-".to_owned() } else { esc(&s.incidents.join(", ")) },
+        if s.owed.is_empty() {
+            "-".to_owned()
+        } else {
+            esc(&s.owed.join(", "))
+        },
+        if s.incidents.is_empty() {
+            "-".to_owned()
+        } else {
+            esc(&s.incidents.join(", "))
+        },
     );
     actions_html(d, v, &mut p);
     let points: Vec<chart::Point<'_>> = h
@@ -385,7 +400,12 @@ pub fn render(d: &Detail, h: &History, v: &Viewer, since: DateTime<Utc>, now: Da
         })
         .collect();
     p.push_str("<section id=\"chart-section\"><h2>Hits per run</h2>");
-    p.push_str(&chart::svg(&points, d.threshold, since, now));
+    // Over the span logged (at least a minute), not a day of empty axis.
+    let from = points
+        .first()
+        .map_or(since, |f| f.at.max(since))
+        .min(now - chrono::Duration::minutes(1));
+    p.push_str(&chart::svg(&points, d.threshold, from, now));
     p.push_str("</section>");
     p.push_str("<section id=\"keys\"><h2>State per key</h2>");
     if d.keys.is_empty() {
@@ -396,19 +416,35 @@ pub fn render(d: &Detail, h: &History, v: &Viewer, since: DateTime<Utc>, now: Da
             let _ = write!(
                 p,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                if k.key.is_empty() { "<em>whole alert</em>".to_owned() } else { esc(&k.key) },
+                if k.key.is_empty() {
+                    "<em>whole alert</em>".to_owned()
+                } else {
+                    esc(&k.key)
+                },
                 if k.throttled_until.is_empty() {
                     "-".to_owned()
                 } else {
                     k.throttled_until
                         .iter()
-                        .map(|(s, u)| if s.is_empty() { esc(u) } else { format!("{}: {}", esc(s), esc(u)) })
+                        .map(|(s, u)| {
+                            if s.is_empty() {
+                                esc(u)
+                            } else {
+                                format!("{}: {}", esc(s), esc(u))
+                            }
+                        })
                         .collect::<Vec<_>>()
                         .join("<br>")
                 },
-                k.firing_since.as_deref().map_or_else(|| "resolved".to_owned(), esc),
+                k.firing_since
+                    .as_deref()
+                    .map_or_else(|| "resolved".to_owned(), esc),
                 or_dash(k.last_seen.as_deref()),
-                if k.owed.is_empty() { "-".to_owned() } else { esc(&k.owed.join(", ")) },
+                if k.owed.is_empty() {
+                    "-".to_owned()
+                } else {
+                    esc(&k.owed.join(", "))
+                },
                 if k.ack.is_empty() {
                     "-".to_owned()
                 } else {

@@ -196,7 +196,16 @@ pub fn listing(c: &Console, q: &ListQuery, now: DateTime<Utc>) -> Listing {
     let mut errors = None;
     let alerts = shown
         .map(|(name, states)| {
-            build(c, &snap, name, states, &by_rule, &last_runs, &mut errors, now)
+            build(
+                c,
+                &snap,
+                name,
+                states,
+                &by_rule,
+                &last_runs,
+                &mut errors,
+                now,
+            )
         })
         .collect();
     Listing {
@@ -345,7 +354,10 @@ pub fn render(l: &Listing, q: &ListQuery) -> String {
         p,
         "</nav><form method=\"get\" action=\"/alerts\" class=\"search\">{}<input type=\"search\" name=\"q\" placeholder=\"name contains\" value=\"{}\"><button type=\"submit\">Filter</button><label class=\"auto\"><input type=\"checkbox\" id=\"auto-refresh\" checked> auto-refresh</label></form>",
         current
-            .map(|s| format!("<input type=\"hidden\" name=\"state\" value=\"{}\">", esc(s)))
+            .map(|s| format!(
+                "<input type=\"hidden\" name=\"state\" value=\"{}\">",
+                esc(s)
+            ))
             .unwrap_or_default(),
         esc(q.q.as_deref().unwrap_or(""))
     );
@@ -392,7 +404,11 @@ pub fn render(l: &Listing, q: &ListQuery) -> String {
             p,
             "</td><td>{}</td><td class=\"err\">{}</td></tr>",
             s.consecutive_failures,
-            or_dash(s.last_error.as_deref().or(s.rejected.first().map(String::as_str)))
+            or_dash(
+                s.last_error
+                    .as_deref()
+                    .or(s.rejected.first().map(String::as_str))
+            )
         );
     }
     p.push_str("</tbody></table><nav class=\"pages\">");

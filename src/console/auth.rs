@@ -342,11 +342,19 @@ pub async fn login_page(State(c): State<std::sync::Arc<Console>>, headers: Heade
     login_form(&c, &headers, StatusCode::OK, None)
 }
 
-fn login_form(c: &Console, headers: &HeaderMap, status: StatusCode, error: Option<&str>) -> Response {
+fn login_form(
+    c: &Console,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
     let viewer = c.auth.viewer(headers);
     let mut body = String::from("<h1>Log in</h1>");
     if let Some(e) = error {
-        body.push_str(&format!("<p class=\"error\" id=\"login-error\">{}</p>", esc(e)));
+        body.push_str(&format!(
+            "<p class=\"error\" id=\"login-error\">{}</p>",
+            esc(e)
+        ));
     }
     let pre = cookie(headers, PRE)
         .filter(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -402,7 +410,11 @@ pub async fn login(
     let pre_ok = cookie(headers, PRE)
         .is_some_and(|pre| same(f.csrf.as_bytes(), c.auth.sign("login", pre).as_bytes()));
     if !pre_ok {
-        tracing::warn!(event = "console_login_failed", from = from.as_str(), reason = "csrf");
+        tracing::warn!(
+            event = "console_login_failed",
+            from = from.as_str(),
+            reason = "csrf"
+        );
         return login_form(
             &c,
             headers,
@@ -413,7 +425,11 @@ pub async fn login(
     match c.auth.login(&f.token) {
         Some(id) => {
             let who = c.auth.settings().name.clone();
-            tracing::info!(event = "console_login", who = who.as_str(), from = from.as_str());
+            tracing::info!(
+                event = "console_login",
+                who = who.as_str(),
+                from = from.as_str()
+            );
             let mut res = Redirect::to("/alerts").into_response();
             if let Ok(v) = set_cookie(SESSION, &id, SESSION_LIFE.as_secs()).1.parse() {
                 res.headers_mut().append(header::SET_COOKIE, v);
@@ -421,7 +437,11 @@ pub async fn login(
             res
         }
         None => {
-            tracing::warn!(event = "console_login_failed", from = from.as_str(), reason = "wrong token");
+            tracing::warn!(
+                event = "console_login_failed",
+                from = from.as_str(),
+                reason = "wrong token"
+            );
             // Slows down guessing.
             tokio::time::sleep(Duration::from_millis(300)).await;
             login_form(&c, headers, StatusCode::UNAUTHORIZED, Some("Wrong token."))
@@ -492,7 +512,10 @@ mod tests {
         let id = a.login("s3cret").unwrap();
         assert!(a.login("wrong").is_none());
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, format!("x=1; {SESSION}={id}").parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            format!("x=1; {SESSION}={id}").parse().unwrap(),
+        );
         assert_eq!(a.authorize(&h, Some("forged")), Err(Denied::Csrf));
         let csrf = a.viewer(&h).csrf.unwrap();
         assert_eq!(a.authorize(&h, Some(&csrf)), Ok("ops".into()));

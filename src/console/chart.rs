@@ -187,7 +187,10 @@ mod tests {
             threshold(&json!({"condition": {"compare": {"ctx.payload.hits.total": {"gt": 2}}}})),
             Some(2.0)
         );
-        assert_eq!(threshold(&json!({"num_events": 10, "type": "frequency"})), Some(10.0));
+        assert_eq!(
+            threshold(&json!({"num_events": 10, "type": "frequency"})),
+            Some(10.0)
+        );
         assert_eq!(threshold(&json!({"index": "a", "body": {}})), Some(0.0));
         assert_eq!(
             threshold(&json!({"condition": {"script": {"source": "true"}}})),

@@ -130,8 +130,13 @@ fn render(h: &Health) -> String {
         h.status,
         esc(h.version),
         esc(&h.started),
-        esc(&humantime::format_duration(std::time::Duration::from_secs(h.uptime_s.max(0) as u64)).to_string()),
-        h.facts.last_tick.map_or_else(|| "none yet".to_owned(), |t| esc(&fmt_time(&t))),
+        esc(
+            &humantime::format_duration(std::time::Duration::from_secs(h.uptime_s.max(0) as u64))
+                .to_string()
+        ),
+        h.facts
+            .last_tick
+            .map_or_else(|| "none yet".to_owned(), |t| esc(&fmt_time(&t))),
         esc(&h.store),
         if h.facts.store_failing {
             "<span class=\"badge s-failing\">writes failing</span>"
@@ -141,7 +146,10 @@ fn render(h: &Health) -> String {
         h.facts.alerts_loaded,
         h.facts.rejected_files,
         h.facts.stuck_deliveries,
-        esc(&humantime::format_duration(std::time::Duration::from_secs(h.facts.stuck_after_s)).to_string()),
+        esc(
+            &humantime::format_duration(std::time::Duration::from_secs(h.facts.stuck_after_s))
+                .to_string()
+        ),
     );
     if !h.stuck.is_empty() {
         p.push_str("<h2>Stuck deliveries</h2><table><thead><tr><th>Alert</th><th>Key</th><th>Delivery</th><th>Owed since</th><th>Attempts</th><th>Last error</th></tr></thead><tbody>");

@@ -162,8 +162,8 @@ fn files(dir: &Path, since: DateTime<Utc>) -> Vec<PathBuf> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let day = chrono::NaiveDate::parse_from_str(name.strip_prefix(&prefix)?, "%Y-%m-%d")
-                .ok()?;
+            let day =
+                chrono::NaiveDate::parse_from_str(name.strip_prefix(&prefix)?, "%Y-%m-%d").ok()?;
             (day >= first).then(|| (day, e.path()))
         })
         .collect();

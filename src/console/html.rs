@@ -85,12 +85,7 @@ pub fn message(status: StatusCode, title: &str, viewer: &Viewer, text: &str) -> 
 
 /// 404 with the layout.
 pub fn not_found(text: &str) -> Response {
-    message(
-        StatusCode::NOT_FOUND,
-        "Not found",
-        &Viewer::default(),
-        text,
-    )
+    message(StatusCode::NOT_FOUND, "Not found", &Viewer::default(), text)
 }
 
 /// A JSON response.

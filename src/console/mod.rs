@@ -167,7 +167,11 @@ pub trait ClusterView: Send + Sync {
 }
 
 /// Cached `alerts.log` last errors, by the file's length and mtime.
-type ErrorCache = Option<(u64, Option<std::time::SystemTime>, Arc<BTreeMap<String, String>>)>;
+type ErrorCache = Option<(
+    u64,
+    Option<std::time::SystemTime>,
+    Arc<BTreeMap<String, String>>,
+)>;
 
 /// The console's state, shared by every request.
 pub struct Console {
@@ -316,7 +320,10 @@ async fn secure_headers(req: axum::extract::Request, next: axum::middleware::Nex
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if !asset {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
