@@ -330,7 +330,7 @@ pub fn render(l: &Listing, q: &ListQuery) -> String {
     }
     p.push_str("<nav class=\"filters\">");
     let current = l.state.as_deref();
-    let all: usize = l.total.max(0);
+    let all = l.total;
     let _ = write!(
         p,
         "<a href=\"{}\"{}>all</a>",

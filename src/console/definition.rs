@@ -42,12 +42,10 @@ pub fn redact(v: &mut Value) {
             }
         }
         Value::Array(a) => a.iter_mut().for_each(redact),
-        Value::String(s) => {
-            if s.contains("://") && s.contains('@') {
-                let (clean, creds) = crate::net::split_userinfo(s);
-                if creds.is_some() {
-                    *s = clean;
-                }
+        Value::String(s) if s.contains("://") && s.contains('@') => {
+            let (clean, creds) = crate::net::split_userinfo(s);
+            if creds.is_some() {
+                *s = clean;
             }
         }
         _ => {}

@@ -8,25 +8,15 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::auth::Viewer;
 
-/// Escapes text for HTML content and quoted attribute values.
+/// Escapes text for HTML content and quoted attribute values (the
+/// templates' own escaping).
 pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    esc_into(s, &mut out);
-    out
+    crate::render::html_escape(s)
 }
 
 /// [`esc`], appending to `out`.
 pub fn esc_into(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    out.push_str(&esc(s));
 }
 
 /// A path segment for a URL (rule names are already safe; this keeps them so).
@@ -123,7 +113,7 @@ mod tests {
     fn escapes_markup_and_quotes() {
         assert_eq!(
             esc("<script>alert('x')</script>&\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+            "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;&quot;"
         );
         assert_eq!(seg("a b/c"), "a%20b%2Fc");
     }
