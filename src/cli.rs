@@ -16,7 +16,7 @@ use crate::pipeline::{Outcome, Runner, Settings, SystemClock};
 use crate::render::fmt_time;
 use crate::search::{EsClient, SearchError};
 use crate::throttle::Store;
-use crate::throttle::{RULE_SCOPE, WHOLE_RULE};
+use crate::throttle::WHOLE_RULE;
 
 /// esalert: alerting for Elasticsearch and OpenSearch.
 #[derive(Debug, Parser)]
@@ -187,8 +187,10 @@ pub struct RunArgs {
     /// How long in-flight runs and deliveries may take to finish on SIGTERM.
     #[arg(long, env = "ESALERT_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: std::time::Duration,
-    /// Serve /healthz and /metrics here, e.g. 127.0.0.1:9095 (off by default).
-    #[arg(long, env = "ESALERT_LISTEN")]
+    /// Serve the console, /healthz and /metrics here: a port (on
+    /// 127.0.0.1) or an address, e.g. 9095 or 0.0.0.0:9095 (which needs
+    /// `console.token` in credentials.json). Off by default.
+    #[arg(long, env = "ESALERT_LISTEN", value_parser = parse_listen)]
     pub listen: Option<std::net::SocketAddr>,
     /// Give up delivering a match after this long.
     #[arg(long, env = "ESALERT_MAX_RETRY_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
@@ -207,6 +209,16 @@ pub struct RunArgs {
     /// `/healthz` turns 503 and `/metrics` counts it.
     #[arg(long, env = "ESALERT_STUCK_AFTER", default_value = "5m", value_parser = humantime::parse_duration)]
     pub stuck_after: std::time::Duration,
+}
+
+/// `--listen`: `PORT` (on 127.0.0.1) or `ADDRESS:PORT`.
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.trim().parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: give a port (9095) or an address and port (127.0.0.1:9095)"))
 }
 
 impl Command {
@@ -1514,29 +1526,9 @@ fn silence(
             .with_timezone(&chrono::Utc),
         _ => return Err(bad("give --for DURATION or --until TIME".into())),
     };
-    if until <= now {
-        return Err(bad(format!(
-            "the silence would end at {}, which is not in the future",
-            fmt_time(&until)
-        )));
-    }
-    if until.signed_duration_since(now) > chrono::Duration::days(365) {
-        return Err(bad("a silence may last at most 365 days".into()));
-    }
     let path = crate::silence::path_for(&g.state);
-    let id = crate::silence::edit(&path, now, |all| {
-        let id = crate::silence::new_id(all);
-        all.push(crate::silence::Silence {
-            id: id.clone(),
-            rule: name.to_owned(),
-            key,
-            until,
-            reason,
-            created: now,
-        });
-        id
-    })
-    .map_err(|e| bad(e.to_string()))?;
+    let id = crate::silence::add(&path, name, key, until, reason, now)
+        .map_err(|e| bad(e.to_string()))?;
     println!("{id}");
     eprintln!("silenced {name} until {}", fmt_time(&until));
     Ok(0)
@@ -1544,9 +1536,8 @@ fn silence(
 
 fn silence_list(g: &Global, json: bool) -> Result<u8, CliError> {
     let now = chrono::Utc::now();
-    let mut all = crate::silence::load(&crate::silence::path_for(&g.state))
+    let all = crate::silence::in_force(&crate::silence::path_for(&g.state), now)
         .map_err(|e| CliError::Silence(e.to_string()))?;
-    all.retain(|s| s.until > now);
     if json {
         println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
         return Ok(0);
@@ -1569,12 +1560,8 @@ fn silence_list(g: &Global, json: bool) -> Result<u8, CliError> {
 
 fn unsilence(g: &Global, id: &str) -> Result<u8, CliError> {
     let path = crate::silence::path_for(&g.state);
-    let found = crate::silence::edit(&path, chrono::Utc::now(), |all| {
-        let before = all.len();
-        all.retain(|s| s.id != id);
-        all.len() != before
-    })
-    .map_err(|e| CliError::Silence(e.to_string()))?;
+    let found = crate::silence::remove(&path, id, chrono::Utc::now())
+        .map_err(|e| CliError::Silence(e.to_string()))?;
     if !found {
         return Err(CliError::Silence(format!(
             "no silence {id:?} in force; see `esalert silence --list`"
@@ -1647,126 +1634,8 @@ fn ack(g: &Global, name: &str, actions: &[String]) -> Result<u8, CliError> {
     }
 }
 
-#[derive(serde::Serialize)]
-struct StatusRow {
-    name: String,
-    active: Option<bool>,
-    schedule: Option<String>,
-    last_run: Option<String>,
-    last_outcome: Option<String>,
-    /// When the schedule next runs it (active alerts).
-    next_run: Option<String>,
-    consecutive_failures: u32,
-    /// The error of the last failed run, as logged.
-    last_error: Option<String>,
-    throttled_until: Option<String>,
-    owed: Vec<String>,
-    /// Silences in force.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    silences: Vec<crate::silence::Silence>,
-    /// Group keys whose incident is open (fired, not resolved yet).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    incidents: Vec<String>,
-    /// Matches gathered by an open digest.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    digest: Option<u64>,
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    actions: std::collections::BTreeMap<String, crate::throttle::AckState>,
-    /// Why the file is rejected, `path:line:col: message` per problem: the
-    /// daemon doesn't load it (or keeps running its earlier version).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    rejected: Vec<String>,
-}
-
-impl StatusRow {
-    /// Whether someone should look at it: its file is rejected, or its
-    /// last run errored or delivered nothing.
-    fn in_error(&self) -> bool {
-        !self.rejected.is_empty()
-            || (self.active.is_some()
-                && matches!(self.last_outcome.as_deref(), Some("error" | "failed")))
-    }
-}
-
-/// The last `alerts.log` bytes `status` reads for errors.
-const LOG_TAIL: u64 = 8 << 20;
-
-/// The error of each alert's most recent failed run (`outcome=error`, or
-/// `failed`/`partial` deliveries) in the tail of `alerts.log`.
-fn last_errors(log_dir: &Path) -> std::collections::BTreeMap<String, String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut out = std::collections::BTreeMap::new();
-    let Ok(mut f) = std::fs::File::open(log_dir.join(crate::log::LOG_NAME)) else {
-        return out;
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let from = len.saturating_sub(LOG_TAIL);
-    let mut bytes = Vec::new();
-    if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut bytes).is_err() {
-        return out;
-    }
-    for line in String::from_utf8_lossy(&bytes).lines() {
-        let fields = logfmt_fields(line);
-        let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| v);
-        let (Some(alert), Some(outcome)) = (get("alert"), get("outcome")) else {
-            continue;
-        };
-        let error = match outcome.as_str() {
-            "error" => get("error"),
-            "failed" | "partial" => get("errors"),
-            _ => None,
-        };
-        if let Some(e) = error.filter(|e| !e.is_empty()) {
-            out.insert(alert.clone(), e.clone());
-        }
-    }
-    out
-}
-
-/// The `key=value` pairs of an alerts.log line (values unquoted).
-fn logfmt_fields(line: &str) -> Vec<(&str, String)> {
-    let mut out = Vec::new();
-    let mut rest = line.trim_start();
-    while let Some(eq) = rest.find('=') {
-        let key = &rest[..eq];
-        if key.contains(' ') {
-            // Not logfmt (a stray line): stop rather than misread it.
-            break;
-        }
-        rest = &rest[eq + 1..];
-        let mut val = String::new();
-        if let Some(quoted) = rest.strip_prefix('"') {
-            let mut chars = quoted.char_indices();
-            let mut end = quoted.len();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '"' => {
-                        end = i + 1;
-                        break;
-                    }
-                    '\\' => match chars.next().map(|(_, c)| c) {
-                        Some('n') => val.push('\n'),
-                        Some('t') => val.push('\t'),
-                        Some('r') => val.push('\r'),
-                        Some(c) => val.push(c),
-                        None => {}
-                    },
-                    c => val.push(c),
-                }
-            }
-            rest = quoted.get(end..).unwrap_or("");
-        } else {
-            let end = rest.find(' ').unwrap_or(rest.len());
-            val.push_str(&rest[..end]);
-            rest = &rest[end..];
-        }
-        out.push((key, val));
-        rest = rest.trim_start();
-    }
-    out
-}
-
 fn status(g: &Global, json: bool) -> Result<u8, CliError> {
+    use crate::status::StatusRow;
     let scripts = ScriptEngine::default();
     let report = load_dir(&g.queries, &scripts)?;
     let data = Store::read_only(&g.state)?;
@@ -1781,7 +1650,7 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
             rejected.entry(name).or_default().push(p.to_string());
         }
     }
-    let errors = last_errors(&g.log_dir);
+    let errors = crate::status::last_errors(&g.log_dir);
     // Silences are shown, never a reason to fail `status`.
     let silences = crate::silence::load(&crate::silence::path_for(&g.state)).unwrap_or_default();
     let mut rows: Vec<StatusRow> = Vec::new();
@@ -1789,78 +1658,15 @@ fn status(g: &Global, json: bool) -> Result<u8, CliError> {
     names.extend(report.alerts.iter().map(|a| a.name.clone()));
     names.extend(rejected.keys().cloned());
     let now = chrono::Utc::now();
+    let by_name: std::collections::HashMap<&str, &crate::alert::Alert> =
+        report.alerts.iter().map(|a| (a.name.as_str(), a)).collect();
     for name in names {
-        let alert = report.alerts.iter().find(|a| a.name == name);
+        let alert = by_name.get(name.as_str()).copied();
         let st = data.alerts.get(&name);
-        let last_outcome = st.and_then(|s| s.last_outcome.clone());
-        let failing = matches!(
-            last_outcome.as_deref(),
-            Some("error" | "failed" | "partial")
-        );
-        rows.push(StatusRow {
-            active: alert.map(|a| a.active),
-            schedule: alert.map(|a| a.schedule.to_string()),
-            last_run: st.and_then(|s| s.last_run).map(|t| fmt_time(&t)),
-            next_run: alert
-                .filter(|a| a.active)
-                .and_then(|a| a.schedule.next_after(now, a.timezone))
-                .map(|t| fmt_time(&t)),
-            consecutive_failures: st.map_or(0, |s| s.consecutive_failures),
-            last_error: if failing {
-                errors.get(&name).cloned().or_else(|| {
-                    // No log at hand: the store keeps failed deliveries' errors.
-                    st.and_then(|s| {
-                        s.outbox
-                            .iter()
-                            .flat_map(|m| m.deliveries.values())
-                            .filter_map(|d| d.last_error.clone())
-                            .next_back()
-                    })
-                })
-            } else {
-                None
-            },
-            last_outcome,
-            throttled_until: st
-                .and_then(|s| s.throttled(WHOLE_RULE, RULE_SCOPE, now))
-                .map(|t| fmt_time(&t)),
-            owed: st
-                .map(|s| {
-                    let mut owed: Vec<String> = s.outbox.iter().flat_map(|m| m.owed()).collect();
-                    owed.dedup();
-                    owed
-                })
-                .unwrap_or_default(),
-            silences: silences
-                .iter()
-                .filter(|s| s.rule == name && s.until > now)
-                .cloned()
-                .collect(),
-            incidents: st
-                .map(|s| {
-                    s.keys
-                        .iter()
-                        .filter(|(k, v)| !k.is_empty() && v.firing_since.is_some())
-                        .map(|(k, _)| k.clone())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            digest: st.and_then(|s| s.digest.as_ref()).map(|d| d.total()),
-            actions: alert
-                .and_then(|a| a.watch())
-                .map(|w| {
-                    w.actions
-                        .iter()
-                        .map(|a| {
-                            let ack = st.map(|s| s.ack(WHOLE_RULE, &a.id)).unwrap_or_default();
-                            (a.id.clone(), ack)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            rejected: rejected.remove(&name).unwrap_or_default(),
-            name,
-        });
+        let problems = rejected.remove(&name).unwrap_or_default();
+        rows.push(crate::status::row(
+            name, alert, st, &silences, &errors, problems, now,
+        ));
     }
     let code = u8::from(rows.iter().any(StatusRow::in_error));
     if json {

@@ -37,6 +37,8 @@
 //!   store, its format, migration, lock and atomic writes.
 //! - [`net`]: outbound HTTP clients (overall timeout, no redirects) and URL redaction.
 //! - [`silence`]: silences with an end time, beside the store.
+//! - [`status`]: one row per rule (`esalert status`, the console).
+//! - [`console`]: the web console on `--listen`.
 //! - [`daemon`]: `esalert run`: scheduler, live reload, clock steps, metrics, systemd.
 //! - [`config`]: `credentials.json`, with `${ENV}` secrets that never reach a log.
 //! - [`log`]: the logfmt `alerts.log` writer, lossless, mirrored to stderr.
@@ -48,6 +50,7 @@ pub mod alloc_budget;
 pub mod cli;
 pub mod condition;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod datemath;
 pub mod engine;
@@ -63,6 +66,7 @@ pub mod rule;
 pub mod search;
 pub mod silence;
 pub mod sinks;
+pub mod status;
 pub mod throttle;
 pub mod watcher;
 

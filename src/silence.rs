@@ -79,6 +79,64 @@ pub enum SilenceError {
     /// Writing failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The end time is not in the future, or too far in it.
+    #[error("{0}")]
+    Until(String),
+}
+
+/// The longest a silence may last.
+pub const MAX_SILENCE: chrono::Duration = chrono::Duration::days(365);
+
+/// Adds a silence of `rule` (or one `key` of it) until `until`, after
+/// checking that it ends in the future and within [`MAX_SILENCE`]; returns
+/// its id. The caller checks that the rule exists.
+pub fn add(
+    path: &Path,
+    rule: &str,
+    key: Option<String>,
+    until: DateTime<Utc>,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<String, SilenceError> {
+    if until <= now {
+        return Err(SilenceError::Until(format!(
+            "the silence would end at {}, which is not in the future",
+            crate::render::fmt_time(&until)
+        )));
+    }
+    if until.signed_duration_since(now) > MAX_SILENCE {
+        return Err(SilenceError::Until(
+            "a silence may last at most 365 days".into(),
+        ));
+    }
+    edit(path, now, |all| {
+        let id = new_id(all);
+        all.push(Silence {
+            id: id.clone(),
+            rule: rule.to_owned(),
+            key,
+            until,
+            reason,
+            created: now,
+        });
+        id
+    })
+}
+
+/// Ends silence `id`; false when no such silence is in force.
+pub fn remove(path: &Path, id: &str, now: DateTime<Utc>) -> Result<bool, SilenceError> {
+    edit(path, now, |all| {
+        let before = all.len();
+        all.retain(|s| s.id != id);
+        all.len() != before
+    })
+}
+
+/// The silences in force at `now`.
+pub fn in_force(path: &Path, now: DateTime<Utc>) -> Result<Vec<Silence>, SilenceError> {
+    let mut all = load(path)?;
+    all.retain(|s| s.until > now);
+    Ok(all)
 }
 
 /// `<store>.silences.json`.

@@ -91,6 +91,9 @@ pub struct Credentials {
     /// default: a rule file then can't make esalert execute anything.
     #[serde(default)]
     pub allow_command_alerter: bool,
+    /// The web console on `--listen`: its token, and read-only mode.
+    #[serde(default)]
+    pub console: Option<crate::console::ConsoleConfig>,
 }
 
 /// How to reach Elasticsearch or OpenSearch.

@@ -54,6 +54,8 @@ pub struct Alerts {
     /// Loaded alerts by name.
     pub by_name: BTreeMap<String, Scheduled>,
     rejected: HashMap<PathBuf, Option<Stamp>>,
+    /// Each rejected file's problems, `path:line:col: message` (the console shows them).
+    problems: BTreeMap<PathBuf, Vec<String>>,
     /// Names removed since the caller last took them (for metrics).
     pub removed: Vec<String>,
     /// `elastalert.yaml`'s version at the last scan: ElastAlert rules are
@@ -76,6 +78,7 @@ impl Alerts {
             scripts,
             by_name: BTreeMap::new(),
             rejected: HashMap::new(),
+            problems: BTreeMap::new(),
             removed: Vec::new(),
             globals: crate::frontends::elastalert::globals::path().and_then(|p| Stamp::of(&p)),
         }
@@ -141,6 +144,7 @@ impl Alerts {
                         "another file already defines this rule (rule names are file stems); rename one of them",
                     );
                     log_rejected(&name, &e, false);
+                    self.problems.insert(path.clone(), problem_lines(&e));
                     self.rejected.insert(path.clone(), stamp);
                 }
                 continue;
@@ -171,12 +175,19 @@ impl Alerts {
             self.removed.push(name);
         }
         self.rejected.retain(|p, _| p.exists());
+        let rejected = &self.rejected;
+        self.problems.retain(|p, _| rejected.contains_key(p));
         deferred
     }
 
     /// Files that failed validation and are not running.
     pub fn rejected(&self) -> usize {
         self.rejected.len()
+    }
+
+    /// The rejected files and their problems, by path.
+    pub fn problems(&self) -> &BTreeMap<PathBuf, Vec<String>> {
+        &self.problems
     }
 
     fn load(
@@ -209,6 +220,7 @@ impl Alerts {
         match loaded {
             Ok((alert, digest)) => {
                 self.rejected.remove(path);
+                self.problems.remove(path);
                 let alert = Arc::new(alert);
                 let known = self.by_name.get(name).map(|s| s.digest);
                 if known != Some(digest) {
@@ -257,10 +269,15 @@ impl Alerts {
                 } else {
                     log_rejected(name, &e, false);
                 }
+                self.problems.insert(path.to_owned(), problem_lines(&e));
                 self.rejected.insert(path.to_owned(), stamp);
             }
         }
     }
+}
+
+fn problem_lines(e: &LoadError) -> Vec<String> {
+    e.problems().iter().map(ToString::to_string).collect()
 }
 
 fn log_rejected(name: &str, e: &LoadError, kept: bool) {

@@ -261,6 +261,40 @@ impl Metrics {
     }
 }
 
+/// What `/healthz` judges by, for the console's Health page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HealthFacts {
+    /// The scheduler's last tick.
+    pub last_tick: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether the store can't be written.
+    pub store_failing: bool,
+    /// Deliveries owed longer than `stuck_after`.
+    pub stuck_deliveries: i64,
+    /// How long a delivery may be owed before it counts as stuck, in seconds.
+    pub stuck_after_s: u64,
+    /// Alerts loaded.
+    pub alerts_loaded: i64,
+    /// Files rejected.
+    pub rejected_files: i64,
+}
+
+impl Metrics {
+    /// The facts `/healthz` judges by.
+    pub fn facts(&self) -> HealthFacts {
+        let ms = self.last_tick_ms.load(Ordering::Relaxed);
+        HealthFacts {
+            last_tick: (ms > 0)
+                .then(|| chrono::DateTime::from_timestamp_millis(ms))
+                .flatten(),
+            store_failing: self.store_failing.load(Ordering::Relaxed),
+            stuck_deliveries: self.stuck_deliveries.get(),
+            stuck_after_s: self.stuck_after.as_secs(),
+            alerts_loaded: self.alerts_loaded.get(),
+            rejected_files: self.rejected_files.get(),
+        }
+    }
+}
+
 /// How long without a tick before `/healthz` says the scheduler stalled.
 pub const STALL_AFTER: Duration = Duration::from_secs(10);
 
@@ -312,17 +346,21 @@ async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     )
 }
 
+/// `/healthz` and `/metrics`, for a server that serves more (the console).
+pub fn routes<S>(m: Arc<Metrics>) -> axum::Router<S> {
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(m)
+}
+
 /// Serves `/healthz` and `/metrics` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     m: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = axum::Router::new()
-        .route("/healthz", axum::routing::get(healthz))
-        .route("/metrics", axum::routing::get(metrics))
-        .with_state(m);
-    axum::serve(listener, app)
+    axum::serve(listener, routes(m))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -105,6 +105,9 @@ pub enum DaemonError {
     /// Signal handlers can't be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The console can't be served as configured.
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
 }
 
 fn build_runner(
@@ -228,21 +231,45 @@ pub async fn run_with_clock(
     let _watcher = watch(&cfg.queries, fs_tx);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The console (with /healthz and /metrics) on --listen; "run now" comes back here.
+    let (console_tx, mut console_rx) = tokio::sync::mpsc::channel(16);
+    let mut console = None;
     if let Some(addr) = cfg.listen {
+        crate::console::auth::check_exposure(addr, creds.console.as_ref())?;
+        let c = Arc::new(crate::console::Console::new(
+            crate::console::Paths {
+                queries: cfg.queries.clone(),
+                credentials: cfg.credentials.clone(),
+                state: cfg.state.clone(),
+                log_dir: cfg.log_dir.clone(),
+            },
+            creds.console.as_ref(),
+            metrics.clone(),
+            runner.state().clone(),
+            scripts.clone(),
+            Some(console_tx),
+        )?);
+        c.publish(crate::console::Snapshot::of(&alerts));
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| DaemonError::Listen { addr, source })?;
-        let m = metrics.clone();
+        let served = c.clone();
         let mut rx = stop_rx.clone();
         tokio::spawn(async move {
             let stop = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = metrics::serve(listener, m, stop).await {
+            if let Err(e) = crate::console::serve(listener, served, stop).await {
                 tracing::error!(event = "listen_failed", error = %e);
             }
         });
+        console = Some(c);
     }
+    let publish = |console: &Option<Arc<crate::console::Console>>, alerts: &Alerts| {
+        if let Some(c) = console {
+            c.publish(crate::console::Snapshot::of(alerts));
+        }
+    };
     if let Some(interval) = systemd::watchdog_interval() {
         let m = metrics.clone();
         let mut rx = stop_rx.clone();
@@ -392,16 +419,26 @@ pub async fn run_with_clock(
                 {
                     Ok(r) => {
                         runner = r;
+                        if let (Some(c), Ok(creds)) = (&console, Credentials::load(&cfg.credentials)) {
+                            c.reconfigure(creds.console.as_ref());
+                        }
                         tracing::info!(event = "credentials_reloaded");
                     }
                     Err(e) => tracing::error!(event = "reload_failed", kept = "previous", error = %e),
                 }
                 alerts.scan(clock.now(), true, false);
                 metrics.set_loaded(alerts.by_name.len());
+                publish(&console, &alerts);
                 systemd::ready();
             }
+            Some(cmd) = console_rx.recv() => crate::console::apply(cmd, &mut alerts, clock.now()),
             Some(done) = inflight.join_next(), if !inflight.is_empty() => match done {
-                Ok((_, Ok(report))) => metrics.record(&report),
+                Ok((_, Ok(report))) => {
+                    metrics.record(&report);
+                    if let Some(c) = &console {
+                        c.record(&report);
+                    }
+                }
                 Ok((name, Err(e))) => {
                     tracing::error!(alert = name.as_str(), event = "store_write_failed", error = %e,
                         "nothing is delivered until the store can be written");
@@ -423,6 +460,7 @@ pub async fn run_with_clock(
                 metrics.forget(&name);
             }
             metrics.set_rejected(alerts.rejected());
+            publish(&console, &alerts);
             if next_rescan <= now_i {
                 next_rescan = now_i + cfg.rescan;
                 // Entries of deleted rules are forgotten after a while, as `once` does.
