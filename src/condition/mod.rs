@@ -8,6 +8,7 @@
 
 mod compare;
 mod constant;
+pub mod painless;
 pub mod script;
 
 use std::cmp::Ordering;

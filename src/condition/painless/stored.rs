@@ -1,0 +1,1 @@
+//! Stored scripts: `{"id": "name"}`, resolved at load.
