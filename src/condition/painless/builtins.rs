@@ -627,6 +627,20 @@ pub fn painless_eq<'a>(a: &V<'a>, b: &V<'a>) -> bool {
 
 /// Java's `equals`: boxed numbers only equal the same type.
 pub fn java_equals<'a>(a: &V<'a>, b: &V<'a>) -> bool {
+    let mut budget = 1_000_000usize;
+    equals_in(a, b, 0, &mut budget)
+}
+
+/// `equals`, bounded for lists that hold themselves.
+fn equals_in<'a>(a: &V<'a>, b: &V<'a>, depth: usize, budget: &mut usize) -> bool {
+    if ptr_same(a, b) {
+        return true;
+    }
+    if depth > 100 || *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    let java_equals = |x: &V<'a>, y: &V<'a>, budget: &mut usize| equals_in(x, y, depth + 1, budget);
     match (a, b) {
         (V::Null, V::Null) => true,
         (V::Null, _) | (_, V::Null) => false,
@@ -638,11 +652,13 @@ pub fn java_equals<'a>(a: &V<'a>, b: &V<'a>) -> bool {
         (V::Char(x), V::Char(y)) => x == y,
         _ if a.as_str().is_some() && b.as_str().is_some() => a.as_str() == b.as_str(),
         (V::Time(x), V::Time(y)) => x == y,
-        (V::Entry(x), V::Entry(y)) => java_equals(&x.0, &y.0) && java_equals(&x.1, &y.1),
+        (V::Entry(x), V::Entry(y)) => {
+            java_equals(&x.0, &y.0, budget) && java_equals(&x.1, &y.1, budget)
+        }
         (V::Opt(k1, x), V::Opt(k2, y)) => {
             k1 == k2
                 && match (x, y) {
-                    (Some(x), Some(y)) => java_equals(x, y),
+                    (Some(x), Some(y)) => java_equals(x, y, budget),
                     (None, None) => true,
                     _ => false,
                 }
@@ -655,15 +671,17 @@ pub fn java_equals<'a>(a: &V<'a>, b: &V<'a>) -> bool {
         }
         _ => {
             if let (Some(x), Some(y)) = (list_items(a), list_items(b)) {
-                return x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| java_equals(p, q));
+                return x.len() == y.len()
+                    && x.iter().zip(&y).all(|(p, q)| java_equals(p, q, budget));
             }
             if let (Some(x), Some(y)) = (map_entries(a), map_entries(b)) {
                 if x.len() != y.len() {
                     return false;
                 }
-                return x
-                    .iter()
-                    .all(|(k, v)| y.iter().any(|(k2, v2)| k == k2 && java_equals(v, v2)));
+                return x.iter().all(|(k, v)| {
+                    y.iter()
+                        .any(|(k2, v2)| k == k2 && java_equals(v, v2, budget))
+                });
             }
             ptr_same(a, b)
         }
@@ -858,7 +876,7 @@ fn int_arg(v: &V) -> Result<i64, Ex> {
 fn bounds(i: i64, len: usize, array: bool) -> Result<usize, Ex> {
     let n = i64::try_from(len).unwrap_or(i64::MAX);
     // Painless counts negative indexes from the end.
-    let j = if i < 0 { i + n } else { i };
+    let j = if i < 0 { i.saturating_add(n) } else { i };
     if j < 0 || j >= n {
         return Err(Ex::new(
             if array {
@@ -2184,14 +2202,17 @@ fn time_method<'a>(t: &Rc<TimeV>, name: &str, args: &[V<'a>]) -> Result<V<'a>, E
             let sign = if name == "plus" { 1 } else { -1 };
             match &*time_arg(d)? {
                 TimeV::Duration(dn) => {
-                    let delta = dn * sign as i128;
+                    let delta = dn * i128::from(sign);
                     Ok(tv(match &**t {
                         TimeV::Instant(n) => time::instant(n + delta)?,
                         TimeV::Zoned(n, z) => match time::instant(n + delta)? {
                             TimeV::Instant(x) => TimeV::Zoned(x, *z),
                             other => other,
                         },
-                        TimeV::Duration(n) => TimeV::Duration(n + delta),
+                        TimeV::Duration(n) => TimeV::Duration(
+                            n.checked_add(delta)
+                                .ok_or_else(|| Ex::new("ArithmeticException", "long overflow"))?,
+                        ),
                         _ => return Err(Ex::cce("not a temporal")),
                     }))
                 }
@@ -2231,8 +2252,8 @@ fn time_method<'a>(t: &Rc<TimeV>, name: &str, args: &[V<'a>]) -> Result<V<'a>, E
         (TimeV::Duration(n), "toDays", []) => long(n.div_euclid(SEC) / 86400),
         (TimeV::Duration(n), "isNegative", []) => Ok(V::Bool(*n < 0)),
         (TimeV::Duration(n), "isZero", []) => Ok(V::Bool(*n == 0)),
-        (TimeV::Duration(n), "abs", []) => Ok(tv(TimeV::Duration(n.abs()))),
-        (TimeV::Duration(n), "negated", []) => Ok(tv(TimeV::Duration(-n))),
+        (TimeV::Duration(n), "abs", []) => Ok(tv(TimeV::Duration(n.saturating_abs()))),
+        (TimeV::Duration(n), "negated", []) => Ok(tv(TimeV::Duration(n.saturating_neg()))),
         (TimeV::Duration(n), "multipliedBy", [m]) => Ok(tv(TimeV::Duration(
             n.checked_mul(i128::from(int_arg(m)?))
                 .ok_or_else(|| Ex::new("ArithmeticException", "overflow"))?,
@@ -2242,7 +2263,7 @@ fn time_method<'a>(t: &Rc<TimeV>, name: &str, args: &[V<'a>]) -> Result<V<'a>, E
             if m == 0 {
                 return Err(Ex::new("ArithmeticException", "Cannot divide by zero"));
             }
-            Ok(tv(TimeV::Duration(n / m)))
+            Ok(tv(TimeV::Duration(n.checked_div(m).unwrap_or(0))))
         }
         (TimeV::Unit(u), "between", [a, b]) => {
             Ok(V::Long(time::between(*u, &*time_arg(a)?, &*time_arg(b)?)?))

@@ -94,7 +94,7 @@ impl Default for Limits {
         Limits {
             max_loop: 1_000_000,
             max_steps: 10_000_000,
-            max_depth: 64,
+            max_depth: 32,
             max_string: 1 << 20,
             max_collection: 100_000,
             max_memory: 64 << 20,

@@ -296,3 +296,100 @@ pub fn watch_ctx(watch_id: &str, metadata: &Value, vars: &Value) -> Value {
     m.insert("vars".into(), vars.clone());
     Value::Object(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(src: &str) -> Result<String, PainlessError> {
+        let payload = json!({"hits": {"total": 3}});
+        let ctx = json!({"vars": {}});
+        compile(src)?
+            .run(
+                Env {
+                    payload: &payload,
+                    ctx: &ctx,
+                    params: &Value::Null,
+                    times: None,
+                },
+                Limits::default(),
+            )
+            .map(|o| o.java)
+    }
+
+    fn limit(src: &str) -> String {
+        match run(src) {
+            Err(PainlessError::Limit { message, .. }) => message,
+            other => panic!("{src}: expected a limit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bounds_stop_runaway_scripts_with_an_error() {
+        assert!(limit("int i = 0; while (true) { i++ } return i;").contains("loop"));
+        assert!(limit("int f(int n) { return f(n + 1); } f(0)").contains("deep"));
+        assert!(limit("def s = 'x'; while (true) { s = s + s; } s").contains("string"));
+        assert!(
+            limit("def l = []; for (int i = 0; i < 999999; i++) { l.add(i); } l.size()")
+                .contains("elements")
+        );
+        // Nested streams are bounded although no loop is written.
+        assert!(
+            limit("def l = new ArrayList(); for (int i = 0; i < 5000; i++) { l.add(i); } l.stream().mapToLong(a -> l.stream().filter(b -> b > a).count()).sum()")
+                .contains("calls")
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(matches!(run(&deep), Err(PainlessError::Syntax { .. })));
+        let ok = format!("{}1{}", "(".repeat(20), ")".repeat(20));
+        assert_eq!(run(&ok).unwrap(), "1");
+        let lists = format!("{}1{}", "[".repeat(3000), "]".repeat(3000));
+        assert!(run(&lists).is_err());
+    }
+
+    #[test]
+    fn lists_that_hold_themselves_stay_bounded() {
+        let out =
+            run("def l = []; l.add(l); l.add(l); l.toString().length() > 0 && l == l").unwrap();
+        assert_eq!(out, "true");
+    }
+
+    #[test]
+    fn unsupported_constructs_are_named_with_their_position() {
+        let e =
+            compile("def x = 1;\nreturn x.stream()\n  .collect(Collectors.groupingBy(h -> h));")
+                .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`Collectors.groupingBy` is not supported (line 3, column 12)"
+        );
+        let e = compile("new java.io.File('x')").unwrap_err();
+        assert!(e.to_string().contains("is not supported"), "{e}");
+        let e = compile("Runtime.getRuntime().exec('ls')").unwrap_err();
+        assert!(
+            e.to_string().starts_with("`Runtime` is not supported"),
+            "{e}"
+        );
+        let e = compile("def x = 1; x.getClass()").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`getClass()` is not supported (line 1, column 14)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn null_dereference_names_the_expression() {
+        let e = run("def m = ctx.payload.hits;\nreturn m.missing.size();").unwrap_err();
+        assert_eq!(e.class(), "null_pointer_exception");
+        let s = e.to_string();
+        assert!(
+            s.contains("line 2, column 8") && s.contains("`m.missing` is null"),
+            "{s}"
+        );
+    }
+}

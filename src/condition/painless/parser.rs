@@ -11,7 +11,7 @@ use super::builtins;
 use super::lexer::{Tok, Token, lex};
 
 /// Deepest nesting of expressions and blocks: bounds the parser's stack.
-const MAX_DEPTH: usize = 200;
+const MAX_DEPTH: usize = 64;
 
 struct Parser<'s> {
     src: &'s str,

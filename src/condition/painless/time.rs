@@ -446,7 +446,10 @@ pub fn plus(t: &TimeV, amount: i64, unit: Unit) -> Result<TimeV, Ex> {
             )),
         },
         TimeV::Duration(n) => match unit.nanos() {
-            Some(u) if unit <= Unit::Days => Ok(TimeV::Duration(n + i128::from(amount) * u)),
+            Some(u) if unit <= Unit::Days => n
+                .checked_add(i128::from(amount) * u)
+                .map(TimeV::Duration)
+                .ok_or_else(|| Ex::new("ArithmeticException", "long overflow")),
             _ => Err(Ex::new(
                 "UnsupportedTemporalTypeException",
                 "Unit must not have an estimated duration",

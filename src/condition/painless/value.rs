@@ -427,13 +427,16 @@ impl<'a> V<'a> {
 
     /// The value as JSON (a script's result, a transform's payload).
     pub fn to_json(&self) -> Value {
-        self.to_json_depth(0)
+        let mut budget = JSON_NODES;
+        self.to_json_depth(0, &mut budget)
     }
 
-    fn to_json_depth(&self, depth: usize) -> Value {
-        if depth > 200 {
+    fn to_json_depth(&self, depth: usize, budget: &mut usize) -> Value {
+        // A list that holds itself must not recurse without end.
+        if depth > 200 || *budget == 0 {
             return Value::String("[nested too deeply]".into());
         }
+        *budget -= 1;
         match self {
             V::Null => Value::Null,
             V::Bool(b) => Value::Bool(*b),
@@ -452,31 +455,40 @@ impl<'a> V<'a> {
                 l.borrow()
                     .v
                     .iter()
-                    .map(|x| x.to_json_depth(depth + 1))
+                    .map(|x| x.to_json_depth(depth + 1, budget))
                     .collect(),
             ),
             V::Map(m) => Value::Object(
                 m.borrow()
                     .m
                     .iter()
-                    .map(|(k, x)| (k.to_value().java_string(), x.to_json_depth(depth + 1)))
+                    .map(|(k, x)| {
+                        (
+                            k.to_value().java_string(),
+                            x.to_json_depth(depth + 1, budget),
+                        )
+                    })
                     .collect(),
             ),
             V::Set(s) => Value::Array(
                 s.borrow()
                     .items()
                     .iter()
-                    .map(|x| x.to_json_depth(depth + 1))
+                    .map(|x| x.to_json_depth(depth + 1, budget))
                     .collect(),
             ),
-            V::Stream(s) => Value::Array(s.1.iter().map(|x| x.to_json_depth(depth + 1)).collect()),
+            V::Stream(s) => Value::Array(
+                s.1.iter()
+                    .map(|x| x.to_json_depth(depth + 1, budget))
+                    .collect(),
+            ),
             V::Opt(_, o) => o
                 .as_ref()
-                .map(|x| x.to_json_depth(depth + 1))
+                .map(|x| x.to_json_depth(depth + 1, budget))
                 .unwrap_or(Value::Null),
             V::Entry(e) => {
                 let mut m = Map::new();
-                m.insert(e.0.java_string(), e.1.to_json_depth(depth + 1));
+                m.insert(e.0.java_string(), e.1.to_json_depth(depth + 1, budget));
                 Value::Object(m)
             }
             other => Value::String(other.java_string()),
@@ -492,6 +504,9 @@ impl<'a> V<'a> {
 
     /// Appends Java's `toString` of this value.
     pub fn write_java(&self, out: &mut String, depth: usize) {
+        if out.len() > MAX_TO_STRING {
+            return;
+        }
         if depth > 100 {
             out.push_str("(this Collection)");
             return;
@@ -571,6 +586,11 @@ impl<'a> V<'a> {
         }
     }
 }
+
+/// Most nodes a result converts to JSON (cycles, sharing).
+const JSON_NODES: usize = 1_000_000;
+/// Longest `toString` made (cycles, sharing): a little over the string limit.
+const MAX_TO_STRING: usize = 2 << 20;
 
 fn seq<'a>(out: &mut String, items: impl Iterator<Item = V<'a>>, depth: usize) {
     out.push('[');
@@ -695,7 +715,7 @@ mod tests {
 
     #[test]
     fn hash_map_order_is_java_order() {
-        // new HashMap(): put zeta, alpha, b -> {b=3, zeta=1, alpha=2}
+        // Java: new HashMap(), put zeta, alpha, b -> {zeta=1, b=3, alpha=2}
         let keys: Vec<Key> = ["zeta", "alpha", "b"]
             .iter()
             .map(|s| Key::Str(Rc::from(*s)))
@@ -708,6 +728,6 @@ mod tests {
                 _ => "",
             })
             .collect();
-        assert_eq!(names, ["b", "zeta", "alpha"]);
+        assert_eq!(names, ["zeta", "b", "alpha"]);
     }
 }
