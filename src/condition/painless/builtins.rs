@@ -894,7 +894,9 @@ fn bounds(i: i64, len: usize, array: bool) -> Result<usize, Ex> {
 pub fn index<'a>(o: &V<'a>, i: &V<'a>) -> Result<V<'a>, Ex> {
     match o {
         V::JMap(m) => Ok(match i.as_str() {
-            Some(k) => m.get(k).map(V::from_json).unwrap_or(V::Null),
+            Some(k) => super::value::jget(m, k)
+                .map(V::from_json)
+                .unwrap_or(V::Null),
             None => V::Null,
         }),
         V::Map(m) => {
@@ -1712,7 +1714,10 @@ fn map_key(k: &V) -> Result<Key, Ex> {
 
 fn map_get<'a>(recv: &V<'a>, k: &V<'a>) -> Option<V<'a>> {
     match recv {
-        V::JMap(m) => k.as_str().and_then(|s| m.get(s)).map(V::from_json),
+        V::JMap(m) => k
+            .as_str()
+            .and_then(|s| super::value::jget(m, s))
+            .map(V::from_json),
         V::Map(m) => k.key().and_then(|key| m.borrow().m.get(&key).cloned()),
         _ => None,
     }

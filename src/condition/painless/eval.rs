@@ -898,7 +898,9 @@ impl<'p, 'a> Interp<'p, 'a> {
             }
         }
         match o {
-            V::JMap(m) => Ok(m.get(name).map(V::from_json).unwrap_or(V::Null)),
+            V::JMap(m) => Ok(super::value::jget(m, name)
+                .map(V::from_json)
+                .unwrap_or(V::Null)),
             V::Map(m) => {
                 let m = m.borrow();
                 Ok(m.m

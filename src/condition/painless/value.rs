@@ -15,6 +15,16 @@ use serde_json::{Map, Number, Value};
 use super::ast::LambdaDef;
 use super::time::TimeV;
 
+/// `m[name]` on a map of the input: a linear scan for the small maps
+/// search responses are made of (buckets, hits), faster than hashing.
+pub fn jget<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if m.len() <= 12 {
+        m.iter().find(|(k, _)| k.as_str() == name).map(|(_, v)| v)
+    } else {
+        m.get(name)
+    }
+}
+
 /// A map key: the values Java maps are keyed by in scripts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Key {
