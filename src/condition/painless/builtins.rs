@@ -2308,15 +2308,8 @@ pub fn decimal_format(pattern: &str, x: f64) -> String {
     let scaled = v.abs() * 10f64.powi(max_frac as i32);
     let floor = scaled.floor();
     let diff = scaled - floor;
-    let mut r = if diff > 0.5 {
-        floor + 1.0
-    } else if diff < 0.5 {
-        floor
-    } else if floor % 2.0 == 0.0 {
-        floor
-    } else {
-        floor + 1.0
-    };
+    let round_up = diff > 0.5 || (diff == 0.5 && floor % 2.0 != 0.0);
+    let mut r = if round_up { floor + 1.0 } else { floor };
     if !r.is_finite() {
         r = 0.0;
     }
@@ -2340,7 +2333,7 @@ pub fn decimal_format(pattern: &str, x: f64) -> String {
         let chars: Vec<char> = ip.chars().collect();
         let mut out = String::new();
         for (i, c) in chars.iter().enumerate() {
-            if i > 0 && (chars.len() - i) % g == 0 {
+            if i > 0 && (chars.len() - i).is_multiple_of(g) {
                 out.push(',');
             }
             out.push(*c);

@@ -533,7 +533,7 @@ impl<'p, 'a> Interp<'p, 'a> {
                 self.limits.max_steps
             )));
         }
-        if self.steps % 64 == 0 && crate::alloc_budget::exceeded() {
+        if self.steps.is_multiple_of(64) && crate::alloc_budget::exceeded() {
             return Err(Ex::limit(format!(
                 "the script used more than {} of memory (the limit)",
                 crate::alloc_budget::fmt_bytes(self.limits.max_memory)

@@ -241,9 +241,9 @@ fn from_local(l: NaiveDateTime, zone: Zone) -> Result<i128, Ex> {
 fn fraction(ns: u32) -> String {
     if ns == 0 {
         String::new()
-    } else if ns % 1_000_000 == 0 {
+    } else if ns.is_multiple_of(1_000_000) {
         format!(".{:03}", ns / 1_000_000)
-    } else if ns % 1_000 == 0 {
+    } else if ns.is_multiple_of(1_000) {
         format!(".{:06}", ns / 1_000)
     } else {
         format!(".{ns:09}")
