@@ -308,24 +308,14 @@ const STATICS: &[(&str, &[&str])] = &[
             "YEARS",
         ],
     ),
-    (
-        "DayOfWeek",
-        &[
-            "MONDAY",
-            "TUESDAY",
-            "WEDNESDAY",
-            "THURSDAY",
-            "FRIDAY",
-            "SATURDAY",
-            "SUNDAY",
-            "of",
-        ],
-    ),
     ("Optional", &["of", "ofNullable", "empty"]),
 ];
 
 /// Whether `class.name` exists (a field when `call` is false).
 pub fn is_static(class: &str, name: &str, _call: bool) -> bool {
+    if class == "DayOfWeek" {
+        return name == "of" || time::DAYS.contains(&name);
+    }
     STATICS
         .iter()
         .any(|(c, ms)| *c == class && ms.contains(&name))
@@ -1127,7 +1117,7 @@ pub fn call_method<'a>(
                     .map(|k| {
                         let keys = [k];
                         // Reuse the Java hash through the order helper's hash.
-                        hash_of(&keys[0])
+                        keys[0].java_hash()
                     })
                     .unwrap_or(0),
             ));
@@ -1188,26 +1178,6 @@ pub fn call_method<'a>(
 /// An `Iterator` over a snapshot of the elements.
 pub fn iter<'a>(items: Vec<V<'a>>) -> V<'a> {
     V::Iter(Rc::new(RefCell::new((items, 0))))
-}
-
-fn hash_of(k: &Key) -> i32 {
-    match k {
-        Key::Null => 0,
-        Key::Bool(b) => {
-            if *b {
-                1231
-            } else {
-                1237
-            }
-        }
-        Key::Int(i) => *i,
-        Key::Long(l) => (*l ^ ((*l as u64) >> 32) as i64) as i32,
-        Key::Double(bits) => (*bits ^ (*bits >> 32)) as i32,
-        Key::Char(c) => i32::from(*c),
-        Key::Str(s) => s
-            .encode_utf16()
-            .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(i32::from(u))),
-    }
 }
 
 fn string_method<'a>(
@@ -1296,7 +1266,7 @@ fn string_method<'a>(
             v: utf16(s).into_iter().map(V::Char).collect(),
             array: true,
         }))),
-        ("hashCode", []) => V::Int(hash_of(&Key::Str(Rc::from(s)))),
+        ("hashCode", []) => V::Int(Key::Str(Rc::from(s)).java_hash()),
         _ => return Err(not_found(recv, name, args.len())),
     })
 }
@@ -1347,20 +1317,23 @@ fn number_method<'a>(recv: &V<'a>, name: &str, args: &[V<'a>]) -> Result<V<'a>, 
     })
 }
 
+/// A collection borrowed for a change; a change from inside a lambda
+/// iterating it is Java's `ConcurrentModificationException`.
+fn changing<T>(c: &RefCell<T>) -> Result<std::cell::RefMut<'_, T>, Ex> {
+    c.try_borrow_mut().map_err(|_| {
+        Ex::new(
+            "ConcurrentModificationException",
+            "the collection changed while it was in use",
+        )
+    })
+}
+
 fn with_list<'a, R>(
     recv: &V<'a>,
     f: impl FnOnce(&mut ListObj<'a>) -> Result<R, Ex>,
 ) -> Result<R, Ex> {
     match recv {
-        V::List(l) => {
-            let mut l = l.try_borrow_mut().map_err(|_| {
-                Ex::new(
-                    "ConcurrentModificationException",
-                    "the list changed while it was in use",
-                )
-            })?;
-            f(&mut l)
-        }
+        V::List(l) => f(&mut *changing(l)?),
         _ => Err(read_only()),
     }
 }
@@ -1694,15 +1667,7 @@ fn with_map<'a, R>(
     f: impl FnOnce(&mut MapObj<'a>) -> Result<R, Ex>,
 ) -> Result<R, Ex> {
     match recv {
-        V::Map(m) => {
-            let mut m = m.try_borrow_mut().map_err(|_| {
-                Ex::new(
-                    "ConcurrentModificationException",
-                    "the map changed while it was in use",
-                )
-            })?;
-            f(&mut m)
-        }
+        V::Map(m) => f(&mut *changing(m)?),
         _ => Err(read_only()),
     }
 }
@@ -2380,18 +2345,10 @@ pub fn static_field<'a>(class: &str, name: &str) -> Result<V<'a>, Ex> {
             Unit::of(u).ok_or_else(|| Ex::iae(format!("no ChronoUnit.{u}")))?,
         )),
         ("DayOfWeek", d) => {
-            let i = [
-                "MONDAY",
-                "TUESDAY",
-                "WEDNESDAY",
-                "THURSDAY",
-                "FRIDAY",
-                "SATURDAY",
-                "SUNDAY",
-            ]
-            .iter()
-            .position(|x| *x == d)
-            .ok_or_else(|| Ex::iae(format!("no DayOfWeek.{d}")))?;
+            let i = time::DAYS
+                .iter()
+                .position(|x| *x == d)
+                .ok_or_else(|| Ex::iae(format!("no DayOfWeek.{d}")))?;
             tv(TimeV::Day(i as u32 + 1))
         }
         _ => return Err(Ex::iae(format!("static field [{class}.{name}] not found"))),
@@ -2688,7 +2645,7 @@ pub fn call_static<'a>(
                 V::str(x.java_string())
             }
         }
-        ("Objects", "hashCode", [x]) => V::Int(x.key().map(|k| hash_of(&k)).unwrap_or(0)),
+        ("Objects", "hashCode", [x]) => V::Int(x.key().map(|k| k.java_hash()).unwrap_or(0)),
         ("Collections", "sort", [l, rest @ ..]) => {
             let sorted = sort_with(it, collection(l)?, rest.first())?;
             with_list(l, |x| {

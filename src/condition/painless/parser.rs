@@ -65,20 +65,25 @@ pub fn parse(src: &str) -> Result<Program, PainlessError> {
     })
 }
 
+/// A primitive type (or `def`) by name.
+fn primitive(s: &str) -> Option<Ty> {
+    Some(match s {
+        "def" => Ty::Def,
+        "boolean" => Ty::Boolean,
+        "byte" => Ty::Byte,
+        "short" => Ty::Short,
+        "char" => Ty::Char,
+        "int" => Ty::Int,
+        "long" => Ty::Long,
+        "float" => Ty::Float,
+        "double" => Ty::Double,
+        "void" => Ty::Void,
+        _ => return None,
+    })
+}
+
 fn is_primitive(s: &str) -> bool {
-    matches!(
-        s,
-        "def"
-            | "boolean"
-            | "byte"
-            | "short"
-            | "char"
-            | "int"
-            | "long"
-            | "float"
-            | "double"
-            | "void"
-    )
+    primitive(s).is_some()
 }
 
 const KEYWORDS: &[&str] = &[
@@ -268,19 +273,7 @@ impl<'s> Parser<'s> {
             Tok::Ident(s) => s,
             _ => return Err(self.err("expected a type")),
         };
-        let mut t = match name.as_str() {
-            "def" => Ty::Def,
-            "boolean" => Ty::Boolean,
-            "byte" => Ty::Byte,
-            "short" => Ty::Short,
-            "char" => Ty::Char,
-            "int" => Ty::Int,
-            "long" => Ty::Long,
-            "float" => Ty::Float,
-            "double" => Ty::Double,
-            "void" => Ty::Void,
-            _ => Ty::Class(name),
-        };
+        let mut t = primitive(&name).unwrap_or(Ty::Class(name));
         while self.is_p("[") && self.is_p_at(1, "]") {
             self.i += 2;
             t = Ty::Array(Box::new(t));
@@ -1113,17 +1106,16 @@ impl<'s> Parser<'s> {
         let class_at = self.pos();
         let class = self.ident()?;
         if self.is_p("[") {
-            let elem = match class.as_str() {
-                "def" => Ty::Def,
-                "boolean" => Ty::Boolean,
-                "byte" => Ty::Byte,
-                "short" => Ty::Short,
-                "char" => Ty::Char,
-                "int" => Ty::Int,
-                "long" => Ty::Long,
-                "float" => Ty::Float,
-                "double" => Ty::Double,
-                _ if builtins::is_type(&class) => Ty::Class(class.clone()),
+            let elem = match primitive(&class) {
+                Some(Ty::Void) => {
+                    return Err(PainlessError::unsupported(
+                        self.src,
+                        class_at,
+                        "new void[]".to_owned(),
+                    ));
+                }
+                Some(t) => t,
+                None if builtins::is_type(&class) => Ty::Class(class.clone()),
                 _ => {
                     return Err(PainlessError::unsupported(
                         self.src,

@@ -7,6 +7,17 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, Offset, TimeZone, T
 
 use super::eval::Ex;
 
+/// `DayOfWeek` constants, Monday first.
+pub const DAYS: [&str; 7] = [
+    "MONDAY",
+    "TUESDAY",
+    "WEDNESDAY",
+    "THURSDAY",
+    "FRIDAY",
+    "SATURDAY",
+    "SUNDAY",
+];
+
 /// A time zone: a fixed offset (`Z`, `+02:00`) or a region (`Europe/Paris`, `UTC`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Zone {
@@ -306,18 +317,9 @@ impl fmt::Display for TimeV {
             TimeV::Unit(u) => f.write_str(u.name()),
             TimeV::Zone(z) => write!(f, "{z}"),
             TimeV::Day(d) => f.write_str(
-                [
-                    "MONDAY",
-                    "TUESDAY",
-                    "WEDNESDAY",
-                    "THURSDAY",
-                    "FRIDAY",
-                    "SATURDAY",
-                    "SUNDAY",
-                ]
-                .get(d.saturating_sub(1) as usize)
-                .copied()
-                .unwrap_or("?"),
+                DAYS.get(d.saturating_sub(1) as usize)
+                    .copied()
+                    .unwrap_or("?"),
             ),
         }
     }

@@ -46,7 +46,7 @@ pub enum Key {
 
 impl Key {
     /// Java's `hashCode`, for Java's `HashMap` iteration order.
-    fn java_hash(&self) -> i32 {
+    pub fn java_hash(&self) -> i32 {
         match self {
             Key::Null => 0,
             Key::Bool(b) => {
