@@ -1038,8 +1038,57 @@ impl<'p, 'a> Interp<'p, 'a> {
         r
     }
 
-    /// Evaluates an expression.
+    /// Evaluates an expression. The frequent kinds are here; the rest, with
+    /// their larger stack frames, in [`Self::eval_other`], so that the
+    /// recursion through field access and operators stays cheap.
     pub fn eval(&mut self, e: &Expr) -> Result<V<'a>, Ex> {
+        match &e.kind {
+            ExprKind::Var(s) => self.var(*s, e),
+            ExprKind::Lit(Lit::Int(i)) => Ok(V::Int(*i)),
+            ExprKind::Lit(Lit::Double(d)) => Ok(V::Double(*d)),
+            ExprKind::Field {
+                obj,
+                name,
+                null_safe,
+            } => {
+                let o = self.eval(obj)?;
+                match &o {
+                    V::JMap(m) if &**name != "empty" => {
+                        Ok(super::value::jget(m, name).map_or(V::Null, V::from_json))
+                    }
+                    V::Null if *null_safe => Ok(V::Null),
+                    V::Null => Err(self.null_field(obj, name, e)),
+                    _ => self.get_field(&o, name, e),
+                }
+            }
+            ExprKind::Binary(op, a, b) => {
+                let x = self.eval(a)?;
+                let y = self.eval(b)?;
+                if let (Some(p), Some(q)) = (num(&x), num(&y))
+                    && let Some(r) = fast_num(*op, p, q)
+                {
+                    return Ok(r);
+                }
+                binary(*op, &x, &y, self.limits.max_string).map_err(|q| q.at(e))
+            }
+            ExprKind::And(a, b) => Ok(V::Bool(self.truthy(a)? && self.truthy(b)?)),
+            ExprKind::Or(a, b) => Ok(V::Bool(self.truthy(a)? || self.truthy(b)?)),
+            _ => self.eval_other(e),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn null_field(&self, obj: &Expr, name: &str, e: &Expr) -> Ex {
+        Ex::npe(format!(
+            "cannot access `{name}`: `{}` is null",
+            self.text(obj)
+        ))
+        .at(e)
+    }
+
+    #[inline(never)]
+    fn eval_other(&mut self, e: &Expr) -> Result<V<'a>, Ex> {
         match &e.kind {
             ExprKind::Lit(l) => Ok(match l {
                 Lit::Null => V::Null,
@@ -1317,6 +1366,48 @@ impl<'p, 'a> Interp<'p, 'a> {
                 })
             }
         }
+    }
+}
+
+/// Comparisons and arithmetic that cannot fail, on numbers, without the
+/// general path's checks.
+#[inline]
+fn fast_num<'a>(op: BinOp, a: N, b: N) -> Option<V<'a>> {
+    match (op, a, b) {
+        (BinOp::Gt | BinOp::Ge | BinOp::Lt | BinOp::Le, N::I(x), N::I(y)) => {
+            Some(V::Bool(match op {
+                BinOp::Gt => x > y,
+                BinOp::Ge => x >= y,
+                BinOp::Lt => x < y,
+                _ => x <= y,
+            }))
+        }
+        (BinOp::Add, N::I(x), N::I(y)) => Some(V::Int(x.wrapping_add(y))),
+        (BinOp::Sub, N::I(x), N::I(y)) => Some(V::Int(x.wrapping_sub(y))),
+        (BinOp::Mul, N::I(x), N::I(y)) => Some(V::Int(x.wrapping_mul(y))),
+        (BinOp::Eq, N::I(x), N::I(y)) => Some(V::Bool(x == y)),
+        (BinOp::Ne, N::I(x), N::I(y)) => Some(V::Bool(x != y)),
+        (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div, N::D(_), _)
+        | (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div, _, N::D(_)) => {
+            let (x, y) = (a.f64(), b.f64());
+            Some(V::Double(match op {
+                BinOp::Add => x + y,
+                BinOp::Sub => x - y,
+                BinOp::Mul => x * y,
+                _ => x / y,
+            }))
+        }
+        (BinOp::Gt | BinOp::Ge | BinOp::Lt | BinOp::Le, N::D(_), _)
+        | (BinOp::Gt | BinOp::Ge | BinOp::Lt | BinOp::Le, _, N::D(_)) => {
+            let (x, y) = (a.f64(), b.f64());
+            Some(V::Bool(match op {
+                BinOp::Gt => x > y,
+                BinOp::Ge => x >= y,
+                BinOp::Lt => x < y,
+                _ => x <= y,
+            }))
+        }
+        _ => None,
     }
 }
 
