@@ -90,3 +90,35 @@ pub fn logfmt(data: &[u8]) {
         assert_eq!(out, value);
     }
 }
+
+/// The Painless parser and interpreter on arbitrary source, run against a
+/// small payload within tight bounds.
+pub fn painless(data: &[u8]) {
+    use crate::condition::painless::{self, Env, Limits};
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(script) = painless::compile(src) else {
+        return;
+    };
+    let payload = serde_json::json!({"hits": {"total": 3, "hits": [{"_source": {"a": 1, "s": "x"}}]},
+        "aggregations": {"b": {"buckets": [{"key": "k", "doc_count": 2}]}}});
+    let ctx = serde_json::json!({"vars": {}, "metadata": {"m": [1, 2.5, null]}});
+    let params = serde_json::json!({"p": 1});
+    let limits = Limits {
+        max_loop: 5_000,
+        max_steps: 20_000,
+        max_string: 64 << 10,
+        max_collection: 5_000,
+        ..Limits::default()
+    };
+    let _ = script.run(
+        Env {
+            payload: &payload,
+            ctx: &ctx,
+            params: &params,
+            times: None,
+        },
+        limits,
+    );
+}

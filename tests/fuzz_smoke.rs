@@ -50,6 +50,20 @@ const INTERESTING: &[&[u8]] = &[
     b"\n- ",
     b"{minutes: ",
     b"!!str ",
+    b" -> ",
+    b"?.",
+    b" ?: ",
+    b"def ",
+    b"(int) ",
+    b"new ",
+    b"[:]",
+    b"'",
+    b"for (",
+    b"while (true) ",
+    b".stream()",
+    b"Collectors.",
+    b"::",
+    b"2147483648",
 ];
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
@@ -118,4 +132,9 @@ fn condition_never_panics() {
 #[test]
 fn logfmt_lines_always_parse() {
     smoke("logfmt", esalert::fuzzing::logfmt, 20000);
+}
+
+#[test]
+fn painless_never_panics() {
+    smoke("painless", esalert::fuzzing::painless, 6000);
 }

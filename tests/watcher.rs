@@ -408,9 +408,13 @@ fn ack_reaches_a_running_daemon() {
 }
 
 #[test]
-fn check_rejects_painless_and_unsupported_actions_with_positions() {
+fn check_rejects_unsupported_painless_and_actions_with_positions() {
     let p = Project::new();
-    p.alert("painless", "{\n  \"trigger\": {\"schedule\": {\"interval\": \"5m\"}},\n  \"input\": {\"simple\": {}},\n  \"condition\": {\"script\": {\"source\": \"return ctx.payload.hits.total > 5\"}},\n  \"actions\": {}\n}");
+    // Painless within the supported language passes.
+    p.alert("painless_ok", "{\n  \"trigger\": {\"schedule\": {\"interval\": \"5m\"}},\n  \"input\": {\"simple\": {}},\n  \"condition\": {\"script\": {\"source\": \"return ctx.payload.hits.total > 5\"}},\n  \"transform\": {\"script\": \"return ['n': ctx.payload.hits.total]\"},\n  \"actions\": {}\n}");
+    // What is outside it is named, with its place in the script.
+    p.alert("painless", "{\n  \"trigger\": {\"schedule\": {\"interval\": \"5m\"}},\n  \"input\": {\"simple\": {}},\n  \"condition\": {\"script\": {\"source\": \"def hits = ctx.payload.hits.hits;\\nreturn hits.stream()\\n  .collect(Collectors.groupingBy(h -> h._id)).size() > 1\"}},\n  \"actions\": {}\n}");
+    p.alert("stored", "{\n  \"trigger\": {\"schedule\": {\"interval\": \"5m\"}},\n  \"input\": {\"simple\": {}},\n  \"condition\": {\"script\": {\"id\": \"no_such_script\"}},\n  \"actions\": {}\n}");
     p.alert("pager", "{\n  \"trigger\": {\"schedule\": {\"interval\": \"5m\"}},\n  \"input\": {\"simple\": {}},\n  \"actions\": {\n    \"page\": {\"pagerduty\": {\"event\": {}}},\n    \"ticket\": {\"jira\": {}}\n  }\n}");
     p.alert(
         "badsched",
@@ -422,10 +426,17 @@ fn check_rejects_painless_and_unsupported_actions_with_positions() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("painless_ok.json"), "{text}");
     assert!(
-        text.lines().any(|l| l
-            .starts_with("queries/painless.json:4:17: Painless scripts cannot run")
-            && l.contains("Rhai")),
+        text.lines().any(|l| l.starts_with(
+            "queries/painless.json:4:17: `Collectors.groupingBy` is not supported (line 3, column 12)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("queries/stored.json:4:17:")
+                && l.contains("stored script `no_such_script` was not found")),
         "{text}"
     );
     assert!(

@@ -8,6 +8,8 @@
 
 mod compare;
 mod constant;
+pub mod painless;
+pub mod painless_check;
 pub mod script;
 
 use std::cmp::Ordering;
@@ -20,6 +22,7 @@ use serde::de::{self, Deserializer};
 use serde_json::{Map, Value};
 
 pub use compare::{ArrayCompare, Compare, Operand, Quantifier};
+pub use painless_check::{PainlessScript, WatchCtx};
 pub use script::{ScriptEngine, ScriptError};
 
 /// A comparison operator, as Watcher names them.
@@ -180,6 +183,8 @@ pub struct Scope<'v> {
     pub item: &'v Value,
     /// The whole response, when `item` is an element of it.
     pub response: Option<&'v Value>,
+    /// A watch run's `ctx` for Painless scripts.
+    pub watch: Option<&'v WatchCtx>,
 }
 
 impl<'v> Scope<'v> {
@@ -188,6 +193,15 @@ impl<'v> Scope<'v> {
         Scope {
             item: response,
             response: None,
+            watch: None,
+        }
+    }
+
+    /// The same scope inside a watch run.
+    pub fn in_watch(self, watch: &'v WatchCtx) -> Self {
+        Scope {
+            watch: Some(watch),
+            ..self
         }
     }
 
@@ -196,6 +210,7 @@ impl<'v> Scope<'v> {
         Scope {
             item,
             response: Some(response),
+            watch: None,
         }
     }
 
@@ -300,6 +315,10 @@ pub static KINDS: &[Kind] = &[
         name: "script",
         compile: script::compile_check,
     },
+    Kind {
+        name: "painless",
+        compile: painless_check::compile_check,
+    },
 ];
 
 fn kind(name: &str) -> Option<&'static Kind> {
@@ -383,8 +402,8 @@ impl Condition {
         (k.compile)(&spec.body, Some(engine)).map(Condition)
     }
 
-    /// Compiles a spec that holds no script (watches: their scripts are
-    /// Painless, refused when parsed).
+    /// Compiles a spec that holds no Rhai script (watches: their scripts
+    /// are Painless, which needs no engine).
     pub fn compile_without_scripts(spec: ConditionSpec) -> Result<Condition, CompileError> {
         if spec.kind == "script" {
             return Err(CompileError::Invalid(

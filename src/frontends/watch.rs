@@ -95,15 +95,18 @@ pub(super) fn parse_watch(
     text: &str,
     raw: &Value,
 ) -> Result<Alert, LoadError> {
-    let watch = crate::watcher::parse(name, text, raw).map_err(|found| LoadError::Invalid {
-        problems: found
-            .into_iter()
-            .map(|(position, message)| Problem {
-                path: path.to_owned(),
-                position,
-                message,
-            })
-            .collect(),
+    let scripts = crate::condition::painless::stored::dir_for(path);
+    let watch = crate::watcher::parse_in(name, text, raw, &scripts).map_err(|found| {
+        LoadError::Invalid {
+            problems: found
+                .into_iter()
+                .map(|(position, message)| Problem {
+                    path: path.to_owned(),
+                    position,
+                    message,
+                })
+                .collect(),
+        }
     })?;
     let policy = policy(path, text, raw)?;
     Ok(Alert {

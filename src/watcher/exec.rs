@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::{Action, ActionKind, HttpRequest, Input, SearchRequest, Tmpl, Transform, Watch};
-use crate::condition::{Path, Scope};
+use crate::condition::{Path, Scope, WatchCtx};
 use crate::datemath;
 use crate::render::{GroupVars, fmt_time};
 use crate::rule::{EvalContext, EvalError, Evaluated, Notice, Plan, PlannedAction};
@@ -66,14 +66,16 @@ fn model(
     now: DateTime<Utc>,
     scheduled: DateTime<Utc>,
     group: Option<&GroupVars>,
+    vars: Option<&WatchCtx>,
 ) -> Value {
+    let vars = vars.map_or_else(|| json!({}), |w| w.vars().clone());
     let mut m = json!({"ctx": {
         "watch_id": watch.id,
         "execution_time": fmt_time(&now),
         "trigger": {"triggered_time": fmt_time(&now), "scheduled_time": fmt_time(&scheduled)},
         "metadata": watch.metadata,
         "payload": payload,
-        "vars": {},
+        "vars": vars,
     }});
     if let Some(g) = group {
         m["group"] = json!({"key": g.key, "item": *g.item, "count": g.count});
@@ -268,7 +270,7 @@ fn run_input<'a>(
     scheduled: DateTime<Utc>,
 ) -> futures::future::BoxFuture<'a, Result<Value, ExecError>> {
     Box::pin(async move {
-        let m = model(watch, &base, now, scheduled, None);
+        let m = model(watch, &base, now, scheduled, None, None);
         match input {
             Input::None => Ok(json!({})),
             Input::Simple(v) => Ok(v.clone()),
@@ -338,9 +340,9 @@ async fn apply_transform(
     env: &EvalContext<'_>,
     t: &Transform,
     payload: Value,
-    now: DateTime<Utc>,
-    scheduled: DateTime<Utc>,
+    wctx: &WatchCtx,
 ) -> Result<Value, ExecError> {
+    let (now, scheduled) = (wctx.times.execution, wctx.times.scheduled);
     let mut p = payload;
     let items: Vec<&Transform> = match t {
         Transform::Chain(v) => v.iter().collect(),
@@ -353,13 +355,23 @@ async fn apply_transform(
                     watch,
                     env,
                     req,
-                    &model(watch, &p, now, scheduled, None),
+                    &model(watch, &p, now, scheduled, None, Some(wctx)),
                     now,
                 )
                 .await?
             }
-            Transform::Chain(_) => {
-                Box::pin(apply_transform(watch, env, t, p, now, scheduled)).await?
+            Transform::Chain(_) => Box::pin(apply_transform(watch, env, t, p, wctx)).await?,
+            Transform::Script(s) => {
+                let r = s.run(&p, Some(wctx), now).map_err(|e| ExecError::Invalid {
+                    watch: watch.id.clone(),
+                    reason: format!("script transform: {e}"),
+                })?;
+                // Watcher: a returned map is the payload, anything else is `_value`.
+                if r.is_map {
+                    r.result
+                } else {
+                    json!({"_value": r.result})
+                }
             }
         };
     }
@@ -594,6 +606,8 @@ pub async fn evaluate(
     cx: &EvalContext<'_>,
 ) -> Result<Evaluated, ExecError> {
     let (now, scheduled) = (cx.now, cx.scheduled);
+    // ctx.vars, shared by the condition, transforms and action conditions.
+    let wctx = WatchCtx::new(&watch.id, &watch.metadata, now, scheduled);
     // A saved response stands for the input, whatever its type.
     let payload = match cx.saved {
         Some(v) => v.clone(),
@@ -607,18 +621,22 @@ pub async fn evaluate(
     let mut missing = None;
     match &rule.policy.group_by {
         None => {
-            if check(&watch.condition, cx, Scope::whole(&payload)).map_err(|reason| {
-                ExecError::Invalid {
+            if check(&watch.condition, cx, Scope::whole(&payload).in_watch(&wctx)).map_err(
+                |reason| ExecError::Invalid {
                     watch: watch.id.clone(),
                     reason,
-                }
-            })? {
+                },
+            )? {
                 groups.push((WHOLE_RULE.to_owned(), None, payload.clone()));
             }
         }
         Some(spec) => {
             let grouped = crate::pipeline::group::split(&payload, spec, |item, _| {
-                check(&watch.condition, cx, Scope::element(item, &payload))
+                check(
+                    &watch.condition,
+                    cx,
+                    Scope::element(item, &payload).in_watch(&wctx),
+                )
             })
             .map_err(|reason| ExecError::Invalid {
                 watch: watch.id.clone(),
@@ -640,10 +658,11 @@ pub async fn evaluate(
     for (key, group, el) in groups {
         let mut el = el;
         if let Some(t) = &watch.transform {
-            el = apply_transform(watch, cx, t, el, now, scheduled).await?;
+            el = apply_transform(watch, cx, t, el, &wctx).await?;
         }
         for a in &watch.actions {
-            let (planned, content) = plan_action(watch, cx, a, &el, &key, group.as_ref()).await?;
+            let (planned, content) =
+                plan_action(watch, cx, a, &el, &key, group.as_ref(), &wctx).await?;
             let status = match &planned.plan {
                 Plan::Send(_) => "simulated",
                 Plan::ConditionFailed => "condition_failed",
@@ -732,6 +751,7 @@ async fn plan_action(
     payload: &Value,
     key: &str,
     group: Option<&GroupVars>,
+    wctx: &WatchCtx,
 ) -> Result<(PlannedAction, Value), ExecError> {
     let throttle = a.throttle.or(watch.throttle).unwrap_or(DEFAULT_THROTTLE);
     let planned = |plan| PlannedAction {
@@ -747,16 +767,18 @@ async fn plan_action(
         return Ok((planned(Plan::Suppressed(s)), Value::Null));
     }
     if let Some(c) = &a.condition
-        && !check(c, cx, Scope::whole(payload)).map_err(|reason| ExecError::Invalid {
-            watch: watch.id.clone(),
-            reason,
+        && !check(c, cx, Scope::whole(payload).in_watch(wctx)).map_err(|reason| {
+            ExecError::Invalid {
+                watch: watch.id.clone(),
+                reason,
+            }
         })?
     {
         return Ok((planned(Plan::ConditionFailed), Value::Null));
     }
     let mut payload = payload.clone();
     if let Some(t) = &a.transform {
-        payload = apply_transform(watch, cx, t, payload, cx.now, cx.scheduled).await?;
+        payload = apply_transform(watch, cx, t, payload, wctx).await?;
     }
     let elements: Vec<Value> = match &a.foreach {
         None => vec![payload.clone()],
@@ -769,7 +791,7 @@ async fn plan_action(
     let mut messages = Vec::new();
     let mut contents = Vec::new();
     for el in &elements {
-        let m = model(watch, el, cx.now, cx.scheduled, group);
+        let m = model(watch, el, cx.now, cx.scheduled, group, Some(wctx));
         let (msgs, content) = render_action(watch, &a.kind, &m, el);
         if let Some(reason) = take_cut() {
             return Err(ExecError::Invalid {
@@ -792,7 +814,7 @@ async fn plan_action(
 /// through the watch's Slack, email and logging actions; webhooks and
 /// index actions are machine interfaces and get none.
 pub fn notice(watch: &Watch, n: &Notice, now: DateTime<Utc>) -> Vec<PlannedAction> {
-    let m = model(watch, &json!({}), now, now, None);
+    let m = model(watch, &json!({}), now, now, None, None);
     let mark = if n.resolved { "✅ " } else { "" };
     let mut out = Vec::new();
     for a in &watch.actions {

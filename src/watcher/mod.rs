@@ -2,9 +2,12 @@
 //!
 //! Any `queries/<name>.json` whose top level has `trigger` and `input` is a
 //! watch; its name is the watch id. Parsing here checks everything a watch
-//! can hold and reports what esalert can't run (Painless scripts, action
-//! types such as `pagerduty`) with the file and position. Execution
-//! ([`exec`]) reuses the search client, the store, the notifiers and the log.
+//! can hold and reports what esalert can't run (Painless outside the
+//! supported language, action types such as `pagerduty`) with the file and
+//! position; Painless conditions and transforms compile here
+//! ([`crate::condition::painless`]), stored scripts are resolved here.
+//! Execution ([`exec`]) reuses the search client, the store, the notifiers
+//! and the log.
 
 pub mod exec;
 pub mod mustache;
@@ -16,7 +19,8 @@ use serde_json::{Map, Value};
 
 use crate::alert::Schedule;
 use crate::alert::locate::{Position, Seg, locate};
-use crate::condition::{Condition, ConditionSpec, Path};
+use crate::condition::painless::stored;
+use crate::condition::{Condition, ConditionSpec, PainlessScript, Path, painless_check};
 use crate::datemath;
 use mustache::Template;
 
@@ -139,6 +143,9 @@ pub enum Transform {
     Search(Box<SearchRequest>),
     /// Transforms applied in order.
     Chain(Vec<Transform>),
+    /// A Painless script: a returned map is the new payload, anything
+    /// else becomes `{"_value": …}`, as in Watcher.
+    Script(Box<PainlessScript>),
 }
 
 /// What an action does.
@@ -259,6 +266,8 @@ pub type Found = (Vec<Seg>, String);
 struct P<'a> {
     problems: Vec<Found>,
     _text: &'a str,
+    /// Where stored scripts (`{"id": …}`) are looked up.
+    scripts: &'a std::path::Path,
 }
 
 impl P<'_> {
@@ -288,9 +297,55 @@ fn key(path: &[Seg], k: &str) -> Vec<Seg> {
     p
 }
 
-const PAINLESS: &str = "Painless scripts cannot run in esalert; rewrite this as a native alert with a Rhai \
-     `\"condition\": {\"script\": \"...\"}` (it sees `response` and returns a bool or #{matched, message}), \
-     or use compare/array_compare";
+/// A `script` of a condition or transform: inline source, or a stored
+/// script by `id`, compiled.
+fn painless(p: &mut P, at: &[Seg], v: &Value) -> Option<PainlessScript> {
+    let body = match v {
+        Value::String(s) => Value::String(s.clone()),
+        Value::Object(m) => {
+            if let Some(lang) = m.get("lang").and_then(Value::as_str)
+                && lang != "painless"
+            {
+                p.err(
+                    &key(at, "lang"),
+                    format!("script lang {lang:?} cannot run; esalert runs Painless scripts"),
+                );
+                return None;
+            }
+            match m.get("id").or(m.get("stored")).and_then(Value::as_str) {
+                Some(id) => match stored::resolve(p.scripts, id) {
+                    Ok(src) => {
+                        let mut b = Map::new();
+                        b.insert("source".into(), Value::String(src));
+                        if let Some(params) = m.get("params") {
+                            b.insert("params".into(), params.clone());
+                        }
+                        Value::Object(b)
+                    }
+                    Err(e) => {
+                        p.err(at, e.to_string());
+                        return None;
+                    }
+                },
+                None => v.clone(),
+            }
+        }
+        other => {
+            p.err(
+                at,
+                format!("a script is a string or {{\"source\": \"...\"}}, found {other}"),
+            );
+            return None;
+        }
+    };
+    match PainlessScript::compile(&body) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            p.err(at, e);
+            None
+        }
+    }
+}
 
 fn tmpl(p: &mut P, at: &[Seg], v: &Value) -> Option<Tmpl> {
     let (src, params) = match v {
@@ -658,10 +713,9 @@ fn input(p: &mut P, at: &[Seg], v: &Value) -> Option<Input> {
 
 fn condition(p: &mut P, at: &[Seg], v: &Value) -> Option<Condition> {
     if let Some(Value::Object(m)) = Some(v)
-        && m.contains_key("script")
+        && let Some(script) = m.get("script")
     {
-        p.err(&key(at, "script"), PAINLESS);
-        return None;
+        return painless(p, &key(at, "script"), script).map(painless_check::condition);
     }
     let compiled = ConditionSpec::parse(v, &|k| k != "script")
         .and_then(|spec| Condition::compile_without_scripts(spec).map_err(|e| e.to_string()));
@@ -694,14 +748,11 @@ fn transform(p: &mut P, at: &[Seg], v: &Value) -> Option<Transform> {
             }
             Some(Transform::Chain(out))
         }
-        "script" => {
-            p.err(&here, PAINLESS);
-            None
-        }
+        "script" => painless(p, &here, body).map(|s| Transform::Script(Box::new(s))),
         other => {
             p.err(
                 &here,
-                format!("transform type {other:?} is not supported; use search or chain"),
+                format!("transform type {other:?} is not supported; use search, script or chain"),
             );
             None
         }
@@ -938,10 +989,22 @@ const WATCH_KEYS: &[&str] = &[
 ];
 
 /// Parses a watch; on failure, every problem with its place in the file.
+/// Stored scripts are looked up in `./scripts`.
 pub fn parse(id: &str, text: &str, v: &Value) -> Result<Watch, Vec<(Option<Position>, String)>> {
+    parse_in(id, text, v, std::path::Path::new("scripts"))
+}
+
+/// [`parse`] with stored scripts looked up in `scripts`.
+pub fn parse_in(
+    id: &str,
+    text: &str,
+    v: &Value,
+    scripts: &std::path::Path,
+) -> Result<Watch, Vec<(Option<Position>, String)>> {
     let mut p = P {
         problems: Vec::new(),
         _text: text,
+        scripts,
     };
     let m = v.as_object().cloned().unwrap_or_default();
     for k in m.keys() {
