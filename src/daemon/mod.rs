@@ -138,6 +138,20 @@ fn build_runner(
     }))
 }
 
+/// Whether a file event may have changed what the directory holds. Reads
+/// are events too (inotify's open, access and close-without-write): the
+/// daemon's own scans would otherwise trigger the next scan, forever.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind as K;
+    use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
+    match kind {
+        // A file written and closed: the surest sign of a finished edit.
+        K::Access(AccessKind::Close(AccessMode::Write)) => true,
+        K::Access(_) | K::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        _ => true,
+    }
+}
+
 /// Watches `dir` and sends a unit on every change, coalesced by the channel.
 fn watch(
     dir: &std::path::Path,
@@ -145,7 +159,7 @@ fn watch(
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        if res.is_ok_and(|e| is_change(&e.kind)) {
             let _ = tx.try_send(());
         }
     })
@@ -507,4 +521,31 @@ pub async fn run_with_clock(
         log = %cfg.log_dir.join(crate::log::LOG_NAME).display(),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use notify::EventKind as K;
+    use notify::event::{AccessKind, AccessMode, CreateKind, MetadataKind, ModifyKind};
+
+    #[test]
+    fn reads_are_not_changes() {
+        assert!(!super::is_change(&K::Access(AccessKind::Open(
+            AccessMode::Read
+        ))));
+        assert!(!super::is_change(&K::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!super::is_change(&K::Modify(ModifyKind::Metadata(
+            MetadataKind::AccessTime
+        ))));
+        assert!(super::is_change(&K::Create(CreateKind::File)));
+        assert!(super::is_change(&K::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(super::is_change(&K::Modify(ModifyKind::Any)));
+        assert!(super::is_change(&K::Remove(
+            notify::event::RemoveKind::File
+        )));
+    }
 }
