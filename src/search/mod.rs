@@ -16,6 +16,9 @@ use crate::alert::ByteSize;
 use crate::config::EsConfig;
 use crate::net::{ReadError, read_capped, redirect_location};
 
+mod docs;
+pub use docs::{Cond, Doc, DocVersion, Written};
+
 /// Characters escaped in an index pattern. `*` and `,` keep their meaning;
 /// everything that could change the URL's structure is encoded.
 const INDEX: &AsciiSet = &CONTROLS
