@@ -20,6 +20,7 @@ pub mod docs;
 mod fence;
 pub mod lease;
 pub mod membership;
+pub mod open;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
