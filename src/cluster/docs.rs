@@ -168,6 +168,8 @@ pub enum Fault {
 pub struct MemDocs {
     inner: Mutex<MemInner>,
     requests: AtomicU64,
+    /// Documents read and written, for the load figure.
+    pub doc_ops: (AtomicU64, AtomicU64),
 }
 
 #[derive(Debug, Default)]
@@ -236,6 +238,9 @@ impl MemDocs {
 impl DocStore for MemDocs {
     fn mget<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Doc>>, DocError>> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.doc_ops
+            .0
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
         let g = self.lock();
         let r = if g.down {
             Err(Self::unreachable())
@@ -258,6 +263,9 @@ impl DocStore for MemDocs {
         docs: &'a [(String, Value, Cond)],
     ) -> BoxFuture<'a, Result<Vec<Written>, DocError>> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.doc_ops
+            .1
+            .fetch_add(docs.len() as u64, Ordering::Relaxed);
         let mut g = self.lock();
         let fault = if g.faults.is_empty() {
             None

@@ -67,7 +67,7 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// Lease `lease`, margin a sixth of it; renewals every third.
+    /// Lease `lease`, margin a sixth of it.
     pub fn new(lease: Duration) -> Timing {
         Timing {
             lease,
@@ -75,8 +75,14 @@ impl Timing {
         }
     }
 
-    /// How often leases are renewed and members observed.
+    /// How often members and leases are observed: a sixth of the lease,
+    /// so a dead member's alerts are taken over within 1.5 leases.
     pub fn tick(&self) -> Duration {
+        self.lease / 6
+    }
+
+    /// How often leases (and this member's document) are renewed.
+    pub fn renew_every(&self) -> Duration {
         self.lease / 3
     }
 }
@@ -96,6 +102,10 @@ pub struct Situation<'a> {
     pub now: Duration,
     /// The preferred owner among live members.
     pub preferred: Option<&'a str>,
+    /// The preferred owner among live members other than the lease's
+    /// holder: who takes it once it expired (a holder that stopped
+    /// renewing may still look alive for a while).
+    pub successor: Option<&'a str>,
     /// Whether the rule is running or delivering here (no release then).
     pub busy: bool,
 }
@@ -158,7 +168,7 @@ pub fn decide(s: &Situation<'_>, t: Timing) -> Step {
             let expired = unchanged >= t.lease + t.margin;
             // When views of who is alive differ, anyone takes it a little later.
             let abandoned = unchanged >= t.lease + t.margin * 3;
-            if (expired && i_prefer) || abandoned {
+            if (expired && (i_prefer || s.successor == Some(s.me))) || abandoned {
                 Step::Take(Cond::Match(v), next)
             } else {
                 Step::Wait

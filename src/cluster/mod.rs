@@ -156,6 +156,8 @@ struct Inner {
     cluster_notified: Option<ClusterDown>,
     beat: u64,
     live: Vec<String>,
+    /// When the last renewal was sent (our clock).
+    last_renewal: Option<Duration>,
     /// Fire documents this member created, by id, with their version.
     fires: HashMap<String, DocVersion>,
 }
@@ -168,6 +170,10 @@ pub struct Cluster {
     timing: Timing,
     inner: Mutex<Inner>,
     writing: tokio::sync::Mutex<()>,
+    /// Changes to held rules so far, and the count the last flush covered
+    /// with its error (group commit).
+    changes: std::sync::atomic::AtomicU64,
+    flushed: Mutex<(u64, Option<String>)>,
     location: PathBuf,
     /// Whether the last tick reached the cluster.
     reachable: AtomicBool,
@@ -229,6 +235,8 @@ impl Cluster {
             timing: Timing::new(lease),
             inner: Mutex::new(Inner::default()),
             writing: tokio::sync::Mutex::new(()),
+            changes: std::sync::atomic::AtomicU64::new(0),
+            flushed: Mutex::new((0, None)),
             location,
             reachable: AtomicBool::new(true),
             label,
@@ -406,6 +414,10 @@ impl Cluster {
             g.registered = reg_ids.clone();
             live = g.members.live(&self.me, now, t.lease);
             g.live = live.clone();
+            // Observed every tick, renewed every third of the lease.
+            let renew_due = g
+                .last_renewal
+                .is_none_or(|r| now.saturating_sub(r) + t.tick() / 2 >= t.renew_every());
             g.beat = g.beat.wrapping_add(1);
             let mine = read
                 .get(
@@ -416,13 +428,15 @@ impl Cluster {
                 )
                 .cloned()
                 .flatten();
-            writes.push((
-                doc_id("member", &[&self.me]),
-                json!({"id": self.me, "beat": g.beat, "beat_at": ts_now(),
+            if renew_due {
+                writes.push((
+                    doc_id("member", &[&self.me]),
+                    json!({"id": self.me, "beat": g.beat, "beat_at": ts_now(),
                        "lease_ms": t.lease.as_millis() as u64, "pid": std::process::id()}),
-                mine.map_or(Cond::Create, |d| Cond::Match(d.version)),
-            ));
-            kinds.push(Kind::Beat);
+                    mine.map_or(Cond::Create, |d| Cond::Match(d.version)),
+                ));
+                kinds.push(Kind::Beat);
+            }
 
             // Leases.
             for (i, rule) in rules.iter().enumerate() {
@@ -436,6 +450,21 @@ impl Cluster {
                     .is_some_and(|h| h.sending > 0 || h.changes != h.flushed)
                     || g.rules.get(rule).is_some_and(|r| r.load(Ordering::SeqCst));
                 let pref = membership::preferred(rule, &live);
+                let holder = doc
+                    .as_ref()
+                    .and_then(|d| d.source["owner"].as_str())
+                    .filter(|o| !o.is_empty() && *o != self.me.as_str());
+                let others: Vec<String> = match holder {
+                    Some(h) if pref == Some(h) => {
+                        live.iter().filter(|m| *m != h).cloned().collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let successor = if others.is_empty() {
+                    pref
+                } else {
+                    membership::preferred(rule, &others)
+                };
                 let mut step = lease::decide(
                     &lease::Situation {
                         me: &self.me,
@@ -444,6 +473,7 @@ impl Cluster {
                         view,
                         now,
                         preferred: pref,
+                        successor,
                         busy,
                     },
                     t,
@@ -474,6 +504,7 @@ impl Cluster {
                         );
                         None
                     }
+                    Step::Renew(_) if !renew_due => None,
                     Step::Renew(v) => Some((lease_doc(&self.me, epoch), Cond::Match(*v))),
                     Step::Release(v) => {
                         // Nothing may start once this is set; checked
@@ -534,6 +565,9 @@ impl Cluster {
         let mut taken: Vec<(String, u64)> = Vec::new();
         {
             let mut g = self.lock();
+            if kinds.iter().any(|k| matches!(k, Kind::Beat)) {
+                g.last_renewal = Some(sent_at);
+            }
             for (k, r) in kinds.iter().zip(&results) {
                 let Kind::Lease(rule, step) = k else { continue };
                 match (step, r) {
@@ -564,10 +598,6 @@ impl Cluster {
         if !taken.is_empty() {
             self.load_taken(&taken, sent_at).await?;
         }
-        self.flush().await.map_err(|e| DocError::Failed {
-            index: self.label.clone(),
-            detail: e.to_string(),
-        })?;
         Ok(())
     }
 
@@ -628,12 +658,30 @@ impl Cluster {
                "written_at": ts_now(), "state": st})
     }
 
-    /// Runs [`tick`](Self::tick) every third of the lease until `stop`.
+    /// Runs [`tick`](Self::tick) every sixth of the lease until `stop`,
+    /// and beside it writes changes nobody committed (a run's bookkeeping)
+    /// as often, so a slow write never delays a renewal.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let flusher = {
+            let (me, mut stop) = (self.clone(), stop.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(me.timing.tick()) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    if let Err(e) = me.flush().await {
+                        tracing::debug!(event = "shared_state_flush_failed", error = %e);
+                    }
+                }
+            }
+        };
+        tokio::spawn(flusher);
         loop {
+            let started = tokio::time::Instant::now();
             let _ = self.tick().await;
             tokio::select! {
-                _ = tokio::time::sleep(self.timing.tick()) => {}
+                _ = tokio::time::sleep_until(started + self.timing.tick()) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }

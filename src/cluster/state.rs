@@ -21,33 +21,70 @@ impl Cluster {
         }
     }
 
-    /// Writes every changed rule held. A rule whose lease lapsed is not
-    /// written (and the commit fails): the epoch fences it.
+    /// Writes every changed rule held, in one `_bulk` (group commit: a
+    /// caller whose changes a write already in progress or just done
+    /// covered does not write again).
+    ///
+    /// A rule whose lease lapsed or moved is dropped here, not written: it
+    /// is fenced, and nothing of it can be delivered once it is not held
+    /// (reads find nothing, the fence holds), so it fails no one's commit.
+    /// The commit fails only when the cluster did not take the write.
     pub(super) async fn flush(&self) -> Result<(), StoreError> {
+        let target = self.changes.load(Ordering::Acquire);
         let _w = self.writing.lock().await;
+        {
+            let done = self
+                .flushed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if done.0 >= target && done.1.is_none() {
+                return Ok(());
+            }
+        }
+        let through = self.changes.load(Ordering::Acquire);
+        let r = self.flush_now().await;
+        *self
+            .flushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            (through, r.as_ref().err().map(ToString::to_string));
+        r
+    }
+
+    async fn flush_now(&self) -> Result<(), StoreError> {
         let broken = self.broken.load(Ordering::Relaxed);
-        let mut problems = Vec::new();
         for _round in 0..3 {
             let now = self.mono.now();
             let (writes, marks) = {
                 let mut g = self.lock();
                 if std::mem::take(&mut g.orphaned) {
-                    problems.push(
-                        "an alert's lease was lost during its run; what the run decided is not sent"
-                            .to_owned(),
+                    tracing::warn!(
+                        event = "lease_lost_mid_run",
+                        member = self.me.as_str(),
+                        "an alert's lease was lost during its run; what the run decided is not sent (its new owner runs the window again)"
+                    );
+                }
+                let lapsed: Vec<String> = g
+                    .held
+                    .iter()
+                    .filter(|(_, h)| h.changes != h.flushed && now >= h.valid_until && !broken)
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                for rule in lapsed {
+                    // Taken again from its document if nobody else took it.
+                    g.held.remove(&rule);
+                    tracing::warn!(
+                        event = "lease_lapsed",
+                        alert = rule.as_str(),
+                        member = self.me.as_str(),
+                        lease_s = self.timing.lease.as_secs_f64(),
+                        "not renewed in time; its unwritten changes are dropped and nothing of them is sent"
                     );
                 }
                 let mut writes = Vec::new();
                 let mut marks = Vec::new();
                 for (rule, h) in &g.held {
                     if h.changes == h.flushed {
-                        continue;
-                    }
-                    if now >= h.valid_until && !broken {
-                        problems.push(format!(
-                            "{rule}: this instance's lease lapsed (the cluster was not reached for {}); not written",
-                            humantime::format_duration(self.timing.lease)
-                        ));
                         continue;
                     }
                     let cond = h.state_version.map_or(Cond::Create, Cond::Match);
@@ -119,16 +156,11 @@ impl Cluster {
                             member = self.me.as_str(),
                             reason = "its state was written by a newer owner"
                         );
-                        problems.push(format!("{rule}: another instance owns this alert now"));
                     }
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(self.store_error(problems.join("; ")))
-        }
+        Ok(())
     }
 }
 
@@ -144,6 +176,7 @@ impl StateBackend for Cluster {
             Some(h) => {
                 f(&mut h.st);
                 h.changes = h.changes.wrapping_add(1);
+                self.changes.fetch_add(1, Ordering::AcqRel);
             }
             None => {
                 f(&mut AlertState::default());
@@ -165,6 +198,7 @@ impl StateBackend for Cluster {
             let _ = keep(name, &mut h.st);
             if h.st.removed_at != before {
                 h.changes = h.changes.wrapping_add(1);
+                self.changes.fetch_add(1, Ordering::AcqRel);
             }
         }
     }

@@ -138,17 +138,7 @@ impl EsClient {
             nd.push_str(&source.to_string());
             nd.push('\n');
         }
-        let url = format!("{}/_bulk", self.base);
-        let r = self
-            .request_raw(
-                reqwest::Method::POST,
-                &url,
-                &[],
-                nd.into_bytes(),
-                "application/x-ndjson",
-                self.max_response,
-            )
-            .await?;
+        let r = self.post_bulk(nd).await?;
         let items = r.response["items"]
             .as_array()
             .filter(|i| i.len() == docs.len())

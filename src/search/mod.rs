@@ -476,6 +476,11 @@ impl EsClient {
             nd.push_str(&doc.to_string());
             nd.push('\n');
         }
+        self.post_bulk(nd).await.map(|r| r.response)
+    }
+
+    /// `POST /_bulk` with an NDJSON body.
+    async fn post_bulk(&self, nd: String) -> Result<SearchResult, SearchError> {
         let url = format!("{}/_bulk", self.base);
         self.request_raw(
             reqwest::Method::POST,
@@ -486,7 +491,6 @@ impl EsClient {
             self.max_response,
         )
         .await
-        .map(|r| r.response)
     }
 
     /// `GET /_cluster/health`: whether the cluster answers, accepts the

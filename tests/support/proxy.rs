@@ -16,8 +16,8 @@ pub struct DelayProxy {
     pub dropped: Arc<AtomicU64>,
 }
 
-/// xorshift64*: enough randomness for delays, no dependency.
-fn rand(state: &mut u64) -> u64 {
+/// xorshift64*: enough randomness for delays and chaos, no dependency.
+pub fn rand(state: &mut u64) -> u64 {
     *state ^= *state >> 12;
     *state ^= *state << 25;
     *state ^= *state >> 27;
