@@ -771,7 +771,10 @@ fn chaos_through_a_slow_lossy_link() {
     let es = engine_or_return!();
     let _g = serial();
     let proxy = DelayProxy::start(&es.url, 2);
-    let lease = Duration::from_secs(10);
+    // A takeover crosses the slow link four times (read, take, load,
+    // claim): a lease several times the link's round trip, as a deployment
+    // over such a link would use.
+    let lease = Duration::from_secs(12);
     let report = passes(
         chaos(es, &proxy.url, "slow", chaos_secs(75), lease, &[]),
         lease,

@@ -199,10 +199,7 @@ pub async fn run_with_clock(
     let creds = Credentials::load(&cfg.credentials)?;
     // `--state es://...`: several instances share the alerts (see
     // crate::cluster); a file otherwise.
-    let (file, cluster): (
-        Option<Arc<SharedStore>>,
-        Option<Arc<crate::cluster::Cluster>>,
-    ) = match cfg
+    let (store, file, cluster) = match cfg
         .state
         .to_str()
         .and_then(crate::cluster::StateSpec::parse)
@@ -217,14 +214,12 @@ pub async fn run_with_clock(
                 cfg.broken_shared_state,
             )
             .await?;
-            (None, Some(c))
+            (c.clone() as Arc<dyn StateBackend>, None, Some(c))
         }
-        None => (Some(SharedStore::new(Store::open(&cfg.state)?)), None),
-    };
-    let store: Arc<dyn StateBackend> = match (&file, &cluster) {
-        (Some(f), _) => f.clone(),
-        (None, Some(c)) => c.clone(),
-        (None, None) => unreachable!("one of the two is always set"),
+        None => {
+            let f = SharedStore::new(Store::open(&cfg.state)?);
+            (f.clone() as Arc<dyn StateBackend>, Some(f), None)
+        }
     };
     let sem = Arc::new(Semaphore::new(cfg.max_concurrency.max(1)));
     let mut runner = build_runner(

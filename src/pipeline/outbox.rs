@@ -567,7 +567,11 @@ impl Runner {
             st.and_then(|st| st.outbox.iter().find(|m| m.seq == seq))
                 .map(|m| (m.key.clone(), m.matched_at))
         }) else {
-            return (Ok(()), 0);
+            let why = "the match is no longer in this instance's outbox";
+            return (
+                Err(Fenced::Sink(SinkError::transient(d.message.sink(), why))),
+                0,
+            );
         };
         let fire = crate::throttle::FireId {
             rule: name.to_owned(),
