@@ -209,6 +209,15 @@ pub struct RunArgs {
     /// `/healthz` turns 503 and `/metrics` counts it.
     #[arg(long, env = "ESALERT_STUCK_AFTER", default_value = "5m", value_parser = humantime::parse_duration)]
     pub stuck_after: std::time::Duration,
+    /// With `--state es://...`: how long an instance's ownership of an
+    /// alert lasts without renewal; a dead instance's alerts are taken
+    /// over within two leases.
+    #[arg(long, env = "ESALERT_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lease: std::time::Duration,
+    /// Test of the tests only: shared state without version checks, and
+    /// leases expiring by wall clock. Never use it.
+    #[arg(long, hide = true)]
+    pub test_broken_shared_state: bool,
 }
 
 /// `--listen`: `PORT` (on 127.0.0.1) or `ADDRESS:PORT`.
@@ -249,6 +258,9 @@ pub enum CliError {
     /// The throttle store is unusable.
     #[error(transparent)]
     Store(#[from] crate::throttle::StoreError),
+    /// Shared state (`--state es://...`) can't be used.
+    #[error(transparent)]
+    Shared(#[from] crate::cluster::open::OpenError),
     /// A run could not record its state.
     #[error(transparent)]
     Run(#[from] crate::pipeline::RunError),
@@ -280,6 +292,18 @@ pub enum CliError {
 pub async fn execute(cli: Cli) -> Result<u8, CliError> {
     let g = cli.global;
     crate::frontends::elastalert::globals::set_beside(&g.credentials);
+    if let Some(spec) = g.state.to_str().and_then(crate::cluster::StateSpec::parse) {
+        let spec = spec.map_err(crate::cluster::open::OpenError::from)?;
+        match &cli.command {
+            Command::Run(_) | Command::Check { .. } => {}
+            Command::Status { json } => return shared_status(&g, &spec, *json).await,
+            other => {
+                return Err(
+                    crate::cluster::open::OpenError::Unsupported(command_name(other)).into(),
+                );
+            }
+        }
+    }
     match cli.command {
         Command::Check {
             queries_only,
@@ -359,6 +383,8 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
                 rescan: args.rescan,
                 tick_spread: args.tick_spread,
                 stuck_after: args.stuck_after,
+                lease: args.lease.max(std::time::Duration::from_secs(1)),
+                broken_shared_state: args.test_broken_shared_state,
                 settings: Settings {
                     max_retry_age: args.max_retry_age,
                     concurrency: args.max_concurrency,
@@ -1632,6 +1658,57 @@ fn ack(g: &Global, name: &str, actions: &[String]) -> Result<u8, CliError> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Test { .. } => "test",
+        Command::Once { .. } => "once",
+        Command::Ack { .. } => "ack",
+        Command::Silence { .. } => "silence",
+        Command::Unsilence { .. } => "unsilence",
+        _ => "this command",
+    }
+}
+
+/// `esalert status` over shared state: each alert's owner, epoch and lease
+/// expiry, and the members.
+async fn shared_status(
+    g: &Global,
+    spec: &crate::cluster::StateSpec,
+    json: bool,
+) -> Result<u8, CliError> {
+    let scripts = ScriptEngine::default();
+    let report = load_dir(&g.queries, &scripts)?;
+    let creds = Credentials::load(&g.credentials)?;
+    let names: Vec<String> = report.alerts.iter().map(|a| a.name.clone()).collect();
+    let v = crate::cluster::open::status(spec, &creds, &names).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(0);
+    }
+    println!("shared state {}", v["state"].as_str().unwrap_or_default());
+    for m in v["members"].as_array().into_iter().flatten() {
+        println!(
+            "member {} {} last_beat={}",
+            m["id"].as_str().unwrap_or_default(),
+            if m["live"] == Value::Bool(true) {
+                "live"
+            } else {
+                "silent"
+            },
+            m["last_beat"].as_str().unwrap_or("-")
+        );
+    }
+    for (name, a) in v["alerts"].as_object().into_iter().flatten() {
+        println!(
+            "{name} owner={} epoch={} lease_expires={}",
+            a["owner"].as_str().unwrap_or("-"),
+            a["epoch"].as_u64().map_or("-".into(), |e| e.to_string()),
+            a["lease_expires"].as_str().unwrap_or("-")
+        );
+    }
+    Ok(0)
 }
 
 fn status(g: &Global, json: bool) -> Result<u8, CliError> {

@@ -48,6 +48,7 @@
 pub mod alert;
 pub mod alloc_budget;
 pub mod cli;
+pub mod cluster;
 pub mod condition;
 pub mod config;
 pub mod console;

@@ -66,6 +66,10 @@ pub struct Policy {
     /// Lengthen the throttle while a key keeps matching.
     #[serde(default)]
     pub throttle_backoff: Option<Backoff>,
+    /// With shared state: a delivery an instance began and may have sent
+    /// before dying is logged by the next owner, not sent again.
+    #[serde(default)]
+    pub at_most_once: bool,
 }
 
 /// `throttle_backoff`: each throttle period is the previous one times

@@ -125,6 +125,8 @@ fn daemon_config(p: &Project) -> esalert::daemon::DaemonConfig {
         tick_spread: Duration::ZERO,
         stuck_after: Duration::from_secs(300),
         settings: esalert::pipeline::Settings::default(),
+        lease: esalert::cluster::DEFAULT_LEASE,
+        broken_shared_state: false,
     }
 }
 

@@ -179,6 +179,11 @@ pub struct AlertFile {
     /// Lengthen the throttle while a key keeps matching.
     #[serde(default)]
     pub throttle_backoff: Option<Box<crate::rule::Backoff>>,
+    /// With several instances sharing state (`--state es://...`): never
+    /// send a delivery twice, even when an instance died while sending it
+    /// (such a delivery is logged instead; it may be lost).
+    #[serde(default)]
+    pub at_most_once: bool,
 }
 
 impl AlertFile {
@@ -191,6 +196,7 @@ impl AlertFile {
             resolve_after: self.resolve_after.take().map(|b| *b),
             digest: self.digest.take().map(|b| *b),
             throttle_backoff: self.throttle_backoff.take().map(|b| *b),
+            at_most_once: self.at_most_once,
         }
     }
 }

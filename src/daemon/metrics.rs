@@ -45,6 +45,7 @@ pub struct Metrics {
     stuck_after: Duration,
     /// Set while the store can't be written (nothing is delivered then).
     store_failing: std::sync::atomic::AtomicBool,
+    shared_state_down: std::sync::atomic::AtomicBool,
     last_tick_age: Gauge<f64, AtomicU64>,
     /// Unix milliseconds of the scheduler's last tick.
     last_tick_ms: AtomicI64,
@@ -81,6 +82,7 @@ impl Metrics {
             stuck_deliveries: Gauge::default(),
             stuck_after,
             store_failing: std::sync::atomic::AtomicBool::new(false),
+            shared_state_down: std::sync::atomic::AtomicBool::new(false),
             last_tick_age: Gauge::default(),
             last_tick_ms: AtomicI64::new(0),
             registry: Registry::default(),
@@ -220,6 +222,11 @@ impl Metrics {
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
+    /// Sets whether shared state (`--state es://...`) is unreachable.
+    pub fn set_shared_state_down(&self, down: bool) {
+        self.shared_state_down.store(down, Ordering::Relaxed);
+    }
+
     /// Records whether the store could be written.
     pub fn set_store_failing(&self, failing: bool) {
         self.store_failing.store(failing, Ordering::Relaxed);
@@ -315,6 +322,12 @@ async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "store_write_failed: nothing is delivered until the store can be written {detail}\n"
+            ),
+        ),
+        Some(_) if m.shared_state_down.load(Ordering::Relaxed) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "shared_state_unreachable: this instance runs and sends nothing until it reaches the shared state again (fail closed) {detail}\n"
             ),
         ),
         Some(_) if stuck > 0 => (

@@ -34,7 +34,7 @@ use crate::config::{ConfigError, Credentials};
 use crate::notify::{Notifiers, SetupError};
 use crate::pipeline::{Clock, RunError, RunReport, Runner, Settings, SystemClock};
 use crate::search::{EsClient, SearchError};
-use crate::throttle::{SharedStore, Store, StoreError};
+use crate::throttle::{SharedStore, StateBackend, Store, StoreError};
 
 pub use alerts::Alerts;
 pub use metrics::Metrics;
@@ -69,6 +69,10 @@ pub struct DaemonConfig {
     pub stuck_after: Duration,
     /// Delivery settings.
     pub settings: Settings,
+    /// The lease of shared state (`--state es://...`).
+    pub lease: Duration,
+    /// Test of the tests only: shared state without its safeguards.
+    pub broken_shared_state: bool,
 }
 
 /// Why the daemon could not start (or had to stop).
@@ -108,11 +112,14 @@ pub enum DaemonError {
     /// The console can't be served as configured.
     #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),
+    /// Shared state can't be opened.
+    #[error(transparent)]
+    Shared(#[from] crate::cluster::open::OpenError),
 }
 
 fn build_runner(
     creds: &Credentials,
-    store: Arc<SharedStore>,
+    store: Arc<dyn StateBackend>,
     scripts: Arc<ScriptEngine>,
     settings: Settings,
     slots: &Arc<Semaphore>,
@@ -217,7 +224,30 @@ pub async fn run_with_clock(
 ) -> Result<(), DaemonError> {
     let scripts = Arc::new(ScriptEngine::default());
     let creds = Credentials::load(&cfg.credentials)?;
-    let store = SharedStore::new(Store::open(&cfg.state)?);
+    // `--state es://...`: several instances share the alerts (see
+    // crate::cluster); a file otherwise.
+    let (store, file, cluster) = match cfg
+        .state
+        .to_str()
+        .and_then(crate::cluster::StateSpec::parse)
+    {
+        Some(spec) => {
+            let local = cfg.log_dir.join("esalert-instance");
+            let c = crate::cluster::open::open(
+                &spec.map_err(crate::cluster::open::OpenError::from)?,
+                &creds,
+                cfg.lease,
+                &local.join("state"),
+                cfg.broken_shared_state,
+            )
+            .await?;
+            (c.clone() as Arc<dyn StateBackend>, None, Some(c))
+        }
+        None => {
+            let f = SharedStore::new(Store::open(&cfg.state)?);
+            (f.clone() as Arc<dyn StateBackend>, Some(f), None)
+        }
+    };
     let sem = Arc::new(Semaphore::new(cfg.max_concurrency.max(1)));
     let mut runner = build_runner(
         &creds,
@@ -238,6 +268,19 @@ pub async fn run_with_clock(
     // At start, nothing is "still being written": load what is there.
     alerts.scan(clock.now(), false, false);
     let mut rescan_soon = None;
+    let share = |alerts: &Alerts| {
+        if let Some(c) = &cluster {
+            c.set_rules(
+                alerts
+                    .by_name
+                    .iter()
+                    .filter(|(_, s)| s.alert.active)
+                    .map(|(n, s)| (n.clone(), s.running.clone(), s.alert.policy.at_most_once))
+                    .collect(),
+            );
+        }
+    };
+    share(&alerts);
     metrics.set_loaded(alerts.by_name.len());
     metrics.tick();
 
@@ -302,6 +345,15 @@ pub async fn run_with_clock(
         });
     }
 
+    if let Some(c) = &cluster {
+        tracing::info!(
+            event = "shared_state",
+            member = c.me(),
+            lease_s = cfg.lease.as_secs_f64()
+        );
+        tokio::spawn(c.clone().run(stop_rx.clone()));
+    }
+
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(DaemonError::Signals)?;
     tracing::info!(
@@ -322,7 +374,12 @@ pub async fn run_with_clock(
     let mut steps = clock_step::StepDetector::new(clock_step::boottime(), clock.now());
     loop {
         metrics.tick();
-        metrics.set_store_failing(store.write_failing());
+        if let Some(f) = &file {
+            metrics.set_store_failing(f.write_failing());
+        }
+        if let Some(c) = &cluster {
+            metrics.set_shared_state_down(!c.reachable());
+        }
         let now = clock.now();
         if next_stuck_check <= tokio::time::Instant::now() {
             // Often enough that a short --stuck-after is seen in time.
@@ -330,8 +387,7 @@ pub async fn run_with_clock(
                 + cfg
                     .stuck_after
                     .clamp(Duration::from_secs(1), Duration::from_secs(5));
-            metrics.set_stuck(crate::throttle::StateBackend::stuck_deliveries(
-                store.as_ref(),
+            metrics.set_stuck(store.stuck_deliveries(
                 now,
                 chrono::Duration::from_std(cfg.stuck_after).unwrap_or(crate::throttle::STUCK_AFTER),
             ));
@@ -353,9 +409,15 @@ pub async fn run_with_clock(
             }
             // Missed ticks coalesce into this one run.
             s.next_due = s.alert.schedule.next_after(now, s.alert.timezone);
-            if s.running.swap(true, Ordering::AcqRel) {
+            if s.running.swap(true, Ordering::SeqCst) {
                 metrics.skipped(name);
                 tracing::warn!(alert = name.as_str(), outcome = "skipped", reason = "overrun", due = %crate::render::fmt_time(&due));
+                continue;
+            }
+            // With shared state, only the rules this instance owns (checked
+            // after setting the flag, which a hand-over checks in turn).
+            if cluster.as_ref().is_some_and(|c| !c.owns(name)) {
+                s.running.store(false, Ordering::SeqCst);
                 continue;
             }
             let (runner, alert, running) = (runner.clone(), s.alert.clone(), s.running.clone());
@@ -441,6 +503,7 @@ pub async fn run_with_clock(
                     Err(e) => tracing::error!(event = "reload_failed", kept = "previous", error = %e),
                 }
                 alerts.scan(clock.now(), true, false);
+                share(&alerts);
                 metrics.set_loaded(alerts.by_name.len());
                 publish(&console, &alerts);
                 systemd::ready();
@@ -469,6 +532,7 @@ pub async fn run_with_clock(
             rescan_soon = alerts
                 .scan(clock.now(), false, true)
                 .then(|| now_i + alerts::SETTLE);
+            share(&alerts);
             metrics.set_loaded(alerts.by_name.len());
             for name in alerts.removed.drain(..) {
                 metrics.forget(&name);
@@ -511,7 +575,10 @@ pub async fn run_with_clock(
         inflight.abort_all();
     }
     let _ = stop_tx.send(true);
-    store.flush_now().await?;
+    match &file {
+        Some(f) => f.flush_now().await?,
+        None => store.commit().await?,
+    }
     tracing::info!(
         event = "stopped",
         version = env!("CARGO_PKG_VERSION"),

@@ -19,13 +19,21 @@ use crate::render::{Window, fmt_time};
 use crate::rule::{Plan, PlannedAction};
 use crate::sinks::{Message, SinkError};
 use crate::throttle::{
-    AckState, AlertState, Delivery, DeliveryStatus, KeyState, Match, OUTBOX_MAX, OUTBOX_MAX_RULE,
-    WHOLE_RULE,
+    AckState, AlertState, Delivery, DeliveryStatus, Fence, KeyState, Match, OUTBOX_MAX,
+    OUTBOX_MAX_RULE, WHOLE_RULE,
 };
 
 /// The longest one delivery attempt may take, whatever the sink: a peer
 /// that accepts a connection and never answers must not hold a rule.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a delivery was not sent.
+enum Fenced {
+    /// The sink failed (or the fence held it back: it stays owed).
+    Sink(SinkError),
+    /// The fence gave it up (`at_most_once`).
+    Drop(String),
+}
 
 /// One delivery's result and attempts, once recorded.
 type Sent = Result<(Result<(), SinkError>, u32), RunError>;
@@ -533,7 +541,7 @@ impl Runner {
         d: &Delivery,
         now: DateTime<Utc>,
     ) -> Sent {
-        let (result, tries) = self.send_with_retries(&d.message, name).await;
+        let (result, tries) = self.fenced_send(name, seq, id, d).await;
         let sent_at = self.clock.now();
         self.state.update_rule(name, |st| {
             let Some(mi) = st.outbox.iter().position(|m| m.seq == seq) else {
@@ -542,12 +550,16 @@ impl Runner {
             if let Some(x) = st.outbox[mi].deliveries.get_mut(id) {
                 x.attempts = x.attempts.saturating_add(tries);
                 match &result {
+                    Err(Fenced::Drop(why)) => {
+                        x.status = DeliveryStatus::Dropped;
+                        x.last_error = Some(why.clone());
+                    }
                     Ok(()) => {
                         x.status = DeliveryStatus::Sent;
                         x.sent_at = Some(sent_at);
                         x.last_error = None;
                     }
-                    Err(e) => x.last_error = Some(e.to_string()),
+                    Err(Fenced::Sink(e)) => x.last_error = Some(e.to_string()),
                 }
             }
             // The throttle starts in the same write as the result that
@@ -557,7 +569,63 @@ impl Runner {
         // Each result is durable as soon as it is known, so a crash
         // re-sends at most the delivery that was in flight.
         self.state.commit().await?;
+        let result = result.map_err(|e| match e {
+            Fenced::Sink(e) => e,
+            Fenced::Drop(why) => SinkError::permanent(d.message.sink(), why),
+        });
         Ok((result, tries))
+    }
+
+    /// Sends one delivery if the state backend's fence lets it (shared
+    /// state: this process still owns the rule, and no earlier owner
+    /// recorded it sent).
+    async fn fenced_send(
+        &self,
+        name: &str,
+        seq: u64,
+        id: &str,
+        d: &Delivery,
+    ) -> (Result<(), Fenced>, u32) {
+        let Some((key, matched_at)) = self.state.read_rule(name, |st| {
+            st.and_then(|st| st.outbox.iter().find(|m| m.seq == seq))
+                .map(|m| (m.key.clone(), m.matched_at))
+        }) else {
+            let why = "the match is no longer in this instance's outbox";
+            return (
+                Err(Fenced::Sink(SinkError::transient(d.message.sink(), why))),
+                0,
+            );
+        };
+        let fire = crate::throttle::FireId {
+            rule: name.to_owned(),
+            key,
+            matched_at,
+            delivery: id.to_owned(),
+        };
+        match self.state.fence(&fire).await {
+            Fence::Go => {
+                let (r, tries) = self.send_with_retries(&d.message, name).await;
+                self.state.fired(&fire, r.is_ok()).await;
+                (r.map_err(Fenced::Sink), tries)
+            }
+            Fence::Sent => (Ok(()), 0),
+            Fence::Hold(why) => {
+                tracing::warn!(
+                    alert = name,
+                    event = "delivery_held",
+                    delivery = id,
+                    reason = why.as_str()
+                );
+                (
+                    Err(Fenced::Sink(SinkError::transient(d.message.sink(), why))),
+                    0,
+                )
+            }
+            Fence::Drop(why) => {
+                tracing::error!(alert = name, outcome = "dropped", delivery = id, matched_at = %fmt_time(&matched_at), reason = why.as_str());
+                (Err(Fenced::Drop(why)), 0)
+            }
+        }
     }
 
     /// Sends one message, retrying transient failures with exponential

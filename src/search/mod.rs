@@ -18,6 +18,8 @@ use crate::config::EsConfig;
 use crate::net::{ReadError, read_capped, redirect_location};
 
 pub mod batch;
+mod docs;
+pub use docs::{Cond, Doc, DocVersion, Written};
 
 /// Characters escaped in an index pattern. `*` and `,` keep their meaning;
 /// everything that could change the URL's structure is encoded.
@@ -590,6 +592,11 @@ impl EsClient {
             nd.push_str(&doc.to_string());
             nd.push('\n');
         }
+        self.post_bulk(nd).await.map(|r| r.response)
+    }
+
+    /// `POST /_bulk` with an NDJSON body.
+    async fn post_bulk(&self, nd: String) -> Result<SearchResult, SearchError> {
         let url = format!("{}/_bulk", self.base);
         self.request_raw(
             reqwest::Method::POST,
@@ -600,7 +607,6 @@ impl EsClient {
             self.max_response,
         )
         .await
-        .map(|r| r.response)
     }
 
     /// `GET /_cluster/health`: whether the cluster answers, accepts the

@@ -35,6 +35,45 @@ pub trait StateBackend: Send + Sync {
     fn stuck_deliveries(&self, now: DateTime<Utc>, after: chrono::Duration) -> usize;
     /// Where requests for a running daemon are queued (`esalert ack`).
     fn location(&self) -> PathBuf;
+    /// Asked right before a delivery is sent: whether it may be. Shared
+    /// state answers with its delivery fence; a backend only one process
+    /// uses lets everything through.
+    fn fence<'a>(&'a self, fire: &'a FireId) -> BoxFuture<'a, Fence> {
+        let _ = fire;
+        Box::pin(async { Fence::Go })
+    }
+    /// Told the result of a delivery [`fence`](Self::fence) let through.
+    fn fired<'a>(&'a self, fire: &'a FireId, delivered: bool) -> BoxFuture<'a, ()> {
+        let _ = (fire, delivered);
+        Box::pin(async {})
+    }
+}
+
+/// One delivery of one match, as the delivery fence names it.
+#[derive(Debug, Clone)]
+pub struct FireId {
+    /// The rule.
+    pub rule: String,
+    /// The group key.
+    pub key: String,
+    /// The tick that matched (the end of its window).
+    pub matched_at: DateTime<Utc>,
+    /// The delivery id.
+    pub delivery: String,
+}
+
+/// Whether a delivery may be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// Send it.
+    Go,
+    /// It was sent already (by an earlier owner): record it as sent.
+    Sent,
+    /// Not now (this process does not own the rule, or shared state is
+    /// unreachable): it stays owed.
+    Hold(String),
+    /// Never (`at_most_once`, and an earlier owner may have sent it).
+    Drop(String),
 }
 
 impl dyn StateBackend + '_ {

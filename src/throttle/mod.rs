@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use backend::StateBackend;
+pub use backend::{Fence, FireId, StateBackend};
 pub use memory::MemoryState;
 pub use migrate::migrate;
 pub use shared::SharedStore;

@@ -16,6 +16,7 @@ pub mod opensearch;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod peer;
+pub mod proxy;
 pub mod slack;
 pub mod smtp;
 pub mod teams;

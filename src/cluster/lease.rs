@@ -1,0 +1,178 @@
+//! `lease:<rule>`: who owns a rule, and the fencing token.
+//!
+//! The document holds `{owner, epoch}`. It is taken by `op_type=create`, or
+//! by a version-checked write once it has not changed for lease + margin on
+//! the taker's own clock (or at once when its owner released it); a
+//! takeover increments `epoch`. The owner renews it (a version-checked
+//! write) every third of the lease and acts only until lease time after it
+//! *sent* its last successful renewal: a taker waits at least lease +
+//! margin after it *saw* that renewal, so the two never act at once.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::docs::{Cond, Doc, DocVersion};
+
+/// The lease document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseDoc {
+    /// The owning member; empty once released.
+    pub owner: String,
+    /// The fencing token: raised by every takeover.
+    pub epoch: u64,
+    /// Bumped by every renewal, so that the document changes.
+    #[serde(default)]
+    pub beat: u64,
+    /// Wall time of the renewal, for people (`esalert status`); never
+    /// compared by esalert.
+    #[serde(default)]
+    pub renewed_at: String,
+    /// The lease time, in milliseconds, for `esalert status`.
+    #[serde(default)]
+    pub lease_ms: u64,
+}
+
+/// What this member knows of one lease it does not hold.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    /// The version last read.
+    pub version: Option<DocVersion>,
+    /// When that version was first seen, on our clock.
+    pub since: Duration,
+}
+
+/// What to do about one rule's lease at this tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing.
+    Wait,
+    /// Renew the lease we hold (at the version read).
+    Renew(DocVersion),
+    /// Hand it to its preferred owner.
+    Release(DocVersion),
+    /// Take it with this epoch.
+    Take(Cond, u64),
+    /// Someone else owns it now: forget the rule.
+    Lost,
+}
+
+/// The timing of leases.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a renewal lets its sender act.
+    pub lease: Duration,
+    /// Added to the lease before another member takes over.
+    pub margin: Duration,
+}
+
+impl Timing {
+    /// Lease `lease`, margin a sixth of it.
+    pub fn new(lease: Duration) -> Timing {
+        Timing {
+            lease,
+            margin: lease / 6,
+        }
+    }
+
+    /// How often members and leases are observed: a sixth of the lease,
+    /// so a dead member's alerts are taken over within 1.5 leases.
+    pub fn tick(&self) -> Duration {
+        self.lease / 6
+    }
+
+    /// How often leases (and this member's document) are renewed.
+    pub fn renew_every(&self) -> Duration {
+        self.lease / 3
+    }
+}
+
+/// Inputs of [`decide`] about one rule.
+#[derive(Debug)]
+pub struct Situation<'a> {
+    /// This member.
+    pub me: &'a str,
+    /// The epoch we hold the rule at, if we do.
+    pub held: Option<u64>,
+    /// The lease document as read now.
+    pub doc: Option<&'a Doc>,
+    /// Our view of it, updated with this read.
+    pub view: View,
+    /// Now, on our clock.
+    pub now: Duration,
+    /// The preferred owner among live members.
+    pub preferred: Option<&'a str>,
+    /// The preferred owner among live members other than the lease's
+    /// holder: who takes it once it expired (a holder that stopped
+    /// renewing may still look alive for a while).
+    pub successor: Option<&'a str>,
+    /// Whether the rule is running or delivering here (no release then).
+    pub busy: bool,
+}
+
+/// Records a read of a lease in `view`: a new version restarts its clock.
+pub fn observe(view: Option<View>, doc: Option<&Doc>, now: Duration) -> View {
+    let version = doc.map(|d| d.version);
+    match view {
+        Some(v) if v.version == version => v,
+        _ => View {
+            version,
+            since: now,
+        },
+    }
+}
+
+/// The step for one rule.
+pub fn decide(s: &Situation<'_>, t: Timing) -> Step {
+    let parsed = s.doc.map(|d| {
+        (
+            serde_json::from_value::<LeaseDoc>(d.source.clone()).ok(),
+            d.version,
+        )
+    });
+    let i_prefer = s.preferred == Some(s.me);
+    match (s.held, parsed) {
+        (Some(epoch), Some((Some(l), v))) if l.owner == s.me && l.epoch == epoch => {
+            // Still ours (a new version of our own document comes from a
+            // primary failover, or from our write whose answer was lost).
+            if !i_prefer && s.preferred.is_some() && !s.busy {
+                Step::Release(v)
+            } else {
+                Step::Renew(v)
+            }
+        }
+        (Some(_), _) => Step::Lost,
+        (None, None) => {
+            if i_prefer {
+                Step::Take(Cond::Create, 1)
+            } else {
+                Step::Wait
+            }
+        }
+        // A document we can't read is never overwritten.
+        (None, Some((None, _))) => Step::Wait,
+        (None, Some((Some(l), v))) => {
+            if l.owner == s.me {
+                // Ours from a write whose answer we missed: same epoch.
+                return Step::Take(Cond::Match(v), l.epoch);
+            }
+            let next = l.epoch.saturating_add(1);
+            if l.owner.is_empty() {
+                return if i_prefer {
+                    Step::Take(Cond::Match(v), next)
+                } else {
+                    Step::Wait
+                };
+            }
+            let unchanged = s.now.saturating_sub(s.view.since);
+            let expired = unchanged >= t.lease + t.margin;
+            // When views of who is alive differ, anyone takes it a little later.
+            let abandoned = unchanged >= t.lease + t.margin * 3;
+            if (expired && (i_prefer || s.successor == Some(s.me))) || abandoned {
+                Step::Take(Cond::Match(v), next)
+            } else {
+                Step::Wait
+            }
+        }
+    }
+}

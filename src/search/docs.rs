@@ -1,0 +1,177 @@
+//! Documents by id, for state shared through the cluster: real-time `GET`
+//! and `_mget`, and writes that either create (`op_type=create`) or replace
+//! only the version read (`if_seq_no` + `if_primary_term`). Nothing here
+//! reads through `_search`, whose results lag behind writes by a refresh.
+
+use percent_encoding::utf8_percent_encode;
+use serde_json::{Value, json};
+
+use super::{EsClient, INDEX, SearchError};
+
+/// The version of a document as the cluster numbers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocVersion {
+    /// `_seq_no`.
+    pub seq_no: i64,
+    /// `_primary_term`.
+    pub primary_term: i64,
+}
+
+/// A document read by id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doc {
+    /// `_source`.
+    pub source: Value,
+    /// Its version.
+    pub version: DocVersion,
+}
+
+/// The condition of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cond {
+    /// Only if no document has the id.
+    Create,
+    /// Only if the document is still at this version.
+    Match(DocVersion),
+}
+
+/// What a conditional write came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Written; the document's new version.
+    Done(DocVersion),
+    /// The condition failed (409): someone else wrote first.
+    Conflict,
+}
+
+fn version_of(v: &Value) -> Option<DocVersion> {
+    Some(DocVersion {
+        seq_no: v["_seq_no"].as_i64()?,
+        primary_term: v["_primary_term"].as_i64()?,
+    })
+}
+
+fn doc_of(v: &Value) -> Option<Doc> {
+    if v["found"].as_bool() != Some(true) {
+        return None;
+    }
+    Some(Doc {
+        source: v.get("_source").cloned().unwrap_or(Value::Null),
+        version: version_of(v)?,
+    })
+}
+
+fn not_json(detail: &str, v: &Value) -> SearchError {
+    SearchError::NotJson {
+        status: 200,
+        detail: detail.to_owned(),
+        snippet: v.to_string().chars().take(200).collect(),
+    }
+}
+
+impl EsClient {
+    fn doc_url(&self, index: &str, tail: &str) -> String {
+        format!("{}/{}/{tail}", self.base, utf8_percent_encode(index, INDEX))
+    }
+
+    /// Creates `index` for shared state unless it exists: one shard,
+    /// nothing indexed (documents are only ever read by id).
+    pub async fn ensure_state_index(&self, index: &str) -> Result<(), SearchError> {
+        let body = json!({
+            "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
+            "mappings": {"dynamic": false, "properties": {}}
+        });
+        let url = format!("{}/{}", self.base, utf8_percent_encode(index, INDEX));
+        match self.request(reqwest::Method::PUT, &url, &[], &body).await {
+            Ok(_) => Ok(()),
+            Err(SearchError::Request { kind, .. })
+                if kind == "resource_already_exists_exception" =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads documents by id, in real time; `None` for each one missing.
+    pub async fn mget_docs(
+        &self,
+        index: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<Doc>>, SearchError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let url = self.doc_url(index, "_mget");
+        let params = [("realtime".to_owned(), "true".to_owned())];
+        let r = self
+            .request(reqwest::Method::POST, &url, &params, &json!({"ids": ids}))
+            .await?;
+        let docs = r.response["docs"]
+            .as_array()
+            .filter(|d| d.len() == ids.len())
+            .ok_or_else(|| not_json("_mget answer without one doc per id", &r.response))?;
+        Ok(docs.iter().map(doc_of).collect())
+    }
+
+    /// Writes documents, each under its own condition, with one `_bulk`
+    /// request; one result per document, in order. A document whose write
+    /// failed otherwise than by conflict fails the whole call (the caller
+    /// treats it as not done).
+    pub async fn put_docs(
+        &self,
+        index: &str,
+        docs: &[(String, Value, Cond)],
+    ) -> Result<Vec<Written>, SearchError> {
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut nd = String::new();
+        for (id, source, cond) in docs {
+            let meta = match cond {
+                Cond::Create => json!({"create": {"_index": index, "_id": id}}),
+                Cond::Match(v) => json!({"index": {"_index": index, "_id": id,
+                    "if_seq_no": v.seq_no, "if_primary_term": v.primary_term}}),
+            };
+            nd.push_str(&meta.to_string());
+            nd.push('\n');
+            nd.push_str(&source.to_string());
+            nd.push('\n');
+        }
+        let r = self.post_bulk(nd).await?;
+        let items = r.response["items"]
+            .as_array()
+            .filter(|i| i.len() == docs.len())
+            .ok_or_else(|| not_json("_bulk answer without one item per document", &r.response))?;
+        items
+            .iter()
+            .map(|item| {
+                let res = item
+                    .as_object()
+                    .and_then(|o| o.values().next())
+                    .ok_or_else(|| not_json("_bulk item without a result", item))?;
+                match res["status"].as_u64() {
+                    Some(409) => Ok(Written::Conflict),
+                    Some(200 | 201) => version_of(res)
+                        .map(Written::Done)
+                        .ok_or_else(|| not_json("_bulk item without _seq_no", res)),
+                    Some(s @ 429) | Some(s @ 500..=599) => Err(SearchError::Server {
+                        status: u16::try_from(s).unwrap_or(500),
+                        reason: res["error"]["reason"].as_str().unwrap_or("").to_owned(),
+                    }),
+                    _ => Err(SearchError::Request {
+                        status: res["status"]
+                            .as_u64()
+                            .and_then(|s| u16::try_from(s).ok())
+                            .unwrap_or(0),
+                        kind: res["error"]["type"]
+                            .as_str()
+                            .unwrap_or("unknown")
+                            .to_owned(),
+                        reason: res["error"]["reason"].as_str().unwrap_or("").to_owned(),
+                    }),
+                }
+            })
+            .collect()
+    }
+}
