@@ -509,21 +509,12 @@ fn a_killed_instances_alerts_are_taken_over_within_two_leases() {
     let took = killed.elapsed();
     // `esalert status` over the shared state names the new owners.
     let survivor = fleet.instances.iter().find(|i| i.daemon.is_some()).unwrap();
-    let out = support::esalert_in(survivor.project.path(), "pw")
-        .args([
-            "status",
-            "--json",
-            "--state",
-            &format!("es://{}", fleet.state),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = format!("es://{}", fleet.state);
+    let status = support::esalert_in(survivor.project.path(), "pw")
+        .args(["status", "--json", "--state", &state])
+        .assert()
+        .success();
+    let st: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
     for n in &theirs {
         let owner = st["alerts"][n]["owner"].as_str().unwrap_or_default();
         assert!(!owner.is_empty() && owner != victim_member, "status: {st}");
