@@ -826,6 +826,13 @@ fn an_unreachable_shared_state_fails_closed_and_says_so() {
         let (code, body) = support::http_get(port, "/healthz");
         code == 503 && body.starts_with("shared_state_unreachable")
     });
+    // The console's Health page says so too, for this instance.
+    let (code, page) = support::http_get(port, "/health");
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("this instance (not live: shared state unreachable?)"),
+        "{page}"
+    );
     // Nothing ran: the alert was never owned.
     assert!(
         !d.lines()

@@ -16,6 +16,7 @@
 //! every commit; a takeover first rewrites the state document with the new
 //! epoch, so a deposed owner's next write fails with 409.
 
+mod console;
 pub mod docs;
 mod fence;
 pub mod lease;

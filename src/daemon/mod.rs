@@ -293,7 +293,7 @@ pub async fn run_with_clock(
     let mut console = None;
     if let Some(addr) = cfg.listen {
         crate::console::auth::check_exposure(addr, creds.console.as_ref())?;
-        let c = Arc::new(crate::console::Console::new(
+        let mut page = crate::console::Console::new(
             crate::console::Paths {
                 queries: cfg.queries.clone(),
                 credentials: cfg.credentials.clone(),
@@ -305,7 +305,12 @@ pub async fn run_with_clock(
             runner.state().clone(),
             scripts.clone(),
             Some(console_tx),
-        )?);
+        )?;
+        // Shared state: the Health page shows members and leases.
+        if let Some(cl) = &cluster {
+            page = page.with_cluster(cl.clone());
+        }
+        let c = Arc::new(page);
         c.publish(crate::console::Snapshot::of(&alerts));
         let listener = tokio::net::TcpListener::bind(addr)
             .await
