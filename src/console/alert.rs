@@ -228,7 +228,7 @@ fn history_html(h: &History, p: &mut String) {
     if h.runs.is_empty() {
         p.push_str("<p class=\"hint\">No runs in alerts.log in this span.</p>");
     } else {
-        p.push_str("<table class=\"history\"><thead><tr><th>Time</th><th>Outcome</th><th>Hits</th><th>Window (by schedule)</th><th>Media and keys</th><th>Notification</th></tr></thead><tbody>");
+        p.push_str("<table class=\"history\"><thead><tr><th>Time</th><th>Outcome</th><th>Hits</th><th>Window</th><th>Media and keys</th><th>Notification</th></tr></thead><tbody>");
         for r in h.runs.iter().rev() {
             let _ = write!(
                 p,

@@ -98,8 +98,8 @@ pub struct Run {
     /// How long the search took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub took_ms: Option<u64>,
-    /// The window searched, as the schedule gives it (a catch-up after an
-    /// outage searched further back).
+    /// The window searched, as the run's line says it (lines written before
+    /// esalert logged windows: as the schedule gives it).
     pub window_start: String,
     /// The window's end.
     pub window_end: String,
@@ -295,10 +295,19 @@ pub fn read(
                     let delay = rule
                         .and_then(|r| chrono::Duration::from_std(r.query_delay).ok())
                         .unwrap_or_default();
-                    let end = at.checked_sub_signed(delay).unwrap_or(at);
-                    let start = rule
-                        .and_then(|r| end.checked_sub_signed(r.period(end)))
-                        .unwrap_or(end);
+                    // The window the line names; older lines have none, and
+                    // get the one the schedule gives.
+                    let logged = |k: &str| {
+                        get(k)
+                            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                            .map(|t| t.to_utc())
+                    };
+                    let end = logged("window_end")
+                        .unwrap_or_else(|| at.checked_sub_signed(delay).unwrap_or(at));
+                    let start = logged("window_start").unwrap_or_else(|| {
+                        rule.and_then(|r| end.checked_sub_signed(r.period(end)))
+                            .unwrap_or(end)
+                    });
                     runs.push(Run {
                         ts: fmt_time(&at),
                         outcome,

@@ -475,6 +475,7 @@ pub async fn run_with_clock(
                             error: Some(why),
                             delivery_errors: Default::default(),
                             attempts: Default::default(),
+                            window: None,
                         })
                     }
                 };

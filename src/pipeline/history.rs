@@ -86,6 +86,13 @@ fn log_report(r: &RunReport) {
         .as_ref()
         .map(|e| (e.hits, e.took_ms))
         .unwrap_or_default();
+    // The window searched, so a run's line says which time range it was.
+    let (window_start, window_end) = r
+        .window
+        .as_ref()
+        .map(|w| (fmt_time(&w.start), fmt_time(&w.end)))
+        .unwrap_or_default();
+    let (window_start, window_end) = (window_start.as_str(), window_end.as_str());
     let errors = || {
         r.delivery_errors
             .values()
@@ -97,7 +104,14 @@ fn log_report(r: &RunReport) {
         // Logged with the failure count by the health stage.
         Outcome::Error | Outcome::Dropped => {}
         Outcome::NoMatch | Outcome::Acked | Outcome::NoAction | Outcome::Queued => {
-            tracing::info!(alert = name, outcome = r.outcome.as_str(), hits, took_ms)
+            tracing::info!(
+                alert = name,
+                outcome = r.outcome.as_str(),
+                hits,
+                took_ms,
+                window_start,
+                window_end
+            )
         }
         Outcome::Fired(ids) => {
             tracing::info!(
@@ -105,14 +119,16 @@ fn log_report(r: &RunReport) {
                 outcome = "fired",
                 media = ids.join(","),
                 hits,
-                took_ms
+                took_ms,
+                window_start,
+                window_end
             )
         }
         Outcome::Throttled(until) => {
-            tracing::info!(alert = name, outcome = "throttled", until = %fmt_time(until), hits, took_ms)
+            tracing::info!(alert = name, outcome = "throttled", until = %fmt_time(until), hits, took_ms, window_start, window_end)
         }
         Outcome::Silenced { id, until } => {
-            tracing::info!(alert = name, outcome = "silenced", silence = id.as_str(), until = %fmt_time(until), hits, took_ms)
+            tracing::info!(alert = name, outcome = "silenced", silence = id.as_str(), until = %fmt_time(until), hits, took_ms, window_start, window_end)
         }
         Outcome::Failed => {
             tracing::error!(
@@ -120,6 +136,8 @@ fn log_report(r: &RunReport) {
                 outcome = "failed",
                 hits,
                 took_ms,
+                window_start,
+                window_end,
                 errors = errors()
             )
         }
@@ -129,6 +147,8 @@ fn log_report(r: &RunReport) {
                 outcome = "partial",
                 hits,
                 took_ms,
+                window_start,
+                window_end,
                 errors = errors()
             )
         }

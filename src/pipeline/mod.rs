@@ -124,6 +124,9 @@ pub struct RunReport {
     pub delivery_errors: BTreeMap<String, String>,
     /// Delivery attempts in this run per sink, and whether the last succeeded.
     pub attempts: BTreeMap<String, (u32, bool)>,
+    /// The time range searched (logged with the outcome, for the console's
+    /// history).
+    pub window: Option<crate::render::Window>,
 }
 
 /// Runs rules end to end against one cluster, one store and the sinks.
@@ -340,6 +343,7 @@ impl Runner {
             error: None,
             delivery_errors: BTreeMap::new(),
             attempts: BTreeMap::new(),
+            window: Some(window),
         };
         let mut failure = None;
         let mut decided = None;
