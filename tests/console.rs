@@ -527,3 +527,46 @@ fn readonly_refuses_changes_and_an_exposed_address_needs_a_token() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("console.token"), "{err}");
 }
+
+/// With an `elasticsearch` history destination, an alert's history also
+/// lists what the history index holds for it (escaped, like everything).
+#[test]
+fn the_history_index_is_read_when_there_is_one() {
+    let (p, es, _slack) = project(None);
+    es.respond_with(|r| {
+        if r.path.starts_with("/quiet") {
+            return Some(Reply::total_v8(0, "eq"));
+        }
+        let wanted =
+            r.path.starts_with("/esalert-history-*/_search") && r.raw.contains("\"fires\"");
+        wanted.then(|| {
+            Reply::with(
+                1,
+                json!({"hits": {"total": {"value": 1, "relation": "eq"}, "max_score": null,
+                    "hits": [{"_index": "esalert-history-2026.11.30", "_id": "x", "_source": {
+                        "@timestamp": "2026-11-30T05:00:00.000Z", "alert": "fires", "key": "",
+                        "outcome": "fired", "hits": 9, "subject": "indexed <script>x</script>",
+                        "message": "from the index"}}]}}),
+            )
+        })
+    });
+    let creds = p.path().join("credentials.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&creds).unwrap()).unwrap();
+    v["outputs"] = json!({"hist": {"type": "elasticsearch"}});
+    std::fs::write(&creds, v.to_string()).unwrap();
+    let port = free_port();
+    let (_d, http) = start(&p, &port.to_string());
+    let h = http.get("/api/alerts/fires/history").json();
+    assert_eq!(
+        h["indexed"][0]["subject"], "indexed <script>x</script>",
+        "{h}"
+    );
+    assert_eq!(h["indexed"][0]["hits"], 9, "{h}");
+    let page = http.get("/alerts/fires").body;
+    assert!(page.contains("<h3>History index</h3>"), "{page}");
+    assert!(
+        page.contains("indexed &lt;script&gt;x&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>x</script>"));
+}

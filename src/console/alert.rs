@@ -122,13 +122,20 @@ pub fn detail(c: &Console, name: &str, now: DateTime<Utc>) -> Option<Detail> {
     })
 }
 
-/// The history of rule `name` over `span`.
-pub fn history(c: &Console, name: &str, span: &Span, now: DateTime<Utc>) -> History {
+/// The history of rule `name` over `span`: alerts.log, the store, and the
+/// history index when there is one.
+pub async fn history(c: &Console, name: &str, span: &Span, now: DateTime<Utc>) -> History {
     let (since, until) = span.range(now);
     let rule = c.snapshot().alerts.get(name).cloned();
-    c.store().read_rule(name, |st| {
+    let mut h = c.store().read_rule(name, |st| {
         super::history::read(&c.paths.log_dir, name, rule.as_deref(), st, since, until)
-    })
+    });
+    match super::indexed::read(&c.paths.credentials, name, since, until).await {
+        Some(Ok(docs)) => h.indexed = docs,
+        Some(Err(e)) => h.indexed_error = Some(e),
+        None => {}
+    }
+    h
 }
 
 fn hidden_csrf(v: &Viewer) -> String {
@@ -285,6 +292,31 @@ fn history_html(h: &History, p: &mut String) {
     if !h.notifications.is_empty() {
         p.push_str("<h3>Other notifications in the store</h3>");
         notifications_html(&h.notifications, p);
+    }
+    if let Some(e) = &h.indexed_error {
+        let _ = write!(
+            p,
+            "<h3>History index</h3><p class=\"error\">Not read: {}</p>",
+            esc(e)
+        );
+    } else if !h.indexed.is_empty() {
+        p.push_str(
+            "<h3>History index</h3><table class=\"history\"><thead><tr><th>Time</th>\
+             <th>Outcome</th><th>Key</th><th>Hits</th><th>Subject</th><th>Message</th></tr></thead><tbody>",
+        );
+        for d in &h.indexed {
+            let _ = write!(
+                p,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+                esc(&d.ts),
+                esc(&d.outcome),
+                or_dash(Some(d.key.as_str()).filter(|k| !k.is_empty())),
+                d.hits.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                esc(&d.subject),
+                esc(&d.message)
+            );
+        }
+        p.push_str("</tbody></table>");
     }
     if !h.events.is_empty() {
         p.push_str("<h3>Events</h3><ul class=\"events\">");
@@ -496,7 +528,7 @@ pub async fn page(
     let Some(d) = detail(&c, &name, now) else {
         return html::not_found(&format!("No alert named {name:?} is loaded or rejected."));
     };
-    let h = history(&c, &name, &span, now);
+    let h = history(&c, &name, &span, now).await;
     let (since, _) = span.range(now);
     html::layout(&name, &viewer, &render(&d, &h, &viewer, since, now)).into_response()
 }

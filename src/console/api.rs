@@ -44,7 +44,7 @@ pub async fn history(
     }
     json(
         StatusCode::OK,
-        &super::alert::history(&c, &name, &span, Utc::now()),
+        &super::alert::history(&c, &name, &span, Utc::now()).await,
     )
 }
 

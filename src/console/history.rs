@@ -149,6 +149,13 @@ pub struct History {
     pub events: Vec<Event>,
     /// Notifications in the store no run in the span accounts for.
     pub notifications: Vec<Notification>,
+    /// Notifications the history index holds (an `elasticsearch`
+    /// destination), newest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub indexed: Vec<super::indexed::Indexed>,
+    /// Why the history index could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub indexed_error: Option<String>,
 }
 
 /// The daily files that may hold lines since `since`, oldest first; the
@@ -360,5 +367,7 @@ pub fn read(
         runs,
         events,
         notifications: unmatched,
+        indexed: Vec::new(),
+        indexed_error: None,
     }
 }

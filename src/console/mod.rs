@@ -22,6 +22,7 @@ pub mod definition;
 pub mod health;
 pub mod history;
 pub mod html;
+pub mod indexed;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
