@@ -145,7 +145,7 @@ fn collapse_stars(s: &str) -> String {
         if out.ends_with('*') && trimmed == "*" {
             continue;
         }
-        out.push_str(if out.ends_with('*') { trimmed } else { part });
+        out.push_str(part);
     }
     out
 }
