@@ -75,6 +75,17 @@ pub fn host_port(url: &str) -> Option<(String, u16)> {
     Some((host, u.port_or_known_default()?))
 }
 
+/// Reads and parses the file (environment variables expanded, as
+/// ElastAlert reads its config).
+fn read(path: &Path) -> Result<super::yaml::Doc, LoadError> {
+    let bytes = crate::alert::read_regular(path, crate::alert::MAX_FILE_SIZE)
+        .map_err(|e| LoadError::one(path, None, e.to_string()))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| LoadError::one(path, None, "file is not valid UTF-8; save it as UTF-8"))?;
+    let text = super::yaml::expand_vars(text, &|k| std::env::var(k).ok());
+    super::yaml::parse(&text).map_err(|e| LoadError::one(path, Some(e.position), e.message))
+}
+
 /// Connection settings esalert reads into credentials.json's
 /// `elasticsearch` section.
 const MAPPED: &[&str] = &[
@@ -103,13 +114,7 @@ pub fn cluster(credentials: &Path) -> Result<Option<Value>, LoadError> {
     if !path.exists() {
         return Ok(None);
     }
-    let bytes = crate::alert::read_regular(&path, crate::alert::MAX_FILE_SIZE)
-        .map_err(|e| LoadError::one(&path, None, e.to_string()))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| LoadError::one(&path, None, "file is not valid UTF-8; save it as UTF-8"))?;
-    let text = super::yaml::expand_vars(text, &|k| std::env::var(k).ok());
-    let doc = super::yaml::parse(&text)
-        .map_err(|e| LoadError::one(&path, Some(e.position), e.message))?;
+    let doc = read(&path)?;
     let Value::Object(top) = &doc.value else {
         return Ok(None);
     };
@@ -225,13 +230,7 @@ pub fn load() -> Result<Globals, LoadError> {
     if !path.exists() {
         return Ok(Globals::default());
     }
-    let bytes = crate::alert::read_regular(&path, crate::alert::MAX_FILE_SIZE)
-        .map_err(|e| LoadError::one(&path, None, e.to_string()))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| LoadError::one(&path, None, "file is not valid UTF-8; save it as UTF-8"))?;
-    let text = super::yaml::expand_vars(text, &|k| std::env::var(k).ok());
-    let doc = super::yaml::parse(&text)
-        .map_err(|e| LoadError::one(&path, Some(e.position), e.message))?;
+    let doc = read(&path)?;
     let empty = serde_json::Map::new();
     let top = match &doc.value {
         Value::Object(m) => m,
