@@ -400,20 +400,12 @@ fn numbers<'a>(op: BinOp, a: N, b: N) -> Option<Fv<'a>> {
         _ => return None,
     }
     Some(match (a, b) {
-        (N::I(x), N::I(y)) => Fv::Int(match op {
-            BinOp::Add => x.wrapping_add(y),
-            BinOp::Sub => x.wrapping_sub(y),
-            BinOp::Mul => x.wrapping_mul(y),
-            BinOp::Div if y != 0 => x.wrapping_div(y),
-            BinOp::Rem if y != 0 => x.wrapping_rem(y),
-            BinOp::BitAnd => x & y,
-            BinOp::BitOr => x | y,
-            BinOp::BitXor => x ^ y,
-            _ => return None,
-        }),
         _ if integral => {
+            // In 64 bits, then cut to 32 for two ints: the same as Java's
+            // wrapping `int` arithmetic (no i32 sum, product or quotient
+            // overflows an i64).
             let (x, y) = (a.i64(), b.i64());
-            Fv::Long(match op {
+            let r = match op {
                 BinOp::Add => x.wrapping_add(y),
                 BinOp::Sub => x.wrapping_sub(y),
                 BinOp::Mul => x.wrapping_mul(y),
@@ -423,7 +415,11 @@ fn numbers<'a>(op: BinOp, a: N, b: N) -> Option<Fv<'a>> {
                 BinOp::BitOr => x | y,
                 BinOp::BitXor => x ^ y,
                 _ => return None,
-            })
+            };
+            match (a, b) {
+                (N::I(_), N::I(_)) => Fv::Int(r as i32),
+                _ => Fv::Long(r),
+            }
         }
         (N::D(_), _) | (_, N::D(_)) => {
             let (x, y) = (a.f64(), b.f64());
@@ -551,6 +547,14 @@ mod tests {
             ),
             ("return 7 / 2 + 7 % -3 * 1.5f".into(), "4.5"),
             ("return 2147483647 + 1".into(), "-2147483648"),
+            (
+                "return -2147483648 / -1 + 65536 * 65536 + (-7 % 3)".into(),
+                "2147483647",
+            ),
+            (
+                "return 9223372036854775807L + 1".into(),
+                "-9223372036854775808",
+            ),
             (
                 "return ctx.payload.m.empty && !ctx.payload.empty".into(),
                 "true",
