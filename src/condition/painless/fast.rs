@@ -231,22 +231,18 @@ pub fn fast<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<
             let y = fast(it, sc, b)?;
             binary(*op, x, y)
         }
-        ExprKind::And(a, b) => match fast(it, sc, a)? {
-            Fv::Bool(false) => Some(Fv::Bool(false)),
-            Fv::Bool(true) => match fast(it, sc, b)? {
-                r @ Fv::Bool(_) => Some(r),
+        ExprKind::And(a, b) | ExprKind::Or(a, b) => {
+            // Short-circuits on false for `&&`, on true for `||`.
+            let or = matches!(e.kind, ExprKind::Or(..));
+            match fast(it, sc, a)? {
+                Fv::Bool(x) if x == or => Some(Fv::Bool(x)),
+                Fv::Bool(_) => match fast(it, sc, b)? {
+                    r @ Fv::Bool(_) => Some(r),
+                    _ => None,
+                },
                 _ => None,
-            },
-            _ => None,
-        },
-        ExprKind::Or(a, b) => match fast(it, sc, a)? {
-            Fv::Bool(true) => Some(Fv::Bool(true)),
-            Fv::Bool(false) => match fast(it, sc, b)? {
-                r @ Fv::Bool(_) => Some(r),
-                _ => None,
-            },
-            _ => None,
-        },
+            }
+        }
         ExprKind::Elvis(a, b) => match fast(it, sc, a)? {
             Fv::Null => fast(it, sc, b),
             v => Some(v),
