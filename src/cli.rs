@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::alert::locate::{Position, Seg};
 use crate::alert::{LoadError, load_dir, load_named};
 use crate::condition::ScriptEngine;
+use crate::condition::painless::stored;
 use crate::config::{ConfigError, Credentials};
 use crate::engine::EngineError;
 use crate::notify::Notifiers;
@@ -427,6 +428,9 @@ async fn check(g: &Global, queries_only: bool, responses: Option<&Path>, online:
     let mut in_alerts: Vec<crate::alert::Problem> = Vec::new();
     let mut problems = Vec::new();
     let mut alerts = Vec::new();
+    if !queries_only && let Ok(c) = Credentials::load(&g.credentials) {
+        stored::prefetch_logged(&c.elasticsearch, &g.queries).await;
+    }
     match load_dir(&g.queries, &scripts) {
         Ok(report) => {
             alerts = report.alerts;
@@ -1028,6 +1032,9 @@ async fn test(
     json: bool,
 ) -> Result<u8, CliError> {
     let scripts = ScriptEngine::default();
+    if let Ok(c) = Credentials::load(&g.credentials) {
+        stored::prefetch_logged(&c.elasticsearch, &g.queries).await;
+    }
     let rule = load_named(&g.queries, name, &scripts)?;
     let saved = response.map(read_response).transpose()?;
     let creds = if saved.is_none() || send {
@@ -1488,6 +1495,7 @@ async fn once(
     };
     let notifiers = Notifiers::from_credentials(&creds)?;
     let store = Store::open(&g.state)?;
+    stored::prefetch_logged(&creds.elasticsearch, &g.queries).await;
     let report = load_dir(&g.queries, &scripts)?;
     for e in &report.errors {
         for p in e.problems() {

@@ -265,6 +265,7 @@ pub async fn run_with_clock(
         source,
     })?;
     let mut alerts = Alerts::new(cfg.queries.clone(), scripts.clone());
+    crate::condition::painless::stored::prefetch_logged(&creds.elasticsearch, &cfg.queries).await;
     // At start, nothing is "still being written": load what is there.
     alerts.scan(clock.now(), false, false);
     let mut rescan_soon = None;
@@ -497,10 +498,11 @@ pub async fn run_with_clock(
                 tracing::info!(event = "reload", reason = "SIGHUP");
                 match Credentials::load(&cfg.credentials)
                     .map_err(DaemonError::from)
-                    .and_then(|c| build_runner(&c, store.clone(), scripts.clone(), cfg.settings, &sem, &clock, cfg.search_batch))
+                    .and_then(|c| build_runner(&c, store.clone(), scripts.clone(), cfg.settings, &sem, &clock, cfg.search_batch).map(|r| (r, c)))
                 {
-                    Ok(r) => {
+                    Ok((r, c)) => {
                         runner = r;
+                        crate::condition::painless::stored::prefetch_logged(&c.elasticsearch, &cfg.queries).await;
                         if let (Some(c), Ok(creds)) = (&console, Credentials::load(&cfg.credentials)) {
                             c.reconfigure(creds.console.as_ref());
                         }

@@ -613,16 +613,32 @@ impl EsClient {
     /// credentials, and its status (`green`, `yellow`, `red`).
     pub async fn cluster_health(&self) -> Result<Value, SearchError> {
         let url = format!("{}/_cluster/health", self.base);
+        self.get(&url).await.map(|r| r.response)
+    }
+
+    /// `GET url`, without a body.
+    async fn get(&self, url: &str) -> Result<SearchResult, SearchError> {
         self.request_raw(
             reqwest::Method::GET,
-            &url,
+            url,
             &[],
             Vec::new(),
             "application/json",
             self.max_response,
         )
         .await
-        .map(|r| r.response)
+    }
+
+    /// `GET /_scripts/<id>`: a stored script (`{"_id", "found", "script":
+    /// {"lang", "source"}}`), or `None` when the cluster has none by that id.
+    pub async fn stored_script(&self, id: &str) -> Result<Option<Value>, SearchError> {
+        let url = format!("{}/_scripts/{}", self.base, utf8_percent_encode(id, INDEX));
+        match self.get(&url).await {
+            Ok(r) if r.response["found"] == Value::Bool(false) => Ok(None),
+            Ok(r) => Ok(Some(r.response)),
+            Err(SearchError::Request { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn request(

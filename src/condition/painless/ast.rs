@@ -144,6 +144,9 @@ pub struct LambdaDef {
     pub params: Vec<Sym>,
     /// The body.
     pub body: Vec<Stmt>,
+    /// Whether the body is one expression the fast path knows
+    /// ([`super::fast::shape`]).
+    pub fast: bool,
 }
 
 /// An expression with its span.

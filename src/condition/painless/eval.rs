@@ -633,7 +633,11 @@ impl<'p, 'a> Interp<'p, 'a> {
             }
             Stmt::Block(b) => return self.exec_block(b),
             Stmt::If(c, a, b) => {
-                if self.truthy(c)? {
+                let yes = match super::fast::fast(self, &super::fast::Scope::Frame, c) {
+                    Some(super::fast::Fv::Bool(b)) => b,
+                    _ => self.truthy(c)?,
+                };
+                if yes {
                     return self.exec_scoped(a);
                 } else if let Some(b) = b {
                     return self.exec_scoped(b);
@@ -716,7 +720,7 @@ impl<'p, 'a> Interp<'p, 'a> {
             }
             Stmt::Return(e) => {
                 let v = match e {
-                    Some(e) => self.eval(e)?,
+                    Some(e) => self.eval_root(e)?,
                     None => V::Null,
                 };
                 return Ok(Flow::Return(v));
@@ -808,6 +812,32 @@ impl<'p, 'a> Interp<'p, 'a> {
             .iter()
             .rposition(|(x, _, _)| *x == s)
             .map(|i| i + self.frame)
+    }
+
+    /// A local's value, or `ctx`/`params`, for the fast path.
+    pub(super) fn local(&self, s: Sym) -> Option<&V<'a>> {
+        match self.lookup(s) {
+            Some(i) => self.env.get(i).map(|x| &x.1),
+            None => self.global(s),
+        }
+    }
+
+    /// `ctx` or `params`.
+    pub(super) fn global(&self, s: Sym) -> Option<&V<'a>> {
+        match s {
+            CTX => Some(&self.ctx),
+            PARAMS => Some(&self.params),
+            _ => None,
+        }
+    }
+
+    /// Evaluates an expression that starts a statement: on the fast path
+    /// when it can ([`super::fast`]), else in full.
+    fn eval_root(&mut self, e: &Expr) -> Result<V<'a>, Ex> {
+        match super::fast::fast(self, &super::fast::Scope::Frame, e) {
+            Some(v) => Ok(v.v()),
+            None => self.eval(e),
+        }
     }
 
     fn var(&self, s: Sym, e: &Expr) -> Result<V<'a>, Ex> {
@@ -969,6 +999,12 @@ impl<'p, 'a> Interp<'p, 'a> {
             )));
         }
         self.enter()?;
+        if cl.def.fast
+            && let Some(v) = super::fast::lambda(self, cl, args)
+        {
+            self.depth -= 1;
+            return Ok(v.v());
+        }
         let saved = self.frame;
         let base = self.env.len();
         self.frame = base;

@@ -16,6 +16,7 @@
 pub mod ast;
 pub mod builtins;
 pub mod eval;
+pub mod fast;
 pub mod lexer;
 pub mod parser;
 pub mod stored;

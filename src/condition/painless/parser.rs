@@ -942,7 +942,11 @@ impl<'s> Parser<'s> {
             let e = self.expr()?;
             vec![Stmt::Return(Some(e))]
         };
-        Ok(self.mk(ExprKind::Lambda(Arc::new(LambdaDef { params, body })), at))
+        let fast = super::fast::shape(&body);
+        Ok(self.mk(
+            ExprKind::Lambda(Arc::new(LambdaDef { params, body, fast })),
+            at,
+        ))
     }
 
     fn is_class_ref(&self, name: &str) -> bool {

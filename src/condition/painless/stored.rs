@@ -31,6 +31,14 @@ pub enum StoredError {
         /// The scripts directory looked in.
         dir: PathBuf,
     },
+    /// The cluster could not be asked.
+    #[error("stored script `{name}`: could not fetch it from the cluster: {reason}")]
+    Fetch {
+        /// Its id.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The file is there but unusable.
     #[error("stored script `{name}` ({path}): {reason}")]
     Invalid {
@@ -153,6 +161,101 @@ pub fn wanted(queries: &Path) -> Vec<String> {
             && !dir.join(format!("{n}.json")).is_file()
     });
     out
+}
+
+/// The longest a whole [`prefetch`] may take, so a reload is not held up
+/// by a cluster that does not answer (each request has the client's
+/// timeout too).
+const PREFETCH_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Fetches from the cluster (`GET _scripts/<id>`) the stored scripts that
+/// the watches in `queries` name and `scripts/` lacks, into the cache that
+/// [`resolve`] reads. A script the cluster says it has not is dropped from
+/// the cache; one that could not be fetched keeps what an earlier fetch
+/// got, and is returned with why. Nothing is asked when nothing is wanted.
+pub async fn prefetch(cfg: &crate::config::EsConfig, queries: &Path) -> Vec<StoredError> {
+    let wanted = wanted(queries);
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let es = match crate::search::EsClient::new(cfg) {
+        Ok(es) => es,
+        Err(e) => {
+            return wanted
+                .into_iter()
+                .map(|name| StoredError::Fetch {
+                    name,
+                    reason: e.to_string(),
+                })
+                .collect();
+        }
+    };
+    let before = CLUSTER
+        .lock()
+        .ok()
+        .and_then(|c| c.clone())
+        .unwrap_or_default();
+    let mut now = HashMap::new();
+    let mut failed = Vec::new();
+    let fetch = async {
+        for name in &wanted {
+            match es.stored_script(name).await {
+                Ok(Some(body)) => match source_of(&body) {
+                    Some((src, lang)) if lang.as_deref().is_none_or(|l| l == "painless") => {
+                        now.insert(name.clone(), src);
+                    }
+                    Some((_, lang)) => failed.push(StoredError::Fetch {
+                        name: name.clone(),
+                        reason: format!("lang {lang:?}: only painless scripts run"),
+                    }),
+                    None => failed.push(StoredError::Fetch {
+                        name: name.clone(),
+                        reason: "the answer has no script.source".into(),
+                    }),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    if let Some(src) = before.get(name) {
+                        now.insert(name.clone(), src.clone());
+                    }
+                    failed.push(StoredError::Fetch {
+                        name: name.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(PREFETCH_MAX, fetch).await.is_err() {
+        for name in &wanted {
+            if !now.contains_key(name) && !failed.iter().any(|f| fetch_of(f) == Some(name)) {
+                if let Some(src) = before.get(name) {
+                    now.insert(name.clone(), src.clone());
+                }
+                failed.push(StoredError::Fetch {
+                    name: name.clone(),
+                    reason: format!("no answer within {}s", PREFETCH_MAX.as_secs()),
+                });
+            }
+        }
+    }
+    set_cluster_scripts(now);
+    failed
+}
+
+fn fetch_of(e: &StoredError) -> Option<&String> {
+    match e {
+        StoredError::Fetch { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
+/// [`prefetch`], logging what could not be fetched: for the daemon and
+/// the commands, which then load the watches.
+pub async fn prefetch_logged(cfg: &crate::config::EsConfig, queries: &Path) {
+    for e in prefetch(cfg, queries).await {
+        tracing::warn!(event = "stored_script_fetch_failed", error = %e);
+    }
 }
 
 fn collect_ids(v: &Value, out: &mut Vec<String>) {
