@@ -61,7 +61,10 @@ fn console(dir: &std::path::Path) -> Console {
             state: dir.join("throttle_period.json"),
             log_dir: dir.to_owned(),
         },
-        None,
+        &serde_json::from_value(
+            serde_json::json!({"elasticsearch": {"url": "http://127.0.0.1:9"}}),
+        )
+        .expect("credentials"),
         Arc::new(Metrics::default()),
         state,
         scripts,

@@ -130,7 +130,12 @@ pub async fn history(c: &Console, name: &str, span: &Span, now: DateTime<Utc>) -
     let mut h = c.store().read_rule(name, |st| {
         super::history::read(&c.paths.log_dir, name, rule.as_deref(), st, since, until)
     });
-    match super::indexed::read(&c.paths.credentials, name, since, until).await {
+    let read = match c.history_target() {
+        Some(Ok(target)) => Some(super::indexed::read(&target, name, since, until).await),
+        Some(Err(e)) => Some(Err(e)),
+        None => None,
+    };
+    match read {
         Some(Ok(docs)) => h.indexed = docs,
         Some(Err(e)) => h.indexed_error = Some(e),
         None => {}

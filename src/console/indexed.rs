@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::{Credentials, EsConfig};
 use crate::render::fmt_time;
 use crate::search::EsClient;
+use crate::sinks::history::HistoryTarget;
 
 /// The most documents shown per alert.
 const MAX_DOCS: u64 = 200;
@@ -35,44 +35,17 @@ pub struct Indexed {
     pub index: String,
 }
 
-/// What the history index says about `alert` between `since` and `until`:
-/// the documents, or why they could not be read (`None`: no history
-/// destination).
+/// What the history index of `target` says about `alert` between `since`
+/// and `until`: the documents, or why they could not be read.
 pub async fn read(
-    credentials: &std::path::Path,
-    alert: &str,
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Option<Result<Vec<Indexed>, String>> {
-    let creds = Credentials::load(credentials).ok()?;
-    let (name, settings) = creds
-        .outputs
-        .iter()
-        .find(|(_, v)| v.get("type").and_then(Value::as_str) == Some("elasticsearch"))?;
-    Some(search(&creds, name, settings, alert, since, until).await)
-}
-
-async fn search(
-    creds: &Credentials,
-    name: &str,
-    settings: &Value,
+    target: &HistoryTarget,
     alert: &str,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<Indexed>, String> {
-    let es: EsConfig = match (settings.get("elasticsearch"), settings.get("url")) {
-        (Some(v), _) => serde_json::from_value(v.clone()).map_err(|e| e.to_string())?,
-        (None, Some(url)) => {
-            serde_json::from_value(json!({ "url": url })).map_err(|e| e.to_string())?
-        }
-        (None, None) => creds.elasticsearch.clone(),
-    };
-    let pattern = settings
-        .get("index")
-        .and_then(Value::as_str)
-        .unwrap_or("esalert-history-%Y.%m.%d");
-    let index = wildcard(pattern);
-    let client = EsClient::new(&es).map_err(|e| e.to_string())?;
+    let name = &target.destination;
+    let index = wildcard(&target.index);
+    let client = EsClient::new(&target.es).map_err(|e| e.to_string())?;
     let body = json!({
         "size": MAX_DOCS,
         "sort": [{"@timestamp": {"order": "desc"}}],

@@ -36,9 +36,11 @@ use chrono::{DateTime, Utc};
 pub use auth::ConsoleConfig;
 
 use crate::condition::ScriptEngine;
+use crate::config::Credentials;
 use crate::daemon::{Alerts, Metrics};
 use crate::pipeline::RunReport;
 use crate::rule::Rule;
+use crate::sinks::history::HistoryTarget;
 use crate::throttle::StateBackend;
 
 /// Why the console can't be served.
@@ -188,6 +190,9 @@ pub struct Console {
     started: DateTime<Utc>,
     errors: Mutex<ErrorCache>,
     cluster: Option<Arc<dyn ClusterView>>,
+    /// The history destination, as credentials.json said at start or at
+    /// the last SIGHUP (not read again per request).
+    history: RwLock<Option<Result<HistoryTarget, String>>>,
 }
 
 impl std::fmt::Debug for Console {
@@ -201,7 +206,7 @@ impl Console {
     /// loop (none: "run now" is unavailable).
     pub fn new(
         paths: Paths,
-        config: Option<&ConsoleConfig>,
+        creds: &Credentials,
         metrics: Arc<Metrics>,
         store: Arc<dyn StateBackend>,
         scripts: Arc<ScriptEngine>,
@@ -215,10 +220,11 @@ impl Console {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             last_runs: Mutex::new(HashMap::new()),
             commands,
-            auth: auth::Auth::new(config)?,
+            auth: auth::Auth::new(creds.console.as_ref())?,
             started: Utc::now(),
             errors: Mutex::new(None),
             cluster: None,
+            history: RwLock::new(HistoryTarget::of(creds)),
         })
     }
 
@@ -265,9 +271,22 @@ impl Console {
             .clone()
     }
 
-    /// The token settings, after credentials.json was read again (SIGHUP).
-    pub fn reconfigure(&self, config: Option<&ConsoleConfig>) {
-        self.auth.reconfigure(config);
+    /// The token settings and the history destination, after
+    /// credentials.json was read again (SIGHUP).
+    pub fn reconfigure(&self, creds: &Credentials) {
+        self.auth.reconfigure(creds.console.as_ref());
+        *self
+            .history
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = HistoryTarget::of(creds);
+    }
+
+    /// Where notifications are indexed, if anywhere.
+    pub fn history_target(&self) -> Option<Result<HistoryTarget, String>> {
+        self.history
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The state backend.

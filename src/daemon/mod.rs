@@ -301,7 +301,7 @@ pub async fn run_with_clock(
                 state: cfg.state.clone(),
                 log_dir: cfg.log_dir.clone(),
             },
-            creds.console.as_ref(),
+            &creds,
             metrics.clone(),
             runner.state().clone(),
             scripts.clone(),
@@ -503,8 +503,8 @@ pub async fn run_with_clock(
                     Ok((r, c)) => {
                         runner = r;
                         crate::condition::painless::stored::prefetch_logged(&c.elasticsearch, &cfg.queries).await;
-                        if let (Some(c), Ok(creds)) = (&console, Credentials::load(&cfg.credentials)) {
-                            c.reconfigure(creds.console.as_ref());
+                        if let Some(console) = &console {
+                            console.reconfigure(&c);
                         }
                         tracing::info!(event = "credentials_reloaded");
                     }

@@ -102,17 +102,13 @@ struct HistorySink {
     timeout: Duration,
 }
 
-/// `{"type": "elasticsearch", "index": "esalert-history-%Y.%m.%d"}`.
-pub(super) static TYPE: DestinationType = DestinationType {
-    name: "elasticsearch",
-    overridable: &[],
-    build,
-    lint: super::destinations::no_lint,
-    notices: false,
-};
-
-fn build(name: &str, v: &Value, cx: &Context<'_>) -> Result<Arc<dyn Sink>, SettingError> {
-    let cfg: HistoryConfig = settings(v)?;
+/// The cluster a destination writes to (the searched one unless `url` or
+/// `elasticsearch` names another) and the setting that named it (`""`: the
+/// searched cluster). Checks the index pattern too.
+fn cluster(
+    cfg: &HistoryConfig,
+    searched: &EsConfig,
+) -> Result<(EsConfig, &'static str), SettingError> {
     index_name(&cfg.index, &chrono::Utc::now())
         .map_err(|e| SettingError::at("index", format!("`index` {e}")))?;
     let (es, at) = match (&cfg.url, &cfg.elasticsearch) {
@@ -128,7 +124,7 @@ fn build(name: &str, v: &Value, cx: &Context<'_>) -> Result<Arc<dyn Sink>, Setti
             (es, "url")
         }
         (None, Some(es)) => (es.clone(), "elasticsearch.url"),
-        (None, None) => (cx.credentials.elasticsearch.clone(), ""),
+        (None, None) => (searched.clone(), ""),
     };
     if !at.is_empty() {
         let ok = url::Url::parse(&es.url)
@@ -143,6 +139,55 @@ fn build(name: &str, v: &Value, cx: &Context<'_>) -> Result<Arc<dyn Sink>, Setti
             ));
         }
     }
+    Ok((es, at))
+}
+
+/// Where the history of notifications can be read back: the first
+/// `elasticsearch` destination's cluster and index pattern.
+#[derive(Debug, Clone)]
+pub struct HistoryTarget {
+    /// The destination's name in credentials.json.
+    pub destination: String,
+    /// Its cluster.
+    pub es: EsConfig,
+    /// Its index pattern (with `%Y`-style date fields).
+    pub index: String,
+}
+
+impl HistoryTarget {
+    /// The history destination of `creds`, if it has one (an error: its
+    /// settings are wrong, as `check` would say).
+    pub fn of(creds: &crate::config::Credentials) -> Option<Result<HistoryTarget, String>> {
+        let (name, v) = creds
+            .outputs
+            .iter()
+            .find(|(_, v)| v.get("type").and_then(Value::as_str) == Some(TYPE.name))?;
+        let target = settings::<HistoryConfig>(v)
+            .and_then(|cfg| {
+                let (es, _) = cluster(&cfg, &creds.elasticsearch)?;
+                Ok(HistoryTarget {
+                    destination: name.clone(),
+                    es,
+                    index: cfg.index,
+                })
+            })
+            .map_err(|e| format!("destination {name:?}: {}", e.message));
+        Some(target)
+    }
+}
+
+/// `{"type": "elasticsearch", "index": "esalert-history-%Y.%m.%d"}`.
+pub(super) static TYPE: DestinationType = DestinationType {
+    name: "elasticsearch",
+    overridable: &[],
+    build,
+    lint: super::destinations::no_lint,
+    notices: false,
+};
+
+fn build(name: &str, v: &Value, cx: &Context<'_>) -> Result<Arc<dyn Sink>, SettingError> {
+    let cfg: HistoryConfig = settings(v)?;
+    let (es, at) = cluster(&cfg, &cx.credentials.elasticsearch)?;
     let es = EsClient::new(&es).map_err(|e| {
         SettingError::at(
             if at.is_empty() { "" } else { "elasticsearch" },

@@ -14,7 +14,7 @@ mod command;
 pub mod destinations;
 mod discord;
 mod email;
-mod history;
+pub mod history;
 pub mod http;
 mod index;
 mod jira;
