@@ -646,3 +646,31 @@ fn two_hundred_alerts_on_the_real_node_fold_to_the_same_outcomes() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The daemon folds the alerts due at one tick: their windows end at the
+/// tick, so they share one.
+#[test]
+fn the_daemon_folds_alerts_due_at_the_same_tick() {
+    use support::daemon::{Daemon, has};
+    let es = EsStandIn::start();
+    es.respond_with(|r| host_of(r).map(|h| Reply::total_v8(u64::from(h == 1), "eq")));
+    let slack = SlackStandIn::start();
+    let p = Project::new();
+    p.credentials_with(&es.url, Some(slack.webhook_credentials()), None);
+    for h in 0..4 {
+        p.alert(
+            &format!("a{h:02}"),
+            &alert(h, json!({"schedule": "2s", "throttle_period": "1h"})),
+        );
+    }
+    let d = Daemon::start(p.path(), &[], &[]);
+    let t = std::time::Duration::from_secs(20);
+    d.wait_line(t, "a01 fired", |l| {
+        has(l, "alert", "a01") && has(l, "outcome", "fired") && has(l, "folded", "true")
+    });
+    d.wait_line(t, "a02 folded", |l| {
+        has(l, "alert", "a02") && has(l, "outcome", "no_match") && has(l, "folded", "true")
+    });
+    assert!(es.searches().iter().any(is_fold));
+    assert_eq!(slack.delivered().len(), 1);
+}

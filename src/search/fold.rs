@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -281,18 +281,7 @@ impl Folder {
 
 async fn collect(client: EsClient, max: usize, mut rx: mpsc::UnboundedReceiver<Job>) {
     while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        let opened = Instant::now();
-        loop {
-            let left = MAX_WAIT.saturating_sub(opened.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            match tokio::time::timeout(LINGER.min(left), rx.recv()).await {
-                Ok(Some(j)) => jobs.push(j),
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let jobs = super::batch::gather(&mut rx, first, usize::MAX, LINGER, MAX_WAIT).await;
         // Same indices, window and sort: one group.
         let mut groups: BTreeMap<String, Vec<Job>> = BTreeMap::new();
         for j in jobs {
