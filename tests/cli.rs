@@ -158,13 +158,27 @@ fn test_dry_runs_each_shipped_example_against_its_saved_response() {
         );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        // Whether it would be folded, and why not when not.
+        let fold: &[&str] = if v["fold"] == true {
+            &["fold"]
+        } else {
+            &["fold", "fold_reason"]
+        };
         if name == "failed_login_burst" {
             // Grouped by source address: one message per entity.
-            assert_eq!(keys, ["alert", "matched", "hits", "groups", "request"]);
+            assert_eq!(
+                keys,
+                [&["alert", "matched", "hits", "groups"], fold, &["request"]].concat()
+            );
         } else {
             assert_eq!(
                 keys,
-                ["alert", "matched", "hits", "subject", "message", "request"]
+                [
+                    &["alert", "matched", "hits", "subject", "message"],
+                    fold,
+                    &["request"]
+                ]
+                .concat()
             );
         }
         assert_eq!(v["alert"], name);
@@ -234,7 +248,7 @@ fn test_reports_no_match_and_errors() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v,
-        json!({"alert": "quiet", "matched": false, "hits": 0,
+        json!({"alert": "quiet", "matched": false, "hits": 0, "fold": true,
                "request": {"index": ["a"], "body": {}}})
     );
     // No alerts.log from a dry run.

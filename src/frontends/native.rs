@@ -20,7 +20,9 @@ pub use crate::engine::NativeAlert;
 use crate::notify::Notification;
 use crate::render::{AlertInfo, Templates};
 use crate::render::{GroupVars, Rendered};
-use crate::rule::{EvalContext, EvalError, Evaluated, Notice, Plan, PlannedAction, Rule, RuleBody};
+use crate::rule::{
+    EvalContext, EvalError, Evaluated, Foldable, Notice, Plan, PlannedAction, Rule, RuleBody,
+};
 use crate::sinks::Message;
 use crate::throttle::{RULE_SCOPE, WHOLE_RULE};
 
@@ -179,6 +181,36 @@ impl RuleBody for NativeAlert {
                 memory: None,
                 detail,
             })
+        })
+    }
+
+    fn foldable<'a>(
+        &'a self,
+        rule: &'a Rule,
+        cx: &'a EvalContext<'a>,
+    ) -> Result<Foldable<'a>, String> {
+        if rule.policy.group_by.is_some() {
+            return Err("its condition is evaluated per group (`group_by`)".into());
+        }
+        if !self.condition.counts_only() {
+            return Err("its condition reads more of the response than hits.total".into());
+        }
+        let body = self
+            .templates
+            .render_body(&self.body, &self.info, cx.now, cx.window)
+            .map_err(|e| e.to_string())?;
+        let (condition, scripts, now) = (&self.condition, cx.scripts, cx.now);
+        Ok(Foldable {
+            indices: self.spec.index.0.clone(),
+            body,
+            // The condition alone, on the count: nothing rendered, nothing
+            // logged. An error is the run's own to report.
+            needs_search: Box::new(move |count| {
+                let response = crate::search::fold::counted(count);
+                condition
+                    .evaluate_at(scripts, &response, now)
+                    .map_or(true, |v| v.matched || v.missing.is_some())
+            }),
         })
     }
 

@@ -28,9 +28,11 @@ use super::{EsClient, SearchError, SearchResult, partial_reason, status_error};
 use crate::alert::ByteSize;
 
 /// How long an open batch waits for another search before it is sent.
-pub const LINGER: Duration = Duration::from_millis(3);
-/// The longest an open batch waits, however many keep joining.
-const MAX_WAIT: Duration = Duration::from_millis(25);
+pub const LINGER: Duration = Duration::from_millis(10);
+/// The longest an open batch waits, however many keep joining: the
+/// searches of alerts a fold found matching arrive over tens of
+/// milliseconds on a busy machine (each renders its body first).
+const MAX_WAIT: Duration = Duration::from_millis(100);
 /// The most a whole `_msearch` answer may be.
 const MAX_ANSWER: u64 = 1 << 30;
 
@@ -122,18 +124,7 @@ async fn collect(
     solo: Solo,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        let opened = Instant::now();
-        while jobs.len() < size {
-            let left = MAX_WAIT.saturating_sub(opened.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            match tokio::time::timeout(LINGER.min(left), rx.recv()).await {
-                Ok(Some(j)) => jobs.push(j),
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let jobs = gather(&mut rx, first, size, LINGER, MAX_WAIT).await;
         let client = client.clone();
         let slots = slots.clone();
         let solo = solo.clone();
@@ -145,6 +136,30 @@ async fn collect(
             send(&client, jobs, &solo).await;
         });
     }
+}
+
+/// `first` and what else arrives until none did for `linger`, `max_wait`
+/// has passed, or there are `size`.
+pub(super) async fn gather<T>(
+    rx: &mut mpsc::UnboundedReceiver<T>,
+    first: T,
+    size: usize,
+    linger: Duration,
+    max_wait: Duration,
+) -> Vec<T> {
+    let mut jobs = vec![first];
+    let opened = Instant::now();
+    while jobs.len() < size {
+        let left = max_wait.saturating_sub(opened.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(linger.min(left), rx.recv()).await {
+            Ok(Some(j)) => jobs.push(j),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    jobs
 }
 
 /// Sends one batch and answers each of its searches.
