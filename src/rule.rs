@@ -132,12 +132,24 @@ impl Policy {
     }
 
     fn is_default(&self) -> bool {
-        self.group_by.is_none()
-            && !self.notify_resolved
-            && self.resolve_after.is_none()
-            && self.digest.is_none()
-            && self.throttle_backoff.is_none()
-            && self.fold.is_none()
+        // Destructured so that a new field can't be forgotten here (one was:
+        // `at_most_once` alone used to be dropped for the shared default).
+        let Policy {
+            group_by,
+            notify_resolved,
+            resolve_after,
+            digest,
+            throttle_backoff,
+            at_most_once,
+            fold,
+        } = self;
+        group_by.is_none()
+            && !notify_resolved
+            && resolve_after.is_none()
+            && digest.is_none()
+            && throttle_backoff.is_none()
+            && !at_most_once
+            && fold.is_none()
     }
 
     /// Whether the rule's count may be folded with other rules'.
@@ -363,5 +375,25 @@ impl fmt::Debug for Foldable<'_> {
             .field("indices", &self.indices)
             .field("body", &self.body)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Policy;
+
+    #[test]
+    fn a_policy_setting_alone_is_kept() {
+        let p = Policy::shared(Policy {
+            at_most_once: true,
+            ..Policy::default()
+        });
+        assert!(p.at_most_once);
+        let p = Policy::shared(Policy {
+            fold: Some(false),
+            ..Policy::default()
+        });
+        assert!(!p.folds());
+        assert!(!Policy::shared(Policy::default()).at_most_once);
     }
 }
