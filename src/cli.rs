@@ -120,6 +120,10 @@ pub enum Command {
         /// Searches per `_msearch` request (1: each search alone).
         #[arg(long, env = "ESALERT_SEARCH_BATCH", default_value_t = 100)]
         search_batch: usize,
+        /// Alerts whose hit count alone decides them are counted together,
+        /// at most this many per search (0: each searches alone).
+        #[arg(long, env = "ESALERT_MAX_FOLD", default_value_t = 500)]
+        max_fold: usize,
         /// Give up delivering a match after this long.
         #[arg(long, env = "ESALERT_MAX_RETRY_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
         max_retry_age: std::time::Duration,
@@ -185,6 +189,10 @@ pub struct RunArgs {
     /// of at most this many searches (1: each search alone).
     #[arg(long, env = "ESALERT_SEARCH_BATCH", default_value_t = 100)]
     pub search_batch: usize,
+    /// Alerts due together whose hit count alone decides them are counted
+    /// by one search, at most this many per search (0: no folding).
+    #[arg(long, env = "ESALERT_MAX_FOLD", default_value_t = 500)]
+    pub max_fold: usize,
     /// How long in-flight runs and deliveries may take to finish on SIGTERM.
     #[arg(long, env = "ESALERT_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: std::time::Duration,
@@ -344,8 +352,9 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
         Command::Once {
             concurrency,
             search_batch,
+            max_fold,
             max_retry_age,
-        } => once(&g, concurrency, search_batch, max_retry_age).await,
+        } => once(&g, concurrency, (search_batch, max_fold), max_retry_age).await,
         Command::Status { json } => status(&g, json),
         Command::Ack { name, actions } => ack(&g, &name, &actions),
         Command::Silence {
@@ -390,6 +399,7 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
                     max_retry_age: args.max_retry_age,
                     concurrency: args.max_concurrency,
                     error_alert_after: args.error_alert_after,
+                    max_fold: args.max_fold,
                     ..Settings::default()
                 },
             };
@@ -1064,6 +1074,11 @@ async fn test(
     for (k, v) in &eval.detail {
         out[k] = v.clone();
     }
+    let fold = crate::pipeline::fold::would_fold(&rule, &es, &scripts, now);
+    out["fold"] = Value::Bool(fold.is_ok());
+    if let Err(why) = fold {
+        out["fold_reason"] = Value::String(why);
+    }
     if let Some(r) = request {
         out["request"] = r;
     }
@@ -1137,6 +1152,17 @@ fn test_text(
     }
     if let Some(m) = &eval.missing {
         let _ = writeln!(t, "missing:  {m} is not in the response");
+    }
+    match out["fold_reason"].as_str() {
+        None => {
+            let _ = writeln!(
+                t,
+                "fold:     yes (counted in one search with other alerts due on the same index and window)"
+            );
+        }
+        Some(why) => {
+            let _ = writeln!(t, "fold:     no ({why})");
+        }
     }
     let requests = match &out["request"] {
         Value::Array(a) => a.clone(),
@@ -1479,7 +1505,7 @@ async fn test_since(
 async fn once(
     g: &Global,
     concurrency: usize,
-    search_batch: usize,
+    (search_batch, max_fold): (usize, usize),
     max_retry_age: std::time::Duration,
 ) -> Result<u8, CliError> {
     let scripts = Arc::new(ScriptEngine::default());
@@ -1517,6 +1543,7 @@ async fn once(
         Settings {
             max_retry_age,
             concurrency,
+            max_fold,
             ..Settings::default()
         },
     );

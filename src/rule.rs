@@ -70,6 +70,10 @@ pub struct Policy {
     /// before dying is logged by the next owner, not sent again.
     #[serde(default)]
     pub at_most_once: bool,
+    /// `"fold": false`: never fold this rule's count with other rules'
+    /// (see [`crate::search::fold`]); folding is on when absent.
+    #[serde(default)]
+    pub fold: Option<bool>,
 }
 
 /// `throttle_backoff`: each throttle period is the previous one times
@@ -133,6 +137,12 @@ impl Policy {
             && self.resolve_after.is_none()
             && self.digest.is_none()
             && self.throttle_backoff.is_none()
+            && self.fold.is_none()
+    }
+
+    /// Whether the rule's count may be folded with other rules'.
+    pub fn folds(&self) -> bool {
+        self.fold != Some(false)
     }
 
     /// How long a key goes unmatched before it is resolved.
@@ -319,6 +329,36 @@ pub trait RuleBody: Send + Sync + fmt::Debug + Any {
     fn warnings(&self) -> &[crate::alert::Problem] {
         &[]
     }
+    /// The search of a run whose hit count alone may decide it, so that
+    /// it can be folded with other rules' into one count (see
+    /// [`crate::search::fold`]); or why not.
+    fn foldable(&self, _rule: &Rule, _cx: &EvalContext<'_>) -> Result<Foldable, String> {
+        Err(format!("{} rules are not folded", self.kind()))
+    }
     /// Itself, for [`Rule::body_as`].
     fn as_any(&self) -> &dyn Any;
+}
+
+/// A run's search that a count may answer: the run evaluated on a
+/// response holding only that count (no documents) is exactly the run
+/// evaluated on the search's own response, for the counts of `decides`,
+/// whenever it does not match.
+#[derive(Debug, Clone)]
+pub struct Foldable {
+    /// The indices searched.
+    pub indices: Vec<String>,
+    /// The search body exactly as the run sends it.
+    pub body: Value,
+    /// Which counts the count alone decides.
+    pub decides: Decides,
+}
+
+/// Which hit counts decide a run without its documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decides {
+    /// Every count: the condition reads `hits.total` only.
+    AnyCount,
+    /// Zero only: the rule looks at each document (ElastAlert `any`,
+    /// `frequency`), so any hit needs its own search.
+    Zero,
 }

@@ -184,6 +184,10 @@ pub struct AlertFile {
     /// (such a delivery is logged instead; it may be lost).
     #[serde(default)]
     pub at_most_once: bool,
+    /// `false`: never fold this alert's count with other alerts' into one
+    /// search (see `--max-fold`).
+    #[serde(default)]
+    pub fold: Option<bool>,
 }
 
 impl AlertFile {
@@ -197,6 +201,7 @@ impl AlertFile {
             digest: self.digest.take().map(|b| *b),
             throttle_backoff: self.throttle_backoff.take().map(|b| *b),
             at_most_once: self.at_most_once,
+            fold: self.fold,
         }
     }
 }

@@ -123,6 +123,12 @@ impl Check for Compare {
             Err(e) => Verdict::missing(e),
         })
     }
+
+    fn counts_only(&self) -> bool {
+        let p = self.path.to_string();
+        (p == "hits.total" || p == "hits.total.value")
+            && matches!(&self.value, Operand::Const(c) if c.is_number())
+    }
 }
 
 /// Whether some or all elements must match.

@@ -21,6 +21,10 @@ impl Check for Constant {
     ) -> Result<Verdict, ScriptError> {
         Ok(Verdict::of(self.0))
     }
+
+    fn counts_only(&self) -> bool {
+        true
+    }
 }
 
 /// `{}`: the only body `always` and `never` accept.

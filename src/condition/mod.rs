@@ -268,6 +268,11 @@ pub trait Check: Send + Sync + fmt::Debug {
         at: Scope<'_>,
         now: DateTime<Utc>,
     ) -> Result<Verdict, ScriptError>;
+    /// Whether the verdict on a whole response depends on its hit count
+    /// alone (so that a count folded with other alerts' can decide it).
+    fn counts_only(&self) -> bool {
+        false
+    }
 }
 
 /// Why a condition does not compile.
@@ -417,6 +422,12 @@ impl Condition {
     /// Always met (a watch without a condition).
     pub fn always() -> Condition {
         Condition(Arc::new(constant::Constant(true)))
+    }
+
+    /// Whether the verdict depends on `hits.total` alone (see
+    /// [`Check::counts_only`]).
+    pub fn counts_only(&self) -> bool {
+        self.0.counts_only()
     }
 
     /// Evaluates the condition against a search response, now.

@@ -239,13 +239,14 @@ fn history_html(h: &History, p: &mut String) {
         for r in h.runs.iter().rev() {
             let _ = write!(
                 p,
-                "<tr class=\"run\"><td>{}</td><td>{}{}</td><td>{}</td><td>{} – {}</td><td>",
+                "<tr class=\"run\"><td>{}</td><td>{}{}{}</td><td>{}</td><td>{} – {}</td><td>",
                 esc(&r.ts),
                 badge(&r.outcome),
                 r.event
                     .as_deref()
                     .map(|e| format!(" <small>{}</small>", esc(e)))
                     .unwrap_or_default(),
+                if r.folded { " <small>folded</small>" } else { "" },
                 r.hits.map_or_else(|| "-".to_owned(), |h| h.to_string()),
                 esc(&r.window_start),
                 esc(&r.window_end),
@@ -402,7 +403,10 @@ pub fn render(
         or_dash(s.schedule.as_deref()),
         or_dash(s.next_run.as_deref()),
         or_dash(s.last_run.as_deref()),
-        or_dash(s.last_outcome.as_deref()),
+        match (s.last_outcome.as_deref(), d.row.folded) {
+            (Some(o), true) => format!("{} (folded)", esc(o)),
+            (o, _) => or_dash(o),
+        },
         d.row.hits.map_or_else(|| "-".to_owned(), |h| h.to_string()),
         or_dash(s.throttled_until.as_deref()),
         s.consecutive_failures,

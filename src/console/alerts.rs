@@ -65,6 +65,9 @@ pub struct AlertRow {
     pub states: Vec<&'static str>,
     /// The hits of its last run since the daemon started.
     pub hits: Option<u64>,
+    /// Whether that run's count came from a folded search.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub folded: bool,
 }
 
 /// One page of rules.
@@ -262,6 +265,7 @@ fn build(
             .unwrap_or("ok"),
         states,
         hits: last_runs.get(name).map(|r| r.hits),
+        folded: last_runs.get(name).is_some_and(|r| r.folded),
         status,
     }
 }

@@ -98,6 +98,9 @@ pub struct Run {
     /// How long the search took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub took_ms: Option<u64>,
+    /// Whether its count came from a search folded with other alerts'.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub folded: bool,
     /// The window searched, as the run's line says it (lines written before
     /// esalert logged windows: as the schedule gives it).
     pub window_start: String,
@@ -321,6 +324,7 @@ pub fn read(
                         event,
                         hits: get("hits").and_then(|h| h.parse().ok()),
                         took_ms: get("took_ms").and_then(|h| h.parse().ok()),
+                        folded: get("folded").as_deref() == Some("true"),
                         window_start: fmt_time(&start),
                         window_end: fmt_time(&end),
                         media: get("media"),

@@ -115,6 +115,8 @@ pub struct LastRun {
     pub outcome: String,
     /// The response's hits.
     pub hits: u64,
+    /// Whether its count came from a search folded with other rules'.
+    pub folded: bool,
 }
 
 fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -250,6 +252,7 @@ impl Console {
             at: Utc::now(),
             outcome: r.outcome.as_str().to_owned(),
             hits: r.evaluation.as_ref().map_or(0, |e| e.hits),
+            folded: r.folded,
         };
         self.last_runs
             .lock()

@@ -477,6 +477,7 @@ pub async fn run_with_clock(
                             delivery_errors: Default::default(),
                             attempts: Default::default(),
                             window: None,
+                            folded: false,
                         })
                     }
                 };

@@ -20,7 +20,10 @@ pub use crate::engine::NativeAlert;
 use crate::notify::Notification;
 use crate::render::{AlertInfo, Templates};
 use crate::render::{GroupVars, Rendered};
-use crate::rule::{EvalContext, EvalError, Evaluated, Notice, Plan, PlannedAction, Rule, RuleBody};
+use crate::rule::{
+    Decides, EvalContext, EvalError, Evaluated, Foldable, Notice, Plan, PlannedAction, Rule,
+    RuleBody,
+};
 use crate::sinks::Message;
 use crate::throttle::{RULE_SCOPE, WHOLE_RULE};
 
@@ -179,6 +182,24 @@ impl RuleBody for NativeAlert {
                 memory: None,
                 detail,
             })
+        })
+    }
+
+    fn foldable(&self, rule: &Rule, cx: &EvalContext<'_>) -> Result<Foldable, String> {
+        if rule.policy.group_by.is_some() {
+            return Err("its condition is evaluated per group (`group_by`)".into());
+        }
+        if !self.condition.counts_only() {
+            return Err("its condition reads more of the response than hits.total".into());
+        }
+        let body = self
+            .templates
+            .render_body(&self.body, &self.info, cx.now, cx.window)
+            .map_err(|e| e.to_string())?;
+        Ok(Foldable {
+            indices: self.spec.index.0.clone(),
+            body,
+            decides: Decides::AnyCount,
         })
     }
 

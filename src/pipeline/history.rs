@@ -93,6 +93,8 @@ fn log_report(r: &RunReport) {
         .map(|w| (fmt_time(&w.start), fmt_time(&w.end)))
         .unwrap_or_default();
     let (window_start, window_end) = (window_start.as_str(), window_end.as_str());
+    // Only on runs whose count a folded search gave (absent otherwise).
+    let folded = r.folded.then_some(true);
     let errors = || {
         r.delivery_errors
             .values()
@@ -110,7 +112,8 @@ fn log_report(r: &RunReport) {
                 hits,
                 took_ms,
                 window_start,
-                window_end
+                window_end,
+                folded
             )
         }
         Outcome::Fired(ids) => {
@@ -121,14 +124,15 @@ fn log_report(r: &RunReport) {
                 hits,
                 took_ms,
                 window_start,
-                window_end
+                window_end,
+                folded
             )
         }
         Outcome::Throttled(until) => {
-            tracing::info!(alert = name, outcome = "throttled", until = %fmt_time(until), hits, took_ms, window_start, window_end)
+            tracing::info!(alert = name, outcome = "throttled", until = %fmt_time(until), hits, took_ms, window_start, window_end, folded)
         }
         Outcome::Silenced { id, until } => {
-            tracing::info!(alert = name, outcome = "silenced", silence = id.as_str(), until = %fmt_time(until), hits, took_ms, window_start, window_end)
+            tracing::info!(alert = name, outcome = "silenced", silence = id.as_str(), until = %fmt_time(until), hits, took_ms, window_start, window_end, folded)
         }
         Outcome::Failed => {
             tracing::error!(
@@ -138,6 +142,7 @@ fn log_report(r: &RunReport) {
                 took_ms,
                 window_start,
                 window_end,
+                folded,
                 errors = errors()
             )
         }
@@ -149,6 +154,7 @@ fn log_report(r: &RunReport) {
                 took_ms,
                 window_start,
                 window_end,
+                folded,
                 errors = errors()
             )
         }

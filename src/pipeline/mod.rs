@@ -27,6 +27,7 @@
 
 pub mod clock;
 pub mod digest;
+pub mod fold;
 mod gate;
 pub mod group;
 mod health;
@@ -87,6 +88,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// Consecutive failures of one rule before "alert is failing" is sent.
     pub error_alert_after: u32,
+    /// Filters per folded search (`--max-fold`); 0: no folding.
+    pub max_fold: usize,
 }
 
 impl Default for Settings {
@@ -96,6 +99,7 @@ impl Default for Settings {
             retry: RetryPolicy::default(),
             concurrency: 16,
             error_alert_after: 5,
+            max_fold: 0,
         }
     }
 }
@@ -127,6 +131,8 @@ pub struct RunReport {
     /// The time range searched (logged with the outcome, for the console's
     /// history).
     pub window: Option<crate::render::Window>,
+    /// Whether its count came from a search folded with other rules'.
+    pub folded: bool,
 }
 
 /// Runs rules end to end against one cluster, one store and the sinks.
@@ -173,6 +179,7 @@ impl Runner {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Runner {
+        let es = es.with_folding(settings.max_fold);
         let sinks = Sinks::new(&notifiers, &es);
         let silences = crate::silence::Silences::beside(&state.location());
         Runner {
@@ -333,8 +340,9 @@ impl Runner {
                 memory: memory.as_ref(),
                 suppressed: &suppress,
             };
-            rule.body.evaluate(rule, &cx).await
+            fold::evaluate(rule, &cx).await
         };
+        let (result, folded_count) = result;
 
         let mut report = RunReport {
             alert: rule.name.clone(),
@@ -344,6 +352,7 @@ impl Runner {
             delivery_errors: BTreeMap::new(),
             attempts: BTreeMap::new(),
             window: Some(window),
+            folded: folded_count,
         };
         let mut failure = None;
         let mut decided = None;

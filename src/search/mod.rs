@@ -19,6 +19,7 @@ use crate::net::{ReadError, read_capped, redirect_location};
 
 pub mod batch;
 mod docs;
+pub mod fold;
 pub use docs::{Cond, Doc, DocVersion, Written};
 
 /// Characters escaped in an index pattern. `*` and `,` keep their meaning;
@@ -275,6 +276,8 @@ pub struct EsClient {
     /// With batching, the requests in flight: searches that are not
     /// batched (watches') take one too.
     slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Set when counts of alerts due together are folded.
+    fold: Option<Arc<fold::Folder>>,
 }
 
 /// How requests authenticate.
@@ -362,6 +365,7 @@ impl EsClient {
             retry: (3, Duration::from_secs(1)),
             batch: None,
             slots: None,
+            fold: None,
         })
     }
 
@@ -453,7 +457,7 @@ impl EsClient {
         body: &Value,
         max_response_size: Option<ByteSize>,
     ) -> Result<SearchResult, SearchError> {
-        match &self.batch {
+        let r = match &self.batch {
             Some(b) => {
                 let cap = max_response_size.unwrap_or(self.max_response);
                 b.search(self, alert, indices, body, cap).await
@@ -462,7 +466,11 @@ impl EsClient {
                 self.search_single(alert, indices, body, max_response_size)
                     .await
             }
+        };
+        if let (Some(f), Some(a)) = (&self.fold, alert) {
+            f.note(a, &r);
         }
+        r
     }
 
     /// One search in a request of its own, retried when the cluster sheds

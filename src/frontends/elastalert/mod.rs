@@ -42,7 +42,8 @@ use crate::notify::Notification;
 use crate::pipeline::digest::{Close, Digest, DigestFormat, TableField, TableStyle};
 use crate::render::Rendered;
 use crate::rule::{
-    Backoff, EvalContext, EvalError, Evaluated, Notice, Plan, PlannedAction, Policy, Rule, RuleBody,
+    Backoff, Decides, EvalContext, EvalError, Evaluated, Foldable, Notice, Plan, PlannedAction,
+    Policy, Rule, RuleBody,
 };
 use crate::throttle::{RULE_SCOPE, WHOLE_RULE};
 
@@ -231,6 +232,7 @@ const COMMON_KEYS: &[&str] = &[
     "top_count_number",
     "raw_count_keys",
     "scan_entire_timeframe",
+    "fold",
 ];
 
 /// ElastAlert keys that only describe the rule or shape links into
@@ -468,6 +470,8 @@ fn compile(id: &str, ch: &mut Checker<'_>, g: &globals::Globals) -> Option<Rule>
         ch.problem("/run_every", "`run_every` must be at least one second");
     }
     let active = ch.boolean("is_enabled").unwrap_or(true);
+    // esalert's own: `fold: false` keeps the rule's count out of folds.
+    let fold = ch.boolean("fold");
     let _ = ch.string("description");
     let text = read_text(ch, display.clone().unwrap_or_else(|| id.to_owned()));
     let digest_spec = match aggregation {
@@ -545,6 +549,7 @@ fn compile(id: &str, ch: &mut Checker<'_>, g: &globals::Globals) -> Option<Rule>
             }),
             None => None,
         },
+        fold,
         ..Policy::default()
     };
     Some(Rule {
@@ -1180,6 +1185,17 @@ impl RuleBody for ElastAlertRule {
     fn sinks(&self) -> Vec<String> {
         // Its destinations are its own, not credentials.json's.
         Vec::new()
+    }
+
+    fn foldable(&self, _rule: &Rule, cx: &EvalContext<'_>) -> Result<Foldable, String> {
+        if self.common.query_key.is_some() {
+            return Err("it counts per `query_key`".into());
+        }
+        Ok(Foldable {
+            indices: self.common.index.clone(),
+            body: self.rule_type.fold_body(&self.common, cx)?,
+            decides: Decides::Zero,
+        })
     }
 
     fn evaluate<'a>(

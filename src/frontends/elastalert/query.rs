@@ -210,6 +210,17 @@ pub fn total(resp: &Value) -> u64 {
         })
 }
 
+/// The search of [`hits`].
+pub fn hits_body(c: &Common, window: &Window) -> Value {
+    let mut body = base_query(c, Some(window), true);
+    body.insert("size".into(), Value::from(c.max_query_size));
+    body.insert("track_total_hits".into(), Value::Bool(true));
+    if let Some(inc) = &c.include {
+        body.insert("_source".into(), json!({"includes": inc}));
+    }
+    Value::Object(body)
+}
+
 /// The documents of the window (`size: max_query_size`).
 pub async fn hits(
     c: &Common,
@@ -217,13 +228,7 @@ pub async fn hits(
     rule: &str,
     window: &Window,
 ) -> Result<Hits, EvalError> {
-    let mut body = base_query(c, Some(window), true);
-    body.insert("size".into(), Value::from(c.max_query_size));
-    body.insert("track_total_hits".into(), Value::Bool(true));
-    if let Some(inc) = &c.include {
-        body.insert("_source".into(), json!({"includes": inc}));
-    }
-    let (resp, took_ms) = run(c, cx, rule, Value::Object(body)).await?;
+    let (resp, took_ms) = run(c, cx, rule, hits_body(c, window)).await?;
     let mut docs = Vec::new();
     let mut unreadable = 0u64;
     for h in resp["hits"]["hits"].as_array().into_iter().flatten() {
@@ -265,6 +270,14 @@ pub async fn hits(
     })
 }
 
+/// The search of [`count`].
+pub fn count_body(c: &Common, window: &Window) -> Value {
+    let mut body = base_query(c, Some(window), false);
+    body.insert("size".into(), Value::from(0));
+    body.insert("track_total_hits".into(), Value::Bool(true));
+    Value::Object(body)
+}
+
 /// The window's document count (`use_count_query`).
 pub async fn count(
     c: &Common,
@@ -272,10 +285,7 @@ pub async fn count(
     rule: &str,
     window: &Window,
 ) -> Result<(u64, u64), EvalError> {
-    let mut body = base_query(c, Some(window), false);
-    body.insert("size".into(), Value::from(0));
-    body.insert("track_total_hits".into(), Value::Bool(true));
-    let (resp, took) = run(c, cx, rule, Value::Object(body)).await?;
+    let (resp, took) = run(c, cx, rule, count_body(c, window)).await?;
     Ok((total(&resp), took))
 }
 

@@ -26,4 +26,11 @@ impl RuleType for Any {
             Ok(Found { matches, ..found })
         })
     }
+
+    fn fold_body(&self, c: &Common, cx: &EvalContext<'_>) -> Result<serde_json::Value, String> {
+        Ok(crate::frontends::elastalert::query::hits_body(
+            c,
+            &c.first_window(cx),
+        ))
+    }
 }

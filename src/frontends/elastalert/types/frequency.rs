@@ -300,6 +300,14 @@ impl RuleType for Frequency {
         })
     }
 
+    fn fold_body(&self, c: &Common, cx: &EvalContext<'_>) -> Result<Value, String> {
+        match self.mode {
+            Mode::Hits => Ok(query::hits_body(c, &c.first_window(cx))),
+            Mode::Count => Ok(query::count_body(c, &cx.window)),
+            Mode::Terms(_) => Err("`use_terms_query` counts per term".into()),
+        }
+    }
+
     fn match_str(&self, c: &Common, m: &Match) -> String {
         let tf = chrono::Duration::from_std(self.timeframe).unwrap_or(chrono::Duration::zero());
         let start = m.time.checked_sub_signed(tf).unwrap_or(m.time);

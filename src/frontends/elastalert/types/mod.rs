@@ -59,6 +59,12 @@ pub trait RuleType: Send + Sync + fmt::Debug {
         c: &'a Common,
         cx: &'a EvalContext<'a>,
     ) -> BoxFuture<'a, Result<Found, EvalError>>;
+    /// The run's one search when a window without documents is a run
+    /// without matches whose outcome that search's count alone decides
+    /// (so that it can be folded), or why not.
+    fn fold_body(&self, _c: &Common, _cx: &EvalContext<'_>) -> Result<Value, String> {
+        Err("only `any` and `frequency` rules are folded".into())
+    }
     /// ElastAlert's `get_match_str`: the type's paragraph in the default body.
     fn match_str(&self, _c: &Common, _m: &Match) -> String {
         String::new()
