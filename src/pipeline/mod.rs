@@ -231,11 +231,14 @@ impl Runner {
     }
 
     /// Runs every active rule once, at most `concurrency` at a time, and
-    /// prunes store entries of rules whose file is gone.
+    /// prunes store entries of rules whose file is gone. They run for one
+    /// tick, now, as rules due together do: their windows end at the same
+    /// time (so that their counts can be folded).
     pub async fn run_all(&self, alerts: &[Alert]) -> Result<Vec<RunReport>, RunError> {
         self.prune(alerts.iter().map(|a| a.name.as_str())).await?;
+        let tick = self.clock.now();
         let results: Vec<_> = futures::stream::iter(alerts.iter().filter(|a| a.active))
-            .map(|a| self.run_alert(a))
+            .map(|a| self.run_alert_due(a, Some(tick)))
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;

@@ -264,7 +264,7 @@ pub struct EsStandIn {
 /// The reply for one request: the responder's, `/`'s, the queue's or the
 /// default, recording the request.
 fn reply_for(s: &mut State, recorded: Recorded, method: &Method, path: &str) -> Option<Reply> {
-    let answered = s.responder.clone().and_then(|r| r(&recorded));
+    let answered = filters_agg(s, &recorded).or_else(|| s.responder.clone().and_then(|r| r(&recorded)));
     s.requests.push(recorded);
     if let Some(r) = answered {
         Some(r)
@@ -278,6 +278,47 @@ fn reply_for(s: &mut State, recorded: Recorded, method: &Method, path: &str) -> 
     } else {
         s.queue.pop_front().or_else(|| s.default.clone())
     }
+}
+
+/// A search with a `filters` aggregation (a fold of alerts' counts): each
+/// filter is answered as a search of its own with that query (by the
+/// responder, else the default), its `hits.total` the bucket's count. A
+/// filter answered with an error fails the whole search, as a bad query
+/// does on Elasticsearch; a partial answer makes it partial.
+fn filters_agg(s: &State, recorded: &Recorded) -> Option<Reply> {
+    let aggs = recorded.body.get("aggs").or(recorded.body.get("aggregations"))?.as_object()?;
+    let (name, agg) = aggs.iter().next()?;
+    let filters = agg.get("filters")?.get("filters")?.as_object()?;
+    let mut buckets = serde_json::Map::new();
+    let mut extra = json!({});
+    for (k, q) in filters {
+        let one = Recorded {
+            body: json!({"query": q}),
+            raw: json!({"query": q}).to_string(),
+            ..recorded.clone()
+        };
+        let reply = s
+            .responder
+            .clone()
+            .and_then(|r| r(&one))
+            .or_else(|| s.default.clone())?;
+        if reply.status >= 400 {
+            return Some(reply);
+        }
+        let v: Value = serde_json::from_str(&reply.body).ok()?;
+        let t = &v["hits"]["total"];
+        let n = t.as_u64().or(t["value"].as_u64()).unwrap_or(0);
+        buckets.insert(k.clone(), json!({"doc_count": n}));
+        if v["_shards"]["failed"].as_u64().unwrap_or(0) > 0 {
+            extra["_shards"] = v["_shards"].clone();
+        }
+        if v["timed_out"] == json!(true) {
+            extra["timed_out"] = json!(true);
+        }
+    }
+    extra["aggregations"] = json!({name: {"buckets": buckets}});
+    // `track_total_hits: false`: no total.
+    Some(Reply::json(200, Reply::envelope(Value::Null, extra)))
 }
 
 /// `_msearch`: each search is answered (and recorded) as if it had come
