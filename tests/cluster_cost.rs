@@ -61,7 +61,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// Whether rule `i` has documents that match it.
 fn matches(i: usize) -> bool {
-    i % 25 == 0
+    i.is_multiple_of(25)
 }
 
 /// A document that nearly matches rule `i` (its indicator, not its process).
@@ -496,12 +496,16 @@ fn node_cpu_ms(es: &Engine, pid: Option<u64>) -> u64 {
             return (f[11] + f[12]) * 1000 / clock_ticks();
         }
     }
-    let v = ok(es, "GET", "/_nodes/_local/stats/process", None);
+    local_node(es, "stats/process", "/process/cpu/total_in_millis").unwrap_or(0)
+}
+
+/// A number from the local node's `_nodes/_local/<api>`, at `pointer`.
+fn local_node(es: &Engine, api: &str, pointer: &str) -> Option<u64> {
+    let v = ok(es, "GET", &format!("/_nodes/_local/{api}"), None);
     v["nodes"]
         .as_object()
         .and_then(|n| n.values().next())
-        .and_then(|n| n["process"]["cpu"]["total_in_millis"].as_u64())
-        .unwrap_or(0)
+        .and_then(|n| n.pointer(pointer)?.as_u64())
 }
 
 fn clock_ticks() -> u64 {
@@ -516,21 +520,12 @@ fn clock_ticks() -> u64 {
 }
 
 fn node_pid(es: &Engine) -> Option<u64> {
-    let v = ok(es, "GET", "/_nodes/_local/process", None);
-    v["nodes"]
-        .as_object()
-        .and_then(|n| n.values().next())
-        .and_then(|n| n["process"]["id"].as_u64())
+    local_node(es, "process", "/process/id")
 }
 
 /// Shard-level searches (query phases) the node has run so far.
 fn query_total(es: &Engine) -> u64 {
-    let v = ok(es, "GET", "/_nodes/_local/stats/indices/search", None);
-    v["nodes"]
-        .as_object()
-        .and_then(|n| n.values().next())
-        .and_then(|n| n["indices"]["search"]["query_total"].as_u64())
-        .unwrap_or(0)
+    local_node(es, "stats/indices/search", "/indices/search/query_total").unwrap_or(0)
 }
 
 /// The rules as ElastAlert `any` rules, `r0000.yaml`…, in `dir`.
