@@ -332,33 +332,36 @@ pub trait RuleBody: Send + Sync + fmt::Debug + Any {
     /// The search of a run whose hit count alone may decide it, so that
     /// it can be folded with other rules' into one count (see
     /// [`crate::search::fold`]); or why not.
-    fn foldable(&self, _rule: &Rule, _cx: &EvalContext<'_>) -> Result<Foldable, String> {
+    fn foldable<'a>(
+        &'a self,
+        _rule: &'a Rule,
+        _cx: &'a EvalContext<'a>,
+    ) -> Result<Foldable<'a>, String> {
         Err(format!("{} rules are not folded", self.kind()))
     }
     /// Itself, for [`Rule::body_as`].
     fn as_any(&self) -> &dyn Any;
 }
 
-/// A run's search that a count may answer: the run evaluated on a
-/// response holding only that count (no documents) is exactly the run
-/// evaluated on the search's own response, for the counts of `decides`,
-/// whenever it does not match.
-#[derive(Debug, Clone)]
-pub struct Foldable {
+/// A run's search that a count may answer: for every count `c` for which
+/// `needs_search(c)` is false, the run evaluated on a response holding
+/// only that count (no documents, [`crate::search::fold::counted`]) does
+/// not match and is exactly the run evaluated on the search's own response.
+pub struct Foldable<'a> {
     /// The indices searched.
     pub indices: Vec<String>,
     /// The search body exactly as the run sends it.
     pub body: Value,
-    /// Which counts the count alone decides.
-    pub decides: Decides,
+    /// Whether a count needs the run's own search: it (may) match, or the
+    /// rule looks at the documents. Decided without side effects.
+    pub needs_search: Box<dyn Fn(u64) -> bool + Send + Sync + 'a>,
 }
 
-/// Which hit counts decide a run without its documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decides {
-    /// Every count: the condition reads `hits.total` only.
-    AnyCount,
-    /// Zero only: the rule looks at each document (ElastAlert `any`,
-    /// `frequency`), so any hit needs its own search.
-    Zero,
+impl fmt::Debug for Foldable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Foldable")
+            .field("indices", &self.indices)
+            .field("body", &self.body)
+            .finish_non_exhaustive()
+    }
 }

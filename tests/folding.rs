@@ -189,13 +189,21 @@ fn counts_are_folded_and_only_matches_search_again_with_the_same_outcomes() {
     // The window's range, which every alert's query requires, is the query.
     let common = &fold["query"]["bool"]["filter"];
     assert_eq!(common.as_array().map(Vec::len), Some(1), "{fold}");
-    assert!(common[0]["range"]["@timestamp"]["gte"].is_string(), "{fold}");
+    assert!(
+        common[0]["range"]["@timestamp"]["gte"].is_string(),
+        "{fold}"
+    );
     let filters = fold["aggs"]["esalert_fold"]["filters"]["filters"]
         .as_object()
         .unwrap();
     let mut in_fold: Vec<usize> = filters
         .values()
-        .filter_map(|q| host_of(&Recorded { raw: q.to_string(), ..folds[0].clone() }))
+        .filter_map(|q| {
+            host_of(&Recorded {
+                raw: q.to_string(),
+                ..folds[0].clone()
+            })
+        })
         .collect();
     in_fold.sort();
     // Not a05 (fold: false), a06 (script), a08 (another window).
@@ -280,7 +288,10 @@ fn a_bad_or_partial_filter_sends_every_alert_of_the_fold_alone() {
     }
     assert_eq!(once(&p, &[]), 0);
     let lines = outcome_lines(&p);
-    assert!(lines["a02 partial"]["reason"].contains("shards failed"), "{lines:#?}");
+    assert!(
+        lines["a02 partial"]["reason"].contains("shards failed"),
+        "{lines:#?}"
+    );
     assert_eq!(lines["a01"]["outcome"], "fired");
     assert!(folded_alerts(&p).is_empty());
 }
@@ -313,7 +324,11 @@ fn max_fold_splits_and_zero_turns_folding_off() {
     // The tenth, with nothing to fold with, searched alone.
     assert_eq!(searches.iter().filter(|r| !is_fold(r)).count(), 1);
     assert_eq!(folded_alerts(&p).len(), 9);
-    assert!(outcome_lines(&p).values().all(|l| l["outcome"] == "no_match"));
+    assert!(
+        outcome_lines(&p)
+            .values()
+            .all(|l| l["outcome"] == "no_match")
+    );
 
     let es = EsStandIn::start();
     es.respond_with(|r| host_of(r).map(|_| Reply::total_v8(0, "eq")));
@@ -341,9 +356,15 @@ fn test_says_whether_an_alert_is_folded() {
     p.alert("out", &alert(1, json!({"fold": false})));
     p.alert(
         "aggs",
-        &alert(2, json!({"body": {"size": 0, "aggs": {"h": {"terms": {"field": "host"}}}}})),
+        &alert(
+            2,
+            json!({"body": {"size": 0, "aggs": {"h": {"terms": {"field": "host"}}}}}),
+        ),
     );
-    p.alert("script", &alert(3, json!({"condition": {"script": "true"}})));
+    p.alert(
+        "script",
+        &alert(3, json!({"condition": {"script": "true"}})),
+    );
     let json_of = |name: &str| -> Value {
         let out = esalert_in(p.path(), "pw")
             .args(["test", name, "--json"])
@@ -355,9 +376,25 @@ fn test_says_whether_an_alert_is_folded() {
     assert!(json_of("plain").get("fold_reason").is_none());
     let out = json_of("out");
     assert_eq!(out["fold"], false);
-    assert!(out["fold_reason"].as_str().unwrap().contains("\"fold\": false"), "{out}");
-    assert!(json_of("aggs")["fold_reason"].as_str().unwrap().contains("`aggs`"));
-    assert!(json_of("script")["fold_reason"].as_str().unwrap().contains("hits.total"));
+    assert!(
+        out["fold_reason"]
+            .as_str()
+            .unwrap()
+            .contains("\"fold\": false"),
+        "{out}"
+    );
+    assert!(
+        json_of("aggs")["fold_reason"]
+            .as_str()
+            .unwrap()
+            .contains("`aggs`")
+    );
+    assert!(
+        json_of("script")["fold_reason"]
+            .as_str()
+            .unwrap()
+            .contains("hits.total")
+    );
     let (code, lines) = support::check(p.path(), &[]);
     assert_eq!(code, 0, "{lines:#?}");
 }
@@ -386,6 +423,8 @@ fn every_line(dir: &std::path::Path) -> BTreeMap<String, Vec<BTreeMap<String, St
 struct Counting {
     url: String,
     searches: Arc<AtomicUsize>,
+    /// Each search request: its path and how many searches it carried.
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
     _server: support::es::Server,
 }
 
@@ -393,7 +432,8 @@ impl Counting {
     fn start(upstream: &str) -> Counting {
         esalert::install_crypto_provider();
         let searches = Arc::new(AtomicUsize::new(0));
-        let (n, upstream) = (searches.clone(), upstream.to_owned());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (n, upstream, log) = (searches.clone(), upstream.to_owned(), seen.clone());
         let server = support::es::Server::start(0, move || {
             let client = reqwest::Client::new();
             axum::Router::new().fallback(
@@ -402,12 +442,28 @@ impl Counting {
                       headers: axum::http::HeaderMap,
                       body: axum::body::Bytes| {
                     let (client, n, upstream) = (client.clone(), n.clone(), upstream.clone());
+                    let log = log.clone();
                     async move {
-                        let path = uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                        let path = uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
                         if path.contains("/_search") || path.contains("/_msearch") {
                             n.fetch_add(1, Ordering::SeqCst);
+                            let lines = body
+                                .split(|b| *b == b'\n')
+                                .filter(|l| !l.is_empty())
+                                .count();
+                            let folds = String::from_utf8_lossy(&body)
+                                .matches("esalert_fold")
+                                .count();
+                            log.lock()
+                                .unwrap()
+                                .push(format!("{path}: {lines} lines, {folds} folds"));
                         }
-                        let mut req = client.request(method, format!("{upstream}{path}")).body(body);
+                        let mut req = client
+                            .request(method, format!("{upstream}{path}"))
+                            .body(body);
                         if let Some(ct) = headers.get("content-type") {
                             req = req.header("content-type", ct.clone());
                         }
@@ -439,6 +495,7 @@ impl Counting {
         Counting {
             url: format!("http://127.0.0.1:{}", server.port),
             searches,
+            seen,
             _server: server,
         }
     }
@@ -475,8 +532,10 @@ fn two_hundred_alerts_on_the_real_node_fold_to_the_same_outcomes() {
     for h in 0..200 {
         for i in 0..count(h) {
             let t = at + chrono::Duration::seconds(i as i64);
-            docs.push(json!({"@timestamp": t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "host": format!("h{h}"), "code": format!("c{i}")}));
+            docs.push(
+                json!({"@timestamp": t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "host": format!("h{h}"), "code": format!("c{i}")}),
+            );
         }
     }
     es.bulk(index, &docs);
@@ -489,6 +548,12 @@ fn two_hundred_alerts_on_the_real_node_fold_to_the_same_outcomes() {
             .to_string(),
         )
         .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let creds = p.path().join("credentials.json");
+            std::fs::set_permissions(creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         for h in 0..200 {
             let host = format!("h{h}");
             if h >= 180 {
@@ -529,6 +594,7 @@ fn two_hundred_alerts_on_the_real_node_fold_to_the_same_outcomes() {
     write(&folded_p, &proxy.url, &slack);
     let code = once(&folded_p, &[]);
     let folded_requests = proxy.searches.swap(0, Ordering::SeqCst);
+    let requests = std::mem::take(&mut *proxy.seen.lock().unwrap());
     let folded = every_line(folded_p.path());
     let folded_sent = sent(&slack);
     assert_eq!(code, 0, "{folded:#?}");
@@ -541,19 +607,40 @@ fn two_hundred_alerts_on_the_real_node_fold_to_the_same_outcomes() {
         .filter(|l| l.get("outcome").is_some_and(|o| o == "fired"))
         .count();
     assert!((40..=70).contains(&fired), "{fired} fired: {folded:#?}");
-    assert!(folded_sent.iter().any(|t| t.contains("4 hits on h7, last c3")), "{folded_sent:#?}");
+    assert!(
+        folded_sent
+            .iter()
+            .any(|t| t.contains("4 hits on h7, last c3")),
+        "{folded_sent:#?}"
+    );
     let marked = folded_alerts(&folded_p).len();
     assert!(marked >= 190, "{marked} runs counted by the fold");
-    assert!(folded_requests <= 3, "{folded_requests} search requests with folding");
 
     let (alone_p, slack2) = (Project::new(), SlackStandIn::start());
     write(&alone_p, &proxy.url, &slack2);
-    assert_eq!(once(&alone_p, &["--max-fold", "0", "--search-batch", "1"]), code);
+    assert_eq!(
+        once(&alone_p, &["--max-fold", "0", "--search-batch", "1"]),
+        code
+    );
     let alone_requests = proxy.searches.load(Ordering::SeqCst);
-    assert!(alone_requests >= 200, "{alone_requests} search requests alone");
+    assert!(
+        alone_requests >= 200,
+        "{alone_requests} search requests alone"
+    );
     assert!(folded_alerts(&alone_p).is_empty());
-    assert_eq!(every_line(alone_p.path()), folded);
+    let alone = every_line(alone_p.path());
+    let differ: Vec<_> = alone
+        .iter()
+        .filter(|(k, v)| folded.get(*k) != Some(*v))
+        .map(|(k, v)| (k, v, folded.get(k)))
+        .collect();
+    assert!(differ.is_empty(), "alone vs folded: {differ:#?}");
+    assert_eq!(alone.len(), folded.len());
     assert_eq!(sent(&slack2), folded_sent);
+    assert!(
+        folded_requests <= 3,
+        "{folded_requests} search requests with folding: {requests:#?}"
+    );
     eprintln!(
         "folding: {folded_requests} search requests folded, {alone_requests} alone, {fired} fired, {:.1}s",
         started.elapsed().as_secs_f64()

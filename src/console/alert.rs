@@ -246,7 +246,11 @@ fn history_html(h: &History, p: &mut String) {
                     .as_deref()
                     .map(|e| format!(" <small>{}</small>", esc(e)))
                     .unwrap_or_default(),
-                if r.folded { " <small>folded</small>" } else { "" },
+                if r.folded {
+                    " <small>folded</small>"
+                } else {
+                    ""
+                },
                 r.hits.map_or_else(|| "-".to_owned(), |h| h.to_string()),
                 esc(&r.window_start),
                 esc(&r.window_end),

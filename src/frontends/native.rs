@@ -21,8 +21,7 @@ use crate::notify::Notification;
 use crate::render::{AlertInfo, Templates};
 use crate::render::{GroupVars, Rendered};
 use crate::rule::{
-    Decides, EvalContext, EvalError, Evaluated, Foldable, Notice, Plan, PlannedAction, Rule,
-    RuleBody,
+    EvalContext, EvalError, Evaluated, Foldable, Notice, Plan, PlannedAction, Rule, RuleBody,
 };
 use crate::sinks::Message;
 use crate::throttle::{RULE_SCOPE, WHOLE_RULE};
@@ -185,7 +184,11 @@ impl RuleBody for NativeAlert {
         })
     }
 
-    fn foldable(&self, rule: &Rule, cx: &EvalContext<'_>) -> Result<Foldable, String> {
+    fn foldable<'a>(
+        &'a self,
+        rule: &'a Rule,
+        cx: &'a EvalContext<'a>,
+    ) -> Result<Foldable<'a>, String> {
         if rule.policy.group_by.is_some() {
             return Err("its condition is evaluated per group (`group_by`)".into());
         }
@@ -196,10 +199,18 @@ impl RuleBody for NativeAlert {
             .templates
             .render_body(&self.body, &self.info, cx.now, cx.window)
             .map_err(|e| e.to_string())?;
+        let (condition, scripts, now) = (&self.condition, cx.scripts, cx.now);
         Ok(Foldable {
             indices: self.spec.index.0.clone(),
             body,
-            decides: Decides::AnyCount,
+            // The condition alone, on the count: nothing rendered, nothing
+            // logged. An error is the run's own to report.
+            needs_search: Box::new(move |count| {
+                let response = crate::search::fold::counted(count);
+                condition
+                    .evaluate_at(scripts, &response, now)
+                    .map_or(true, |v| v.matched || v.missing.is_some())
+            }),
         })
     }
 

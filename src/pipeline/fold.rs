@@ -7,14 +7,12 @@
 //! response. Otherwise (a match, or a count the fold can't vouch for) the
 //! rule evaluates as it always does, with its own search.
 
-use serde_json::{Value, json};
-
 use crate::alert::Alert;
-use crate::rule::{Decides, EvalContext, EvalError, Evaluated, Foldable};
+use crate::rule::{EvalContext, EvalError, Evaluated, Foldable};
 use crate::search::fold::Counted;
 
 /// Whether `rule` would be folded in a run with `cx`, or why not.
-pub fn foldable(rule: &Alert, cx: &EvalContext<'_>) -> Result<Foldable, String> {
+pub fn foldable<'a>(rule: &'a Alert, cx: &'a EvalContext<'a>) -> Result<Foldable<'a>, String> {
     if !rule.policy.folds() {
         return Err("the alert says \"fold\": false".into());
     }
@@ -47,16 +45,6 @@ pub fn would_fold(
     foldable(rule, &cx).map(|_| ())
 }
 
-/// A response as the cluster gives it for `count` hits, without the hits.
-fn counted(count: u64) -> Value {
-    json!({
-        "took": 0,
-        "timed_out": false,
-        "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
-        "hits": {"total": {"value": count, "relation": "eq"}, "max_score": null, "hits": []},
-    })
-}
-
 /// Evaluates `rule`, folded when it can be; the flag says whether its
 /// count came from a folded search.
 pub(super) async fn evaluate(
@@ -76,8 +64,8 @@ pub(super) async fn evaluate(
     let Counted::Count { count, took_ms } = answer else {
         return (rule.body.evaluate(rule, cx).await, false);
     };
-    if count == 0 || f.decides == Decides::AnyCount {
-        let response = counted(count);
+    if !(f.needs_search)(count) {
+        let response = crate::search::fold::counted(count);
         let by_count = EvalContext {
             es: cx.es,
             http: cx.http,

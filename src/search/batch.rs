@@ -28,9 +28,11 @@ use super::{EsClient, SearchError, SearchResult, partial_reason, status_error};
 use crate::alert::ByteSize;
 
 /// How long an open batch waits for another search before it is sent.
-pub const LINGER: Duration = Duration::from_millis(3);
-/// The longest an open batch waits, however many keep joining.
-const MAX_WAIT: Duration = Duration::from_millis(25);
+pub const LINGER: Duration = Duration::from_millis(10);
+/// The longest an open batch waits, however many keep joining: the
+/// searches of alerts a fold found matching arrive over tens of
+/// milliseconds on a busy machine (each renders its body first).
+const MAX_WAIT: Duration = Duration::from_millis(100);
 /// The most a whole `_msearch` answer may be.
 const MAX_ANSWER: u64 = 1 << 30;
 

@@ -30,10 +30,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::{EsClient, SearchError, SearchResult};
 use crate::render::Window;
 
-/// How long an open fold waits for another alert before it is sent.
-const LINGER: Duration = Duration::from_millis(5);
+/// How long an open fold waits for another alert before it is sent: the
+/// runs of one tick reach it over some milliseconds (each reads its state
+/// and renders its body first), and a fold that closes early is one more
+/// search.
+const LINGER: Duration = Duration::from_millis(20);
 /// The longest an open fold waits, however many keep joining.
-const MAX_WAIT: Duration = Duration::from_millis(50);
+const MAX_WAIT: Duration = Duration::from_millis(250);
 /// The aggregation's name in the folded search.
 const AGG: &str = "esalert_fold";
 /// Hits a search counts when its body doesn't say (`track_total_hits`).
@@ -72,6 +75,17 @@ pub enum Counted {
     },
     /// Search alone: the fold can't say what its own search would.
     Search,
+}
+
+/// A response as the cluster gives it for `count` hits, without the hits:
+/// what a rule whose count alone decides it is evaluated on when folded.
+pub fn counted(count: u64) -> Value {
+    json!({
+        "took": 0,
+        "timed_out": false,
+        "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+        "hits": {"total": {"value": count, "relation": "eq"}, "max_score": null, "hits": []},
+    })
 }
 
 /// The parts of a search body a fold uses.
@@ -287,7 +301,11 @@ async fn collect(client: EsClient, max: usize, mut rx: mpsc::UnboundedReceiver<J
                 j.indices.join(","),
                 j.window.start.timestamp_micros(),
                 j.window.end.timestamp_micros(),
-                j.parts.sort.as_ref().map(Value::to_string).unwrap_or_default()
+                j.parts
+                    .sort
+                    .as_ref()
+                    .map(Value::to_string)
+                    .unwrap_or_default()
             );
             groups.entry(key).or_default().push(j);
         }
@@ -318,7 +336,11 @@ async fn fold(client: &EsClient, jobs: Vec<Job>) {
     let answered = match r {
         Ok(r) if r.partial.is_none() => Some((counts(&r.response, jobs.len()), r.took_ms)),
         Ok(r) => {
-            tracing::debug!(event = "fold_partial", alerts = jobs.len(), reason = r.partial.as_deref().unwrap_or_default());
+            tracing::debug!(
+                event = "fold_partial",
+                alerts = jobs.len(),
+                reason = r.partial.as_deref().unwrap_or_default()
+            );
             None
         }
         Err(e) => {
@@ -382,10 +404,16 @@ mod tests {
 
     #[test]
     fn bodies_that_a_count_stands_for() {
-        let p = parts(&json!({"query": {"term": {"a": 1}}, "sort": [{"@timestamp": "desc"}], "size": 5})).unwrap();
+        let p = parts(
+            &json!({"query": {"term": {"a": 1}}, "sort": [{"@timestamp": "desc"}], "size": 5}),
+        )
+        .unwrap();
         assert_eq!(p.cap, 10_000);
         assert_eq!(p.sort, Some(json!([{"@timestamp": "desc"}])));
-        assert_eq!(parts(&json!({"track_total_hits": true})).unwrap().cap, u64::MAX);
+        assert_eq!(
+            parts(&json!({"track_total_hits": true})).unwrap().cap,
+            u64::MAX
+        );
         assert_eq!(parts(&json!({"track_total_hits": 50})).unwrap().cap, 50);
         assert_eq!(parts(&json!({})).unwrap().query, json!({"match_all": {}}));
         for bad in [

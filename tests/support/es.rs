@@ -264,7 +264,8 @@ pub struct EsStandIn {
 /// The reply for one request: the responder's, `/`'s, the queue's or the
 /// default, recording the request.
 fn reply_for(s: &mut State, recorded: Recorded, method: &Method, path: &str) -> Option<Reply> {
-    let answered = filters_agg(s, &recorded).or_else(|| s.responder.clone().and_then(|r| r(&recorded)));
+    let answered =
+        filters_agg(s, &recorded).or_else(|| s.responder.clone().and_then(|r| r(&recorded)));
     s.requests.push(recorded);
     if let Some(r) = answered {
         Some(r)
@@ -286,7 +287,11 @@ fn reply_for(s: &mut State, recorded: Recorded, method: &Method, path: &str) -> 
 /// filter answered with an error fails the whole search, as a bad query
 /// does on Elasticsearch; a partial answer makes it partial.
 fn filters_agg(s: &State, recorded: &Recorded) -> Option<Reply> {
-    let aggs = recorded.body.get("aggs").or(recorded.body.get("aggregations"))?.as_object()?;
+    let aggs = recorded
+        .body
+        .get("aggs")
+        .or(recorded.body.get("aggregations"))?
+        .as_object()?;
     let (name, agg) = aggs.iter().next()?;
     let filters = agg.get("filters")?.get("filters")?.as_object()?;
     let mut buckets = serde_json::Map::new();

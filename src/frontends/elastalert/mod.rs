@@ -42,8 +42,8 @@ use crate::notify::Notification;
 use crate::pipeline::digest::{Close, Digest, DigestFormat, TableField, TableStyle};
 use crate::render::Rendered;
 use crate::rule::{
-    Backoff, Decides, EvalContext, EvalError, Evaluated, Foldable, Notice, Plan, PlannedAction,
-    Policy, Rule, RuleBody,
+    Backoff, EvalContext, EvalError, Evaluated, Foldable, Notice, Plan, PlannedAction, Policy,
+    Rule, RuleBody,
 };
 use crate::throttle::{RULE_SCOPE, WHOLE_RULE};
 
@@ -1187,14 +1187,19 @@ impl RuleBody for ElastAlertRule {
         Vec::new()
     }
 
-    fn foldable(&self, _rule: &Rule, cx: &EvalContext<'_>) -> Result<Foldable, String> {
+    fn foldable<'a>(
+        &'a self,
+        _rule: &'a Rule,
+        cx: &'a EvalContext<'a>,
+    ) -> Result<Foldable<'a>, String> {
         if self.common.query_key.is_some() {
             return Err("it counts per `query_key`".into());
         }
         Ok(Foldable {
             indices: self.common.index.clone(),
             body: self.rule_type.fold_body(&self.common, cx)?,
-            decides: Decides::Zero,
+            // Each document is an event: any hit needs the documents.
+            needs_search: Box::new(|count| count > 0),
         })
     }
 
