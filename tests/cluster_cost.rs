@@ -887,13 +887,15 @@ fn one_tick_of_many_rules_costs_the_cluster_less_batched_and_folded() {
         on.searches
     );
     if folding {
-        // Folding: the node runs the folded searches (one per 500 rules
-        // at best; the fold collector, too, sends what it has after 50 ms,
-        // so 1,000 rules were 11 folds on this machine) and one search for
-        // each rule that matched, for its hits. The "≤ 3 requests"
-        // is not asserted: the matches' searches go out in as many requests
-        // as the batch's 3 ms linger cuts them into (5 for 200 rules, 31 for
-        // 1,000 here).
+        // Folding: the target, at most 3 requests (the folds, then
+        // the matches' searches, each batched), and on the node the folded
+        // searches (one per 500 rules at best; the fold collector, too,
+        // sends what it has after a while) plus one search per match.
+        assert!(
+            on.searches <= 3,
+            "defaults: {} search requests\n{report}",
+            on.searches
+        );
         let most = n.div_ceil(25) + expected.len();
         assert!(
             on.shard_searches <= most as u64,
