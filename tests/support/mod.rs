@@ -7,6 +7,7 @@
 //! [`Cluster`]); fault-injection tests always use the stand-in.
 #![allow(dead_code, unused_imports)]
 
+pub mod counting_proxy;
 pub mod daemon;
 pub mod discord;
 pub mod docstore;

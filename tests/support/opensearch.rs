@@ -96,8 +96,19 @@ fn start() -> Result<Engine, String> {
         let url = url.trim_end_matches('/').to_owned();
         return connect(url, password, insecure, None, None);
     }
+    start_node(None)
+}
+
+/// A node of its own (not the shared [`engine`]) whose data lives in
+/// `home` and is kept when it stops: tests/cluster_cost.rs indexes its
+/// data set once and reuses it. Stop it with [`Engine::stop`].
+pub fn start_kept(home: &Path) -> Result<Engine, String> {
+    start_node(Some(home))
+}
+
+fn start_node(home: Option<&Path>) -> Result<Engine, String> {
     let started = Instant::now();
-    let (child, stdin, url, log) = launch()?;
+    let (child, stdin, url, log) = launch(home)?;
     connect(
         url,
         None,
@@ -284,7 +295,7 @@ fn java() -> Result<PathBuf, String> {
     Ok(java)
 }
 
-fn launch() -> Result<(Child, ChildStdin, String, Log), String> {
+fn launch(home: Option<&Path>) -> Result<(Child, ChildStdin, String, Log), String> {
     let java = java()?;
     let cp = classpath()?;
     let mut child = Command::new(java)
@@ -294,6 +305,7 @@ fn launch() -> Result<(Child, ChildStdin, String, Log), String> {
             "-XX:+UseSerialGC",
             "-Dlog4j2.disable.jmx=true",
         ])
+        .args(home.map(|h| format!("-Desalert.opensearch.home={}", h.display())))
         .arg("-cp")
         .arg(cp)
         .arg("esalert.opensearch.Launcher")
@@ -364,6 +376,24 @@ impl Engine {
         v
     }
 
+    /// Stops a node started here and waits (up to 60 s) until it has closed,
+    /// so that its kept data directory can be opened again at once.
+    pub fn stop(self) {
+        let Some(node) = self._node else { return };
+        let (mut child, stdin) = node.into_inner().unwrap_or_else(|p| p.into_inner());
+        // The launcher closes the node when its stdin reaches end-of-file.
+        drop(stdin);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Whether this is OpenSearch (error texts differ slightly from Elasticsearch).
     pub fn is_opensearch(&self) -> bool {
         self.distribution == "opensearch"
@@ -423,7 +453,8 @@ impl Engine {
         );
     }
 
-    fn raw(
+    /// One request with a raw body of `content_type` (e.g. NDJSON for `_bulk`).
+    pub fn raw(
         &self,
         method: &str,
         path: &str,

@@ -27,7 +27,9 @@ import org.opensearch.transport.Netty4Plugin;
  * Starts one OpenSearch node for esalert's real-cluster tests, prints
  * {@code ESALERT_OPENSEARCH_HTTP=127.0.0.1:<port>} on stdout once it serves HTTP,
  * and stops (deleting its data) when stdin closes, i.e. when the test binary
- * that started it exits, however it exits.
+ * that started it exits, however it exits. With {@code -Desalert.opensearch.home=DIR}
+ * the node lives in DIR and its data is kept for the next start (the cluster-cost
+ * benchmark reuses its indexed data set that way).
  */
 public final class Launcher {
     /** A node whose plugins come from the classpath instead of a plugins/ directory. */
@@ -39,7 +41,8 @@ public final class Launcher {
 
     public static void main(String[] args) throws Exception {
         long started = System.nanoTime();
-        Path home = Files.createTempDirectory("esalert-opensearch-");
+        String kept = System.getProperty("esalert.opensearch.home");
+        Path home = kept != null ? Files.createDirectories(Path.of(kept)) : Files.createTempDirectory("esalert-opensearch-");
         Settings settings = Settings.builder()
             .put("cluster.name", "esalert-test")
             .put("node.name", "esalert-test-node")
@@ -60,7 +63,7 @@ public final class Launcher {
         Environment env = InternalSettingsPreparer.prepareEnvironment(settings, Map.of(), null, () -> "esalert-test-node");
         List<Class<? extends Plugin>> plugins = List.of(Netty4Plugin.class, PainlessPlugin.class, CommonAnalysisPlugin.class);
         Node node = new ClasspathNode(env, plugins);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> stop(node, home)));
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> stop(node, kept != null ? null : home)));
         node.start();
         int port = node.injector().getInstance(HttpServerTransport.class).boundAddress().publishAddress().getPort();
         long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started);
@@ -79,12 +82,16 @@ public final class Launcher {
         System.exit(0);
     }
 
+    /** Closes the node, then deletes {@code home} unless it is null (kept). */
     private static void stop(Node node, Path home) {
         try {
             node.close();
             node.awaitClose(10, TimeUnit.SECONDS);
         } catch (Exception e) {
             System.err.println("closing the node: " + e);
+        }
+        if (home == null) {
+            return;
         }
         try {
             deleteTree(home);
