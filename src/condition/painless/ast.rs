@@ -363,6 +363,9 @@ pub struct Program {
     /// fields or indices, mutating methods): such scripts get their input
     /// as their own copy, others read it in place.
     pub mutates: bool,
+    /// Whether such a script may still read its input in place and copy
+    /// only what it writes ([`super::cow`]).
+    pub cow: bool,
 }
 
 /// The [`Sym`] of `ctx`.

@@ -60,8 +60,9 @@ impl<'a> Fv<'a> {
         })
     }
 
+    /// The view of a JSON value of the input.
     #[inline(always)]
-    fn json(v: &'a Value) -> Fv<'a> {
+    pub fn json(v: &'a Value) -> Fv<'a> {
         match v {
             Value::Null => Fv::Null,
             Value::Bool(b) => Fv::Bool(*b),
@@ -94,8 +95,9 @@ impl<'a> Fv<'a> {
         }
     }
 
+    /// The number, if this is one.
     #[inline(always)]
-    fn n(self) -> Option<N> {
+    pub fn n(self) -> Option<N> {
         Some(match self {
             Fv::Int(i) => N::I(i),
             Fv::Long(l) => N::L(l),
@@ -158,11 +160,28 @@ pub enum Scope<'s, 'a> {
         /// The captured locals.
         captured: &'s [(Sym, V<'a>)],
     },
+    /// A lambda run in place by a fused stream pipeline
+    /// ([`super::fused`]): its parameter, then the locals it would capture,
+    /// which are the current frame's.
+    Inline {
+        /// The parameter's name.
+        param: Sym,
+        /// Its value.
+        arg: Fv<'a>,
+    },
 }
 
-fn resolve<'s, 'a>(it: &'s Interp<'_, 'a>, sc: &Scope<'s, 'a>, s: Sym) -> Option<&'s V<'a>> {
+/// A variable as the fast path finds it.
+enum Found<'s, 'a> {
+    V(&'s V<'a>),
+    F(Fv<'a>),
+}
+
+fn resolve<'s, 'a>(it: &'s Interp<'_, 'a>, sc: &Scope<'s, 'a>, s: Sym) -> Option<Found<'s, 'a>> {
     match *sc {
-        Scope::Frame => it.local(s),
+        Scope::Frame => it.local(s).map(Found::V),
+        Scope::Inline { param, arg } if param == s => Some(Found::F(arg)),
+        Scope::Inline { .. } => it.local(s).map(Found::V),
         Scope::Lambda {
             params,
             args,
@@ -171,11 +190,11 @@ fn resolve<'s, 'a>(it: &'s Interp<'_, 'a>, sc: &Scope<'s, 'a>, s: Sym) -> Option
             // As the frame would be: captured locals, then the parameters,
             // searched from the end.
             if let Some(i) = params.iter().rposition(|p| *p == s) {
-                return args.get(i);
+                return args.get(i).map(Found::V);
             }
             match captured.iter().rposition(|(c, _)| *c == s) {
-                Some(i) => captured.get(i).map(|(_, v)| v),
-                None => it.global(s),
+                Some(i) => captured.get(i).map(|(_, v)| Found::V(v)),
+                None => it.global(s).map(Found::V),
             }
         }
     }
@@ -199,7 +218,10 @@ pub fn lambda<'a>(it: &Interp<'_, 'a>, cl: &LambdaCl<'a>, args: &[V<'a>]) -> Opt
 /// evaluator.
 pub fn fast<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a>> {
     match &e.kind {
-        ExprKind::Var(s) => Fv::of(resolve(it, sc, *s)?),
+        ExprKind::Var(s) => match resolve(it, sc, *s)? {
+            Found::V(v) => Fv::of(v),
+            Found::F(f) => Some(f),
+        },
         ExprKind::Lit(l) => Some(match l {
             Lit::Null => Fv::Null,
             Lit::Bool(b) => Fv::Bool(*b),
@@ -287,9 +309,10 @@ fn fields<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a
     }
     let mut o = match &base.kind {
         ExprKind::Var(s) => match resolve(it, sc, *s)? {
+            Found::F(f) => f,
             // `ctx` is the script's own map: its first field is read
             // without holding a borrow.
-            V::Map(m) => {
+            Found::V(V::Map(m)) => {
                 n = n.checked_sub(1)?;
                 let (name, _) = *names.get(n)?;
                 let m = m.try_borrow().ok()?;
@@ -302,7 +325,7 @@ fn fields<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a
                     }
                 }
             }
-            v => Fv::of(v)?,
+            Found::V(v) => Fv::of(v)?,
         },
         _ => fast(it, sc, base)?,
     };
