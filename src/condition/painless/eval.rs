@@ -234,6 +234,8 @@ pub struct Interp<'p, 'a> {
     pub limits: Limits,
     /// The input, when `ctx` reads it in place and copies what is written.
     input: Option<Inputs<'a>>,
+    /// Key positions for the fast path's field reads.
+    pub(super) hints: super::value::Hints,
 }
 
 /// The JSON a run reads in place: where copy-on-write finds what a `ctx`
@@ -542,6 +544,7 @@ impl<'p, 'a> Interp<'p, 'a> {
             depth: 0,
             limits,
             input: None,
+            hints: Default::default(),
         }
     }
 

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::ast::{BinOp, Expr, ExprKind, Lit, Stmt, Sym, UnOp};
 use super::builtins;
 use super::eval::{Interp, N};
-use super::value::{LambdaCl, V, jget};
+use super::value::{LambdaCl, V};
 
 /// A value the fast path can hold: copyable, nothing owned, and two words
 /// (thin references only), so that it is returned in registers.
@@ -235,7 +235,9 @@ pub fn fast<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<
         ExprKind::Index { obj, index } => {
             let o = fast(it, sc, obj)?;
             match (o, &index.kind) {
-                (Fv::Map(m), ExprKind::Lit(Lit::Str(k))) => Some(get(m, k)),
+                (Fv::Map(m), ExprKind::Lit(Lit::Str(k))) => {
+                    Some(get(it, m, k, std::ptr::from_ref(e) as usize))
+                }
                 (Fv::List(l), ExprKind::Lit(Lit::Int(i))) => {
                     let i = usize::try_from(*i).ok()?;
                     l.get(i).map(Fv::json)
@@ -291,7 +293,8 @@ pub fn fast<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<
 
 /// A chain of field reads, `b.errors.doc_count`, in one loop.
 fn fields<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a>> {
-    let mut names: [(&str, bool); 8] = [("", false); 8];
+    // Each read's name, `?.`, and its node's address (its key-position hint).
+    let mut names: [(&str, bool, usize); 8] = [("", false, 0); 8];
     let mut n = 0;
     let mut base = e;
     while let ExprKind::Field {
@@ -303,7 +306,7 @@ fn fields<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a
         let Some(slot) = names.get_mut(n) else {
             break;
         };
-        *slot = (name, *null_safe);
+        *slot = (name, *null_safe, std::ptr::from_ref(base) as usize);
         n += 1;
         base = obj;
     }
@@ -314,7 +317,7 @@ fn fields<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a
             // without holding a borrow.
             Found::V(V::Map(m)) => {
                 n = n.checked_sub(1)?;
-                let (name, _) = *names.get(n)?;
+                let (name, _, _) = *names.get(n)?;
                 let m = m.try_borrow().ok()?;
                 if name == "empty" {
                     Fv::Bool(m.m.is_empty())
@@ -329,10 +332,10 @@ fn fields<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a
         },
         _ => fast(it, sc, base)?,
     };
-    for &(name, null_safe) in names.get(..n)?.iter().rev() {
+    for &(name, null_safe, site) in names.get(..n)?.iter().rev() {
         o = match o {
             Fv::Map(m) if name == "empty" => Fv::Bool(m.is_empty()),
-            Fv::Map(m) => get(m, name),
+            Fv::Map(m) => get(it, m, name, site),
             Fv::Null if null_safe => Fv::Null,
             _ => return None,
         };
@@ -342,8 +345,8 @@ fn fields<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a
 
 /// `m.name` on a map of the input.
 #[inline(always)]
-fn get<'a>(m: &'a Map<String, Value>, name: &str) -> Fv<'a> {
-    match jget(m, name) {
+fn get<'a>(it: &Interp<'_, 'a>, m: &'a Map<String, Value>, name: &str, site: usize) -> Fv<'a> {
+    match it.hints.get(m, name, site) {
         Some(v) => Fv::json(v),
         None => Fv::Null,
     }
