@@ -480,7 +480,7 @@ fn same_number(v: &V) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -489,14 +489,19 @@ mod tests {
             {"key": "a", "doc_count": 10, "errors": {"doc_count": 3}, "big": 3_000_000_000i64, "x": null},
             {"key": "b", "doc_count": 4, "errors": {"doc_count": 0}, "big": 1, "x": 2.5},
         ], "m": {}});
+        run_on(&payload, &json!({"pct": 5, "name": "b"}), src)
+    }
+
+    /// `src`'s result (Java's `toString`) or `error <class>`, with
+    /// `payload` as `ctx.payload`.
+    pub(in super::super) fn run_on(payload: &Value, params: &Value, src: &str) -> String {
         let ctx = json!({"vars": {}});
-        let params = json!({"pct": 5, "name": "b"});
         match super::super::compile(src).and_then(|s| {
             s.run(
                 super::super::Env {
-                    payload: &payload,
+                    payload,
                     ctx: &ctx,
-                    params: &params,
+                    params,
                     times: None,
                 },
                 super::super::Limits::default(),

@@ -275,23 +275,9 @@ mod tests {
             {"key": "c", "doc_count": 7, "errors": {"doc_count": 7}, "big": 2, "x": 1, "v": 1e300},
             {"key": "d", "doc_count": 2147483647, "errors": {"doc_count": 1}, "big": -5, "x": 4, "v": 0.3},
         ], "none": [], "n": [1, 2, 3]});
-        let ctx = json!({"vars": {}});
-        let params = json!({"pct": 20, "name": "b"});
         let before = super::FUSED.with(|f| f.get());
-        let out = match super::super::compile(src).and_then(|s| {
-            s.run(
-                super::super::Env {
-                    payload: &payload,
-                    ctx: &ctx,
-                    params: &params,
-                    times: None,
-                },
-                super::super::Limits::default(),
-            )
-        }) {
-            Ok(o) => o.java,
-            Err(e) => format!("error {}", e.class()),
-        };
+        let out =
+            super::super::fast::tests::run_on(&payload, &json!({"pct": 20, "name": "b"}), src);
         (out, super::FUSED.with(|f| f.get()) > before)
     }
 
