@@ -360,9 +360,12 @@ pub struct Program {
     /// Interned variable names, by [`Sym`].
     pub names: Vec<String>,
     /// Whether the script can change a value it is given (assignments to
-    /// fields or indices, mutating methods): such scripts get their input
-    /// as their own copy, others read it in place.
+    /// fields or indices, mutating methods): `ctx` is then given back after
+    /// the run.
     pub mutates: bool,
+    /// Whether such a script may still read its input in place and copy
+    /// only what it writes ([`super::cow`]).
+    pub cow: bool,
 }
 
 /// The [`Sym`] of `ctx`.

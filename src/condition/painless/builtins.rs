@@ -934,7 +934,7 @@ pub fn put<'a>(it: &mut Interp<'_, 'a>, o: &V<'a>, k: V<'a>, v: V<'a>) -> Result
             }
             Ok(())
         }
-        V::JMap(_) | V::JList(_) => Err(read_only()),
+        V::JMap(_) | V::JList(_) => Err(Ex::input()),
         V::Null => Err(Ex::npe("cannot set a field of null")),
         other => Err(Ex::iae(format!(
             "cannot set a field of a {}",
@@ -1334,6 +1334,7 @@ fn with_list<'a, R>(
 ) -> Result<R, Ex> {
     match recv {
         V::List(l) => f(&mut *changing(l)?),
+        V::JList(_) => Err(Ex::input()),
         _ => Err(read_only()),
     }
 }
@@ -1668,6 +1669,7 @@ fn with_map<'a, R>(
 ) -> Result<R, Ex> {
     match recv {
         V::Map(m) => f(&mut *changing(m)?),
+        V::JMap(_) => Err(Ex::input()),
         _ => Err(read_only()),
     }
 }

@@ -20,6 +20,9 @@ pub struct Ex {
     pub at: Option<(u32, u32)>,
     /// A sandbox limit: not catchable by the script.
     pub limit: bool,
+    /// A write into input read in place: not catchable either; the script
+    /// runs again on its own copy of the input ([`super::cow`]).
+    pub input: bool,
 }
 
 impl Ex {
@@ -30,6 +33,18 @@ impl Ex {
             msg: msg.into(),
             at: None,
             limit: false,
+            input: false,
+        }
+    }
+
+    /// A write into input read in place.
+    pub fn input() -> Ex {
+        Ex {
+            input: true,
+            ..Ex::new(
+                "UnsupportedOperationException",
+                "this value is read-only here",
+            )
         }
     }
 
@@ -217,6 +232,31 @@ pub struct Interp<'p, 'a> {
     depth: usize,
     /// The bounds.
     pub limits: Limits,
+    /// The input, when `ctx` reads it in place and copies what is written.
+    input: Option<Inputs<'a>>,
+    /// Key positions for the fast path's field reads.
+    pub(super) hints: super::value::Hints,
+}
+
+/// The JSON a run reads in place: where copy-on-write finds what a `ctx`
+/// chain held before the script changed anything.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// `ctx` but its payload.
+    pub ctx: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// `ctx.payload`.
+    pub payload: &'a serde_json::Value,
+}
+
+/// What a value on a `ctx` chain was in the input.
+#[derive(Clone, Copy)]
+enum Orig<'a> {
+    /// `ctx` itself.
+    Ctx,
+    /// This node of the input.
+    Node(&'a serde_json::Value),
+    /// Nothing of the input (the script made it or put it there).
+    None,
 }
 
 /// A numeric operand after Java's binary numeric promotion.
@@ -416,6 +456,14 @@ pub fn binary<'a>(op: BinOp, a: &V<'a>, b: &V<'a>, max_string: usize) -> Result<
         BinOp::RefNe => return Ok(V::Bool(!builtins::same(a, b))),
         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
             let (Some(x), Some(y)) = (num(a), num(b)) else {
+                // Painless's `DefMath` names both operands' classes in its
+                // message, and a null's class is a NullPointerException.
+                if a.is_null() || b.is_null() {
+                    return Err(Ex::npe(format!(
+                        "Cannot apply [{}] operation to null",
+                        op.symbol()
+                    )));
+                }
                 return Err(bad_op(op.symbol(), a, b));
             };
             let r = match (x, y) {
@@ -495,7 +543,14 @@ impl<'p, 'a> Interp<'p, 'a> {
             steps: 0,
             depth: 0,
             limits,
+            input: None,
+            hints: Default::default(),
         }
+    }
+
+    /// Reads `inputs` in place through `ctx`, copying what is written.
+    pub fn copy_on_write(&mut self, inputs: Inputs<'a>) {
+        self.input = Some(inputs);
     }
 
     /// `ctx` as the script left it.
@@ -735,6 +790,7 @@ impl<'p, 'a> Interp<'p, 'a> {
                         msg: x.1.clone(),
                         at: None,
                         limit: false,
+                        input: false,
                     },
                     other => Ex::cce(format!("cannot throw a {}", other.type_name())),
                 };
@@ -746,7 +802,7 @@ impl<'p, 'a> Interp<'p, 'a> {
                 let mark = self.env.len();
                 match self.exec_block(body) {
                     Ok(f) => return Ok(f),
-                    Err(ex) if !ex.limit => {
+                    Err(ex) if !ex.limit && !ex.input => {
                         self.depth = depth;
                         self.frame = frame;
                         self.env.truncate(mark);
@@ -872,7 +928,7 @@ impl<'p, 'a> Interp<'p, 'a> {
         Ok(match &target.kind {
             ExprKind::Var(s) => Place::Var(*s),
             ExprKind::Field { obj, name, .. } => {
-                let o = self.eval(obj)?;
+                let o = self.eval_target(obj)?;
                 if o.is_null() {
                     return Err(Ex::npe(format!(
                         "cannot set `{name}`: `{}` is null",
@@ -883,7 +939,7 @@ impl<'p, 'a> Interp<'p, 'a> {
                 Place::Field(o, name.clone())
             }
             ExprKind::Index { obj, index } => {
-                let o = self.eval(obj)?;
+                let o = self.eval_target(obj)?;
                 if o.is_null() {
                     return Err(Ex::npe(format!(
                         "cannot set an element: `{}` is null",
@@ -896,6 +952,97 @@ impl<'p, 'a> Interp<'p, 'a> {
             }
             _ => return Err(Ex::iae("not assignable").at(target)),
         })
+    }
+
+    /// The receiver of a write: with copy-on-write, a `ctx` chain's maps
+    /// and lists of the input become the script's own, one level each.
+    fn eval_target(&mut self, e: &Expr) -> Result<V<'a>, Ex> {
+        match self.input {
+            Some(_) => self.eval_mut(e).map(|(v, _)| v),
+            None => self.eval(e),
+        }
+    }
+
+    fn eval_mut(&mut self, e: &Expr) -> Result<(V<'a>, Orig<'a>), Ex> {
+        match &e.kind {
+            ExprKind::Var(CTX) if self.lookup(CTX).is_none() => Ok((self.ctx.clone(), Orig::Ctx)),
+            ExprKind::Field {
+                obj,
+                name,
+                null_safe,
+            } => {
+                let (p, po) = self.eval_mut(obj)?;
+                if p.is_null() {
+                    if *null_safe {
+                        return Ok((V::Null, Orig::None));
+                    }
+                    return Err(self.null_field(obj, name, e));
+                }
+                let child = self.get_field(&p, name, e)?;
+                let orig = self.orig_child(po, name, None);
+                self.promote(&p, V::str(&**name), child, orig, e)
+            }
+            ExprKind::Index { obj, index } => {
+                let (p, po) = self.eval_mut(obj)?;
+                if p.is_null() {
+                    return Err(
+                        Ex::npe(format!("cannot index `{}`: it is null", self.text(obj))).at(e),
+                    );
+                }
+                let i = self.eval(index)?;
+                let child = builtins::index(&p, &i).map_err(|x| x.at(e))?;
+                let orig = match i.as_str() {
+                    Some(k) => self.orig_child(po, k, None),
+                    None => self.orig_child(po, "", num(&i).map(N::i64)),
+                };
+                self.promote(&p, i, child, orig, e)
+            }
+            _ => Ok((self.eval(e)?, Orig::None)),
+        }
+    }
+
+    /// The input's node under `parent` at key `name` (or list index `at`).
+    fn orig_child(&self, parent: Orig<'a>, name: &str, at: Option<i64>) -> Orig<'a> {
+        let Some(input) = self.input else {
+            return Orig::None;
+        };
+        let node = match (parent, at) {
+            (Orig::Ctx, None) if name == "payload" => Some(input.payload),
+            (Orig::Ctx, None) => input.ctx.and_then(|m| super::value::jget(m, name)),
+            (Orig::Node(serde_json::Value::Object(m)), None) => super::value::jget(m, name),
+            (Orig::Node(serde_json::Value::Array(a)), Some(i)) => {
+                usize::try_from(i).ok().and_then(|i| a.get(i))
+            }
+            _ => None,
+        };
+        node.map_or(Orig::None, Orig::Node)
+    }
+
+    /// Makes `child`, read from `parent` at `key`, the script's own if it
+    /// is a map or list of the input, and puts the copy in its place.
+    fn promote(
+        &mut self,
+        parent: &V<'a>,
+        key: V<'a>,
+        child: V<'a>,
+        orig: Orig<'a>,
+        e: &Expr,
+    ) -> Result<(V<'a>, Orig<'a>), Ex> {
+        let at_home = match (&child, orig) {
+            (V::JMap(m), Orig::Node(serde_json::Value::Object(o))) => std::ptr::eq(*m, o),
+            (V::JList(l), Orig::Node(serde_json::Value::Array(a))) => {
+                std::ptr::eq(l.as_ptr(), a.as_ptr()) && l.len() == a.len()
+            }
+            (V::JMap(_) | V::JList(_), _) => false,
+            _ => return Ok((child, orig)),
+        };
+        // Input reached another way may have other handles: run on a copy.
+        if !at_home || !matches!(parent, V::Map(_) | V::List(_)) {
+            return Err(Ex::input().at(e));
+        }
+        let own = child.own();
+        builtins::put(self, parent, key, own.clone()).map_err(|x| x.at(e))?;
+        Ok((own, orig))
     }
 
     fn read_place(&mut self, p: &Place<'a>, e: &Expr) -> Result<V<'a>, Ex> {
@@ -1164,25 +1311,20 @@ impl<'p, 'a> Interp<'p, 'a> {
                 let i = self.eval(index)?;
                 builtins::index(&o, &i).map_err(|x| x.at(e))
             }
-            ExprKind::Call {
-                obj,
-                name,
-                args,
-                null_safe,
-            } => {
-                let o = self.eval(obj)?;
-                if o.is_null() {
-                    if *null_safe {
-                        return Ok(V::Null);
-                    }
-                    return Err(Ex::npe(format!(
-                        "cannot call `{name}()`: `{}` is null",
-                        self.text(obj)
-                    ))
-                    .at(e));
+            ExprKind::Call { obj, name, .. } => {
+                if matches!(
+                    &**name,
+                    "count" | "sum" | "anyMatch" | "allMatch" | "noneMatch" | "collect"
+                ) && let Some(p) = super::fused::pipeline(e)
+                {
+                    return self.eval_pipeline(&p, e);
                 }
-                let args = self.eval_args(args)?;
-                builtins::call_method(self, o, name, args).map_err(|x| x.at(e))
+                let o = if self.input.is_some() && builtins::is_mutating(name) {
+                    self.eval_target(obj)?
+                } else {
+                    self.eval(obj)?
+                };
+                self.call_on(e, o)
             }
             ExprKind::FnCall { func, args } => {
                 let args = self.eval_args(args)?;
@@ -1361,6 +1503,68 @@ impl<'p, 'a> Interp<'p, 'a> {
                 Ok(V::Bool(builtins::instance_of(&v, t)))
             }
         }
+    }
+
+    /// The method call `e` on its receiver's value `o`.
+    fn call_on(&mut self, e: &Expr, o: V<'a>) -> Result<V<'a>, Ex> {
+        let ExprKind::Call {
+            obj,
+            name,
+            args,
+            null_safe,
+        } = &e.kind
+        else {
+            return Err(Ex::iae("not a method call").at(e));
+        };
+        if o.is_null() {
+            if *null_safe {
+                return Ok(V::Null);
+            }
+            return Err(Ex::npe(format!(
+                "cannot call `{name}()`: `{}` is null",
+                self.text(obj)
+            ))
+            .at(e));
+        }
+        let args = self.eval_args(args)?;
+        builtins::call_method(self, o, name, args).map_err(|x| x.at(e))
+    }
+
+    /// A stream pipeline over a list of the input, fused into one loop when
+    /// it can be ([`super::fused`]), else call by call.
+    fn eval_pipeline(&mut self, p: &super::fused::Pipeline<'_>, e: &Expr) -> Result<V<'a>, Ex> {
+        let src = self.eval(p.src)?;
+        if let V::JList(items) = src
+            && let Some(r) = super::fused::run(self, p, items)
+        {
+            return r.map_err(|x| x.at(e));
+        }
+        let mut v = src;
+        for c in &p.calls {
+            v = self.call_on(c, v)?;
+        }
+        Ok(v)
+    }
+
+    /// Whether `n` more steps and one more call level fit in the bounds.
+    pub(super) fn has_room(&self, n: u64) -> bool {
+        self.depth < self.limits.max_depth
+            && self
+                .steps
+                .checked_add(n)
+                .is_some_and(|s| s <= self.limits.max_steps)
+    }
+
+    /// Counts `n` steps taken in one go (see [`Self::step`]).
+    pub(super) fn take_steps(&mut self, n: u64) -> Result<(), Ex> {
+        self.steps = self.steps.saturating_add(n);
+        if n > 0 && crate::alloc_budget::exceeded() {
+            return Err(Ex::limit(format!(
+                "the script used more than {} of memory (the limit)",
+                crate::alloc_budget::fmt_bytes(self.limits.max_memory)
+            )));
+        }
+        Ok(())
     }
 
     fn eval_args(&mut self, args: &[Expr]) -> Result<Vec<V<'a>>, Ex> {

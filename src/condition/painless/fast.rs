@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::ast::{BinOp, Expr, ExprKind, Lit, Stmt, Sym, UnOp};
 use super::builtins;
 use super::eval::{Interp, N};
-use super::value::{LambdaCl, V, jget};
+use super::value::{LambdaCl, V};
 
 /// A value the fast path can hold: copyable, nothing owned, and two words
 /// (thin references only), so that it is returned in registers.
@@ -60,8 +60,9 @@ impl<'a> Fv<'a> {
         })
     }
 
+    /// The view of a JSON value of the input.
     #[inline(always)]
-    fn json(v: &'a Value) -> Fv<'a> {
+    pub fn json(v: &'a Value) -> Fv<'a> {
         match v {
             Value::Null => Fv::Null,
             Value::Bool(b) => Fv::Bool(*b),
@@ -94,8 +95,9 @@ impl<'a> Fv<'a> {
         }
     }
 
+    /// The number, if this is one.
     #[inline(always)]
-    fn n(self) -> Option<N> {
+    pub fn n(self) -> Option<N> {
         Some(match self {
             Fv::Int(i) => N::I(i),
             Fv::Long(l) => N::L(l),
@@ -158,11 +160,28 @@ pub enum Scope<'s, 'a> {
         /// The captured locals.
         captured: &'s [(Sym, V<'a>)],
     },
+    /// A lambda run in place by a fused stream pipeline
+    /// ([`super::fused`]): its parameter, then the locals it would capture,
+    /// which are the current frame's.
+    Inline {
+        /// The parameter's name.
+        param: Sym,
+        /// Its value.
+        arg: Fv<'a>,
+    },
 }
 
-fn resolve<'s, 'a>(it: &'s Interp<'_, 'a>, sc: &Scope<'s, 'a>, s: Sym) -> Option<&'s V<'a>> {
+/// A variable as the fast path finds it.
+enum Found<'s, 'a> {
+    V(&'s V<'a>),
+    F(Fv<'a>),
+}
+
+fn resolve<'s, 'a>(it: &'s Interp<'_, 'a>, sc: &Scope<'s, 'a>, s: Sym) -> Option<Found<'s, 'a>> {
     match *sc {
-        Scope::Frame => it.local(s),
+        Scope::Frame => it.local(s).map(Found::V),
+        Scope::Inline { param, arg } if param == s => Some(Found::F(arg)),
+        Scope::Inline { .. } => it.local(s).map(Found::V),
         Scope::Lambda {
             params,
             args,
@@ -171,11 +190,11 @@ fn resolve<'s, 'a>(it: &'s Interp<'_, 'a>, sc: &Scope<'s, 'a>, s: Sym) -> Option
             // As the frame would be: captured locals, then the parameters,
             // searched from the end.
             if let Some(i) = params.iter().rposition(|p| *p == s) {
-                return args.get(i);
+                return args.get(i).map(Found::V);
             }
             match captured.iter().rposition(|(c, _)| *c == s) {
-                Some(i) => captured.get(i).map(|(_, v)| v),
-                None => it.global(s),
+                Some(i) => captured.get(i).map(|(_, v)| Found::V(v)),
+                None => it.global(s).map(Found::V),
             }
         }
     }
@@ -199,7 +218,10 @@ pub fn lambda<'a>(it: &Interp<'_, 'a>, cl: &LambdaCl<'a>, args: &[V<'a>]) -> Opt
 /// evaluator.
 pub fn fast<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a>> {
     match &e.kind {
-        ExprKind::Var(s) => Fv::of(resolve(it, sc, *s)?),
+        ExprKind::Var(s) => match resolve(it, sc, *s)? {
+            Found::V(v) => Fv::of(v),
+            Found::F(f) => Some(f),
+        },
         ExprKind::Lit(l) => Some(match l {
             Lit::Null => Fv::Null,
             Lit::Bool(b) => Fv::Bool(*b),
@@ -213,7 +235,9 @@ pub fn fast<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<
         ExprKind::Index { obj, index } => {
             let o = fast(it, sc, obj)?;
             match (o, &index.kind) {
-                (Fv::Map(m), ExprKind::Lit(Lit::Str(k))) => Some(get(m, k)),
+                (Fv::Map(m), ExprKind::Lit(Lit::Str(k))) => {
+                    Some(get(it, m, k, std::ptr::from_ref(e) as usize))
+                }
                 (Fv::List(l), ExprKind::Lit(Lit::Int(i))) => {
                     let i = usize::try_from(*i).ok()?;
                     l.get(i).map(Fv::json)
@@ -269,7 +293,8 @@ pub fn fast<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<
 
 /// A chain of field reads, `b.errors.doc_count`, in one loop.
 fn fields<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a>> {
-    let mut names: [(&str, bool); 8] = [("", false); 8];
+    // Each read's name, `?.`, and its node's address (its key-position hint).
+    let mut names: [(&str, bool, usize); 8] = [("", false, 0); 8];
     let mut n = 0;
     let mut base = e;
     while let ExprKind::Field {
@@ -281,17 +306,18 @@ fn fields<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a
         let Some(slot) = names.get_mut(n) else {
             break;
         };
-        *slot = (name, *null_safe);
+        *slot = (name, *null_safe, std::ptr::from_ref(base) as usize);
         n += 1;
         base = obj;
     }
     let mut o = match &base.kind {
         ExprKind::Var(s) => match resolve(it, sc, *s)? {
+            Found::F(f) => f,
             // `ctx` is the script's own map: its first field is read
             // without holding a borrow.
-            V::Map(m) => {
+            Found::V(V::Map(m)) => {
                 n = n.checked_sub(1)?;
-                let (name, _) = *names.get(n)?;
+                let (name, _, _) = *names.get(n)?;
                 let m = m.try_borrow().ok()?;
                 if name == "empty" {
                     Fv::Bool(m.m.is_empty())
@@ -302,14 +328,14 @@ fn fields<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a
                     }
                 }
             }
-            v => Fv::of(v)?,
+            Found::V(v) => Fv::of(v)?,
         },
         _ => fast(it, sc, base)?,
     };
-    for &(name, null_safe) in names.get(..n)?.iter().rev() {
+    for &(name, null_safe, site) in names.get(..n)?.iter().rev() {
         o = match o {
             Fv::Map(m) if name == "empty" => Fv::Bool(m.is_empty()),
-            Fv::Map(m) => get(m, name),
+            Fv::Map(m) => get(it, m, name, site),
             Fv::Null if null_safe => Fv::Null,
             _ => return None,
         };
@@ -319,8 +345,8 @@ fn fields<'a>(it: &Interp<'_, 'a>, sc: &Scope<'_, 'a>, e: &Expr) -> Option<Fv<'a
 
 /// `m.name` on a map of the input.
 #[inline(always)]
-fn get<'a>(m: &'a Map<String, Value>, name: &str) -> Fv<'a> {
-    match jget(m, name) {
+fn get<'a>(it: &Interp<'_, 'a>, m: &'a Map<String, Value>, name: &str, site: usize) -> Fv<'a> {
+    match it.hints.get(m, name, site) {
         Some(v) => Fv::json(v),
         None => Fv::Null,
     }
@@ -454,7 +480,7 @@ fn same_number(v: &V) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -463,14 +489,19 @@ mod tests {
             {"key": "a", "doc_count": 10, "errors": {"doc_count": 3}, "big": 3_000_000_000i64, "x": null},
             {"key": "b", "doc_count": 4, "errors": {"doc_count": 0}, "big": 1, "x": 2.5},
         ], "m": {}});
+        run_on(&payload, &json!({"pct": 5, "name": "b"}), src)
+    }
+
+    /// `src`'s result (Java's `toString`) or `error <class>`, with
+    /// `payload` as `ctx.payload`.
+    pub(in super::super) fn run_on(payload: &Value, params: &Value, src: &str) -> String {
         let ctx = json!({"vars": {}});
-        let params = json!({"pct": 5, "name": "b"});
         match super::super::compile(src).and_then(|s| {
             s.run(
                 super::super::Env {
-                    payload: &payload,
+                    payload,
                     ctx: &ctx,
-                    params: &params,
+                    params,
                     times: None,
                 },
                 super::super::Limits::default(),

@@ -15,8 +15,10 @@
 
 pub mod ast;
 pub mod builtins;
+pub mod cow;
 pub mod eval;
 pub mod fast;
+pub mod fused;
 pub mod lexer;
 pub mod parser;
 pub mod stored;
@@ -198,7 +200,8 @@ pub struct Output {
     pub is_map: bool,
     /// The result when it is a boolean.
     pub boolean: Option<bool>,
-    /// `ctx` after the run, when the script can change it.
+    /// `ctx` after the run, when the script can change it; a map or list
+    /// it left as the input had it may be left out (it is unchanged).
     pub ctx: Option<Value>,
 }
 
@@ -217,7 +220,21 @@ impl Script {
     }
 
     fn run_inner(&self, env: Env<'_>, limits: Limits) -> Result<Output, PainlessError> {
-        let owned = self.prog.mutates;
+        let r = if self.prog.mutates && !self.prog.cow {
+            self.run_mode(env, limits, true)
+        } else {
+            match self.run_mode(env, limits, false) {
+                // It wrote into input read in place: again, on a copy.
+                Err(e) if e.input => self.run_mode(env, limits, true),
+                r => r,
+            }
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// One run: on the script's own deep copy of the input (`owned`), or
+    /// reading it in place and copying what is written ([`cow`]).
+    fn run_mode(&self, env: Env<'_>, limits: Limits, owned: bool) -> Result<Output, eval::Ex> {
         fn conv(v: &Value, owned: bool) -> V<'_> {
             if owned {
                 V::from_json_owned(v)
@@ -249,7 +266,14 @@ impl Script {
             p => conv(p, owned),
         };
         let mut it = eval::Interp::new(&self.prog, V::map(ctx), params, limits);
-        let out = it.run().map_err(|e| self.error(e))?;
+        let inputs = eval::Inputs {
+            ctx: env.ctx.as_object(),
+            payload: env.payload,
+        };
+        if !owned {
+            it.copy_on_write(inputs);
+        }
+        let out = it.run()?;
         let java = out.java_string();
         Ok(Output {
             result: out.to_json(),
@@ -259,7 +283,7 @@ impl Script {
                 V::Bool(b) => Some(b),
                 _ => None,
             },
-            ctx: owned.then(|| it.ctx().to_json()),
+            ctx: self.prog.mutates.then(|| ctx_json(it.ctx(), inputs)),
         })
     }
 
@@ -287,6 +311,38 @@ impl Script {
             }
         }
     }
+}
+
+/// `ctx` as JSON, without the maps and lists still read in place from the
+/// input (copying an unchanged payload back would cost what copy-on-write saves).
+fn ctx_json(ctx: &V<'_>, inputs: eval::Inputs<'_>) -> Value {
+    let V::Map(m) = ctx else {
+        return ctx.to_json();
+    };
+    let unchanged = |k: &Key, v: &V<'_>| {
+        let Key::Str(k) = k else {
+            return false;
+        };
+        let orig = if &**k == "payload" {
+            Some(inputs.payload)
+        } else {
+            inputs.ctx.and_then(|c| c.get(&**k))
+        };
+        match (v, orig) {
+            (V::JMap(a), Some(Value::Object(b))) => std::ptr::eq(*a, b),
+            (V::JList(a), Some(Value::Array(b))) => {
+                std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()
+            }
+            _ => false,
+        }
+    };
+    let m = m.borrow();
+    Value::Object(
+        m.m.iter()
+            .filter(|(k, v)| !unchanged(k, v))
+            .map(|(k, v)| (k.to_value().java_string(), v.to_json()))
+            .collect(),
+    )
 }
 
 /// A watch's `ctx` but its payload, as JSON, for [`Env::ctx`].
@@ -381,6 +437,142 @@ mod tests {
                 .contains("`getClass()` is not supported (line 1, column 14)"),
             "{e}"
         );
+    }
+
+    /// Runs `src` copying on write and on a deep copy: same result, same
+    /// error, same `ctx` (but for what copy-on-write leaves out as unchanged).
+    fn cow_vs_copy(src: &str) -> (bool, String) {
+        let payload = json!({"hits": {"total": 3, "hits": [{"_id": "a", "_source": {"n": 1}}, {"_id": "b", "_source": {"n": 2}}]},
+            "aggregations": {"h": {"buckets": [{"key": "x", "v": 5}, {"key": "y", "v": 50}]}}});
+        let ctx = json!({"vars": {"old": 1}, "metadata": {"m": [1]}});
+        let env = Env {
+            payload: &payload,
+            ctx: &ctx,
+            params: &Value::Null,
+            times: None,
+        };
+        let script = compile(src).unwrap();
+        let shared = script.run_mode(env, Limits::default(), false);
+        let copy = script.run_mode(env, Limits::default(), true);
+        let show = |r: &Result<Output, eval::Ex>| match r {
+            Ok(o) => o.java.clone(),
+            Err(e) => format!("error {} {}", e.class, e.msg),
+        };
+        // What the script ends up with, through the path it would take.
+        let (java, restarted) = match &shared {
+            Err(e) if e.input => (show(&copy), true),
+            r => (show(r), false),
+        };
+        assert_eq!(java, show(&copy), "{src}");
+        if let (Ok(a), Ok(b), false) = (&shared, &copy, restarted) {
+            let (Some(Value::Object(a)), Some(Value::Object(b))) = (&a.ctx, &b.ctx) else {
+                panic!("{src}: no ctx");
+            };
+            for (k, v) in b {
+                let given = if k == "payload" {
+                    Some(&payload)
+                } else {
+                    ctx.get(k)
+                };
+                assert_eq!(a.get(k).or(given), Some(v), "{src}: ctx.{k}");
+            }
+        }
+        (restarted, java)
+    }
+
+    #[test]
+    fn copy_on_write_gives_what_a_deep_copy_gives() {
+        for (src, restarts, want) in [
+            (
+                "def hot = ctx.payload.aggregations.h.buckets.stream().filter(b -> b.v > 10).map(b -> b.key).collect(Collectors.toList()); ctx.vars.hot = hot; return hot.size() > 0",
+                false,
+                "true",
+            ),
+            (
+                "ctx.payload.hits.hits[1]._source.n = 7; return ctx.payload",
+                false,
+                "",
+            ),
+            (
+                "ctx.vars.l = []; for (def h : ctx.payload.hits.hits) { ctx.vars.l.add(h._id) } return ctx.vars",
+                false,
+                "{old=1, l=[a, b]}",
+            ),
+            ("ctx.metadata.m.add(2); ctx.metadata.m", false, "[1, 2]"),
+            (
+                "ctx.vars.old++; ctx.vars.old += 2; ctx.vars.old",
+                false,
+                "4",
+            ),
+            (
+                "ctx.payload.hits.remove('hits'); ctx.payload.hits",
+                false,
+                "{total=3}",
+            ),
+            (
+                "def p = ctx.payload; p.x = 1; return ctx.payload.x",
+                true,
+                "1",
+            ),
+            (
+                "def h = ctx.payload.hits.hits[0]; h._source.n = 9; ctx.payload.hits.hits[0]._source.n",
+                true,
+                "9",
+            ),
+            (
+                "ctx.payload.hits.hits.stream().forEach(h -> h.seen = true); ctx.payload.hits.hits[1].seen",
+                true,
+                "true",
+            ),
+            (
+                "ctx.vars.b = ctx.payload.aggregations.h.buckets[0]; ctx.vars.b.v = 0; ctx.payload.aggregations.h.buckets[0].v",
+                true,
+                "0",
+            ),
+            (
+                "try { ctx.payload.hits.hits.add(3); } catch (Exception e) { return 'caught' } ctx.payload.hits.hits.size()",
+                false,
+                "3",
+            ),
+            (
+                "def l = ctx.payload.hits.hits; try { l.add(3); } catch (Exception e) { return 'caught' } ctx.payload.hits.hits.size()",
+                true,
+                "3",
+            ),
+            (
+                "ctx.payload.hits.nope.x = 1",
+                false,
+                "error NullPointerException cannot set `x`: `ctx.payload.hits.nope` is null",
+            ),
+        ] {
+            let (restarted, java) = cow_vs_copy(src);
+            assert_eq!(restarted, restarts, "{src}");
+            if !want.is_empty() {
+                assert_eq!(java, want, "{src}");
+            }
+        }
+        // Keeping what a write copies would miss the write through the
+        // copy, so such a script gets a deep copy from the start.
+        let src = "def v = ctx.vars; ctx.vars.x = 5; return v.x";
+        let s = compile(src).unwrap();
+        assert!(s.prog.mutates && !s.prog.cow);
+        assert_eq!(run(src).unwrap(), "5");
+    }
+
+    #[test]
+    fn comparing_null_is_a_null_pointer_exception_at_its_position() {
+        for src in [
+            "def x = null; return x > 1",
+            "return 1 <= ctx.payload.missing",
+            "if (ctx.payload.missing > 1) { return true } return false",
+            "return ctx.payload.hits.missing >= 0.5",
+        ] {
+            let e = run(src).unwrap_err();
+            assert_eq!(e.class(), "null_pointer_exception", "{src}: {e}");
+            assert!(e.to_string().contains("line 1, column"), "{e}");
+        }
+        let e = run("return 'a' > 1").unwrap_err();
+        assert_eq!(e.class(), "class_cast_exception");
     }
 
     #[test]

@@ -56,13 +56,16 @@ pub fn parse(src: &str) -> Result<Program, PainlessError> {
         }
     }
     let funcs = funcs.into_iter().flatten().collect();
-    Ok(Program {
+    let mut prog = Program {
         src: Arc::from(src),
         funcs,
         body,
         names: p.names,
         mutates: p.mutates,
-    })
+        cow: false,
+    };
+    prog.cow = super::cow::eligible(&prog);
+    Ok(prog)
 }
 
 /// A primitive type (or `def`) by name.

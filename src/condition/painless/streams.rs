@@ -47,22 +47,40 @@ fn n_of(v: &V) -> Result<N, Ex> {
 }
 
 /// Java's compensated (Kahan) sum of doubles, as `DoubleStream.sum`.
-fn kahan(items: &[V]) -> Result<f64, Ex> {
-    let (mut sum, mut comp, mut simple) = (0.0f64, 0.0f64, 0.0f64);
-    for x in items {
-        let d = n_of(x)?.f64();
-        let tmp = d - comp;
-        let velvel = sum + tmp;
-        comp = (velvel - sum) - tmp;
-        sum = velvel;
-        simple += d;
+#[derive(Default)]
+pub struct Kahan {
+    sum: f64,
+    comp: f64,
+    simple: f64,
+}
+
+impl Kahan {
+    /// Adds one term.
+    pub fn add(&mut self, d: f64) {
+        let tmp = d - self.comp;
+        let velvel = self.sum + tmp;
+        self.comp = (velvel - self.sum) - tmp;
+        self.sum = velvel;
+        self.simple += d;
     }
-    let tmp = sum + comp;
-    Ok(if tmp.is_nan() && simple.is_infinite() {
-        simple
-    } else {
-        tmp
-    })
+
+    /// The sum so far.
+    pub fn total(&self) -> f64 {
+        let tmp = self.sum + self.comp;
+        if tmp.is_nan() && self.simple.is_infinite() {
+            self.simple
+        } else {
+            tmp
+        }
+    }
+}
+
+fn kahan(items: &[V]) -> Result<f64, Ex> {
+    let mut k = Kahan::default();
+    for x in items {
+        k.add(n_of(x)?.f64());
+    }
+    Ok(k.total())
 }
 
 /// A method on a stream of `kind` holding `items`.
