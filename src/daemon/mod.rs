@@ -22,7 +22,9 @@
 //! with croner and chrono-tz for cron, avoids all three.)
 
 mod alerts;
+mod backstop;
 pub mod clock_step;
+mod memory;
 pub mod metrics;
 mod queue;
 mod systemd;
@@ -238,6 +240,7 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    memory::limit_arenas();
     let scripts = Arc::new(ScriptEngine::default());
     let creds = Credentials::load(&cfg.credentials)?;
     // `--state es://...`: several instances share the alerts (see
@@ -295,6 +298,9 @@ pub async fn run_with_clock(
     let mut queue = queue::DueQueue::default();
     queue.rebuild(alerts.by_name.iter().map(|(n, s)| (n, s.next_due)));
     alerts.rescheduled.clear();
+    // Parsing every file left its garbage behind.
+    memory::trim();
+    let mut trimmer = memory::Trimmer::default();
     let mut rescan_soon = None;
     let share = |alerts: &Alerts| {
         if let Some(c) = &cluster {
@@ -314,6 +320,7 @@ pub async fn run_with_clock(
 
     let (fs_tx, mut fs_rx) = tokio::sync::mpsc::channel::<()>(1);
     let _watcher = watch(&cfg.queries, fs_tx);
+    let rescan_every = backstop::period(&cfg.queries, cfg.rescan, _watcher.is_some());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // The console (with /healthz and /metrics) on --listen; "run now" comes back here.
@@ -400,7 +407,7 @@ pub async fn run_with_clock(
     systemd::ready();
 
     let mut inflight: JoinSet<(String, Result<RunReport, RunError>)> = JoinSet::new();
-    let mut next_rescan = tokio::time::Instant::now() + cfg.rescan;
+    let mut next_rescan = tokio::time::Instant::now() + rescan_every;
     tokio::pin!(shutdown);
 
     // Owed deliveries are counted at start, after runs that may owe some,
@@ -572,6 +579,7 @@ pub async fn run_with_clock(
                         next_stuck_check = Some(next_stuck_check.map_or(soon, |t| t.min(soon)));
                     }
                     metrics.record(&report);
+                    trimmer.ran(inflight.is_empty());
                     if let Some(c) = &console {
                         c.record(&report);
                     }
@@ -585,7 +593,11 @@ pub async fn run_with_clock(
             Some(()) = fs_rx.recv() => {
                 rescan_soon.get_or_insert(tokio::time::Instant::now() + Duration::from_millis(300));
             }
-            _ = tokio::time::sleep(sleep_for) => {}
+            _ = tokio::time::sleep(sleep_for) => {
+                if inflight.is_empty() {
+                    trimmer.settle();
+                }
+            }
         }
         let now_i = tokio::time::Instant::now();
         if rescan_soon.is_some_and(|t| t <= now_i) || next_rescan <= now_i {
@@ -612,7 +624,7 @@ pub async fn run_with_clock(
                 publish(&console, &alerts);
             }
             if next_rescan <= now_i {
-                next_rescan = now_i + cfg.rescan;
+                next_rescan = now_i + rescan_every;
             }
             if next_prune <= now_i {
                 next_prune = now_i + PRUNE_EVERY;
