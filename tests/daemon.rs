@@ -438,3 +438,69 @@ fn tick_spread_spreads_starts_but_windows_end_at_the_tick() {
     let spread = offsets.iter().max().unwrap() - offsets.iter().min().unwrap();
     assert!(spread > 300, "starts were not spread: {offsets:?}");
 }
+
+#[test]
+fn overdue_alert_searches_its_gap_at_start_then_waits_for_its_tick() {
+    let es = EsStandIn::start();
+    es.set_default(Reply::total_v8(0, "eq"));
+    let p = Project::new();
+    p.credentials_with(
+        &es.url,
+        Some(json!({"webhook_url": "https://hooks.slack.com/services/T/B/X"})),
+        None,
+    );
+    p.alert(
+        "overdue",
+        &support::windowed("1h", json!({"index": "overdue-*", "max_catchup": "6h"})),
+    );
+    // Never ran: nothing to catch up, it waits for its first aligned tick.
+    p.alert(
+        "fresh",
+        &support::windowed("1h", json!({"index": "fresh-*"})),
+    );
+    // The store says the last window ended three hours ago: the daemon was
+    // down for the last two ticks.
+    let last =
+        chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - 3 * 3600, 0).unwrap();
+    let store = json!({"version": 1, "alerts": {"overdue": {"last_window_end": last.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}}});
+    std::fs::write(p.path().join("throttle_period.json"), store.to_string()).unwrap();
+    let start = chrono::Utc::now();
+    let t = Instant::now();
+    let d = Daemon::start(p.path(), &[], &[]);
+    while es.searches().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no search within 5s of start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = &es.searches()[0];
+    assert!(first.path.contains("overdue-"), "{}", first.path);
+    // Its window covers the whole gap, as a catch-up does, up to the start.
+    let (gte, lt) = support::range(first);
+    let parse = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    assert_eq!(parse(&gte), last, "window {gte}..{lt}");
+    let end = parse(&lt);
+    assert!(
+        end >= start - chrono::TimeDelta::seconds(1) && end <= chrono::Utc::now(),
+        "window {gte}..{lt}, start {start}"
+    );
+    let line = d.wait_line(T, "overdue logged", |l| has(l, "event", "overdue"));
+    assert_eq!(line["alert"], "overdue");
+    // From then on it is aligned again: no second run before the next hour,
+    // and the fresh alert waits for its tick too.
+    std::thread::sleep(Duration::from_secs(2));
+    let hour_passed = chrono::Utc::now().timestamp() / 3600 != start.timestamp() / 3600;
+    if !hour_passed {
+        assert_eq!(
+            es.searches().len(),
+            1,
+            "{:?}",
+            es.searches().iter().map(|r| &r.path).collect::<Vec<_>>()
+        );
+    }
+}

@@ -58,6 +58,12 @@ pub struct Alerts {
     problems: BTreeMap<PathBuf, Vec<String>>,
     /// Names removed since the caller last took them (for metrics).
     pub removed: Vec<String>,
+    /// Names whose `next_due` a scan set, since the caller last took them
+    /// (for the scheduler's queue).
+    pub rescheduled: Vec<String>,
+    /// Whether a scan changed the set or its rejected files since the caller
+    /// last asked: the console's snapshot and shared state are redone only then.
+    changed: bool,
     /// `elastalert.yaml`'s version at the last scan: ElastAlert rules are
     /// reloaded when it changes.
     globals: Option<Stamp>,
@@ -80,6 +86,8 @@ impl Alerts {
             rejected: HashMap::new(),
             problems: BTreeMap::new(),
             removed: Vec::new(),
+            rescheduled: Vec::new(),
+            changed: true,
             globals: crate::frontends::elastalert::globals::path().and_then(|p| Stamp::of(&p)),
         }
     }
@@ -144,6 +152,7 @@ impl Alerts {
                         "another file already defines this rule (rule names are file stems); rename one of them",
                     );
                     log_rejected(&name, &e, false);
+                    self.changed = true;
                     self.problems.insert(path.clone(), problem_lines(&e));
                     self.rejected.insert(path.clone(), stamp);
                 }
@@ -170,14 +179,52 @@ impl Alerts {
             .cloned()
             .collect();
         for name in gone {
+            self.changed = true;
             self.by_name.remove(&name);
             tracing::info!(alert = name.as_str(), event = "removed");
             self.removed.push(name);
         }
+        let was = self.rejected.len();
         self.rejected.retain(|p, _| p.exists());
+        self.changed |= self.rejected.len() != was;
         let rejected = &self.rejected;
         self.problems.retain(|p, _| rejected.contains_key(p));
         deferred
+    }
+
+    /// Whether a scan changed anything since the last call.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// At start: alerts whose last window (`last_window_end`, from the
+    /// store) ended more than one period before `now` missed a tick while
+    /// the daemon was down; they are made due at `now`, so their catch-up
+    /// search runs at once instead of at the next aligned tick, and aligned
+    /// again from then on. Alerts that never ran have no gap to cover and
+    /// wait for their first tick. Returns their names.
+    pub fn overdue_at_start(
+        &mut self,
+        now: DateTime<Utc>,
+        last_window_end: impl Fn(&str) -> Option<DateTime<Utc>>,
+    ) -> Vec<String> {
+        let mut due = Vec::new();
+        for (name, s) in &mut self.by_name {
+            if s.next_due.is_none() {
+                continue;
+            }
+            let Some(last) = last_window_end(name) else {
+                continue;
+            };
+            let delay =
+                chrono::Duration::from_std(s.alert.query_delay).unwrap_or(chrono::Duration::MAX);
+            let end = now.checked_sub_signed(delay).unwrap_or(now);
+            if end.signed_duration_since(last) > s.alert.period(now) {
+                s.next_due = Some(now);
+                due.push(name.clone());
+            }
+        }
+        due
     }
 
     /// Files that failed validation and are not running.
@@ -217,6 +264,7 @@ impl Alerts {
             }
             load_bytes(path, &bytes, &self.scripts).map(|a| (a, h.finish()))
         });
+        self.changed = true;
         match loaded {
             Ok((alert, digest)) => {
                 self.rejected.remove(path);
@@ -241,6 +289,7 @@ impl Alerts {
                             s.digest = digest;
                             if schedule_changed || s.next_due.is_none() {
                                 s.next_due = next_due(&s.alert, now);
+                                self.rescheduled.push(name.to_owned());
                             }
                             tracing::info!(alert = name, event = "reloaded", schedule = %s.alert.schedule, active = s.alert.active);
                         } else if force {
@@ -257,6 +306,7 @@ impl Alerts {
                         };
                         tracing::info!(alert = name, event = "loaded", schedule = %s.alert.schedule, active = s.alert.active);
                         self.by_name.insert(name.to_owned(), s);
+                        self.rescheduled.push(name.to_owned());
                     }
                 }
             }

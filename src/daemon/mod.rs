@@ -1,7 +1,13 @@
 //! `esalert run`: the daemon.
 //!
 //! One loop owns the schedule. It sleeps on the monotonic clock until the
-//! next due time, or at most a second, reading the wall clock each time: a
+//! next due time, or at most a second, reading the wall clock each time; due
+//! times are kept in a priority queue ([`queue`]), so a wake-up with nothing
+//! due costs a peek, and a tick or a completion O(log N) per alert, never a
+//! walk of all alerts. Nothing else walks the alerts or the store while
+//! nothing changes: the console's snapshot is redone after a scan that
+//! changed something, owed deliveries are counted only while some are owed,
+//! and deleted alerts' entries are pruned after removals and hourly. A
 //! tick missed while the process was suspended runs once on wake-up, never
 //! once per missed tick, and nothing drifts because due times come from the
 //! schedule's grid, not from when the last run ended. A step of the wall
@@ -16,8 +22,11 @@
 //! with croner and chrono-tz for cron, avoids all three.)
 
 mod alerts;
+mod backstop;
 pub mod clock_step;
+mod memory;
 pub mod metrics;
+mod queue;
 mod systemd;
 
 use std::net::SocketAddr;
@@ -197,6 +206,15 @@ fn spread_delay(name: &str, spread: Duration) -> Duration {
     Duration::from_nanos(z % (spread.as_nanos().max(1) as u64))
 }
 
+/// The longest sleep: the wall clock is read (a step is seen) and the
+/// scheduler's heartbeat (`/healthz`, the systemd watchdog) marked at least
+/// this often. A wake-up with nothing due costs a peek at the queue.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Deleted alerts' store entries are pruned after a rescan that removed
+/// some, and at least this often (each prune walks and writes the store).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Clears a rule's "running" flag when its run ends, even by a panic.
 struct RunningGuard(Arc<std::sync::atomic::AtomicBool>);
 
@@ -222,6 +240,7 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    memory::limit_arenas();
     let scripts = Arc::new(ScriptEngine::default());
     let creds = Credentials::load(&cfg.credentials)?;
     // `--state es://...`: several instances share the alerts (see
@@ -268,6 +287,20 @@ pub async fn run_with_clock(
     crate::condition::painless::stored::prefetch_logged(&creds.elasticsearch, &cfg.queries).await;
     // At start, nothing is "still being written": load what is there.
     alerts.scan(clock.now(), false, false);
+    // Alerts that missed a tick while the daemon was down run at once.
+    let start = clock.now();
+    for name in alerts.overdue_at_start(start, |name| {
+        store.read_rule(name, |st| st.and_then(|s| s.last_window_end))
+    }) {
+        tracing::info!(alert = name.as_str(), event = "overdue", due = %crate::render::fmt_time(&start),
+            "its last window ended more than a period ago; searching the gap now");
+    }
+    let mut queue = queue::DueQueue::default();
+    queue.rebuild(alerts.by_name.iter().map(|(n, s)| (n, s.next_due)));
+    alerts.rescheduled.clear();
+    // Parsing every file left its garbage behind.
+    memory::trim();
+    let mut trimmer = memory::Trimmer::default();
     let mut rescan_soon = None;
     let share = |alerts: &Alerts| {
         if let Some(c) = &cluster {
@@ -287,6 +320,7 @@ pub async fn run_with_clock(
 
     let (fs_tx, mut fs_rx) = tokio::sync::mpsc::channel::<()>(1);
     let _watcher = watch(&cfg.queries, fs_tx);
+    let rescan_every = backstop::period(&cfg.queries, cfg.rescan, _watcher.is_some());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // The console (with /healthz and /metrics) on --listen; "run now" comes back here.
@@ -373,10 +407,17 @@ pub async fn run_with_clock(
     systemd::ready();
 
     let mut inflight: JoinSet<(String, Result<RunReport, RunError>)> = JoinSet::new();
-    let mut next_rescan = tokio::time::Instant::now() + cfg.rescan;
+    let mut next_rescan = tokio::time::Instant::now() + rescan_every;
     tokio::pin!(shutdown);
 
-    let mut next_stuck_check = tokio::time::Instant::now();
+    // Owed deliveries are counted at start, after runs that may owe some,
+    // and then every 1-5 s while some are owed (with shared state, other
+    // instances' runs owe too: always).
+    let stuck_every = cfg
+        .stuck_after
+        .clamp(Duration::from_secs(1), Duration::from_secs(5));
+    let mut next_stuck_check = Some(tokio::time::Instant::now());
+    let mut next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
     let mut steps = clock_step::StepDetector::new(clock_step::boottime(), clock.now());
     loop {
         metrics.tick();
@@ -387,19 +428,18 @@ pub async fn run_with_clock(
             metrics.set_shared_state_down(!c.reachable());
         }
         let now = clock.now();
-        if next_stuck_check <= tokio::time::Instant::now() {
+        if next_stuck_check.is_some_and(|t| t <= tokio::time::Instant::now()) {
             // Often enough that a short --stuck-after is seen in time.
-            next_stuck_check = tokio::time::Instant::now()
-                + cfg
-                    .stuck_after
-                    .clamp(Duration::from_secs(1), Duration::from_secs(5));
             metrics.set_stuck(store.stuck_deliveries(
                 now,
                 chrono::Duration::from_std(cfg.stuck_after).unwrap_or(crate::throttle::STUCK_AFTER),
             ));
+            let owed = cluster.is_some() || store.stuck_deliveries(now, chrono::TimeDelta::MIN) > 0;
+            next_stuck_check = owed.then(|| tokio::time::Instant::now() + stuck_every);
         }
         if let Some(delta) = steps.observe(clock_step::boottime(), now) {
             let rescheduled = alerts.reschedule(now);
+            queue.rebuild(alerts.by_name.iter().map(|(n, s)| (n, s.next_due)));
             tracing::warn!(
                 event = "clock_step",
                 delta = %clock_step::fmt_delta(delta),
@@ -408,13 +448,16 @@ pub async fn run_with_clock(
                 "the wall clock was stepped; due times are recomputed from the new time"
             );
         }
-        for (name, s) in alerts.by_name.iter_mut() {
-            let Some(due) = s.next_due else { continue };
-            if due > now {
+        while let Some((name, due)) =
+            queue.pop_due(now, |n| alerts.by_name.get(n).and_then(|s| s.next_due))
+        {
+            let Some(s) = alerts.by_name.get_mut(&name) else {
                 continue;
-            }
+            };
+            let name = &name;
             // Missed ticks coalesce into this one run.
             s.next_due = s.alert.schedule.next_after(now, s.alert.timezone);
+            queue.push(name, s.next_due);
             if s.running.swap(true, Ordering::SeqCst) {
                 metrics.skipped(name);
                 tracing::warn!(alert = name.as_str(), outcome = "skipped", reason = "overrun", due = %crate::render::fmt_time(&due));
@@ -485,8 +528,9 @@ pub async fn run_with_clock(
             });
         }
 
-        let next_due = alerts.by_name.values().filter_map(|s| s.next_due).min();
-        let mut sleep_for = Duration::from_secs(1);
+        metrics.set_scheduler_ops(queue.ops());
+        let next_due = queue.earliest(|n| alerts.by_name.get(n).and_then(|s| s.next_due));
+        let mut sleep_for = HEARTBEAT;
         if let Some(d) = next_due {
             let until = (d - clock.now()).to_std().unwrap_or(Duration::ZERO);
             sleep_for = sleep_for.min(until);
@@ -512,15 +556,31 @@ pub async fn run_with_clock(
                     Err(e) => tracing::error!(event = "reload_failed", kept = "previous", error = %e),
                 }
                 alerts.scan(clock.now(), true, false);
+                for name in alerts.rescheduled.drain(..) {
+                    queue.push(&name, alerts.by_name.get(&name).and_then(|s| s.next_due));
+                }
+                alerts.take_changed();
                 share(&alerts);
                 metrics.set_loaded(alerts.by_name.len());
                 publish(&console, &alerts);
                 systemd::ready();
             }
-            Some(cmd) = console_rx.recv() => crate::console::apply(cmd, &mut alerts, clock.now()),
+            Some(cmd) = console_rx.recv() => {
+                let crate::console::Command::RunNow { name, .. } = &cmd;
+                let name = name.clone();
+                crate::console::apply(cmd, &mut alerts, clock.now());
+                queue.push(&name, alerts.by_name.get(&name).and_then(|s| s.next_due));
+            }
             Some(done) = inflight.join_next(), if !inflight.is_empty() => match done {
                 Ok((_, Ok(report))) => {
+                    // A run that matched (or delivered what an earlier one owed)
+                    // may leave deliveries owed: count them from now on.
+                    if !(matches!(report.outcome, crate::pipeline::Outcome::NoMatch) && report.attempts.is_empty()) {
+                        let soon = tokio::time::Instant::now() + stuck_every;
+                        next_stuck_check = Some(next_stuck_check.map_or(soon, |t| t.min(soon)));
+                    }
                     metrics.record(&report);
+                    trimmer.ran(inflight.is_empty());
                     if let Some(c) = &console {
                         c.record(&report);
                     }
@@ -534,22 +594,41 @@ pub async fn run_with_clock(
             Some(()) = fs_rx.recv() => {
                 rescan_soon.get_or_insert(tokio::time::Instant::now() + Duration::from_millis(300));
             }
-            _ = tokio::time::sleep(sleep_for) => {}
+            _ = tokio::time::sleep(sleep_for) => {
+                if inflight.is_empty() {
+                    trimmer.settle();
+                }
+            }
         }
         let now_i = tokio::time::Instant::now();
         if rescan_soon.is_some_and(|t| t <= now_i) || next_rescan <= now_i {
             rescan_soon = alerts
                 .scan(clock.now(), false, true)
                 .then(|| now_i + alerts::SETTLE);
-            share(&alerts);
-            metrics.set_loaded(alerts.by_name.len());
-            for name in alerts.removed.drain(..) {
-                metrics.forget(&name);
+            for name in alerts.rescheduled.drain(..) {
+                queue.push(&name, alerts.by_name.get(&name).and_then(|s| s.next_due));
             }
-            metrics.set_rejected(alerts.rejected());
-            publish(&console, &alerts);
+            if queue.bloated(alerts.by_name.len()) {
+                queue.rebuild(alerts.by_name.iter().map(|(n, s)| (n, s.next_due)));
+            }
+            // A scan that found nothing new changes nothing downstream.
+            if alerts.take_changed() {
+                share(&alerts);
+                metrics.set_loaded(alerts.by_name.len());
+                if !alerts.removed.is_empty() {
+                    next_prune = now_i;
+                }
+                for name in alerts.removed.drain(..) {
+                    metrics.forget(&name);
+                }
+                metrics.set_rejected(alerts.rejected());
+                publish(&console, &alerts);
+            }
             if next_rescan <= now_i {
-                next_rescan = now_i + cfg.rescan;
+                next_rescan = now_i + rescan_every;
+            }
+            if next_prune <= now_i {
+                next_prune = now_i + PRUNE_EVERY;
                 // Entries of deleted rules are forgotten after a while, as `once` does.
                 if let Err(e) = runner
                     .prune(alerts.by_name.keys().map(String::as_str))
