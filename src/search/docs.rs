@@ -75,11 +75,14 @@ impl EsClient {
     }
 
     /// Creates `index` for shared state unless it exists: one shard,
-    /// nothing indexed (documents are only ever read by id).
+    /// nothing indexed but what finds old fire documents to delete
+    /// (documents are only ever read by id). An index made before those
+    /// fields were indexed gets them added.
     pub async fn ensure_state_index(&self, index: &str) -> Result<(), SearchError> {
+        let properties = json!({"rule": {"type": "keyword"}, "matched_at": {"type": "date"}});
         let body = json!({
             "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
-            "mappings": {"dynamic": false, "properties": {}}
+            "mappings": {"dynamic": false, "properties": properties}
         });
         let url = format!("{}/{}", self.base, utf8_percent_encode(index, INDEX));
         match self.request(reqwest::Method::PUT, &url, &[], &body).await {
@@ -87,10 +90,40 @@ impl EsClient {
             Err(SearchError::Request { kind, .. })
                 if kind == "resource_already_exists_exception" =>
             {
-                Ok(())
+                let url = self.doc_url(index, "_mapping");
+                let body = json!({"properties": properties});
+                self.request(reqwest::Method::PUT, &url, &[], &body)
+                    .await
+                    .map(|_| ())
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Deletes up to `max` fire documents of `rules` whose match is older
+    /// than `before` (RFC 3339); returns how many. Cleanup only: it goes
+    /// through the search index, and what a refresh has not shown yet is
+    /// left for the next time.
+    pub async fn delete_old_fires(
+        &self,
+        index: &str,
+        rules: &[String],
+        before: &str,
+        max: usize,
+    ) -> Result<u64, SearchError> {
+        let url = self.doc_url(index, "_delete_by_query");
+        let params = [
+            ("conflicts".to_owned(), "proceed".to_owned()),
+            ("max_docs".to_owned(), max.to_string()),
+        ];
+        let body = json!({"query": {"bool": {"filter": [
+            {"terms": {"rule": rules}},
+            {"range": {"matched_at": {"lt": before}}}
+        ]}}});
+        let r = self
+            .request(reqwest::Method::POST, &url, &params, &body)
+            .await?;
+        Ok(r.response["deleted"].as_u64().unwrap_or_default())
     }
 
     /// Reads documents by id, in real time; `None` for each one missing.
