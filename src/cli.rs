@@ -1548,7 +1548,9 @@ fn shared_docs(g: &Global) -> Result<Option<crate::cluster::docs::EsDocs>, CliEr
     let spec = spec.map_err(crate::cluster::open::OpenError::from)?;
     let creds = Credentials::load(&g.credentials)?;
     let timeout = std::time::Duration::from_secs(10);
-    Ok(Some(crate::cluster::open::docs_for(&spec, &creds, timeout)?))
+    Ok(Some(crate::cluster::open::docs_for(
+        &spec, &creds, timeout,
+    )?))
 }
 
 async fn silence(
@@ -1578,11 +1580,9 @@ async fn silence(
         _ => return Err(bad("give --for DURATION or --until TIME".into())),
     };
     let id = match shared_docs(g)? {
-        Some(docs) => {
-            crate::cluster::requests::add_silence(&docs, name, key, until, reason, now)
-                .await
-                .map_err(|e| bad(e.to_string()))?
-        }
+        Some(docs) => crate::cluster::requests::add_silence(&docs, name, key, until, reason, now)
+            .await
+            .map_err(|e| bad(e.to_string()))?,
         None => {
             let path = crate::silence::path_for(&g.state);
             crate::silence::add(&path, name, key, until, reason, now)

@@ -1,6 +1,7 @@
 //! Fire documents are kept only as long as a delivery they fence may
 //! still be attempted: each owner deletes those of its alerts matched
-//! longer ago than the horizon, a bounded number every two leases.
+//! longer ago than the horizon, a bounded number every two leases (one
+//! search, and one version-checked bulk delete when it found some).
 
 use std::time::Duration;
 
@@ -48,8 +49,8 @@ impl Cluster {
             g.last_cleanup = Some(now);
             rules
         };
-        let horizon = chrono::Duration::from_std(self.fire_horizon())
-            .unwrap_or(chrono::Duration::days(365));
+        let horizon =
+            chrono::Duration::from_std(self.fire_horizon()).unwrap_or(chrono::Duration::days(365));
         let Some(before) = chrono::Utc::now().checked_sub_signed(horizon) else {
             return Ok(0);
         };

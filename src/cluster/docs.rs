@@ -104,23 +104,31 @@ impl EsDocs {
         &self.index
     }
 
-    /// Creates the index if missing.
+    /// Creates the index if missing. Once, at start: it may take longer
+    /// than a lease request (a busy cluster creating an index).
     pub async fn ensure_index(&self) -> Result<(), DocError> {
-        self.bounded(self.es.ensure_state_index(&self.index)).await
+        let slow = self.timeout.max(Duration::from_secs(10));
+        self.bounded_by(slow, self.es.ensure_state_index(&self.index))
+            .await
     }
 
     async fn bounded<T>(
         &self,
         f: impl std::future::Future<Output = Result<T, SearchError>>,
     ) -> Result<T, DocError> {
+        self.bounded_by(self.timeout, f).await
+    }
+
+    async fn bounded_by<T>(
+        &self,
+        timeout: Duration,
+        f: impl std::future::Future<Output = Result<T, SearchError>>,
+    ) -> Result<T, DocError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(self.timeout, f).await {
+        match tokio::time::timeout(timeout, f).await {
             Err(_) => Err(DocError::Unreachable {
                 index: self.index.clone(),
-                detail: format!(
-                    "no answer within {}",
-                    humantime::format_duration(self.timeout)
-                ),
+                detail: format!("no answer within {}", humantime::format_duration(timeout)),
             }),
             Ok(Err(e)) if e.is_unreachable() || e.is_transient() => Err(DocError::Unreachable {
                 index: self.index.clone(),
@@ -168,8 +176,14 @@ impl DocStore for EsDocs {
                 return Ok(0);
             }
             let before = crate::render::fmt_time(&before);
-            self.bounded(self.es.delete_old_fires(&self.index, rules, &before, max))
-                .await
+            // Cleanup is never urgent, and a delete by query takes longer
+            // than a read by id.
+            let slow = self.timeout.max(Duration::from_secs(10));
+            self.bounded_by(
+                slow,
+                self.es.delete_old_fires(&self.index, rules, &before, max),
+            )
+            .await
         })
     }
 
@@ -343,7 +357,9 @@ impl DocStore for MemDocs {
                 .iter()
                 .filter(|(id, (s, _))| {
                     id.starts_with("fire:")
-                        && s["rule"].as_str().is_some_and(|r| rules.iter().any(|x| x == r))
+                        && s["rule"]
+                            .as_str()
+                            .is_some_and(|r| rules.iter().any(|x| x == r))
                         && s["matched_at"]
                             .as_str()
                             .and_then(|m| DateTime::parse_from_rfc3339(m).ok())

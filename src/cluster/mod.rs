@@ -531,7 +531,8 @@ impl Cluster {
                     .and_then(|d| d.source["owner"].as_str())
                     .filter(|o| !o.is_empty() && *o != self.me.as_str());
                 let not_holder = |m: &&String| Some(m.as_str()) != holder;
-                let mut others: Vec<String> = candidates.iter().filter(not_holder).cloned().collect();
+                let mut others: Vec<String> =
+                    candidates.iter().filter(not_holder).cloned().collect();
                 if others.is_empty() {
                     others = live.iter().filter(not_holder).cloned().collect();
                 }
@@ -770,13 +771,27 @@ impl Cluster {
                     if let Err(e) = me.flush().await {
                         tracing::debug!(event = "shared_state_flush_failed", error = %e);
                     }
-                    if let Err(e) = me.cleanup_fires().await {
-                        tracing::debug!(event = "fire_cleanup_failed", error = %e);
-                    }
                 }
             }
         };
         tokio::spawn(flusher);
+        // Old fire documents, apart: a slow delete by query delays nothing.
+        let cleaner = {
+            let (me, mut stop) = (self.clone(), stop.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(me.timing.tick()) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    if let Err(e) = me.cleanup_fires().await {
+                        tracing::warn!(event = "fire_cleanup_failed", error = %e,
+                            "old fire documents stay until a later cleanup works");
+                    }
+                }
+            }
+        };
+        tokio::spawn(cleaner);
         loop {
             let started = tokio::time::Instant::now();
             // Taken rules load beside the next rounds: a slow load must not

@@ -163,10 +163,7 @@ pub async fn request_ack(
             at: now,
         });
         let cond = doc.map_or(Cond::Create, |d| Cond::Match(d.version));
-        if let Written::Done(_) = docs
-            .put_one(ACKS, json!({"requests": all}), cond)
-            .await?
-        {
+        if let Written::Done(_) = docs.put_one(ACKS, json!({"requests": all}), cond).await? {
             return Ok(());
         }
     }
@@ -228,7 +225,9 @@ impl Cluster {
                 let mut ids: Vec<String> = if all {
                     Vec::new()
                 } else {
-                    reqs.iter().flat_map(|r| r.actions.iter().cloned()).collect()
+                    reqs.iter()
+                        .flat_map(|r| r.actions.iter().cloned())
+                        .collect()
                 };
                 ids.sort();
                 ids.dedup();

@@ -141,7 +141,13 @@ async fn perform(
                 cl.request_ack(name, &ids)
                     .await
                     .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))?;
-                tracing::info!(event = "console_action", who, action, alert = name, requested = ids.join(","));
+                tracing::info!(
+                    event = "console_action",
+                    who,
+                    action,
+                    alert = name,
+                    requested = ids.join(",")
+                );
                 return Ok(json!({"action": action, "alert": name, "acked": [],
                     "message": format!("acknowledgement requested: the instance that owns {name} applies it at its next run")}));
             }

@@ -175,8 +175,10 @@ pub trait ClusterView: Send + Sync {
         reason: Option<String>,
     ) -> futures::future::BoxFuture<'a, Result<String, String>>;
     /// Ends a shared silence; false when none by that id is in force.
-    fn end_silence<'a>(&'a self, id: &'a str)
-    -> futures::future::BoxFuture<'a, Result<bool, String>>;
+    fn end_silence<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<bool, String>>;
     /// Asks the watch's owner to acknowledge `actions` (all when empty)
     /// at its next run.
     fn request_ack<'a>(
