@@ -88,6 +88,9 @@ impl Instance {
     }
 }
 
+/// Each alert's lease: owner, epoch, version (seq_no, primary term).
+type Leases = BTreeMap<String, (String, u64, (i64, i64))>;
+
 struct Fleet {
     /// The index the alerts search (one document, matched by every run).
     events: String,
@@ -183,7 +186,7 @@ impl Fleet {
     }
 
     /// Each alert's lease document: owner, epoch, version.
-    fn leases(&self, es: &Engine) -> BTreeMap<String, (String, u64, (i64, i64))> {
+    fn leases(&self, es: &Engine) -> Leases {
         FleetView {
             state: self.state.clone(),
             names: self.names.clone(),
@@ -207,6 +210,48 @@ impl Fleet {
                 "not every alert owned within {within:?}: {l:?}"
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The owner of the first alert in `leases`: its member id, instance,
+    /// and the alerts it owns.
+    fn first_owner(&self, leases: &Leases) -> (String, usize, Vec<String>) {
+        let (member, _, _) = leases.values().next().unwrap().clone();
+        let i = self.by_member(&member).expect("owner is one of ours");
+        let theirs = leases
+            .iter()
+            .filter(|(_, (o, _, _))| *o == member)
+            .map(|(n, _)| n.clone())
+            .collect();
+        (member, i, theirs)
+    }
+
+    /// Waits until every alert of `theirs` has another owner than `gone`
+    /// and a higher epoch than in `before`, at most `bound` after `since`;
+    /// returns how long it took.
+    fn wait_moved(
+        &self,
+        es: &Engine,
+        before: &Leases,
+        gone: &str,
+        theirs: &[String],
+        since: Instant,
+        bound: Duration,
+    ) -> Duration {
+        loop {
+            let now = self.leases(es);
+            let moved = theirs.iter().all(|n| {
+                now.get(n)
+                    .is_some_and(|(o, e, _)| o != gone && !o.is_empty() && *e > before[n].1)
+            });
+            if moved {
+                return since.elapsed();
+            }
+            assert!(
+                since.elapsed() <= bound,
+                "{theirs:?} not taken over within {bound:?}: {now:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -502,34 +547,10 @@ fn a_killed_instances_alerts_are_taken_over_within_two_leases() {
     // Let the hand-overs to preferred owners settle.
     std::thread::sleep(lease * 2);
     let before = fleet.leases(es);
-    let (victim_member, _, _) = before.values().next().unwrap().clone();
-    let victim = fleet
-        .by_member(&victim_member)
-        .expect("owner is one of ours");
-    let theirs: Vec<String> = before
-        .iter()
-        .filter(|(_, (o, _, _))| *o == victim_member)
-        .map(|(n, _)| n.clone())
-        .collect();
+    let (victim_member, victim, theirs) = fleet.first_owner(&before);
     let killed = Instant::now();
     fleet.instances[victim].kill9();
-    loop {
-        let now = fleet.leases(es);
-        let moved = theirs.iter().all(|n| {
-            now.get(n)
-                .is_some_and(|(o, e, _)| *o != victim_member && !o.is_empty() && *e > before[n].1)
-        });
-        if moved {
-            break;
-        }
-        assert!(
-            killed.elapsed() <= lease * 2,
-            "{theirs:?} not taken over within two leases ({:?}): {now:?}",
-            lease * 2
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let took = killed.elapsed();
+    let took = fleet.wait_moved(es, &before, &victim_member, &theirs, killed, lease * 2);
     // `esalert status` over the shared state names the new owners.
     let survivor = fleet.instances.iter().find(|i| i.daemon.is_some()).unwrap();
     let state = format!("es://{}", fleet.state);
@@ -998,32 +1019,10 @@ fn a_clean_shutdown_hands_the_alerts_over_at_once() {
     // Both members live (the survivor has observed the victim's leases).
     std::thread::sleep(lease / 2);
     let before = fleet.leases(es);
-    let (victim_member, _, _) = before.values().next().unwrap().clone();
-    let victim = fleet.by_member(&victim_member).unwrap();
-    let theirs: Vec<String> = before
-        .iter()
-        .filter(|(_, (o, _, _))| *o == victim_member)
-        .map(|(n, _)| n.clone())
-        .collect();
+    let (victim_member, victim, theirs) = fleet.first_owner(&before);
     let stopped = Instant::now();
     fleet.instances[victim].signal(libc::SIGTERM);
-    loop {
-        let now = fleet.leases(es);
-        let moved = theirs.iter().all(|n| {
-            now.get(n)
-                .is_some_and(|(o, e, _)| *o != victim_member && !o.is_empty() && *e > before[n].1)
-        });
-        if moved {
-            break;
-        }
-        assert!(
-            stopped.elapsed() <= lease / 2,
-            "{theirs:?} not taken over within half a lease ({:?}) of SIGTERM: {now:?}",
-            lease / 2
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let took = stopped.elapsed();
+    let took = fleet.wait_moved(es, &before, &victim_member, &theirs, stopped, lease / 2);
     let d = fleet.instances[victim].daemon.as_mut().unwrap();
     assert!(d.wait_exit(Duration::from_secs(20)).success());
     let released = d

@@ -423,7 +423,7 @@ impl Cluster {
             g.next_due.take()
         };
         let now = match due {
-            Some(d) if wait && d > seen && d - seen <= t.tick() / 2 => {
+            Some(d) if wait && d > seen && d - seen <= t.tick() => {
                 tokio::time::sleep(d - seen).await;
                 self.mono.now()
             }
@@ -760,38 +760,19 @@ impl Cluster {
     /// and beside it writes changes nobody committed (a run's bookkeeping)
     /// as often, so a slow write never delays a renewal.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let flusher = {
-            let (me, mut stop) = (self.clone(), stop.clone());
-            async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(me.timing.tick()) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    if let Err(e) = me.flush().await {
-                        tracing::debug!(event = "shared_state_flush_failed", error = %e);
-                    }
-                }
+        // Beside the rounds: changes nobody committed, and old fire
+        // documents (a slow cleanup delays nothing).
+        self.every_tick(&stop, |me| async move {
+            if let Err(e) = me.flush().await {
+                tracing::debug!(event = "shared_state_flush_failed", error = %e);
             }
-        };
-        tokio::spawn(flusher);
-        // Old fire documents, apart: a slow delete by query delays nothing.
-        let cleaner = {
-            let (me, mut stop) = (self.clone(), stop.clone());
-            async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(me.timing.tick()) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    if let Err(e) = me.cleanup_fires().await {
-                        tracing::warn!(event = "fire_cleanup_failed", error = %e,
-                            "old fire documents stay until a later cleanup works");
-                    }
-                }
+        });
+        self.every_tick(&stop, |me| async move {
+            if let Err(e) = me.cleanup_fires().await {
+                tracing::warn!(event = "fire_cleanup_failed", error = %e,
+                    "old fire documents stay until a later cleanup works");
             }
-        };
-        tokio::spawn(cleaner);
+        });
         loop {
             let started = tokio::time::Instant::now();
             // Taken rules load beside the next rounds: a slow load must not
@@ -818,6 +799,24 @@ impl Cluster {
         }
     }
 
+    /// Spawns `f` every tick until `stop`.
+    fn every_tick<F, Fut>(self: &Arc<Self>, stop: &tokio::sync::watch::Receiver<bool>, f: F)
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let (me, mut stop) = (self.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(me.timing.tick()) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                f(me.clone()).await;
+            }
+        });
+    }
+
     /// The next round: a tick after the last one started, or, when a lease
     /// falls due before that, just before it (by the time a read takes), so
     /// that a takeover waits for no observation.
@@ -828,7 +827,7 @@ impl Cluster {
             (g.next_due, g.read_latency)
         };
         let Some(due) = due else { return regular };
-        let lead = (latency * 3 / 2).min(self.timing.tick() / 2);
+        let lead = (latency * 3 / 2).min(self.timing.tick());
         let wait = due.saturating_sub(self.mono.now()).saturating_sub(lead);
         regular.min(tokio::time::Instant::now() + wait)
     }

@@ -19,33 +19,7 @@ struct Member {
 }
 
 fn member(docs: &Arc<MemDocs>, id: &str, start: u64, rules: &[&str]) -> Member {
-    let clock = Arc::new(ManualMono::default());
-    // Hosts' clocks have nothing in common.
-    clock.advance(Duration::from_secs(start));
-    let c = Cluster::new(
-        docs.clone(),
-        clock.clone(),
-        id.to_owned(),
-        L,
-        PathBuf::from("/nonexistent/state"),
-        "memory".into(),
-    );
-    c.set_rules(
-        rules
-            .iter()
-            .map(|r| {
-                (
-                    (*r).to_owned(),
-                    Arc::new(AtomicBool::new(false)),
-                    *r == "amo",
-                )
-            })
-            .collect(),
-    );
-    Member {
-        c: Arc::new(c),
-        clock,
-    }
+    member_at(docs, id, start, rules, std::path::Path::new("/nonexistent"))
 }
 
 /// Every member ticks once, then every clock moves a tick on.
@@ -460,7 +434,8 @@ async fn the_broken_variant_lets_two_owners_act_at_once() {
     );
 }
 
-/// A member whose local location (silences mirror, ack requests) is `dir`.
+/// A member whose local location (silences mirror, ack requests) is in
+/// `dir`; rule `amo` is `at_most_once`.
 fn member_at(
     docs: &Arc<MemDocs>,
     id: &str,
@@ -469,6 +444,7 @@ fn member_at(
     dir: &std::path::Path,
 ) -> Member {
     let clock = Arc::new(ManualMono::default());
+    // Hosts' clocks have nothing in common.
     clock.advance(Duration::from_secs(start));
     let c = Cluster::new(
         docs.clone(),
@@ -481,7 +457,13 @@ fn member_at(
     c.set_rules(
         rules
             .iter()
-            .map(|r| ((*r).to_owned(), Arc::new(AtomicBool::new(false)), false))
+            .map(|r| {
+                (
+                    (*r).to_owned(),
+                    Arc::new(AtomicBool::new(false)),
+                    *r == "amo",
+                )
+            })
             .collect(),
     );
     Member {
