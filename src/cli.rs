@@ -304,7 +304,12 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
     if let Some(spec) = g.state.to_str().and_then(crate::cluster::StateSpec::parse) {
         let spec = spec.map_err(crate::cluster::open::OpenError::from)?;
         match &cli.command {
-            Command::Run(_) | Command::Check { .. } => {}
+            // Silences and acks are made in the shared state (see below).
+            Command::Run(_)
+            | Command::Check { .. }
+            | Command::Silence { .. }
+            | Command::Unsilence { .. }
+            | Command::Ack { .. } => {}
             Command::Status { json } => return shared_status(&g, &spec, *json).await,
             other => {
                 return Err(
@@ -356,7 +361,7 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
             max_retry_age,
         } => once(&g, concurrency, (search_batch, max_fold), max_retry_age).await,
         Command::Status { json } => status(&g, json),
-        Command::Ack { name, actions } => ack(&g, &name, &actions),
+        Command::Ack { name, actions } => ack(&g, &name, &actions).await,
         Command::Silence {
             name,
             key,
@@ -367,7 +372,7 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
             json,
         } => {
             if list {
-                silence_list(&g, json)
+                silence_list(&g, json).await
             } else {
                 silence(
                     &g,
@@ -377,9 +382,10 @@ pub async fn execute(cli: Cli) -> Result<u8, CliError> {
                     until,
                     reason,
                 )
+                .await
             }
         }
-        Command::Unsilence { id } => unsilence(&g, &id),
+        Command::Unsilence { id } => unsilence(&g, &id).await,
         Command::Run(args) => {
             let cfg = crate::daemon::DaemonConfig {
                 queries: g.queries.clone(),
@@ -1561,7 +1567,20 @@ async fn once(
     Ok(u8::from(failed > 0))
 }
 
-fn silence(
+/// With `--state es://…`: its documents, where silences and acks go.
+fn shared_docs(g: &Global) -> Result<Option<crate::cluster::docs::EsDocs>, CliError> {
+    let Some(spec) = g.state.to_str().and_then(crate::cluster::StateSpec::parse) else {
+        return Ok(None);
+    };
+    let spec = spec.map_err(crate::cluster::open::OpenError::from)?;
+    let creds = Credentials::load(&g.credentials)?;
+    let timeout = std::time::Duration::from_secs(10);
+    Ok(Some(crate::cluster::open::docs_for(
+        &spec, &creds, timeout,
+    )?))
+}
+
+async fn silence(
     g: &Global,
     name: &str,
     key: Option<String>,
@@ -1587,18 +1606,30 @@ fn silence(
             .with_timezone(&chrono::Utc),
         _ => return Err(bad("give --for DURATION or --until TIME".into())),
     };
-    let path = crate::silence::path_for(&g.state);
-    let id = crate::silence::add(&path, name, key, until, reason, now)
-        .map_err(|e| bad(e.to_string()))?;
+    let id = match shared_docs(g)? {
+        Some(docs) => crate::cluster::requests::add_silence(&docs, name, key, until, reason, now)
+            .await
+            .map_err(|e| bad(e.to_string()))?,
+        None => {
+            let path = crate::silence::path_for(&g.state);
+            crate::silence::add(&path, name, key, until, reason, now)
+                .map_err(|e| bad(e.to_string()))?
+        }
+    };
     println!("{id}");
     eprintln!("silenced {name} until {}", fmt_time(&until));
     Ok(0)
 }
 
-fn silence_list(g: &Global, json: bool) -> Result<u8, CliError> {
+async fn silence_list(g: &Global, json: bool) -> Result<u8, CliError> {
     let now = chrono::Utc::now();
-    let all = crate::silence::in_force(&crate::silence::path_for(&g.state), now)
-        .map_err(|e| CliError::Silence(e.to_string()))?;
+    let all = match shared_docs(g)? {
+        Some(docs) => crate::cluster::requests::silences_in_force(&docs, now)
+            .await
+            .map_err(|e| CliError::Silence(e.to_string()))?,
+        None => crate::silence::in_force(&crate::silence::path_for(&g.state), now)
+            .map_err(|e| CliError::Silence(e.to_string()))?,
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
         return Ok(0);
@@ -1619,10 +1650,15 @@ fn silence_list(g: &Global, json: bool) -> Result<u8, CliError> {
     Ok(0)
 }
 
-fn unsilence(g: &Global, id: &str) -> Result<u8, CliError> {
-    let path = crate::silence::path_for(&g.state);
-    let found = crate::silence::remove(&path, id, chrono::Utc::now())
-        .map_err(|e| CliError::Silence(e.to_string()))?;
+async fn unsilence(g: &Global, id: &str) -> Result<u8, CliError> {
+    let now = chrono::Utc::now();
+    let found = match shared_docs(g)? {
+        Some(docs) => crate::cluster::requests::end_silence(&docs, id, now)
+            .await
+            .map_err(|e| CliError::Silence(e.to_string()))?,
+        None => crate::silence::remove(&crate::silence::path_for(&g.state), id, now)
+            .map_err(|e| CliError::Silence(e.to_string()))?,
+    };
     if !found {
         return Err(CliError::Silence(format!(
             "no silence {id:?} in force; see `esalert silence --list`"
@@ -1632,7 +1668,7 @@ fn unsilence(g: &Global, id: &str) -> Result<u8, CliError> {
     Ok(0)
 }
 
-fn ack(g: &Global, name: &str, actions: &[String]) -> Result<u8, CliError> {
+async fn ack(g: &Global, name: &str, actions: &[String]) -> Result<u8, CliError> {
     let scripts = ScriptEngine::default();
     let alert = load_named(&g.queries, name, &scripts)?;
     let Some(w) = alert.watch() else {
@@ -1644,6 +1680,15 @@ fn ack(g: &Global, name: &str, actions: &[String]) -> Result<u8, CliError> {
         if !w.actions.iter().any(|x| &x.id == a) {
             return Err(CliError::Watch(format!("watch {name} has no action {a:?}")));
         }
+    }
+    if let Some(docs) = shared_docs(g)? {
+        crate::cluster::requests::request_ack(&docs, name, actions, chrono::Utc::now())
+            .await
+            .map_err(|e| CliError::Watch(e.to_string()))?;
+        eprintln!(
+            "ack: requested in the shared state; the instance that owns {name} applies it at its next run"
+        );
+        return Ok(0);
     }
     match Store::open(&g.state) {
         Ok(mut store) => {
@@ -1699,9 +1744,6 @@ fn command_name(c: &Command) -> &'static str {
     match c {
         Command::Test { .. } => "test",
         Command::Once { .. } => "once",
-        Command::Ack { .. } => "ack",
-        Command::Silence { .. } => "silence",
-        Command::Unsilence { .. } => "unsilence",
         _ => "this command",
     }
 }

@@ -87,17 +87,18 @@ pub enum SilenceError {
 /// The longest a silence may last.
 pub const MAX_SILENCE: chrono::Duration = chrono::Duration::days(365);
 
-/// Adds a silence of `rule` (or one `key` of it) until `until`, after
-/// checking that it ends in the future and within [`MAX_SILENCE`]; returns
-/// its id. The caller checks that the rule exists.
-pub fn add(
-    path: &Path,
+/// A new silence of `rule` (or one `key` of it) until `until`, after
+/// checking that it ends in the future and within [`MAX_SILENCE`], with an
+/// id distinct from those in `taken`. The caller checks that the rule
+/// exists.
+pub fn make(
+    taken: &[Silence],
     rule: &str,
     key: Option<String>,
     until: DateTime<Utc>,
     reason: Option<String>,
     now: DateTime<Utc>,
-) -> Result<String, SilenceError> {
+) -> Result<Silence, SilenceError> {
     if until <= now {
         return Err(SilenceError::Until(format!(
             "the silence would end at {}, which is not in the future",
@@ -109,17 +110,47 @@ pub fn add(
             "a silence may last at most 365 days".into(),
         ));
     }
+    Ok(Silence {
+        id: new_id(taken),
+        rule: rule.to_owned(),
+        key,
+        until,
+        reason,
+        created: now,
+    })
+}
+
+/// Adds a silence (see [`make`]) to the file; returns its id.
+pub fn add(
+    path: &Path,
+    rule: &str,
+    key: Option<String>,
+    until: DateTime<Utc>,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<String, SilenceError> {
+    make(&[], rule, key.clone(), until, reason.clone(), now)?;
     edit(path, now, |all| {
-        let id = new_id(all);
-        all.push(Silence {
-            id: id.clone(),
-            rule: rule.to_owned(),
-            key,
-            until,
-            reason,
-            created: now,
-        });
+        let s = make(all, rule, key, until, reason, now);
+        let id = s.as_ref().map(|s| s.id.clone()).unwrap_or_default();
+        all.extend(s);
         id
+    })
+}
+
+/// Replaces every silence in the file with `all` (a member of shared state
+/// mirrors the cluster's silences here, where the pipeline reads them).
+pub fn replace(path: &Path, all: Vec<Silence>, now: DateTime<Utc>) -> Result<(), SilenceError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| SilenceError::Io {
+            path: dir.to_owned(),
+            action: "cannot create the directory",
+            source,
+        })?;
+    }
+    edit(path, now, |mine| {
+        *mine = all;
+        mine.retain(|s| s.until > now);
     })
 }
 

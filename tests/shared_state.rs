@@ -6,8 +6,10 @@
 //! against a deliberately broken build of the safeguards, which it must
 //! catch.
 //!
-//! The chaos runs last 75 s each by default (CI wall time);
-//! `ESALERT_HA_CHAOS_SECS=180` runs the issue's three minutes. Without an
+//! The plain chaos run lasts CHAOS_SECS by default (CI wall time);
+//! `ESALERT_HA_CHAOS_SECS=180` runs the issue's three minutes. The run
+//! through the slow link is opt-in (`ESALERT_HA_CHAOS=1`, see
+//! `slow_chaos_enabled`). Without an
 //! engine the tests return early, except under CI.
 
 mod support;
@@ -88,7 +90,12 @@ impl Instance {
     }
 }
 
+/// Each alert's lease: owner, epoch, version (seq_no, primary term).
+type Leases = BTreeMap<String, (String, u64, (i64, i64))>;
+
 struct Fleet {
+    /// The index the alerts search (one document, matched by every run).
+    events: String,
     state: String,
     names: Vec<String>,
     hourly: Vec<String>,
@@ -115,7 +122,11 @@ impl Fleet {
             &events,
             json!({"properties": {"@timestamp": {"type": "date"}}}),
         );
-        es.bulk(&events, &[json!({"@timestamp": "2025-01-01T00:00:00Z"})]);
+        es.ok(
+            "PUT",
+            &format!("/{events}/_doc/only?refresh=true"),
+            Some(&json!({"@timestamp": "2025-01-01T00:00:00Z"})),
+        );
         let state = unique(tag);
         let smtp = (hour > 0).then(SmtpServer::start);
         let mut names = Vec::new();
@@ -167,6 +178,7 @@ impl Fleet {
             instances.push(inst);
         }
         Fleet {
+            events,
             state,
             names,
             hourly,
@@ -176,7 +188,7 @@ impl Fleet {
     }
 
     /// Each alert's lease document: owner, epoch, version.
-    fn leases(&self, es: &Engine) -> BTreeMap<String, (String, u64, (i64, i64))> {
+    fn leases(&self, es: &Engine) -> Leases {
         FleetView {
             state: self.state.clone(),
             names: self.names.clone(),
@@ -200,6 +212,48 @@ impl Fleet {
                 "not every alert owned within {within:?}: {l:?}"
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The owner of the first alert in `leases`: its member id, instance,
+    /// and the alerts it owns.
+    fn first_owner(&self, leases: &Leases) -> (String, usize, Vec<String>) {
+        let (member, _, _) = leases.values().next().unwrap().clone();
+        let i = self.by_member(&member).expect("owner is one of ours");
+        let theirs = leases
+            .iter()
+            .filter(|(_, (o, _, _))| *o == member)
+            .map(|(n, _)| n.clone())
+            .collect();
+        (member, i, theirs)
+    }
+
+    /// Waits until every alert of `theirs` has another owner than `gone`
+    /// and a higher epoch than in `before`, at most `bound` after `since`;
+    /// returns how long it took.
+    fn wait_moved(
+        &self,
+        es: &Engine,
+        before: &Leases,
+        gone: &str,
+        theirs: &[String],
+        since: Instant,
+        bound: Duration,
+    ) -> Duration {
+        loop {
+            let now = self.leases(es);
+            let moved = theirs.iter().all(|n| {
+                now.get(n)
+                    .is_some_and(|(o, e, _)| o != gone && !o.is_empty() && *e > before[n].1)
+            });
+            if moved {
+                return since.elapsed();
+            }
+            assert!(
+                since.elapsed() <= bound,
+                "{theirs:?} not taken over within {bound:?}: {now:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -372,13 +426,23 @@ fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
 /// lease, so a long silence is time nobody owned the alert.
 struct Watch {
     longest: Arc<Mutex<BTreeMap<String, Duration>>>,
+    /// Every silence longer than half the lease that ended: a takeover
+    /// (a live owner renews every third of the lease).
+    takeovers: Arc<Mutex<Vec<Duration>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watch {
-    fn start(fleet_state: String, names: Vec<String>, es: &'static Engine) -> Watch {
+    fn start(
+        fleet_state: String,
+        names: Vec<String>,
+        es: &'static Engine,
+        lease: Duration,
+    ) -> Watch {
         let longest: Arc<Mutex<BTreeMap<String, Duration>>> = Arc::default();
+        let takeovers: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let t = takeovers.clone();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (l, s) = (longest.clone(), stop.clone());
         let handle = std::thread::spawn(move || {
@@ -392,6 +456,9 @@ impl Watch {
                 for (name, (_, _, v)) in fleet.leases(es) {
                     let e = last.entry(name.clone()).or_insert((v, now));
                     if e.0 != v {
+                        if now - e.1 > lease / 2 {
+                            t.lock().unwrap().push(now - e.1);
+                        }
                         *e = (v, now);
                     }
                     let gap = now - e.1;
@@ -404,17 +471,20 @@ impl Watch {
         });
         Watch {
             longest,
+            takeovers,
             stop,
             handle: Some(handle),
         }
     }
 
-    fn finish(mut self) -> BTreeMap<String, Duration> {
+    fn finish(mut self) -> (BTreeMap<String, Duration>, Vec<Duration>) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
-        self.longest.lock().unwrap().clone()
+        let mut t = self.takeovers.lock().unwrap().clone();
+        t.sort();
+        (self.longest.lock().unwrap().clone(), t)
     }
 }
 
@@ -479,34 +549,10 @@ fn a_killed_instances_alerts_are_taken_over_within_two_leases() {
     // Let the hand-overs to preferred owners settle.
     std::thread::sleep(lease * 2);
     let before = fleet.leases(es);
-    let (victim_member, _, _) = before.values().next().unwrap().clone();
-    let victim = fleet
-        .by_member(&victim_member)
-        .expect("owner is one of ours");
-    let theirs: Vec<String> = before
-        .iter()
-        .filter(|(_, (o, _, _))| *o == victim_member)
-        .map(|(n, _)| n.clone())
-        .collect();
+    let (victim_member, victim, theirs) = fleet.first_owner(&before);
     let killed = Instant::now();
     fleet.instances[victim].kill9();
-    loop {
-        let now = fleet.leases(es);
-        let moved = theirs.iter().all(|n| {
-            now.get(n)
-                .is_some_and(|(o, e, _)| *o != victim_member && !o.is_empty() && *e > before[n].1)
-        });
-        if moved {
-            break;
-        }
-        assert!(
-            killed.elapsed() <= lease * 2,
-            "{theirs:?} not taken over within two leases ({:?}): {now:?}",
-            lease * 2
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let took = killed.elapsed();
+    let took = fleet.wait_moved(es, &before, &victim_member, &theirs, killed, lease * 2);
     // `esalert status` over the shared state names the new owners.
     let survivor = fleet.instances.iter().find(|i| i.daemon.is_some()).unwrap();
     let state = format!("es://{}", fleet.state);
@@ -592,15 +638,22 @@ fn range(rng: &mut u64, lo: u64, hi: u64) -> u64 {
     lo + support::proxy::rand(rng) % (hi - lo + 1)
 }
 
-/// Whether the chaos runs that must pass run here. They are opt-in
-/// (`ESALERT_HA_CHAOS=1`): in a CI run on a loaded 2-core machine the slow
-/// link's takeover once took 27.9 s against its 24.5 s bound, so issue 17
-/// stays open until takeovers are faster; the broken-build chaos (which
-/// must fail) and the kill, pause and unreachable tests always run.
-fn chaos_enabled(name: &str) -> bool {
+/// How long each chaos run that must pass lasts by default: the whole
+/// binary stays within 7 minutes on a loaded 2-core machine.
+const CHAOS_SECS: u64 = 90;
+
+/// Whether the chaos through the slow link runs here. Opt-in
+/// (`ESALERT_HA_CHAOS=1`): its median takeover is about 1.35 leases, but
+/// on a loaded 2-core machine, with the link saturating the instances
+/// (hundreds of overrun runs), one takeover in a run still takes up to
+/// 2.3 leases now and then, against the bound of 2 leases + 0.5 s (2 of 4
+/// runs in session 3). The plain chaos runs by default.
+fn slow_chaos_enabled() -> bool {
     let on = std::env::var("ESALERT_HA_CHAOS").is_ok_and(|v| v == "1");
     if !on {
-        eprintln!("\n*** {name}: NOT RUN (set ESALERT_HA_CHAOS=1; see chaos_enabled) ***\n");
+        eprintln!(
+            "\n*** chaos_through_a_slow_lossy_link: NOT RUN (set ESALERT_HA_CHAOS=1; see slow_chaos_enabled) ***\n"
+        );
     }
     on
 }
@@ -626,7 +679,7 @@ fn chaos(
 ) -> (Result<String, String>, Duration) {
     let mut fleet = Fleet::new(es, url, tag, 3, 15, 15, lease, extra);
     fleet.wait_all_owned(es, Duration::from_secs(90));
-    let watch = Watch::start(fleet.state.clone(), fleet.names.clone(), es);
+    let watch = Watch::start(fleet.state.clone(), fleet.names.clone(), es, lease);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -687,7 +740,14 @@ fn chaos(
     if let Some((i, _)) = stopped {
         fleet.instances[i].signal(libc::SIGCONT);
     }
-    // Quiet time: owed deliveries go out, leases settle.
+    // Quiet time: owed deliveries go out, leases settle. Nothing matches
+    // any more, so that an instance the slow link saturated drains its
+    // backlog rather than queueing new windows behind it.
+    es.ok(
+        "DELETE",
+        &format!("/{}/_doc/only?refresh=true", fleet.events),
+        None,
+    );
     std::thread::sleep(lease * 3);
     eprintln!("{tag}: what the instances logged:\n{}", fleet.summary());
     if let Ok(a) = std::env::var("ESALERT_HA_DIAG") {
@@ -703,8 +763,19 @@ fn chaos(
             eprintln!("{p:?}");
         }
     }
-    let longest = watch.finish();
+    let (longest, takeovers) = watch.finish();
     let worst = longest.values().copied().max().unwrap_or_default();
+    if let (Some(first), Some(last)) = (takeovers.first(), takeovers.last()) {
+        let in_leases = |d: &Duration| d.as_secs_f64() / lease.as_secs_f64();
+        eprintln!(
+            "{tag}: {} takeovers, lease {lease:?}: min {first:?} ({:.2} leases), median {:?} ({:.2}), max {last:?} ({:.2})",
+            takeovers.len(),
+            in_leases(first),
+            takeovers[takeovers.len() / 2],
+            in_leases(&takeovers[takeovers.len() / 2]),
+            in_leases(last)
+        );
+    }
     let verdict = fleet
         .verify((kills + stops) * 5)
         .map(|r| format!("{r}; {kills} kills, {stops} stops; longest unowned {worst:?}"))
@@ -749,14 +820,11 @@ fn chaos(
 
 #[test]
 fn chaos_three_instances_no_duplicates_no_gaps() {
-    if !chaos_enabled("chaos_three_instances_no_duplicates_no_gaps") {
-        return;
-    }
     let es = engine_or_return!();
     let _g = serial();
     let lease = Duration::from_secs(6);
     let report = passes(
-        chaos(es, &es.url, "chaos", chaos_secs(75), lease, &[]),
+        chaos(es, &es.url, "chaos", chaos_secs(CHAOS_SECS), lease, &[]),
         lease,
     );
     eprintln!("chaos: {report}");
@@ -775,7 +843,7 @@ fn passes((verdict, worst): (Result<String, String>, Duration), lease: Duration)
 
 #[test]
 fn chaos_through_a_slow_lossy_link() {
-    if !chaos_enabled("chaos_through_a_slow_lossy_link") {
+    if !slow_chaos_enabled() {
         return;
     }
     let es = engine_or_return!();
@@ -786,7 +854,7 @@ fn chaos_through_a_slow_lossy_link() {
     // over such a link would use.
     let lease = Duration::from_secs(12);
     let report = passes(
-        chaos(es, &proxy.url, "slow", chaos_secs(75), lease, &[]),
+        chaos(es, &proxy.url, "slow", chaos_secs(CHAOS_SECS), lease, &[]),
         lease,
     );
     eprintln!(
@@ -806,7 +874,8 @@ fn chaos_catches_a_broken_implementation() {
         es,
         &es.url,
         "broken",
-        40,
+        // Long enough for a few SIGSTOPs, whose wake-ups it must catch.
+        50,
         lease,
         &["--test-broken-shared-state"],
     );
@@ -860,4 +929,132 @@ fn an_unreachable_shared_state_fails_closed_and_says_so() {
         "{:#?}",
         d.lines()
     );
+}
+
+/// A silence made through one instance's shared state applies on the
+/// instance that owns the alert; owners delete fire documents older than
+/// the horizon and keep recent ones.
+#[test]
+fn a_silence_made_anywhere_applies_everywhere_and_old_fire_documents_go() {
+    let es = engine_or_return!();
+    let _g = serial();
+    let lease = Duration::from_secs(4);
+    let fleet = Fleet::new(es, &es.url, "silence", 2, 4, 0, lease, &[]);
+    fleet.wait_all_owned(es, Duration::from_secs(60));
+    std::thread::sleep(lease);
+    let state = fleet.state.clone();
+    let spec = format!("es://{state}");
+    // A fire document from long ago, as a dead owner would have left it.
+    let old = "fire:zero01::2025-01-01T00:00:00.000Z:slack";
+    es.ok(
+        "PUT",
+        &format!("/{state}/_doc/{old}?refresh=true"),
+        Some(
+            &json!({"rule": "zero01", "key": "", "matched_at": "2025-01-01T00:00:00.000Z",
+            "delivery": "slack", "owner": "gone", "epoch": 1, "status": "sent"}),
+        ),
+    );
+    let target = "zero00";
+    let owner_id = fleet.leases(es)[target].0.clone();
+    let owner = fleet.by_member(&owner_id).expect("owned by one of ours");
+    let other = 1 - owner;
+    // Made through the instance that does not own it.
+    let made = support::esalert_in(fleet.instances[other].project.path(), "pw")
+        .args([
+            "silence", target, "--for", "1h", "--reason", "ha test", "--state", &spec,
+        ])
+        .assert()
+        .success();
+    let id = String::from_utf8_lossy(&made.get_output().stdout)
+        .trim()
+        .to_owned();
+    assert!(!id.is_empty());
+    let owner_d = fleet.instances[owner].daemon.as_ref().unwrap();
+    owner_d.wait_line(
+        Duration::from_secs(15),
+        "the owner applies the silence",
+        |l| {
+            l.get("alert").map(String::as_str) == Some(target)
+                && support::daemon::has(l, "outcome", "silenced")
+        },
+    );
+    let count = |a: &str| fleet.posts().iter().filter(|p| p.1 == a).count();
+    let (t0, o0) = (count(target), count("zero02"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(target), t0, "{target} notified while silenced");
+    assert!(count("zero02") > o0, "the other alerts go on");
+    // Listed from either instance.
+    let listed = support::esalert_in(fleet.instances[owner].project.path(), "pw")
+        .args(["silence", "--list", "--json", "--state", &spec])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&listed.get_output().stdout).unwrap();
+    assert_eq!(v[0]["id"], json!(id), "{v}");
+    // Fire documents: the old one goes within a few cleanups, recent ones stay.
+    let start = Instant::now();
+    loop {
+        let (code, d) = es
+            .call("GET", &format!("/{state}/_doc/{old}"), None)
+            .unwrap();
+        if code == 404 || d["found"] == json!(false) {
+            break;
+        }
+        assert!(
+            start.elapsed() < lease * 6,
+            "the old fire document is still there: {d}\n{:?}",
+            fleet
+                .instances
+                .iter()
+                .flat_map(|i| support::log_lines(i.project.path()))
+                .filter(|l| l.get("event").is_some_and(|e| e.starts_with("fire_")))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let recent = es.ok(
+        "POST",
+        &format!("/{state}/_count"),
+        Some(&json!({"query": {"bool": {"filter": [
+            {"term": {"rule": "zero01"}}, {"range": {"matched_at": {"gte": "now-1h"}}}]}}})),
+    );
+    assert!(recent["count"].as_u64().unwrap_or(0) > 0, "{recent}");
+    let deleted = support::log_lines(
+        fleet.instances[fleet.by_member(&fleet.leases(es)["zero01"].0).unwrap()]
+            .project
+            .path(),
+    )
+    .iter()
+    .any(|l| support::daemon::has(l, "event", "fire_documents_deleted"));
+    assert!(deleted, "the owner logs what it deleted");
+}
+
+/// SIGTERM: the instance releases its leases as it stops, and the other
+/// takes its alerts over at its next round, far within the lease.
+#[test]
+fn a_clean_shutdown_hands_the_alerts_over_at_once() {
+    let es = engine_or_return!();
+    let _g = serial();
+    let lease = Duration::from_secs(8);
+    let mut fleet = Fleet::new(es, &es.url, "term", 2, 6, 0, lease, &[]);
+    fleet.wait_all_owned(es, Duration::from_secs(60));
+    // Both members live (the survivor has observed the victim's leases).
+    std::thread::sleep(lease / 2);
+    let before = fleet.leases(es);
+    let (victim_member, victim, theirs) = fleet.first_owner(&before);
+    let stopped = Instant::now();
+    fleet.instances[victim].signal(libc::SIGTERM);
+    let took = fleet.wait_moved(es, &before, &victim_member, &theirs, stopped, lease / 2);
+    let d = fleet.instances[victim].daemon.as_mut().unwrap();
+    assert!(d.wait_exit(Duration::from_secs(20)).success());
+    let released = d
+        .lines()
+        .into_iter()
+        .find(|l| support::daemon::has(l, "event", "leases_released"))
+        .expect("the stopping instance says it released its leases");
+    assert_eq!(
+        released["released"],
+        theirs.len().to_string(),
+        "{released:?}"
+    );
+    eprintln!("after SIGTERM, {theirs:?} taken over in {took:?} (lease {lease:?})");
 }

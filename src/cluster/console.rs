@@ -1,6 +1,9 @@
 //! What the console's Health page shows of the shared state: the live
 //! members and the leases this instance holds (each instance's console
-//! shows its own; `esalert status --state es://…` reads them all).
+//! shows its own; `esalert status --state es://…` reads them all), and
+//! its silences and acknowledgements, made in the shared state.
+
+use futures::future::BoxFuture;
 
 use super::Cluster;
 
@@ -55,5 +58,40 @@ impl crate::console::ClusterView for Cluster {
             .collect();
         rows.sort();
         rows
+    }
+
+    fn add_silence<'a>(
+        &'a self,
+        rule: &'a str,
+        key: Option<String>,
+        until: chrono::DateTime<chrono::Utc>,
+        reason: Option<String>,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let now = chrono::Utc::now();
+            super::requests::add_silence(self.docs.as_ref(), rule, key, until, reason, now)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn end_silence<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            super::requests::end_silence(self.docs.as_ref(), id, chrono::Utc::now())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn request_ack<'a>(
+        &'a self,
+        rule: &'a str,
+        actions: &'a [String],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            super::requests::request_ack(self.docs.as_ref(), rule, actions, chrono::Utc::now())
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }

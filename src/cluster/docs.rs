@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
@@ -44,6 +45,14 @@ pub trait DocStore: Send + Sync {
         &'a self,
         docs: &'a [(String, Value, Cond)],
     ) -> BoxFuture<'a, Result<Vec<Written>, DocError>>;
+    /// Deletes up to `max` fire documents of `rules` matched before
+    /// `before`; returns how many.
+    fn delete_old_fires<'a>(
+        &'a self,
+        rules: &'a [String],
+        before: DateTime<Utc>,
+        max: usize,
+    ) -> BoxFuture<'a, Result<u64, DocError>>;
     /// Requests made so far (for the load figure in BENCHMARKS.md).
     fn requests(&self) -> u64;
 }
@@ -95,23 +104,31 @@ impl EsDocs {
         &self.index
     }
 
-    /// Creates the index if missing.
+    /// Creates the index if missing. Once, at start: it may take longer
+    /// than a lease request (a busy cluster creating an index).
     pub async fn ensure_index(&self) -> Result<(), DocError> {
-        self.bounded(self.es.ensure_state_index(&self.index)).await
+        let slow = self.timeout.max(Duration::from_secs(10));
+        self.bounded_by(slow, self.es.ensure_state_index(&self.index))
+            .await
     }
 
     async fn bounded<T>(
         &self,
         f: impl std::future::Future<Output = Result<T, SearchError>>,
     ) -> Result<T, DocError> {
+        self.bounded_by(self.timeout, f).await
+    }
+
+    async fn bounded_by<T>(
+        &self,
+        timeout: Duration,
+        f: impl std::future::Future<Output = Result<T, SearchError>>,
+    ) -> Result<T, DocError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(self.timeout, f).await {
+        match tokio::time::timeout(timeout, f).await {
             Err(_) => Err(DocError::Unreachable {
                 index: self.index.clone(),
-                detail: format!(
-                    "no answer within {}",
-                    humantime::format_duration(self.timeout)
-                ),
+                detail: format!("no answer within {}", humantime::format_duration(timeout)),
             }),
             Ok(Err(e)) if e.is_unreachable() || e.is_transient() => Err(DocError::Unreachable {
                 index: self.index.clone(),
@@ -145,6 +162,28 @@ impl DocStore for EsDocs {
                 return Ok(Vec::new());
             }
             self.bounded(self.es.put_docs(&self.index, docs)).await
+        })
+    }
+
+    fn delete_old_fires<'a>(
+        &'a self,
+        rules: &'a [String],
+        before: DateTime<Utc>,
+        max: usize,
+    ) -> BoxFuture<'a, Result<u64, DocError>> {
+        Box::pin(async move {
+            if rules.is_empty() || max == 0 {
+                return Ok(0);
+            }
+            let before = crate::render::fmt_time(&before);
+            // Cleanup is never urgent, and a delete by query takes longer
+            // than a read by id.
+            let slow = self.timeout.max(Duration::from_secs(10));
+            self.bounded_by(
+                slow,
+                self.es.delete_old_fires(&self.index, rules, &before, max),
+            )
+            .await
         })
     }
 
@@ -298,6 +337,41 @@ impl DocStore for MemDocs {
                 Some(Fault::AppliedButTimedOut) => Err(Self::unreachable()),
                 _ => Ok(out),
             }
+        };
+        Box::pin(async move { r })
+    }
+
+    fn delete_old_fires<'a>(
+        &'a self,
+        rules: &'a [String],
+        before: DateTime<Utc>,
+        max: usize,
+    ) -> BoxFuture<'a, Result<u64, DocError>> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut g = self.lock();
+        let r = if g.down {
+            Err(Self::unreachable())
+        } else {
+            let old: Vec<String> = g
+                .docs
+                .iter()
+                .filter(|(id, (s, _))| {
+                    id.starts_with("fire:")
+                        && s["rule"]
+                            .as_str()
+                            .is_some_and(|r| rules.iter().any(|x| x == r))
+                        && s["matched_at"]
+                            .as_str()
+                            .and_then(|m| DateTime::parse_from_rfc3339(m).ok())
+                            .is_some_and(|m| m < before)
+                })
+                .map(|(id, _)| id.clone())
+                .take(max)
+                .collect();
+            for id in &old {
+                g.docs.remove(id);
+            }
+            Ok(old.len() as u64)
         };
         Box::pin(async move { r })
     }

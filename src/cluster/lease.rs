@@ -85,6 +85,23 @@ impl Timing {
     pub fn renew_every(&self) -> Duration {
         self.lease / 3
     }
+
+    /// How long a lease must stay unchanged before its successor takes it.
+    pub fn expiry(&self) -> Duration {
+        self.lease + self.margin
+    }
+
+    /// How long before any live member takes it: one observation later,
+    /// for when the successor is dead or views of who is alive differ.
+    pub fn abandoned(&self) -> Duration {
+        self.expiry() + self.tick()
+    }
+
+    /// How long a lease released by its owner waits for its preferred
+    /// member before any member takes it.
+    pub fn unclaimed(&self) -> Duration {
+        self.tick() * 2
+    }
 }
 
 /// Inputs of [`decide`] about one rule.
@@ -102,9 +119,11 @@ pub struct Situation<'a> {
     pub now: Duration,
     /// The preferred owner among live members.
     pub preferred: Option<&'a str>,
-    /// The preferred owner among live members other than the lease's
-    /// holder: who takes it once it expired (a holder that stopped
-    /// renewing may still look alive for a while).
+    /// Who takes it once it expired: the preferred among live members
+    /// other than the lease's holder that are settled (observed for a
+    /// lease and more, so their view of the lease is as old as anyone's)
+    /// and fresh (beat within two renewals: a member that just died may
+    /// look alive for a lease, and must not be waited for).
     pub successor: Option<&'a str>,
     /// Whether the rule is running or delivering here (no release then).
     pub busy: bool,
@@ -157,22 +176,44 @@ pub fn decide(s: &Situation<'_>, t: Timing) -> Step {
                 return Step::Take(Cond::Match(v), l.epoch);
             }
             let next = l.epoch.saturating_add(1);
-            if l.owner.is_empty() {
-                return if i_prefer {
-                    Step::Take(Cond::Match(v), next)
-                } else {
-                    Step::Wait
-                };
-            }
-            let unchanged = s.now.saturating_sub(s.view.since);
-            let expired = unchanged >= t.lease + t.margin;
-            // When views of who is alive differ, anyone takes it a little later.
-            let abandoned = unchanged >= t.lease + t.margin * 3;
-            if (expired && (i_prefer || s.successor == Some(s.me))) || abandoned {
-                Step::Take(Cond::Match(v), next)
-            } else {
-                Step::Wait
+            match due(s, &l, t) {
+                Some(at) if s.now >= at => Step::Take(Cond::Match(v), next),
+                _ => Step::Wait,
             }
         }
     }
+}
+
+/// When this member takes a lease it does not hold, if the document stays
+/// as read: at once when released and we are preferred (else a little
+/// later), at expiry when we are the successor, one observation later
+/// otherwise. Both are on our clock, from when we first saw this version;
+/// the owner stops acting a lease after it *sent* the renewal that made
+/// it, which was before we saw it.
+fn due(s: &Situation<'_>, l: &LeaseDoc, t: Timing) -> Option<Duration> {
+    if l.owner.is_empty() {
+        return Some(if s.preferred == Some(s.me) {
+            s.view.since
+        } else {
+            s.view.since + t.unclaimed()
+        });
+    }
+    if l.owner == s.me {
+        return None;
+    }
+    Some(if s.successor == Some(s.me) {
+        s.view.since + t.expiry()
+    } else {
+        s.view.since + t.abandoned()
+    })
+}
+
+/// When [`decide`] would next take a lease we wait on, if nothing changes:
+/// the lease loop wakes then instead of at its next observation.
+pub fn next_due(s: &Situation<'_>, t: Timing) -> Option<Duration> {
+    if s.held.is_some() {
+        return None;
+    }
+    let l = serde_json::from_value::<LeaseDoc>(s.doc?.source.clone()).ok()?;
+    due(s, &l, t).filter(|at| *at > s.now)
 }

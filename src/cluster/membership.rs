@@ -17,6 +17,8 @@ struct Seen {
     version: Option<DocVersion>,
     /// When this version was first seen, on the observer's clock.
     since: Duration,
+    /// When the member was first seen.
+    first: Duration,
 }
 
 /// The members as observed.
@@ -41,6 +43,7 @@ impl Members {
                     Seen {
                         version,
                         since: now,
+                        first: now,
                     },
                 );
             }
@@ -66,6 +69,44 @@ impl Members {
             out.push(me.to_owned());
             out.sort();
         }
+        out
+    }
+
+    /// Who may succeed an expired holder: live members seen for at least
+    /// `settled` (their view of a lease is as old as ours; a member that
+    /// just started sees every lease as new) whose document changed within
+    /// `fresh` (a member that just died looks alive for a lease, and must
+    /// not be waited for); `me` once we started `settled` ago. Falls back to
+    /// every live member when none qualifies.
+    pub fn candidates(
+        &self,
+        me: &str,
+        now: Duration,
+        t: super::lease::Timing,
+        started: Duration,
+    ) -> Vec<String> {
+        let settled = t.expiry();
+        let fresh = t.renew_every() * 2;
+        let mut out: Vec<String> = self
+            .seen
+            .iter()
+            .filter(|(id, s)| {
+                if *id == me {
+                    return false;
+                }
+                s.version.is_some()
+                    && now.saturating_sub(s.first) >= settled
+                    && now.saturating_sub(s.since) < fresh
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        if now.saturating_sub(started) >= settled {
+            out.push(me.to_owned());
+        }
+        if out.is_empty() {
+            return self.live(me, now, t.lease);
+        }
+        out.sort();
         out
     }
 

@@ -16,12 +16,15 @@
 //! every commit; a takeover first rewrites the state document with the new
 //! epoch, so a deposed owner's next write fails with 409.
 
+mod cleanup;
 mod console;
 pub mod docs;
 mod fence;
 pub mod lease;
+mod leave;
 pub mod membership;
 pub mod open;
+pub mod requests;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -161,6 +164,26 @@ struct Inner {
     last_renewal: Option<Duration>,
     /// Fire documents this member created, by id, with their version.
     fires: HashMap<String, DocVersion>,
+    /// When this member first reached the cluster (our clock).
+    started: Option<Duration>,
+    /// Rules taken whose state is being loaded: no lease step meanwhile.
+    loading: std::collections::HashSet<String>,
+    /// When the next lease we wait on falls due, if none changes.
+    next_due: Option<Duration>,
+    /// How long reads take, smoothed: the loop wakes that much before a
+    /// lease falls due.
+    read_latency: Duration,
+    /// Set once this member left (shutdown): no more rounds.
+    left: bool,
+    /// When old fire documents were last cleaned up.
+    last_cleanup: Option<Duration>,
+    /// How long fire documents are kept: the longest throttle period or
+    /// retry age of the rules loaded, and two leases.
+    fire_horizon: Duration,
+    /// The version of `silences` last mirrored (`Some(None)`: none there).
+    silences_seen: Option<Option<DocVersion>>,
+    /// Acknowledgement requests handed to the pipeline: id, watch.
+    acks_pending: HashMap<String, String>,
 }
 
 /// One member of the shared state: owner of some rules, observer of all.
@@ -171,6 +194,8 @@ pub struct Cluster {
     timing: Timing,
     inner: Mutex<Inner>,
     writing: tokio::sync::Mutex<()>,
+    /// Held through a round, so that leaving waits for the round in flight.
+    rounds: tokio::sync::Mutex<()>,
     /// Changes to held rules so far, and the count the last flush covered
     /// with its error (group commit).
     changes: std::sync::atomic::AtomicU64,
@@ -236,6 +261,7 @@ impl Cluster {
             timing: Timing::new(lease),
             inner: Mutex::new(Inner::default()),
             writing: tokio::sync::Mutex::new(()),
+            rounds: tokio::sync::Mutex::new(()),
             changes: std::sync::atomic::AtomicU64::new(0),
             flushed: Mutex::new((0, None)),
             location,
@@ -331,7 +357,17 @@ impl Cluster {
     /// over, load what was taken, and write back what changed. Errors mean
     /// the cluster was not reached; leases then lapse on their own.
     pub async fn tick(&self) -> Result<(), DocError> {
-        let r = self.tick_inner().await;
+        let r = match self.round(false).await {
+            Ok((taken, _)) if taken.is_empty() => Ok(()),
+            Ok((taken, sent_at)) => self.load_taken(&taken, sent_at).await,
+            Err(e) => Err(e),
+        };
+        self.note_reachable(&r);
+        r
+    }
+
+    /// Logs when the cluster stops or starts answering.
+    fn note_reachable(&self, r: &Result<(), DocError>) {
         let was = self.reachable.swap(r.is_ok(), Ordering::Relaxed);
         match (&r, was) {
             (Err(e), true) => tracing::error!(
@@ -347,10 +383,16 @@ impl Cluster {
             ),
             _ => {}
         }
-        r
     }
 
-    async fn tick_inner(&self) -> Result<(), DocError> {
+    /// One round; returns the rules taken (their state not loaded yet) and
+    /// when the take was sent. With `wait`, a lease falling due shortly
+    /// after the read is waited for and taken in this round.
+    async fn round(&self, wait: bool) -> Result<(Vec<(String, u64)>, Duration), DocError> {
+        let _round = self.rounds.lock().await;
+        if self.lock().left {
+            return Ok((Vec::new(), self.mono.now()));
+        }
         let t = self.timing;
         let broken = self.broken.load(Ordering::Relaxed);
         // One read: the registry, every registered member, every lease.
@@ -365,13 +407,34 @@ impl Cluster {
         }
         let member_count = ids.len();
         ids.extend(rules.iter().map(|r| doc_id("lease", &[r])));
+        let requests_at = ids.len();
+        ids.push(requests::SILENCES.to_owned());
+        ids.push(requests::ACKS.to_owned());
+        let asked = self.mono.now();
         let read = self.docs.mget(&ids).await?;
-        let now = self.mono.now();
+        // Versions are first seen when the read returns: no later than
+        // that were they written.
+        let seen = self.mono.now();
+        let due = {
+            let mut g = self.lock();
+            g.started.get_or_insert(seen);
+            let took = seen.saturating_sub(asked);
+            g.read_latency = (g.read_latency * 3 + took) / 4;
+            g.next_due.take()
+        };
+        let now = match due {
+            Some(d) if wait && d > seen && d - seen <= t.tick() => {
+                tokio::time::sleep(d - seen).await;
+                self.mono.now()
+            }
+            _ => seen,
+        };
         let mut writes: Vec<(String, Value, Cond)> = Vec::new();
         enum Kind {
             Beat,
             Registry,
             Lease(String, Step),
+            Acks,
         }
         let mut kinds = Vec::new();
 
@@ -385,15 +448,21 @@ impl Cluster {
             .filter_map(|v| v.as_str().map(str::to_owned))
             .collect();
         let live;
+        let mut work;
         {
             let mut g = self.lock();
             for (i, m) in registered.iter().enumerate() {
-                let doc = read.get(i + 1).cloned().flatten();
-                g.members.observe(m, doc.map(|d| d.version), now);
+                // A member that left (shut down) is gone at once.
+                let doc = read
+                    .get(i + 1)
+                    .cloned()
+                    .flatten()
+                    .filter(|d| d.source["left"] != json!(true));
+                g.members.observe(m, doc.map(|d| d.version), seen);
             }
             for m in &reg_ids {
                 if !registered.contains(m) {
-                    g.members.observe(m, None, now);
+                    g.members.observe(m, None, seen);
                 }
             }
             let dead = g.members.dead_for(&self.me, now, t.lease * 10);
@@ -440,10 +509,16 @@ impl Cluster {
             }
 
             // Leases.
+            let started = g.started.unwrap_or(seen);
+            let candidates = g.members.candidates(&self.me, now, t, started);
+            let mut next_due: Option<Duration> = None;
             for (i, rule) in rules.iter().enumerate() {
                 let doc = read.get(member_count + i).cloned().flatten();
-                let view = lease::observe(g.views.get(rule).copied(), doc.as_ref(), now);
+                let view = lease::observe(g.views.get(rule).copied(), doc.as_ref(), seen);
                 g.views.insert(rule.clone(), view);
+                if g.loading.contains(rule) {
+                    continue;
+                }
                 let held = g.held.get(rule).map(|h| h.epoch);
                 let busy = g
                     .held
@@ -455,30 +530,28 @@ impl Cluster {
                     .as_ref()
                     .and_then(|d| d.source["owner"].as_str())
                     .filter(|o| !o.is_empty() && *o != self.me.as_str());
-                let others: Vec<String> = match holder {
-                    Some(h) if pref == Some(h) => {
-                        live.iter().filter(|m| *m != h).cloned().collect()
-                    }
-                    _ => Vec::new(),
+                let not_holder = |m: &&String| Some(m.as_str()) != holder;
+                let mut others: Vec<String> =
+                    candidates.iter().filter(not_holder).cloned().collect();
+                if others.is_empty() {
+                    others = live.iter().filter(not_holder).cloned().collect();
+                }
+                let situation = lease::Situation {
+                    me: &self.me,
+                    held,
+                    doc: doc.as_ref(),
+                    view,
+                    now,
+                    preferred: pref,
+                    successor: membership::preferred(rule, &others),
+                    busy,
                 };
-                let successor = if others.is_empty() {
-                    pref
-                } else {
-                    membership::preferred(rule, &others)
-                };
-                let mut step = lease::decide(
-                    &lease::Situation {
-                        me: &self.me,
-                        held,
-                        doc: doc.as_ref(),
-                        view,
-                        now,
-                        preferred: pref,
-                        successor,
-                        busy,
-                    },
-                    t,
-                );
+                let mut step = lease::decide(&situation, t);
+                if step == Step::Wait
+                    && let Some(d) = lease::next_due(&situation, t)
+                {
+                    next_due = Some(next_due.map_or(d, |n| n.min(d)));
+                }
                 if broken {
                     step = broken_step(&self.me, held, doc.as_ref(), step);
                 }
@@ -533,7 +606,16 @@ impl Cluster {
                     kinds.push(Kind::Lease(rule.clone(), step));
                 }
             }
+            g.next_due = next_due;
+            let silences = read.get(requests_at).cloned().flatten();
+            let acks = read.get(requests_at + 1).cloned().flatten();
+            work = self.requests_work(&mut g, silences.as_ref(), acks.as_ref());
+            if let Some((src, c)) = work.acks_write.take() {
+                writes.push((requests::ACKS.to_owned(), src, c));
+                kinds.push(Kind::Acks);
+            }
         }
+        self.apply_requests_work(work);
         if broken {
             for w in &mut writes {
                 if let Some(Some(d)) = ids
@@ -590,20 +672,35 @@ impl Cluster {
                             h.releasing = false;
                         }
                     }
-                    (Step::Take(_, e), Written::Done(_)) => taken.push((rule.clone(), *e)),
+                    (Step::Take(_, e), Written::Done(_)) => {
+                        g.loading.insert(rule.clone());
+                        taken.push((rule.clone(), *e));
+                    }
                     // A conflict: the next read tells what happened.
                     _ => {}
                 }
             }
         }
-        if !taken.is_empty() {
-            self.load_taken(&taken, sent_at).await?;
-        }
-        Ok(())
+        Ok((taken, sent_at))
     }
 
-    /// Loads the state of rules just taken and claims it with our epoch.
+    /// Loads the state of rules just taken and claims it with our epoch;
+    /// until then (and if that fails) no lease step is taken for them, and
+    /// a failed load is retried from the lease document, which names us.
     async fn load_taken(&self, taken: &[(String, u64)], sent_at: Duration) -> Result<(), DocError> {
+        let r = self.load_taken_inner(taken, sent_at).await;
+        let mut g = self.lock();
+        for (rule, _) in taken {
+            g.loading.remove(rule);
+        }
+        r
+    }
+
+    async fn load_taken_inner(
+        &self,
+        taken: &[(String, u64)],
+        sent_at: Duration,
+    ) -> Result<(), DocError> {
         let ids: Vec<String> = taken.iter().map(|(r, _)| doc_id("state", &[r])).collect();
         let read = self.docs.mget(&ids).await?;
         let mut claims = Vec::new();
@@ -663,29 +760,76 @@ impl Cluster {
     /// and beside it writes changes nobody committed (a run's bookkeeping)
     /// as often, so a slow write never delays a renewal.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let flusher = {
-            let (me, mut stop) = (self.clone(), stop.clone());
-            async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(me.timing.tick()) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    if let Err(e) = me.flush().await {
-                        tracing::debug!(event = "shared_state_flush_failed", error = %e);
-                    }
-                }
+        // Beside the rounds: changes nobody committed, and old fire
+        // documents (a slow cleanup delays nothing).
+        self.every_tick(&stop, |me| async move {
+            if let Err(e) = me.flush().await {
+                tracing::debug!(event = "shared_state_flush_failed", error = %e);
             }
-        };
-        tokio::spawn(flusher);
+        });
+        self.every_tick(&stop, |me| async move {
+            if let Err(e) = me.cleanup_fires().await {
+                tracing::warn!(event = "fire_cleanup_failed", error = %e,
+                    "old fire documents stay until a later cleanup works");
+            }
+        });
         loop {
             let started = tokio::time::Instant::now();
-            let _ = self.tick().await;
+            // Taken rules load beside the next rounds: a slow load must not
+            // delay observing (and taking) other leases.
+            let r = match self.round(true).await {
+                Ok((taken, sent_at)) => {
+                    if !taken.is_empty() {
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = me.load_taken(&taken, sent_at).await {
+                                tracing::debug!(event = "shared_state_load_failed", error = %e);
+                            }
+                        });
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            self.note_reachable(&r);
             tokio::select! {
-                _ = tokio::time::sleep_until(started + self.timing.tick()) => {}
+                _ = tokio::time::sleep_until(self.wake_at(started)) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
+    }
+
+    /// Spawns `f` every tick until `stop`.
+    fn every_tick<F, Fut>(self: &Arc<Self>, stop: &tokio::sync::watch::Receiver<bool>, f: F)
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let (me, mut stop) = (self.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(me.timing.tick()) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                f(me.clone()).await;
+            }
+        });
+    }
+
+    /// The next round: a tick after the last one started, or, when a lease
+    /// falls due before that, just before it (by the time a read takes), so
+    /// that a takeover waits for no observation.
+    fn wake_at(&self, started: tokio::time::Instant) -> tokio::time::Instant {
+        let regular = started + self.timing.tick();
+        let (due, latency) = {
+            let g = self.lock();
+            (g.next_due, g.read_latency)
+        };
+        let Some(due) = due else { return regular };
+        let lead = (latency * 3 / 2).min(self.timing.tick());
+        let wait = due.saturating_sub(self.mono.now()).saturating_sub(lead);
+        regular.min(tokio::time::Instant::now() + wait)
     }
 }
 

@@ -19,33 +19,7 @@ struct Member {
 }
 
 fn member(docs: &Arc<MemDocs>, id: &str, start: u64, rules: &[&str]) -> Member {
-    let clock = Arc::new(ManualMono::default());
-    // Hosts' clocks have nothing in common.
-    clock.advance(Duration::from_secs(start));
-    let c = Cluster::new(
-        docs.clone(),
-        clock.clone(),
-        id.to_owned(),
-        L,
-        PathBuf::from("/nonexistent/state"),
-        "memory".into(),
-    );
-    c.set_rules(
-        rules
-            .iter()
-            .map(|r| {
-                (
-                    (*r).to_owned(),
-                    Arc::new(AtomicBool::new(false)),
-                    *r == "amo",
-                )
-            })
-            .collect(),
-    );
-    Member {
-        c: Arc::new(c),
-        clock,
-    }
+    member_at(docs, id, start, rules, std::path::Path::new("/nonexistent"))
 }
 
 /// Every member ticks once, then every clock moves a tick on.
@@ -416,6 +390,7 @@ async fn load_per_minute_per_thousand_alerts() {
             }
             let _ = m.c.tick().await;
             sb.commit().await.unwrap();
+            m.c.cleanup_fires().await.unwrap();
             m.clock.advance(tick);
         }
     }
@@ -457,4 +432,212 @@ async fn the_broken_variant_lets_two_owners_act_at_once() {
         "{:?}",
         docs.peek("lease:r")
     );
+}
+
+/// A member whose local location (silences mirror, ack requests) is in
+/// `dir`; rule `amo` is `at_most_once`.
+fn member_at(
+    docs: &Arc<MemDocs>,
+    id: &str,
+    start: u64,
+    rules: &[&str],
+    dir: &std::path::Path,
+) -> Member {
+    let clock = Arc::new(ManualMono::default());
+    // Hosts' clocks have nothing in common.
+    clock.advance(Duration::from_secs(start));
+    let c = Cluster::new(
+        docs.clone(),
+        clock.clone(),
+        id.to_owned(),
+        L,
+        dir.join("state"),
+        "memory".into(),
+    );
+    c.set_rules(
+        rules
+            .iter()
+            .map(|r| {
+                (
+                    (*r).to_owned(),
+                    Arc::new(AtomicBool::new(false)),
+                    *r == "amo",
+                )
+            })
+            .collect(),
+    );
+    Member {
+        c: Arc::new(c),
+        clock,
+    }
+}
+
+/// A member restarted just before its predecessor's leases expire must
+/// not be waited for: a settled member takes them at expiry, well within
+/// 1.5 leases of the last renewal.
+#[tokio::test]
+async fn a_just_restarted_member_does_not_delay_a_takeover() {
+    let docs = Arc::new(MemDocs::new());
+    let a = member(&docs, "a", 5, &RULES);
+    let b = member(&docs, "b", 777, &RULES);
+    for _ in 0..6 {
+        round(&[&a, &b]).await;
+    }
+    let a_rules = a.c.held();
+    assert!(!a_rules.is_empty());
+    // a dies right after renewing; "a2" (a restarted) joins a lease later.
+    let mut waited = Duration::ZERO;
+    let mut a2: Option<Member> = None;
+    while !a_rules
+        .iter()
+        .all(|r| b.c.owns(r) || a2.as_ref().is_some_and(|m| m.c.owns(r)))
+    {
+        if waited >= L && a2.is_none() {
+            a2 = Some(member(&docs, "a2", 31, &RULES));
+        }
+        let _ = b.c.tick().await;
+        if let Some(m) = &a2 {
+            let _ = m.c.tick().await;
+            m.clock.advance(L / 12);
+        }
+        b.clock.advance(L / 12);
+        waited += L / 12;
+        assert!(
+            waited <= L * 4 / 3 + L / 12,
+            "not taken over within {:?}: {:?}",
+            L * 4 / 3,
+            b.c.held()
+        );
+    }
+    eprintln!("taken over {waited:?} after a stopped (lease {L:?})");
+}
+
+#[tokio::test]
+async fn the_loop_wakes_when_a_lease_falls_due() {
+    let docs = Arc::new(MemDocs::new());
+    let a = member(&docs, "a", 5, &["r"]);
+    let b = member(&docs, "b", 9, &["r"]);
+    for _ in 0..4 {
+        round(&[&a, &b]).await;
+    }
+    let other = if a.c.owns("r") { &b } else { &a };
+    assert!(!other.c.owns("r"));
+    let due = other.c.lock().next_due;
+    let at = due.expect("the lease it waits on has a due time");
+    let seen = other.c.lock().views["r"].since;
+    assert!(
+        at > seen && at <= seen + other.c.timing().abandoned(),
+        "{at:?} {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn leaving_hands_the_leases_over_at_once() {
+    let docs = Arc::new(MemDocs::new());
+    let a = member(&docs, "a", 5, &RULES);
+    let b = member(&docs, "b", 777, &RULES);
+    settle_on_preferred(&a, &b, 6).await;
+    let a_rules = a.c.held();
+    assert!(!a_rules.is_empty());
+    assert_eq!(a.c.leave().await, a_rules.len());
+    assert!(a.c.held().is_empty() && a_rules.iter().all(|r| !a.c.owns(r)));
+    for r in &a_rules {
+        assert_eq!(lease_of(&docs, r).owner, "", "{r} released");
+    }
+    // b's very next round takes them all: a is gone, b preferred.
+    b.clock.advance(L / 6);
+    b.c.tick().await.unwrap();
+    for r in &a_rules {
+        assert!(b.c.owns(r), "{r} not taken over at once");
+        assert_eq!(
+            lease_of(&docs, r).epoch,
+            2,
+            "{r}: a takeover raises the epoch"
+        );
+    }
+    // a no longer takes part.
+    a.c.tick().await.unwrap();
+    assert!(a.c.held().is_empty());
+}
+
+#[tokio::test]
+async fn old_fire_documents_are_deleted_by_their_owner() {
+    let docs = Arc::new(MemDocs::new());
+    let a = member(&docs, "a", 5, &["r"]);
+    round(&[&a]).await;
+    let old = fire("r");
+    let new = FireId {
+        matched_at: Utc::now(),
+        ..fire("r")
+    };
+    for f in [&old, &new] {
+        assert_eq!(a.c.fence(f).await, Fence::Go);
+        a.c.fired(f, true).await;
+    }
+    let fires = |d: &MemDocs| {
+        d.ids()
+            .into_iter()
+            .filter(|i| i.starts_with("fire:"))
+            .count()
+    };
+    assert_eq!(fires(&docs), 2);
+    assert_eq!(a.c.cleanup_fires().await.unwrap(), 1, "the 2025 one only");
+    assert_eq!(fires(&docs), 1);
+    // Bounded in time: not again before two leases.
+    let before = docs.requests();
+    assert_eq!(a.c.cleanup_fires().await.unwrap(), 0);
+    assert_eq!(docs.requests(), before, "no request");
+    a.clock.advance(L * 2);
+    assert_eq!(a.c.cleanup_fires().await.unwrap(), 0);
+    assert_eq!(docs.requests(), before + 1);
+    assert!(a.c.fire_horizon() >= Duration::from_secs(24 * 3600));
+}
+
+#[tokio::test]
+async fn silences_and_acks_made_in_the_shared_state_reach_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = Arc::new(MemDocs::new());
+    let a = member_at(&docs, "a", 5, &["w"], dir.path());
+    round(&[&a]).await;
+    assert!(a.c.owns("w"));
+    let now = Utc::now();
+    let until = now + chrono::Duration::hours(1);
+    let id = requests::add_silence(docs.as_ref(), "w", None, until, Some("maint".into()), now)
+        .await
+        .unwrap();
+    // Expired or not, a silence must end in the future.
+    assert!(
+        requests::add_silence(docs.as_ref(), "w", None, now, None, now)
+            .await
+            .is_err()
+    );
+    round(&[&a]).await;
+    let mirror = crate::silence::path_for(&dir.path().join("state"));
+    let local = crate::silence::in_force(&mirror, now).unwrap();
+    assert_eq!(local.len(), 1, "mirrored for the pipeline");
+    assert_eq!(local[0].id, id);
+    assert!(
+        requests::end_silence(docs.as_ref(), &id, now)
+            .await
+            .unwrap()
+    );
+    round(&[&a]).await;
+    assert!(crate::silence::in_force(&mirror, now).unwrap().is_empty());
+
+    requests::request_ack(docs.as_ref(), "w", &["page".into()], now)
+        .await
+        .unwrap();
+    round(&[&a]).await;
+    let file = crate::watcher::ack_request_path(&dir.path().join("state"), "w");
+    assert_eq!(
+        crate::watcher::take_ack_request(&file),
+        Some(vec!["page".to_owned()])
+    );
+    // The run applied it and its state was written: the request is done.
+    let sb: &dyn StateBackend = a.c.as_ref();
+    sb.update_rule("w", |st| st.consecutive_failures = 0);
+    sb.commit().await.unwrap();
+    round(&[&a]).await;
+    let left = docs.peek(requests::ACKS).unwrap();
+    assert_eq!(left["requests"], serde_json::json!([]), "{left}");
 }

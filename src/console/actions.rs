@@ -80,8 +80,13 @@ async fn perform(
             };
             let key = field(f, "key").map(str::to_owned);
             let reason = field(f, "reason").map(str::to_owned);
-            let id = crate::silence::add(&silences, name, key.clone(), until, reason, now)
-                .map_err(|e| bad(e.to_string()))?;
+            // Shared state: the silence is made there, for every instance.
+            let id = match &c.cluster {
+                Some(cl) => cl.add_silence(name, key.clone(), until, reason).await,
+                None => crate::silence::add(&silences, name, key.clone(), until, reason, now)
+                    .map_err(|e| e.to_string()),
+            }
+            .map_err(bad)?;
             tracing::info!(event = "console_action", who, action, alert = name, silence = id.as_str(), key = key.as_deref().unwrap_or(""), until = %fmt_time(&until));
             Ok(
                 json!({"action": action, "alert": name, "silence": id, "until": fmt_time(&until),
@@ -94,9 +99,13 @@ async fn perform(
                 .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
                 .iter()
                 .any(|s| s.id == id && s.rule == name);
-            if !mine
-                || !crate::silence::remove(&silences, id, now).map_err(|e| bad(e.to_string()))?
-            {
+            let removed = match &c.cluster {
+                Some(cl) if mine => cl.end_silence(id).await,
+                _ if mine => crate::silence::remove(&silences, id, now).map_err(|e| e.to_string()),
+                _ => Ok(false),
+            }
+            .map_err(bad)?;
+            if !removed {
                 return Err((
                     StatusCode::NOT_FOUND,
                     format!("no silence {id:?} of {name} is in force"),
@@ -125,6 +134,22 @@ async fn perform(
                 .collect();
             if let Some(a) = ids.iter().find(|a| !w.actions.iter().any(|x| &x.id == *a)) {
                 return Err(bad(format!("watch {name} has no action {a:?}")));
+            }
+            // Shared state: the watch's owner (maybe another instance)
+            // applies it at the watch's next run.
+            if let Some(cl) = &c.cluster {
+                cl.request_ack(name, &ids)
+                    .await
+                    .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))?;
+                tracing::info!(
+                    event = "console_action",
+                    who,
+                    action,
+                    alert = name,
+                    requested = ids.join(",")
+                );
+                return Ok(json!({"action": action, "alert": name, "acked": [],
+                    "message": format!("acknowledgement requested: the instance that owns {name} applies it at its next run")}));
             }
             let acked = c
                 .store()

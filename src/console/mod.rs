@@ -169,6 +169,27 @@ pub trait ClusterView: Send + Sync {
     fn members(&self) -> Vec<(String, String)>;
     /// `(rule, owner and expiry)` rows.
     fn leases(&self) -> Vec<(String, String)>;
+    /// Adds a silence to the shared state (every instance applies it);
+    /// its id.
+    fn add_silence<'a>(
+        &'a self,
+        rule: &'a str,
+        key: Option<String>,
+        until: DateTime<Utc>,
+        reason: Option<String>,
+    ) -> futures::future::BoxFuture<'a, Result<String, String>>;
+    /// Ends a shared silence; false when none by that id is in force.
+    fn end_silence<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<bool, String>>;
+    /// Asks the watch's owner to acknowledge `actions` (all when empty)
+    /// at its next run.
+    fn request_ack<'a>(
+        &'a self,
+        rule: &'a str,
+        actions: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<(), String>>;
 }
 
 /// Cached `alerts.log` last errors, by the file's length and mtime.

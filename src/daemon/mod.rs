@@ -260,6 +260,7 @@ pub async fn run_with_clock(
                 cfg.broken_shared_state,
             )
             .await?;
+            c.set_fire_horizon(cfg.settings.max_retry_age);
             (c.clone() as Arc<dyn StateBackend>, None, Some(c))
         }
         None => {
@@ -332,7 +333,12 @@ pub async fn run_with_clock(
             crate::console::Paths {
                 queries: cfg.queries.clone(),
                 credentials: cfg.credentials.clone(),
-                state: cfg.state.clone(),
+                // Shared state: silences are mirrored beside the local location.
+                state: if cluster.is_some() {
+                    store.location()
+                } else {
+                    cfg.state.clone()
+                },
                 log_dir: cfg.log_dir.clone(),
             },
             &creds,
@@ -663,10 +669,15 @@ pub async fn run_with_clock(
         inflight.abort_all();
     }
     let _ = stop_tx.send(true);
-    match &file {
-        Some(f) => f.flush_now().await?,
-        None => store.commit().await?,
+    let flushed = match &file {
+        Some(f) => f.flush_now().await,
+        None => store.commit().await,
+    };
+    // Shared state: hand the leases back, so others take over at once.
+    if let Some(c) = &cluster {
+        c.leave().await;
     }
+    flushed?;
     tracing::info!(
         event = "stopped",
         version = env!("CARGO_PKG_VERSION"),

@@ -75,11 +75,15 @@ impl EsClient {
     }
 
     /// Creates `index` for shared state unless it exists: one shard,
-    /// nothing indexed (documents are only ever read by id).
+    /// nothing indexed but what finds old fire documents to delete
+    /// (documents are only ever read by id). An index made before those
+    /// fields were indexed gets them added (if the user may; else the
+    /// cleanup finds nothing, and nothing else changes).
     pub async fn ensure_state_index(&self, index: &str) -> Result<(), SearchError> {
+        let properties = json!({"rule": {"type": "keyword"}, "matched_at": {"type": "date"}});
         let body = json!({
             "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
-            "mappings": {"dynamic": false, "properties": {}}
+            "mappings": {"dynamic": false, "properties": properties}
         });
         let url = format!("{}/{}", self.base, utf8_percent_encode(index, INDEX));
         match self.request(reqwest::Method::PUT, &url, &[], &body).await {
@@ -87,10 +91,62 @@ impl EsClient {
             Err(SearchError::Request { kind, .. })
                 if kind == "resource_already_exists_exception" =>
             {
+                let url = self.doc_url(index, "_mapping");
+                let body = json!({"properties": properties});
+                if let Err(e) = self.request(reqwest::Method::PUT, &url, &[], &body).await {
+                    // Only the cleanup of old fire documents needs it.
+                    tracing::warn!(event = "state_mapping_not_updated", index, error = %e,
+                        "old fire documents in this index are not cleaned up; give the user `manage` on it");
+                }
                 Ok(())
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Deletes up to `max` fire documents of `rules` whose match is older
+    /// than `before` (RFC 3339), each only at the version found; returns
+    /// how many. Cleanup only: it finds them through the search index, and
+    /// what a refresh has not shown yet is left for the next time. (Not
+    /// `_delete_by_query`: a node without the reindex module lacks it.)
+    pub async fn delete_old_fires(
+        &self,
+        index: &str,
+        rules: &[String],
+        before: &str,
+        max: usize,
+    ) -> Result<u64, SearchError> {
+        let url = self.doc_url(index, "_search");
+        let body = json!({"size": max, "_source": false, "seq_no_primary_term": true,
+        "query": {"bool": {"filter": [
+            {"terms": {"rule": rules}},
+            {"range": {"matched_at": {"lt": before}}}
+        ]}}});
+        let r = self
+            .request(reqwest::Method::POST, &url, &[], &body)
+            .await?;
+        let mut nd = String::new();
+        let mut n = 0u64;
+        for hit in r.response["hits"]["hits"].as_array().into_iter().flatten() {
+            let (Some(id), Some(v)) = (hit["_id"].as_str(), version_of(hit)) else {
+                continue;
+            };
+            let meta = json!({"delete": {"_index": index, "_id": id,
+                "if_seq_no": v.seq_no, "if_primary_term": v.primary_term}});
+            nd.push_str(&meta.to_string());
+            nd.push('\n');
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let r = self.post_bulk(nd).await?;
+        Ok(r.response["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["delete"]["status"].as_u64() == Some(200))
+            .count() as u64)
     }
 
     /// Reads documents by id, in real time; `None` for each one missing.
