@@ -150,8 +150,10 @@ mod tests {
 
     #[test]
     fn objects_and_arrays_have_no_spare_room() {
-        let v = from_slice(br#"{"hits":[{"event":{"code":"4624"}},{"event":{"code":"4625"}},{"a":1}]}"#)
-            .unwrap();
+        let v = from_slice(
+            br#"{"hits":[{"event":{"code":"4624"}},{"event":{"code":"4625"}},{"a":1}]}"#,
+        )
+        .unwrap();
         let hits = v["hits"].as_array().unwrap();
         assert_eq!(hits.capacity(), 3);
     }
