@@ -11,7 +11,9 @@
 //! search answer or `created`, accepts Slack webhook posts on
 //! `/hooks/...` at most R a second (429 with `Retry-After: 1` above that),
 //! and reports `{"requests", "searches", "msearches", "writeback",
-//! "connections", "slack", "slack_429"}` on `GET /_stats`. The STATS port
+//! "connections", "slack", "slack_429", "pass_start_ms", "last_search_ms"}`
+//! on `GET /_stats` (the last two: Unix milliseconds of the first search
+//! after five seconds without any, and of the latest). The STATS port
 //! serves the same `/_stats` on connections that are not counted, so a
 //! benchmark can poll without changing the connection count it reports.
 //!
@@ -42,20 +44,37 @@ struct Counters {
     connections: AtomicU64,
     slack: AtomicU64,
     slack_429: AtomicU64,
+    /// Unix milliseconds of the latest search, and of the first one after
+    /// five seconds without any: a pass's start and (so far) end.
+    last_search_ms: AtomicU64,
+    pass_start_ms: AtomicU64,
 }
 
 impl Counters {
+    fn searched(&self, n: u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.last_search_ms.swap(now, Ordering::Relaxed);
+        if now.saturating_sub(last) > 5000 {
+            self.pass_start_ms.store(now, Ordering::Relaxed);
+        }
+        self.searches.fetch_add(n, Ordering::Relaxed);
+    }
+
     fn json(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "{{\"requests\":{},\"searches\":{},\"msearches\":{},\"writeback\":{},\"connections\":{},\"slack\":{},\"slack_429\":{}}}",
+            "{{\"requests\":{},\"searches\":{},\"msearches\":{},\"writeback\":{},\"connections\":{},\"slack\":{},\"slack_429\":{},\"pass_start_ms\":{},\"last_search_ms\":{}}}",
             g(&self.requests),
             g(&self.searches),
             g(&self.msearches),
             g(&self.writeback),
             g(&self.connections),
             g(&self.slack),
-            g(&self.slack_429)
+            g(&self.slack_429),
+            g(&self.pass_start_ms),
+            g(&self.last_search_ms)
         )
     }
 }
@@ -102,7 +121,10 @@ fn main() {
             .replace("\"value\":0", &format!("\"value\":{total}"))
             .into(),
     };
-    assert!(response.starts_with('{'), "the response must be a JSON object");
+    assert!(
+        response.starts_with('{'),
+        "the response must be a JSON object"
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -119,7 +141,10 @@ fn main() {
             .await
             .expect("bind");
         println!("PORT {}", listener.local_addr().expect("addr").port());
-        println!("STATS {}", stats_listener.local_addr().expect("addr").port());
+        println!(
+            "STATS {}",
+            stats_listener.local_addr().expect("addr").port()
+        );
         let stats = {
             let n = n.clone();
             axum::routing::get(move || {
@@ -173,7 +198,7 @@ fn main() {
                             .count();
                         let searches = lines / 2;
                         n.msearches.fetch_add(1, Ordering::Relaxed);
-                        n.searches.fetch_add(searches as u64, Ordering::Relaxed);
+                        n.searched(searches as u64);
                         if latency > 0 {
                             tokio::time::sleep(Duration::from_millis(latency)).await;
                         }
@@ -188,7 +213,7 @@ fn main() {
                             CREATED.to_owned()
                         }
                     } else if path.ends_with("/_search") {
-                        n.searches.fetch_add(1, Ordering::Relaxed);
+                        n.searched(1);
                         if latency > 0 {
                             tokio::time::sleep(Duration::from_millis(latency)).await;
                         }

@@ -11,7 +11,8 @@ most of the time.
 The driver samples the tool's /proc (user+sys CPU, VmRSS, VmHWM) and the
 stand-in's counters (on its uncounted stats port) every 20 ms, and derives:
 
-- pass wall time: from the first search of the second pass to its N-th;
+- pass wall time: from the first search of the second pass to its N-th,
+  as the stand-in received them;
 - CPU per evaluation: the tool's CPU over that pass (from 0.1 s before
   its first search to 0.5 s after its last) / N;
 - idle CPU: CPU over the samples at least 2 s away from any search
@@ -247,7 +248,14 @@ class Run:
         i0 = first(n + 1)
         i1 = first(2 * n)
         t0, t1 = smp[i0][0] - POLL, smp[i1][0]
-        c0 = next(x[1] for x in reversed(smp[: i0 + 1]) if x[0] <= t0 - 0.1) if i0 > 0 else smp[0][1]
+        # The stand-in's clock is exact where the polls are not: the pass
+        # started with the first search after a gap, and ended with the
+        # latest search when the N-th was counted.
+        start = smp[i0][4]["pass_start_ms"] / 1000.0
+        if t0 - 1.0 <= start <= t0 + POLL:
+            t0 = start
+        t1 = min(t1, smp[i1][4]["last_search_ms"] / 1000.0)
+        c0 = next((x[1] for x in reversed(smp[: i0 + 1]) if x[0] <= t0 - 0.1), smp[0][1])
         c1 = next((x[1] for x in smp[i1:] if x[0] >= t1 + 0.5), smp[-1][1])
         p1 = first(n)
         last = smp[-1]
@@ -304,6 +312,8 @@ def ratio(e, a):
     if e == 0:
         return "∞" if a else "="
     r = a / e
+    if r < 0.1:
+        return "< 0.1×"
     return f"{r:,.0f}×" if r >= 10 else f"{r:.1f}×"
 
 
