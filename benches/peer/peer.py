@@ -357,6 +357,10 @@ def main():
     p.add_argument("--json", help="also write every run's figures here")
     p.add_argument("--keep", action="store_true", help="keep each run's directory")
     args = p.parse_args()
+    # The tools run in their own directories (not resolving the venv's link).
+    args.esalert, args.standin, args.elastalert_python = (
+        os.path.abspath(x) for x in (args.esalert, args.standin, args.elastalert_python)
+    )
     ns = [int(x) for x in args.n.replace(",", " ").split()]
     results = []
     for run in range(args.runs):
