@@ -181,7 +181,12 @@ class Run:
             write_elastalert(self.dir, n, self.port)
             cmd = [args.elastalert_python, "-m", "elastalert.elastalert", "--config", "config.yaml"]
         self.started = time.time()
-        self.proc = subprocess.Popen(cmd, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            self.proc = subprocess.Popen(cmd, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT)
+        except OSError:
+            self.standin.kill()
+            self.standin.wait()
+            raise
         self.samples = []  # (t, cpu, rss_kb, hwm_kb, stats)
 
     def sample(self):
