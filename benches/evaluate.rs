@@ -147,7 +147,8 @@ fn cases() -> Vec<(&'static str, Alert, Vec<u8>)> {
 }
 
 fn evaluate(a: &Alert, scripts: &ScriptEngine, bytes: &[u8]) -> engine::Evaluation {
-    let v: std::sync::Arc<Value> = std::sync::Arc::new(serde_json::from_slice(bytes).unwrap());
+    let v: std::sync::Arc<Value> =
+        std::sync::Arc::new(esalert::search::parse::from_slice(bytes).unwrap());
     let now = chrono::Utc::now();
     let e = engine::evaluate_shared(a, scripts, &v, now, engine::default_window(a, now), false)
         .unwrap();
@@ -184,11 +185,12 @@ fn bench(c: &mut Criterion) {
     }
     // Each step alone, on the 1 MB case, to see which dominates.
     let (_, a, bytes) = cases().remove(1);
-    let v: std::sync::Arc<Value> = std::sync::Arc::new(serde_json::from_slice(&bytes).unwrap());
+    let v: std::sync::Arc<Value> =
+        std::sync::Arc::new(esalert::search::parse::from_slice(&bytes).unwrap());
     let now = chrono::Utc::now();
     let mut g = c.benchmark_group("steps_1mb");
     g.bench_function("parse", |b| {
-        b.iter(|| serde_json::from_slice::<Value>(&bytes).unwrap())
+        b.iter(|| esalert::search::parse::from_slice(&bytes).unwrap())
     });
     g.bench_function("condition", |b| {
         let cond = &a.native().unwrap().condition;

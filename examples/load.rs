@@ -103,7 +103,7 @@ fn stats(port: u16) -> (u64, u64) {
     let json = &body[body.find('{').unwrap()..];
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
     (
-        v["requests"].as_u64().unwrap(),
+        v["searches"].as_u64().unwrap(),
         v["connections"].as_u64().unwrap(),
     )
 }
@@ -261,7 +261,7 @@ fn run(a: &Args) -> serde_json::Value {
         let since = |t: f64| ((t - start) * 1000.0).round() / 1000.0;
         let (mut searches_s, mut email_s, mut slack_s) = (None, None, None);
         // Counters are cumulative: an earlier tick may have run already.
-        let (req0, slack0) = (stat(port, "requests"), stat(port, "slack"));
+        let (req0, slack0) = (stat(port, "searches"), stat(port, "slack"));
         let deadline = Instant::now() + Duration::from_secs(600);
         let mails = || {
             std::fs::read_dir(&mail_dir)
@@ -280,7 +280,7 @@ fn run(a: &Args) -> serde_json::Value {
                 .duration_since(UNIX_EPOCH)
                 .unwrap()
                 .as_secs_f64();
-            if searches_s.is_none() && stat(port, "requests") >= req0 + a.alerts as u64 {
+            if searches_s.is_none() && stat(port, "searches") >= req0 + a.alerts as u64 {
                 searches_s = Some(since(now));
             }
             if email_s.is_none() && mails() >= mail0 + a.alerts {

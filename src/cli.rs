@@ -959,7 +959,7 @@ fn read_response(path: &Path) -> Result<Value, CliError> {
         pos: None,
         message: format!("cannot read saved response: {e}"),
     })?;
-    serde_json::from_str(&text).map_err(|e| CliError::Response {
+    crate::search::parse::from_slice(text.as_bytes()).map_err(|e| CliError::Response {
         path: path.to_owned(),
         pos: Some(Position {
             line: e.line(),
@@ -1052,7 +1052,7 @@ async fn test(
         stored::prefetch_logged(&c.elasticsearch, &g.queries).await;
     }
     let rule = load_named(&g.queries, name, &scripts)?;
-    let saved = response.map(read_response).transpose()?;
+    let saved = response.map(read_response).transpose()?.map(Arc::new);
     let creds = if saved.is_none() || send {
         Some(Credentials::load(&g.credentials)?)
     } else {

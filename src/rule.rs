@@ -193,8 +193,9 @@ pub struct EvalContext<'a> {
     pub scheduled: DateTime<Utc>,
     /// The time range to search.
     pub window: Window,
-    /// A saved response that stands for every search (`test --response`).
-    pub saved: Option<&'a Value>,
+    /// A saved response that stands for every search (`test --response`),
+    /// shared so that templates read it without a copy.
+    pub saved: Option<&'a std::sync::Arc<Value>>,
     /// What the rule body asked to remember at its last successful run
     /// (stateful rule types: known terms, previous counts).
     pub memory: Option<&'a Value>,

@@ -66,14 +66,9 @@ impl RuleBody for NativeAlert {
     ) -> BoxFuture<'a, Result<Evaluated, EvalError>> {
         Box::pin(async move {
             let eval = match cx.saved {
-                Some(resp) => crate::engine::evaluate_shared(
-                    rule,
-                    cx.scripts,
-                    &Arc::new(resp.clone()),
-                    cx.now,
-                    cx.window,
-                    true,
-                ),
+                Some(resp) => {
+                    crate::engine::evaluate_shared(rule, cx.scripts, resp, cx.now, cx.window, true)
+                }
                 None => {
                     crate::engine::search_and_evaluate(
                         rule, cx.es, cx.scripts, cx.now, cx.window, true,

@@ -568,7 +568,7 @@ pub async fn dry_run(
     rule: &Alert,
     es: &EsClient,
     scripts: &ScriptEngine,
-    saved: Option<&serde_json::Value>,
+    saved: Option<&std::sync::Arc<serde_json::Value>>,
     state: Option<&crate::throttle::AlertState>,
     now: DateTime<Utc>,
 ) -> Result<Evaluated, crate::rule::EvalError> {

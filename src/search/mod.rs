@@ -20,6 +20,7 @@ use crate::net::{ReadError, read_capped, redirect_location};
 pub mod batch;
 mod docs;
 pub mod fold;
+pub mod parse;
 pub use docs::{Cond, Doc, DocVersion, Written};
 
 /// Characters escaped in an index pattern. `*` and `,` keep their meaning;
@@ -717,7 +718,7 @@ impl EsClient {
         if !status.is_success() {
             return Err(status_error(status, &body));
         }
-        let response: Value = serde_json::from_slice(&body).map_err(|e| SearchError::NotJson {
+        let response = parse::from_slice(&body).map_err(|e| SearchError::NotJson {
             status: status.as_u16(),
             detail: e.to_string(),
             snippet: snippet(&body),

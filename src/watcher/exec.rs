@@ -169,7 +169,7 @@ async fn search(
         return Err(invalid(format!("search body: {reason}")));
     }
     if let Some(saved) = env.saved {
-        return Ok(extract(req, saved.clone()));
+        return Ok(extract(req, Value::clone(saved)));
     }
     let search = env.es.search_with(&indices, &params, &body);
     let result = match req.timeout {
@@ -610,7 +610,7 @@ pub async fn evaluate(
     let wctx = WatchCtx::new(&watch.id, &watch.metadata, now, scheduled);
     // A saved response stands for the input, whatever its type.
     let payload = match cx.saved {
-        Some(v) => v.clone(),
+        Some(v) => Value::clone(v),
         None => run_input(watch, cx, &watch.input, json!({}), now, scheduled).await?,
     };
     let input_payload = payload.clone();

@@ -188,7 +188,7 @@ pub async fn run(
     body: Value,
 ) -> Result<(Value, u64), EvalError> {
     if let Some(saved) = cx.saved {
-        return Ok((saved.clone(), 0));
+        return Ok((Value::clone(saved), 0));
     }
     let r = cx
         .es
