@@ -65,7 +65,7 @@ pub(super) async fn evaluate(
         return (rule.body.evaluate(rule, cx).await, false);
     };
     if !(f.needs_search)(count) {
-        let response = crate::search::fold::counted(count);
+        let response = std::sync::Arc::new(crate::search::fold::counted(count));
         let by_count = EvalContext {
             es: cx.es,
             http: cx.http,
