@@ -19,6 +19,16 @@
 //! window starts just before them and ends at the tick, so every run
 //! searches all D documents, as rules over the last minutes of a live index do.
 //!
+//! `ESALERT_COST_SPAN=24h` (or `<n>h`, `<n>m`, `<n>s`; default `10m`, the
+//! above) spreads the timestamps over that span instead, a live index, and
+//! puts the documents the rules look for (matches and near misses) in its
+//! last minute; every rule's window is then one minute long, from `t0` − 1 min
+//! (the store's `last_window_end`) to the tick, so a search selects the last
+//! minute's documents, as a one-minute window ending at the tick does on a
+//! live index. (A reused data set's window also covers the time since `t0`,
+//! which holds no documents.) Its data set is kept under its own directory,
+//! `v<version>-<D>-span<S>s/`.
+//!
 //! Default (CI): D = 100,000, N = 200. Full form:
 //! `ESALERT_COST_DOCS=1000000 ESALERT_COST_RULES=1000` (benches/cluster_cost.sh).
 //! ElastAlert's column needs its venv (target/elastalert2-venv, as .ci/run
@@ -44,8 +54,11 @@ use support::{Project, log_lines, repo};
 const DATA_VERSION: u32 = 3;
 const SEED: u64 = 19;
 const INDEX: &str = "proc-cost";
-/// The documents' timestamps lie in this span before the data set's `t0`.
+/// The documents' timestamps lie in this span before the data set's `t0`
+/// unless `ESALERT_COST_SPAN` says otherwise.
 const SPAN_S: i64 = 600;
+/// With a longer span, a rule's window: the last minute before `t0`.
+const WINDOW_S: i64 = 60;
 /// Rules are drawn from this many; every 25th (4 %) has documents to match.
 const RULE_SPACE: usize = 10_000;
 const WRITEBACK: &str = "elastalert_cost";
@@ -57,6 +70,26 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
         .unwrap_or(default)
+}
+
+/// `ESALERT_COST_SPAN` in seconds (`24h`, `90m`, `600s` or `600`), else `SPAN_S`.
+fn span_s() -> i64 {
+    let Ok(v) = std::env::var("ESALERT_COST_SPAN") else {
+        return SPAN_S;
+    };
+    let v = v.trim();
+    let (num, unit) = match v.char_indices().last() {
+        Some((k, 'h')) => (&v[..k], 3600),
+        Some((k, 'm')) => (&v[..k], 60),
+        Some((k, 's')) => (&v[..k], 1),
+        _ => (v, 1),
+    };
+    let s = num
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|&s| s >= SPAN_S);
+    s.unwrap_or_else(|| panic!("ESALERT_COST_SPAN={v}: a span of at least 10m, like 24h"))
 }
 
 /// Whether rule `i` has documents that match it.
@@ -242,11 +275,23 @@ fn event(
     })
 }
 
-/// Document `j` of the data set (`t0` its end).
-fn document(j: usize, docs: usize, planted: &[(usize, bool)], t0: DateTime<Utc>) -> Value {
+/// Document `j` of the data set (`t0` its end, `span` seconds long).
+fn document(
+    j: usize,
+    docs: usize,
+    planted: &[(usize, bool)],
+    t0: DateTime<Utc>,
+    span: i64,
+) -> Value {
     let mut r = Rng::new(SEED.wrapping_mul(0x1_0000_0001) ^ j as u64);
-    let offset_ms = (j as i64 * SPAN_S * 1000) / docs.max(1) as i64;
-    let at = t0 - chrono::Duration::milliseconds(SPAN_S * 1000 - offset_ms);
+    let offset_ms = (j as i64 * span * 1000) / docs.max(1) as i64;
+    let mut at = t0 - chrono::Duration::milliseconds(span * 1000 - offset_ms);
+    if span > SPAN_S && j < planted.len() {
+        // A live index: what the rules look for lies in their one-minute
+        // window, spread over its first 50 s.
+        let k = (j as i64 * 50_000) / planted.len() as i64;
+        at = t0 - chrono::Duration::milliseconds((WINDOW_S - 1) * 1000 - k);
+    }
     let user = format!("user{:04}", r.below(2000));
     if let Some(&(i, hit)) = planted.get(j) {
         let d = rule(i);
@@ -345,10 +390,10 @@ fn document(j: usize, docs: usize, planted: &[(usize, bool)], t0: DateTime<Utc>)
     event(&mut r, at, name, parent, &user, line)
 }
 
-fn mappings(docs: usize, t0: DateTime<Utc>, complete: bool) -> Value {
+fn mappings(docs: usize, span: i64, t0: DateTime<Utc>, complete: bool) -> Value {
     let kw = json!({"type": "keyword"});
     json!({
-        "_meta": {"version": DATA_VERSION, "seed": SEED, "docs": docs, "t0": ts(t0), "complete": complete},
+        "_meta": {"version": DATA_VERSION, "seed": SEED, "docs": docs, "span_s": span, "t0": ts(t0), "complete": complete},
         "dynamic": "strict",
         "properties": {
             "@timestamp": {"type": "date"},
@@ -376,7 +421,7 @@ fn ok(es: &Engine, method: &str, path: &str, body: Option<&Value>) -> Value {
 
 /// The data set's `t0`, indexing it first unless the node already holds it
 /// (indexed less than 300 days ago: the windows reach back to it).
-fn data_set(es: &Engine, docs: usize) -> (DateTime<Utc>, Duration) {
+fn data_set(es: &Engine, docs: usize, span: i64) -> (DateTime<Utc>, Duration) {
     if let Ok((200, m)) = es.call("GET", &format!("/{INDEX}/_mapping"), None) {
         let meta = &m[INDEX]["mappings"]["_meta"];
         let count = es
@@ -386,6 +431,8 @@ fn data_set(es: &Engine, docs: usize) -> (DateTime<Utc>, Duration) {
         if meta["version"] == json!(DATA_VERSION)
             && meta["seed"] == json!(SEED)
             && meta["docs"] == json!(docs)
+            // Data sets before the span was a setting spanned 10 minutes.
+            && meta["span_s"].as_i64().unwrap_or(SPAN_S) == span
             && meta["complete"] == json!(true)
             && count == Some(docs as u64)
             && let Some(t0) = meta["t0"]
@@ -408,7 +455,7 @@ fn data_set(es: &Engine, docs: usize) -> (DateTime<Utc>, Duration) {
         &format!("/{INDEX}"),
         Some(&json!({
             "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "-1"},
-            "mappings": mappings(docs, t0, false)
+            "mappings": mappings(docs, span, t0, false)
         })),
     );
     let planted = Arc::new(planted());
@@ -427,7 +474,7 @@ fn data_set(es: &Engine, docs: usize) -> (DateTime<Utc>, Duration) {
                     for j in from..(from + BULK).min(docs) {
                         // Its own id: a retried bulk overwrites, never duplicates.
                         nd.push_str(&format!("{{\"index\":{{\"_id\":\"{j}\"}}}}\n"));
-                        nd.push_str(&document(j, docs, &planted, t0).to_string());
+                        nd.push_str(&document(j, docs, &planted, t0, span).to_string());
                         nd.push('\n');
                     }
                     bulk(es, nd.into_bytes());
@@ -450,7 +497,7 @@ fn data_set(es: &Engine, docs: usize) -> (DateTime<Utc>, Duration) {
     );
     let count = ok(es, "GET", &format!("/{INDEX}/_count"), None);
     assert_eq!(count["count"], json!(docs), "{count}");
-    let mut complete = mappings(docs, t0, true);
+    let mut complete = mappings(docs, span, t0, true);
     complete.as_object_mut().unwrap().remove("dynamic");
     ok(es, "PUT", &format!("/{INDEX}/_mapping"), Some(&complete));
     (t0, started.elapsed())
@@ -774,10 +821,16 @@ fn one_tick_of_many_rules_costs_the_cluster_less_batched_and_folded() {
     let docs = env_usize("ESALERT_COST_DOCS", 100_000);
     let n = env_usize("ESALERT_COST_RULES", 200).min(RULE_SPACE);
     let full = docs >= 1_000_000;
+    let span = span_s();
     let started = Instant::now();
     let python = elastalert_python();
-    let home =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-cost/v{DATA_VERSION}-{docs}"));
+    // Each span's data set in its own node directory.
+    let key = if span == SPAN_S {
+        format!("v{DATA_VERSION}-{docs}")
+    } else {
+        format!("v{DATA_VERSION}-{docs}-span{span}s")
+    };
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-cost/{key}"));
     let shared = std::env::var("ESALERT_TEST_ES_URL").is_ok_and(|u| !u.is_empty());
     let own = if shared {
         None
@@ -804,8 +857,13 @@ fn one_tick_of_many_rules_costs_the_cluster_less_batched_and_folded() {
         },
     };
     let node_up = started.elapsed();
-    let (t0, indexing) = data_set(es, docs);
-    let start = t0 - chrono::Duration::seconds(SPAN_S + 1);
+    let (t0, indexing) = data_set(es, docs, span);
+    // Every document, or with a longer span the last minute's.
+    let start = if span == SPAN_S {
+        t0 - chrono::Duration::seconds(SPAN_S + 1)
+    } else {
+        t0 - chrono::Duration::seconds(WINDOW_S)
+    };
     let pid = node_pid(es);
     let folding = folding_built();
     let off_args: &[&str] = if folding {
@@ -849,7 +907,8 @@ fn one_tick_of_many_rules_costs_the_cluster_less_batched_and_folded() {
     }
     let off = &runs[1];
     let report = format!(
-        "\ncluster cost: {n} rules, {docs} documents ({} {}; node up in {:.1} s, {}; node idle {idle} ms CPU/s; folding {})\n\n{}",
+        "\ncluster cost: {n} rules, {docs} documents over {span} s, windows from t0 − {} s to the tick ({} {}; node up in {:.1} s, {}; node idle {idle} ms CPU/s; folding {})\n\n{}",
+        (t0 - start).num_seconds(),
         es.distribution,
         es.version,
         node_up.as_secs_f64(),
