@@ -171,11 +171,16 @@ fn is_change(kind: &notify::EventKind) -> bool {
 /// Watches `dir` and sends a unit on every change, coalesced by the channel.
 fn watch(
     dir: &std::path::Path,
+    only: Option<std::ffi::OsString>,
     tx: tokio::sync::mpsc::Sender<()>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|e| is_change(&e.kind)) {
+        let Ok(e) = res else { return };
+        let ours = only
+            .as_ref()
+            .is_none_or(|f| e.paths.iter().any(|p| p.file_name() == Some(f.as_os_str())));
+        if ours && is_change(&e.kind) {
             let _ = tx.try_send(());
         }
     })
@@ -187,6 +192,28 @@ fn watch(
         .map_err(|e| tracing::warn!(event = "watch_unavailable", error = %e, "relying on periodic rescans"))
         .ok()?;
     Some(w)
+}
+
+/// A watcher of elastalert.yaml when it lies outside `queries/` (its
+/// changes reload the ElastAlert rules, and the backstop rescan may be an
+/// hour away); `None` when there is none to watch, or the queries watcher
+/// sees it already.
+fn watch_globals(
+    queries: &std::path::Path,
+    tx: tokio::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    let file = crate::frontends::elastalert::globals::path()?;
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    };
+    if same(&parent, queries) {
+        return None;
+    }
+    watch(&parent, file.file_name().map(|f| f.to_owned()), tx)
 }
 
 /// A stable offset in `[0, spread)` for an alert, from its name.
@@ -320,7 +347,8 @@ pub async fn run_with_clock(
     metrics.tick();
 
     let (fs_tx, mut fs_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let _watcher = watch(&cfg.queries, fs_tx);
+    let _globals_watcher = watch_globals(&cfg.queries, fs_tx.clone());
+    let _watcher = watch(&cfg.queries, None, fs_tx);
     let rescan_every = backstop::period(&cfg.queries, cfg.rescan, _watcher.is_some());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
