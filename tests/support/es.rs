@@ -286,7 +286,13 @@ fn reply_for(s: &mut State, recorded: Recorded, method: &Method, path: &str) -> 
 /// responder, else the default), its `hits.total` the bucket's count. A
 /// filter answered with an error fails the whole search, as a bad query
 /// does on Elasticsearch; a partial answer makes it partial.
+/// Recognised by `track_total_hits: false`, which folds always set.
 fn filters_agg(s: &State, recorded: &Recorded) -> Option<Reply> {
+    // Only esalert's folds (no total asked for): other clients' `filters`
+    // aggregations (ElastAlert's percentage_match) go to the responder.
+    if recorded.body.get("track_total_hits") != Some(&Value::Bool(false)) {
+        return None;
+    }
     let aggs = recorded
         .body
         .get("aggs")
