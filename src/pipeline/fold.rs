@@ -67,15 +67,8 @@ pub(super) async fn evaluate(
     if !(f.needs_search)(count) {
         let response = std::sync::Arc::new(crate::search::fold::counted(count));
         let by_count = EvalContext {
-            es: cx.es,
-            http: cx.http,
-            scripts: cx.scripts,
-            now: cx.now,
-            scheduled: cx.scheduled,
-            window: cx.window,
             saved: Some(&response),
-            memory: cx.memory,
-            suppressed: cx.suppressed,
+            ..*cx
         };
         if let Ok(mut eval) = rule.body.evaluate(rule, &by_count).await
             && !eval.matched

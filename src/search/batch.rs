@@ -254,8 +254,9 @@ async fn send(client: &EsClient, mut jobs: Vec<Job>, solo: &Solo) {
         }
         Ok(r) => r.response,
     };
-    let items = match answers.get("responses").and_then(Value::as_array) {
-        Some(items) if items.len() == jobs.len() => items.clone(),
+    let mut answers = answers;
+    let items = match answers.get_mut("responses") {
+        Some(Value::Array(items)) if items.len() == jobs.len() => std::mem::take(items),
         _ => {
             let e = SearchError::NotJson {
                 status: 200,
@@ -301,7 +302,7 @@ async fn send(client: &EsClient, mut jobs: Vec<Job>, solo: &Solo) {
                 }
                 e => Err(e),
             }
-        } else if serde_json::to_vec(&item).map_or(0, |b| b.len() as u64) > j.cap.bytes() {
+        } else if longer_than(&item, j.cap.bytes()) {
             Err(SearchError::TooLarge { cap: j.cap })
         } else {
             Ok(SearchResult {
@@ -317,5 +318,35 @@ async fn send(client: &EsClient, mut jobs: Vec<Job>, solo: &Solo) {
             .search_retrying(j.alert.as_deref(), &j.indices, &j.body, Some(j.cap))
             .await;
         let _ = j.reply.send(r);
+    }
+}
+
+/// Whether `v` as JSON is longer than `cap` bytes: counted as it is
+/// written, without a copy, and given up as soon as it is.
+fn longer_than(v: &Value, cap: u64) -> bool {
+    struct Count(u64, u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(data.len() as u64);
+            if self.0 > self.1 {
+                return Err(std::io::Error::other("over the cap"));
+            }
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Count(0, cap), v).is_err()
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn lengths_are_those_of_the_json_text() {
+        let v = serde_json::json!({"a": 1});
+        assert_eq!(v.to_string().len(), 7);
+        assert!(!super::longer_than(&v, 7));
+        assert!(super::longer_than(&v, 6));
     }
 }
