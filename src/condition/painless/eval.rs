@@ -326,6 +326,26 @@ fn div0() -> Ex {
     Ex::new("ArithmeticException", "/ by zero")
 }
 
+/// Java's `int` or `long` arithmetic on `x` and `y`: wrapping, and an
+/// `ArithmeticException` on division by zero.
+macro_rules! integral {
+    ($op:expr, $x:expr, $y:expr, $what:literal) => {{
+        let (x, y) = ($x, $y);
+        match $op {
+            BinOp::Add => x.wrapping_add(y),
+            BinOp::Sub => x.wrapping_sub(y),
+            BinOp::Mul => x.wrapping_mul(y),
+            BinOp::Div | BinOp::Rem if y == 0 => return Err(div0()),
+            BinOp::Div => x.wrapping_div(y),
+            BinOp::Rem => x.wrapping_rem(y),
+            BinOp::BitAnd => x & y,
+            BinOp::BitOr => x | y,
+            BinOp::BitXor => x ^ y,
+            _ => return Err(Ex::cce($what)),
+        }
+    }};
+}
+
 /// Arithmetic on two numbers, with Java's promotion, wrapping and errors.
 pub fn arith<'a>(op: BinOp, a: N, b: N) -> Result<V<'a>, Ex> {
     let rank = a.rank().max(b.rank());
@@ -334,52 +354,9 @@ pub fn arith<'a>(op: BinOp, a: N, b: N) -> Result<V<'a>, Ex> {
             let (N::I(x), N::I(y)) = (a, b) else {
                 return Err(Ex::cce("bad int operands"));
             };
-            V::Int(match op {
-                BinOp::Add => x.wrapping_add(y),
-                BinOp::Sub => x.wrapping_sub(y),
-                BinOp::Mul => x.wrapping_mul(y),
-                BinOp::Div => {
-                    if y == 0 {
-                        return Err(div0());
-                    }
-                    x.wrapping_div(y)
-                }
-                BinOp::Rem => {
-                    if y == 0 {
-                        return Err(div0());
-                    }
-                    x.wrapping_rem(y)
-                }
-                BinOp::BitAnd => x & y,
-                BinOp::BitOr => x | y,
-                BinOp::BitXor => x ^ y,
-                _ => return Err(Ex::cce("bad int operator")),
-            })
+            V::Int(integral!(op, x, y, "bad int operator"))
         }
-        1 => {
-            let (x, y) = (a.i64(), b.i64());
-            V::Long(match op {
-                BinOp::Add => x.wrapping_add(y),
-                BinOp::Sub => x.wrapping_sub(y),
-                BinOp::Mul => x.wrapping_mul(y),
-                BinOp::Div => {
-                    if y == 0 {
-                        return Err(div0());
-                    }
-                    x.wrapping_div(y)
-                }
-                BinOp::Rem => {
-                    if y == 0 {
-                        return Err(div0());
-                    }
-                    x.wrapping_rem(y)
-                }
-                BinOp::BitAnd => x & y,
-                BinOp::BitOr => x | y,
-                BinOp::BitXor => x ^ y,
-                _ => return Err(Ex::cce("bad long operator")),
-            })
-        }
+        1 => V::Long(integral!(op, a.i64(), b.i64(), "bad long operator")),
         _ => {
             let (x, y) = (a.f64(), b.f64());
             let r = match op {
